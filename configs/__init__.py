@@ -1,0 +1,1 @@
+"""Setup YAML files shipped with micropl (package data)."""

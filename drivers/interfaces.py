@@ -1,0 +1,374 @@
+"""Instrument roles as small structural protocols, and the records they produce.
+
+Every instrument micropl drives — real, simulated or replayed — satisfies one of
+the :class:`typing.Protocol` classes below. Acquisition code talks only to these
+protocols, so a script written against the simulated setup runs unchanged on
+the real one.
+
+Conventions
+-----------
+* Units are in the names: ``_nm``, ``_ev``, ``_s``, ``_ps``, ``_hz``, ``_um``,
+  ``_c`` (degrees Celsius), ``_percent``.
+* Time tags are int64 picoseconds with a uint8 channel number.
+* Records are frozen dataclasses holding numpy arrays. They are the only things
+  that flow between layers.
+* Drivers enforce limits: an out-of-range value raises :class:`LimitError`
+  before anything is sent to the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "InstrumentError",
+    "LimitError",
+    "InstrumentTimeout",
+    "MissingExtraError",
+    "Clock",
+    "Grating",
+    "Frame",
+    "Spectrum",
+    "TagChunk",
+    "MapLine",
+    "Laser",
+    "Spectrograph",
+    "Camera",
+    "TimeTagger",
+    "Scanner",
+    "ReadMode",
+]
+
+ReadMode = Literal["fvb", "image", "roi"]
+
+
+# --------------------------------------------------------------------------- errors
+class InstrumentError(RuntimeError):
+    """An instrument failed or refused an action.
+
+    The message names the instrument and the action, for example
+    ``spectrograph 'acton': GOTO 9999.0 nm refused: range 0–1400 nm``.
+    """
+
+
+class LimitError(InstrumentError, ValueError):
+    """A requested value lies outside what the instrument (or the config) allows.
+
+    Raised by the driver before anything is sent to the device.
+    """
+
+
+class InstrumentTimeout(InstrumentError, TimeoutError):
+    """An instrument did not answer in time."""
+
+
+class MissingExtraError(InstrumentError, ImportError):
+    """A driver needs an optional package that is not installed.
+
+    The message names the pip extra or the vendor library to install.
+    """
+
+
+def limit_error(kind: str, name: str, action: str, allowed: str) -> LimitError:
+    """Build the standard refusal message ``kind 'name': action refused: allowed``."""
+    return LimitError(f"{kind} '{name}': {action} refused: {allowed}")
+
+
+# --------------------------------------------------------------------------- clock
+@runtime_checkable
+class Clock(Protocol):
+    """Source of time for every wait in micropl.
+
+    In real mode it is wall time. In fast mode (simulators only) ``sleep``
+    advances virtual time instantly, so a 10 s exposure returns at once with
+    10 s worth of photons.
+    """
+
+    mode: Literal["real", "fast"]
+
+    def now(self) -> float:
+        """Seconds since the clock started."""
+        ...
+
+    def sleep(self, duration_s: float) -> None:
+        """Wait ``duration_s`` seconds of clock time."""
+        ...
+
+
+# --------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class Grating:
+    """One slot of a spectrograph turret.
+
+    Attributes
+    ----------
+    slot : int
+        1-based turret position.
+    grooves_per_mm : float
+        Groove density in lines/mm.
+    blaze_nm : float
+        Blaze wavelength in nm (``nan`` when unknown).
+    """
+
+    slot: int
+    grooves_per_mm: float
+    blaze_nm: float = float("nan")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera readout.
+
+    Attributes
+    ----------
+    counts : ndarray
+        Raw ADU, shape ``(n_px,)`` in FVB mode or ``(n_rows, n_px)`` in image/ROI
+        mode. Includes the bias offset.
+    exposure_s : float
+        Exposure time in s.
+    t_s : float
+        Clock time at the start of the exposure, in s.
+    index : int
+        Frame number since the acquisition started (gaps mean lost frames).
+    em_gain : int
+        EM gain used for this frame (1 = conventional amplifier).
+    read_mode : str
+        ``"fvb"``, ``"image"`` or ``"roi"``.
+    """
+
+    counts: np.ndarray
+    exposure_s: float
+    t_s: float
+    index: int = 0
+    em_gain: int = 1
+    read_mode: ReadMode = "fvb"
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """A camera frame placed on the spectrograph's wavelength axis.
+
+    Attributes
+    ----------
+    wavelength_nm : ndarray, shape (n_px,)
+        Wavelength of each pixel column in nm.
+    counts : ndarray, shape (n_px,)
+        Counts per pixel (ADU, bias included unless ``bias_subtracted``).
+    exposure_s : float
+        Exposure per accumulation in s.
+    t_s : float
+        Clock time at the start of acquisition in s.
+    accumulations : int
+        Number of frames summed into ``counts``.
+    em_gain : int
+        EM gain used.
+    bias_subtracted : bool
+        Whether a background/bias frame was already subtracted.
+    """
+
+    wavelength_nm: np.ndarray
+    counts: np.ndarray
+    exposure_s: float
+    t_s: float = 0.0
+    accumulations: int = 1
+    em_gain: int = 1
+    bias_subtracted: bool = False
+
+
+@dataclass(frozen=True)
+class TagChunk:
+    """Time tags recorded over one interval.
+
+    Attributes
+    ----------
+    t_ps : ndarray of int64, shape (n,)
+        Arrival times in ps, sorted ascending, on the tagger's time base.
+    channel : ndarray of uint8, shape (n,)
+        Input channel of each tag (1-based, as the hardware labels them).
+    t_start_ps, t_stop_ps : int
+        The interval ``[t_start_ps, t_stop_ps)`` this chunk covers. Consecutive
+        chunks tile time without gaps, so an empty chunk still means
+        "nothing arrived during this interval".
+    overflow : bool
+        True when the hardware buffer overflowed during the interval and some
+        tags are missing.
+    missed_events : int
+        Number of tags known to be lost (0 when unknown or none).
+    """
+
+    t_ps: np.ndarray
+    channel: np.ndarray
+    t_start_ps: int
+    t_stop_ps: int
+    overflow: bool = False
+    missed_events: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        """Covered interval in s."""
+        return (self.t_stop_ps - self.t_start_ps) * 1e-12
+
+    def __len__(self) -> int:
+        return int(self.t_ps.shape[0])
+
+
+@dataclass(frozen=True)
+class MapLine:
+    """One line of a raster scan.
+
+    Attributes
+    ----------
+    line_index : int
+        Row number in the map (0-based).
+    y_um : float
+        Scanner y position of the line in µm.
+    x_um : ndarray, shape (n_x,)
+        Scanner x positions in µm, in acquisition order.
+    counts : ndarray, shape (n_x,)
+        Counts per pixel (APD sum or camera integrated counts).
+    dwell_s : float
+        Dwell time per pixel in s.
+    """
+
+    line_index: int
+    y_um: float
+    x_um: np.ndarray
+    counts: np.ndarray
+    dwell_s: float
+    source: str = "apd"
+
+
+# --------------------------------------------------------------------------- roles
+@runtime_checkable
+class Instrument(Protocol):
+    """What every instrument has: a name, a settings snapshot and ``close``."""
+
+    name: str
+
+    def snapshot(self) -> dict[str, Any]:
+        """Current settings, keyed with units in the names, for provenance."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection. Safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class Laser(Instrument, Protocol):
+    """Pulsed excitation laser.
+
+    ``power_percent`` is the output setting in percent of the laser's maximum;
+    drivers refuse values above the configured ``max_power_percent``.
+    """
+
+    wavelength_nm: float
+    emission_on: bool
+    power_percent: float
+    rep_rate_hz: float
+
+    def off(self) -> None:
+        """Switch emission off. Must never raise for a reachable device."""
+        ...
+
+
+@runtime_checkable
+class Spectrograph(Instrument, Protocol):
+    """Grating spectrograph (monochromator) in front of the camera."""
+
+    center_wavelength_nm: float
+    grating: int
+    gratings: list[Grating]
+
+    def wavelength_axis_nm(self, n_px: int, pixel_um: float) -> np.ndarray:
+        """Wavelength of each of ``n_px`` pixel columns of width ``pixel_um``.
+
+        Returns
+        -------
+        ndarray, shape (n_px,)
+            Wavelengths in nm, for the current grating and centre wavelength.
+        """
+        ...
+
+
+@runtime_checkable
+class Camera(Instrument, Protocol):
+    """Spectroscopy camera, typically an EMCCD.
+
+    Drivers refuse an EM gain above 300 unless ``em_gain_advanced`` is on, and
+    any EM gain above 1 while the sensor is warmer than the safe temperature.
+    """
+
+    exposure_s: float
+    em_gain: int
+    em_gain_advanced: bool
+    read_mode: ReadMode
+    roi_rows: tuple[int, int]
+    temperature_c: float
+    target_temperature_c: float
+    cooler_on: bool
+    sensor_shape: tuple[int, int]
+    pixel_um: float
+    e_per_adu: float
+
+    def acquire(self) -> Frame:
+        """Take one exposure and return it (blocks for the exposure time)."""
+        ...
+
+    def start_stream(self) -> None:
+        """Start continuous acquisition into the camera's buffer."""
+        ...
+
+    def read_frames(self) -> list[Frame]:
+        """Frames acquired since the last call (may be empty)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop any acquisition. Safe to call when idle."""
+        ...
+
+
+@runtime_checkable
+class TimeTagger(Instrument, Protocol):
+    """Time tagger fed by the APDs (and optionally the laser sync)."""
+
+    channels: tuple[int, ...]
+
+    def start(self, channels: tuple[int, ...]) -> None:
+        """Start streaming tags of ``channels`` into the buffer."""
+        ...
+
+    def read(self) -> TagChunk:
+        """Tags recorded since the previous ``read`` (or ``start``)."""
+        ...
+
+    def count_rates_hz(self) -> dict[int, float]:
+        """Current count rate of each channel in counts/s."""
+        ...
+
+    def stop(self) -> None:
+        """Stop streaming. Safe to call when idle."""
+        ...
+
+
+@runtime_checkable
+class Scanner(Instrument, Protocol):
+    """Sample (or beam) scanner, e.g. a piezo stage."""
+
+    limits_um: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
+
+    @property
+    def position_um(self) -> tuple[float, float, float]:
+        """Current (x, y, z) in µm."""
+        ...
+
+    def move_to(self, x_um: float, y_um: float, z_um: float | None = None) -> None:
+        """Move to (x, y[, z]) in µm and wait until there.
+
+        Raises :class:`LimitError` before moving when any target is outside
+        ``limits_um``.
+        """
+        ...
