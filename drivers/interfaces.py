@@ -156,7 +156,7 @@ class Spectrum:
     wavelength_nm : ndarray, shape (n_px,)
         Wavelength of each pixel column in nm.
     counts : ndarray, shape (n_px,)
-        Counts per pixel (ADU, bias included unless ``bias_subtracted``).
+        Counts per pixel, in ``counts_unit``.
     exposure_s : float
         Exposure per accumulation in s.
     t_s : float
@@ -167,6 +167,13 @@ class Spectrum:
         EM gain used.
     bias_subtracted : bool
         Whether a background/bias frame was already subtracted.
+    counts_unit : str
+        ``"adu"`` for raw camera units, ``"e"`` for detected photoelectrons
+        (bias removed, divided by the EM gain, times ``e_per_adu``), which is
+        what the fitter's EMCCD noise model (variance ≈ 2 × signal) expects.
+    read_noise : float
+        RMS noise per pixel that does not depend on the signal (read noise of
+        the frame and of the subtracted background), in ``counts_unit``.
     """
 
     wavelength_nm: np.ndarray
@@ -176,6 +183,8 @@ class Spectrum:
     accumulations: int = 1
     em_gain: int = 1
     bias_subtracted: bool = False
+    counts_unit: str = "adu"
+    read_noise: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,194 @@
+"""``micropl analyze g2 FILE``: g²(0) of a PTU T2 file or of a histogram file.
+
+A PTU T2 file is cross-correlated (channel A start, channel B stop) and analysed as a
+pulsed HBT histogram; a text file is read as a histogram (delay, counts...). The result
+is printed for a person, or as one JSON object with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from micropl.analysis.errors import AnalysisInputError, FileFormatError
+from micropl.analysis.g2 import G2Result, cross_correlate, pulsed_g2
+from micropl.analysis.tags import PTU_MAGIC, read_histogram_file, read_ptu_t2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BIN_PS = 64
+DEFAULT_WINDOW_PS = 600_000  # used when neither the rate nor --window-ps is known
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``analyze g2``."""
+    parser = subparsers.add_parser(
+        "g2", help="g²(0) from a PTU T2 file or an HBT histogram file",
+        description="Compute pulsed g²(0) = central peak area / mean side-peak area from a "
+                    "PicoQuant PTU T2 file (the two channels are cross-correlated) or from a "
+                    "histogram text file (delay, counts[, more snapshot columns]).")
+    parser.add_argument("file", type=Path, help="PTU T2 file or histogram text file")
+    parser.add_argument("--channels", nargs=2, type=int, metavar=("A", "B"), default=(1, 2),
+                        help="input channels to correlate, start and stop (default 1 2)")
+    parser.add_argument("--rep-rate", type=float, metavar="HZ", dest="rep_rate_hz",
+                        help="laser repetition rate in Hz (default: PTU sync rate, else "
+                             "detected from the histogram)")
+    parser.add_argument("--n-side", type=int, default=5, metavar="N",
+                        help="side peaks per side (default 5)")
+    parser.add_argument("--bin-ps", type=int, default=None, metavar="B",
+                        help=f"correlation bin width in ps for tag files (default {DEFAULT_BIN_PS})")
+    parser.add_argument("--window-ps", type=int, default=None, metavar="W",
+                        help="correlation half-window in ps for tag files (default (n_side+1) "
+                             f"periods, or {DEFAULT_WINDOW_PS} ps when the rate is unknown)")
+    parser.add_argument("--zero-delay-ps", type=float, default=None, metavar="T",
+                        help="approximate position of the zero-delay peak in ps")
+    parser.add_argument("--delay-unit", choices=("ns", "ps"), default=None,
+                        help="delay unit of a histogram file (default: header or inferred)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
+                        help="save a figure of the histogram with the windows shaded")
+    parser.set_defaults(func=run)
+
+
+def _is_ptu(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(8)
+    except IsADirectoryError as exc:
+        raise FileFormatError(f"{path}: is a directory") from exc
+    return magic == PTU_MAGIC or path.suffix.lower() == ".ptu"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the analysis; returns the exit code (errors raise and become exit 2)."""
+    path: Path = args.file
+    if not path.exists():
+        raise FileFormatError(f"{path}: no such file")
+    if args.n_side < 1:
+        raise AnalysisInputError(f"--n-side must be >= 1, got {args.n_side}")
+    if args.rep_rate_hz is not None and not args.rep_rate_hz > 0:
+        raise AnalysisInputError(f"--rep-rate must be > 0 Hz, got {args.rep_rate_hz}")
+    info: dict = {"file": str(path)}
+    if _is_ptu(path):
+        tau_ps, counts, rate, rate_source, bin_ps = _correlate_ptu(args, path, info)
+    else:
+        if args.bin_ps is not None or args.window_ps is not None:
+            log.info("--bin-ps/--window-ps ignored for a histogram file")
+        hist = read_histogram_file(path, delay_unit=args.delay_unit)
+        tau_ps, counts = hist.tau_ps, hist.counts
+        rate, rate_source = args.rep_rate_hz, "user"
+        bin_ps = float(np.median(np.diff(tau_ps)))
+        info.update(kind="histogram", delay_unit=hist.delay_unit, n_snapshots=hist.n_snapshots)
+    try:
+        result = pulsed_g2(tau_ps, counts, rep_rate_hz=rate, n_side=args.n_side,
+                           zero_delay_ps=args.zero_delay_ps, period_source=rate_source)
+    except AnalysisInputError as exc:
+        raise AnalysisInputError(f"{path}: {exc}") from exc
+    info["bin_ps"] = bin_ps
+    if args.plot is not None:
+        _plot(args.plot, tau_ps, counts, result, path)
+    if args.json:
+        out = {**info, **result.as_dict()}
+        sys.stdout.write(json.dumps(_jsonable(out)) + "\n")
+    else:
+        sys.stdout.write(_human(result, info) + "\n")
+    return 0
+
+
+def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
+    data = read_ptu_t2(path)
+    ch_a, ch_b = (int(c) for c in args.channels)
+    t_a = data.channel_tags(ch_a)
+    t_b = data.channel_tags(ch_b)
+    if args.rep_rate_hz is not None:
+        rate, source = float(args.rep_rate_hz), "user"
+    elif data.sync_rate_hz > 0:
+        rate, source = data.sync_rate_hz, "header"
+    else:
+        rate, source = None, "detected"
+    bin_ps = int(args.bin_ps) if args.bin_ps is not None else DEFAULT_BIN_PS
+    if bin_ps <= 0:
+        raise AnalysisInputError(f"--bin-ps must be > 0, got {bin_ps}")
+    if args.window_ps is not None:
+        window_ps = int(args.window_ps)
+    elif rate is not None:
+        window_ps = int(math.ceil((args.n_side + 1) * 1e12 / rate))
+    else:
+        window_ps = DEFAULT_WINDOW_PS
+    tau_ps, counts = cross_correlate(t_a, t_b, bin_ps, window_ps)
+    info.update(kind="ptu", record_type=data.record_type, channels=[ch_a, ch_b],
+                n_tags=int(t_a.size + t_b.size), n_tags_a=int(t_a.size), n_tags_b=int(t_b.size),
+                duration_s=data.duration_s, sync_rate_hz=data.sync_rate_hz, window_ps=window_ps,
+                rate_a_hz=t_a.size / data.duration_s if data.duration_s > 0 else float("nan"),
+                rate_b_hz=t_b.size / data.duration_s if data.duration_s > 0 else float("nan"))
+    if counts.sum() == 0:
+        raise AnalysisInputError(
+            f"{path}: no coincidences between channels {ch_a} and {ch_b} within ±{window_ps} ps")
+    return tau_ps, counts, rate, source, bin_ps
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    return obj
+
+
+def _human(r: G2Result, info: dict) -> str:
+    lines = [f"file: {info['file']}"]
+    if info.get("kind") == "ptu":
+        lines.append(f"tags: {info['n_tags']} in channels {info['channels'][0]} and "
+                     f"{info['channels'][1]} over {info['duration_s']:.3f} s "
+                     f"({info['record_type']})")
+    lines += [
+        f"g2(0) = {r.g2_0:.4f} ± {r.g2_0_err:.4f}",
+        f"g2(0), background-corrected = {r.g2_0_bgcorr:.4f} ± {r.g2_0_bgcorr_err:.4f} "
+        f"(background {r.background_per_bin:.2f} counts/bin)",
+        f"repetition rate: {r.rep_rate_hz / 1e6:.4f} MHz (period {r.period_ps / 1e3:.4f} ns, "
+        f"{r.period_source})",
+        f"zero delay: {r.delay_ps / 1e3:.3f} ns ({r.zero_delay_source})",
+        f"central peak: {r.central_counts:.0f} counts; side peaks: mean {r.side_mean_counts:.1f} "
+        f"counts over {r.n_side_left}+{r.n_side_right} peaks",
+        f"bin: {info['bin_ps']:.1f} ps",
+    ]
+    return "\n".join(lines)
+
+
+def _plot(out: Path, tau_ps: np.ndarray, counts: np.ndarray, r: G2Result, src: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    tau_ns = np.asarray(tau_ps) / 1e3
+    ax.plot(tau_ns, counts, lw=0.7, color="k", drawstyle="steps-mid")
+    lo, hi = r.central_window_ps
+    ax.axvspan(lo / 1e3, hi / 1e3, color="tab:red", alpha=0.25, label="central window")
+    for i, (slo, shi) in enumerate(r.side_windows_ps):
+        ax.axvspan(slo / 1e3, shi / 1e3, color="tab:blue", alpha=0.15,
+                   label="side windows" if i == 0 else None)
+    if np.isfinite(r.background_per_bin):
+        ax.axhline(r.background_per_bin, color="tab:green", ls="--", lw=0.8, label="background")
+    ax.set_xlabel("delay τ (ns)")
+    ax.set_ylabel("coincidences per bin")
+    ax.set_title(f"{src.name}: g²(0) = {r.g2_0:.3f} ± {r.g2_0_err:.3f} "
+                 f"(bg-corr {r.g2_0_bgcorr:.3f} ± {r.g2_0_bgcorr_err:.3f}), "
+                 f"{r.rep_rate_hz / 1e6:.2f} MHz", fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    try:
+        fig.savefig(out, dpi=110)
+    except (OSError, ValueError) as exc:
+        raise AnalysisInputError(f"cannot save plot to {out}: {exc}") from exc

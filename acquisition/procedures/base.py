@@ -1,0 +1,74 @@
+"""The base of every procedure, and small helpers they share."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from micropl.drivers.interfaces import TagChunk
+
+
+class ProcedureBase(BaseModel):
+    """A procedure's parameters; subclasses add fields and ``run(ctx)``.
+
+    Field names carry units and ``Field`` limits, which the GUI turns into
+    forms with units and ranges.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: ClassVar[str] = "procedure"
+    title: ClassVar[str] = "Procedure"
+
+    def run(self, ctx: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def apd_channels_of(setup: Any) -> tuple[int, int]:
+    """The two HBT channels of a setup's tagger (its settings' ``apd_channels``)."""
+    channels = getattr(setup.config.tagger, "apd_channels", None) or setup.tagger.channels[:2]
+    return int(channels[0]), int(channels[1])
+
+
+def apd_channels(ctx: Any) -> tuple[int, int]:
+    """The two HBT channels of the run's setup."""
+    return apd_channels_of(ctx.setup)
+
+
+def count_apds(ctx: Any, dwell_s: float, slice_s: float = 0.02) -> tuple[int, float]:
+    """Counts of both APDs over ``dwell_s`` of clock time, checked by the watchdog.
+
+    The tagger must be started. Tags that arrived before the call (during a move)
+    are discarded. Reads in slices of at most ``slice_s`` so the over-rate
+    watchdog acts within 50 ms of data time.
+
+    Returns
+    -------
+    counts : int
+        Tags of both APD channels.
+    duration_s : float
+        Data time the counts cover, in s.
+    """
+    tagger = ctx.setup.tagger
+    tagger.read()
+    channels = apd_channels(ctx)
+    total, covered = 0, 0.0
+    left = dwell_s
+    while left > 1e-12:
+        step = min(slice_s, left)
+        ctx.sleep(step)
+        chunk: TagChunk = tagger.read()
+        ctx.guard(chunk)
+        total += int(((chunk.channel == channels[0]) | (chunk.channel == channels[1])).sum())
+        covered += chunk.duration_s
+        left -= step
+    return total, covered
+
+
+def laser_on(ctx: Any, power_percent: float | None = None) -> None:
+    """Set the power (when given) and switch the laser on."""
+    laser = ctx.setup.laser
+    if power_percent is not None:
+        laser.power_percent = power_percent
+    if not laser.emission_on:
+        laser.emission_on = True

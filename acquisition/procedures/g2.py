@@ -1,0 +1,63 @@
+"""``g2``: an HBT measurement until a duration or a target precision of g²(0)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from micropl.acquisition.live import G2Done
+from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
+from micropl.analysis.g2 import G2Result
+
+
+class G2(ProcedureBase):
+    """Stream both APDs' time tags; the live core correlates them.
+
+    Tags are read every ``read_interval_s`` of data (≤ 20 ms, so the over-rate
+    watchdog acts within 50 ms) and stored raw. With ``target_g2_err`` the
+    measurement stops as soon as g²(0) is known to that 1σ error (checked at
+    every live update, after at least ``min_duration_s``).
+    """
+
+    name: ClassVar[str] = "g2"
+    title: ClassVar[str] = "g² (HBT)"
+
+    duration_s: float = Field(30.0, gt=0, le=86_400, description="longest acquisition, s")
+    target_g2_err: float | None = Field(None, gt=0, le=1,
+                                        description="stop when the 1σ error of g²(0) reaches this")
+    min_duration_s: float = Field(2.0, ge=0, description="acquire at least this long, s")
+    read_interval_s: float = Field(0.02, gt=0, le=0.04, description="tag read period, s")
+    update_interval_s: float = Field(0.5, gt=0, le=10, description="precision check period, s")
+    power_percent: float | None = Field(None, ge=0, le=100, description="laser power, %")
+
+    def run(self, ctx: Any) -> G2Result | None:
+        tagger = ctx.setup.tagger
+        tagger.start(apd_channels(ctx))
+        laser_on(ctx, self.power_percent)
+        tagger.read()  # discard what arrived before the laser was on
+        elapsed, next_check = 0.0, self.update_interval_s
+        while elapsed < self.duration_s - 1e-9:
+            ctx.sleep(min(self.read_interval_s, self.duration_s - elapsed))
+            chunk = tagger.read()
+            ctx.emit(chunk, kind="g2")
+            elapsed += chunk.duration_s
+            if elapsed >= next_check:
+                next_check += self.update_interval_s
+                ctx.progress("g2", elapsed, self.duration_s)
+                if self._precise_enough(ctx, elapsed):
+                    break
+        tagger.stop()
+        ctx.emit(G2Done(integration_s=elapsed), kind="g2")
+        live = ctx.live
+        if live is None:
+            return None
+        ctx.sync()
+        return live.latest(ctx.run_id, ctx.tags.get("qd_id", -1), G2Result, "final")
+
+    def _precise_enough(self, ctx: Any, elapsed_s: float) -> bool:
+        if self.target_g2_err is None or ctx.live is None or elapsed_s < self.min_duration_s:
+            return False
+        ctx.sync()
+        result = ctx.live.latest(ctx.run_id, ctx.tags.get("qd_id", -1), G2Result, "live")
+        return result is not None and result.g2_0_err <= self.target_g2_err

@@ -1,0 +1,134 @@
+"""``spectrum``: a QD spectrum with background frame, cosmic-ray removal and live fits."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+from scipy.ndimage import median_filter
+
+from micropl.acquisition.procedures.base import ProcedureBase, laser_on
+from micropl.analysis.spectrum_preprocess import (
+    remove_cosmic_rays_spatial,
+    remove_cosmic_rays_temporal,
+)
+from micropl.drivers.interfaces import InstrumentTimeout, Spectrum
+
+
+class SpectrumAcquisition(ProcedureBase):
+    """Acquire ``accumulations`` FVB frames at the current position.
+
+    Each frame is published raw (ADU) and as a processed :class:`Spectrum` in
+    detected photoelectrons (background frame subtracted, divided by the EM
+    gain, cosmic rays removed), which the live analysis core fits. The
+    accumulated spectrum (temporal cosmic-ray removal, then the sum) follows.
+    """
+
+    name: ClassVar[str] = "spectrum"
+    title: ClassVar[str] = "Spectrum"
+
+    center_wavelength_nm: float | None = Field(
+        None, ge=0, le=1400, description="spectrograph centre wavelength, nm (None: keep)")
+    grating: int | None = Field(None, ge=1, le=8, description="turret slot (None: keep)")
+    exposure_s: float = Field(1.0, ge=1e-4, le=3600, description="exposure per frame, s")
+    accumulations: int = Field(5, ge=1, le=10_000, description="frames summed")
+    em_gain: int | None = Field(None, ge=1, le=1000, description="EM gain (None: keep)")
+    background: bool = Field(True, description="take a background frame with the laser off")
+    background_frames: int = Field(2, ge=1, le=100, description="frames averaged for it")
+    remove_cosmics: bool = Field(True, description="remove cosmic-ray spikes")
+    power_percent: float | None = Field(None, ge=0, le=100, description="laser power, %")
+    cooldown_timeout_s: float = Field(900.0, gt=0, description="longest wait for the camera "
+                                      "to cool before EM gain is applied, s")
+
+    def run(self, ctx: Any) -> Spectrum:
+        setup = ctx.setup
+        camera, spectrograph = setup.camera, setup.spectrograph
+        if self.grating is not None and spectrograph.grating != self.grating:
+            ctx.progress("changing grating")
+            spectrograph.grating = self.grating
+        if self.center_wavelength_nm is not None:
+            spectrograph.center_wavelength_nm = self.center_wavelength_nm
+        camera.read_mode = "fvb"
+        camera.exposure_s = self.exposure_s
+        gain = int(self.em_gain or camera.em_gain)
+        if gain > 1:
+            self._wait_until_cold(ctx)
+        camera.em_gain = gain
+        n_px = int(camera.sensor_shape[1])
+        wavelength_nm = spectrograph.wavelength_axis_nm(n_px, camera.pixel_um)
+        e_per_count = camera.e_per_adu / gain
+        noise_factor = 2.0 if gain > 1 else 1.0
+
+        background_adu, read_noise_adu = self._background(ctx, n_px)
+        read_noise_e = read_noise_adu * e_per_count
+        unit = "e" if self.background else "adu"
+        scale = e_per_count if self.background else 1.0
+
+        laser_on(ctx, self.power_percent)
+        frames = []
+        t_first = setup.clock.now()
+        for i in range(self.accumulations):
+            ctx.checkpoint()
+            frame = camera.acquire()
+            ctx.emit(frame, kind="raw")
+            counts = (np.asarray(frame.counts, float) - background_adu) * scale
+            if self.remove_cosmics:
+                counts, _ = remove_cosmic_rays_spatial(counts, noise_factor=noise_factor,
+                                                       read_noise=read_noise_e)
+            frames.append(counts)
+            ctx.emit(Spectrum(wavelength_nm=wavelength_nm, counts=counts,
+                              exposure_s=self.exposure_s, t_s=frame.t_s, accumulations=1,
+                              em_gain=gain, bias_subtracted=self.background, counts_unit=unit,
+                              read_noise=read_noise_e), kind="frame")
+            ctx.progress("spectrum", i + 1, self.accumulations)
+        stack = np.asarray(frames)
+        if self.remove_cosmics and len(frames) >= 2:
+            stack, _ = remove_cosmic_rays_temporal(stack, noise_factor=noise_factor,
+                                                   read_noise=read_noise_e)
+        total = stack.sum(axis=0)
+        spectrum = Spectrum(wavelength_nm=wavelength_nm, counts=total, exposure_s=self.exposure_s,
+                            t_s=t_first, accumulations=self.accumulations, em_gain=gain,
+                            bias_subtracted=self.background, counts_unit=unit,
+                            read_noise=read_noise_e * np.sqrt(self.accumulations))
+        ctx.emit(spectrum, kind="accumulated")
+        return spectrum
+
+    def _background(self, ctx: Any, n_px: int) -> tuple[np.ndarray | float, float]:
+        """Mean background frame (ADU) and the per-frame read noise (ADU rms)."""
+        if not self.background:
+            return 0.0, 0.0
+        setup = ctx.setup
+        was_on = setup.laser.emission_on
+        setup.laser.off()
+        frames = []
+        for _ in range(self.background_frames):
+            ctx.checkpoint()
+            frame = setup.camera.acquire()
+            ctx.emit(frame, kind="background")
+            frames.append(np.asarray(frame.counts, float))
+        if was_on:
+            setup.laser.emission_on = True
+        stack = np.asarray(frames)
+        mean = stack.mean(axis=0)
+        if len(frames) >= 2:
+            noise = np.median(stack.std(axis=0, ddof=1))
+        else:
+            resid = stack[0] - median_filter(stack[0], size=7, mode="nearest")
+            noise = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+        # The frame and the subtracted mean background both carry read noise.
+        return mean, float(noise * np.sqrt(1.0 + 1.0 / len(frames)))
+
+    def _wait_until_cold(self, ctx: Any) -> None:
+        camera = ctx.setup.camera
+        limit = ctx.setup.config.safety.camera_max_temperature_c
+        if not camera.cooler_on:
+            camera.cooler_on = True
+        start = ctx.clock.now()
+        while camera.temperature_c > limit:
+            if ctx.clock.now() - start > self.cooldown_timeout_s:
+                raise InstrumentTimeout(
+                    f"camera '{camera.name}': still at {camera.temperature_c:.1f} °C after "
+                    f"{self.cooldown_timeout_s:.0f} s of cooling; EM gain needs ≤ {limit:.0f} °C")
+            ctx.progress(f"cooling camera ({camera.temperature_c:.0f} °C)")
+            ctx.sleep(1.0)

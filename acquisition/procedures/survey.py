@@ -1,0 +1,155 @@
+"""``survey``: find single QDs in a PL map and measure each one's spectrum and g².
+
+``raster_scan`` → spot finding → for each QD (``refocus`` → ``spectrum`` →
+``g2``) → statistics. A QD whose measurement fails is recorded as failed with
+the reason, and the survey goes on. Every few QDs the drift is measured by
+re-imaging a reference area and cross-correlating it with the first image.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from micropl.acquisition.procedures.base import ProcedureBase
+from micropl.acquisition.procedures.g2 import G2
+from micropl.acquisition.procedures.raster_scan import MapImage, RasterScan
+from micropl.acquisition.procedures.refocus import Refocus
+from micropl.acquisition.procedures.spectrum import SpectrumAcquisition
+from micropl.acquisition.records import QDStatus, QDTarget
+from micropl.acquisition.runner import Aborted
+from micropl.analysis.errors import AnalysisInputError
+from micropl.analysis.maps import find_spots, register_shift_um
+from micropl.analysis.spectra import SpectrumFit
+from micropl.drivers.interfaces import InstrumentError
+
+
+class Target(BaseModel):
+    """A QD to measure (used to resume a survey without re-scanning)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    qd_id: int = Field(ge=0)
+    x_um: float
+    y_um: float
+    amplitude: float = 0.0
+    snr: float = 0.0
+
+
+class Survey(ProcedureBase):
+    """Automated single-QD survey with per-QD spectrum and g²."""
+
+    name: ClassVar[str] = "survey"
+    title: ClassVar[str] = "Survey of single QDs"
+
+    scan: RasterScan = Field(default_factory=lambda: RasterScan(
+        x_min_um=0.0, x_max_um=40.0, y_min_um=0.0, y_max_um=40.0, step_um=0.2, dwell_s=0.005))
+    max_qds: int = Field(30, ge=1, le=10_000, description="largest number of QDs measured")
+    isolated_only: bool = Field(True, description="skip spots with a neighbour within the PSF")
+    min_snr: float = Field(8.0, ge=1, description="spot amplitude / map noise needed")
+    min_rate_cps: float = Field(0.0, ge=0, description="dimmest spot accepted, counts/s")
+    max_rate_cps: float = Field(1.0e6, gt=0, description="brightest spot accepted, counts/s")
+    psf_fwhm_um: float = Field(0.6, gt=0, le=5, description="expected spot FWHM, µm")
+    refocus: Refocus = Field(default_factory=Refocus)
+    spectrum: SpectrumAcquisition = Field(default_factory=SpectrumAcquisition)
+    g2: G2 = Field(default_factory=G2)
+    drift_every_n_qds: int = Field(10, ge=0, description="re-image the reference area every "
+                                   "N QDs (0: never)")
+    drift_area_um: float = Field(6.0, ge=1, le=40, description="side of the reference area, µm")
+    max_attempts: int = Field(2, ge=1, le=5, description="tries per QD on instrument errors")
+    targets: list[Target] | None = Field(None, description="QDs to measure instead of scanning "
+                                         "(resume)")
+
+    def run(self, ctx: Any) -> dict[str, Any]:
+        targets = list(self.targets) if self.targets is not None else self._find(ctx)
+        drift = np.zeros(2)
+        reference = self._reference(ctx, targets) if self.drift_every_n_qds else None
+        done, failed = 0, 0
+        for i, target in enumerate(targets):
+            ctx.checkpoint()
+            if reference is not None and i > 0 and i % self.drift_every_n_qds == 0:
+                drift = self._drift(ctx, reference)
+            qctx = ctx.scoped(qd_id=target.qd_id)
+            ctx.progress(f"QD {i + 1}/{len(targets)}", i, len(targets))
+            reason = self._measure(qctx, target, drift)
+            status = "completed" if reason is None else "failed"
+            ctx.emit(QDStatus(run_id=ctx.run_id, qd_id=target.qd_id, status=status,
+                              reason=reason or "", t_s=time.time()))
+            done += reason is None
+            failed += reason is not None
+        ctx.progress("survey", len(targets), len(targets))
+        return {"n_targets": len(targets), "n_completed": done, "n_failed": failed,
+                "drift_um": drift.tolist()}
+
+    # ------------------------------------------------------------------ steps
+    def _find(self, ctx: Any) -> list[Target]:
+        image: MapImage = self.scan.run(ctx)
+        spots = find_spots(image.counts, image.x_um, image.y_um, psf_fwhm_um=self.psf_fwhm_um,
+                           snr_min=self.min_snr)
+        rate = spots.amplitude / self.scan.dwell_s
+        keep = (rate >= self.min_rate_cps) & (rate <= self.max_rate_cps) & ~spots.at_edge
+        if self.isolated_only:
+            keep &= spots.isolated
+        index = np.flatnonzero(keep)[: self.max_qds]
+        ctx.log.info("map: %d spots, %d selected", len(spots), index.size)
+        targets = []
+        for qd_id, k in enumerate(index):
+            target = Target(qd_id=qd_id, x_um=float(spots.x_um[k]), y_um=float(spots.y_um[k]),
+                            amplitude=float(spots.amplitude[k]), snr=float(spots.snr[k]))
+            ctx.emit(QDTarget(run_id=ctx.run_id, qd_id=qd_id, x_um=target.x_um,
+                              y_um=target.y_um, amplitude=target.amplitude, snr=target.snr))
+            targets.append(target)
+        return targets
+
+    def _measure(self, ctx: Any, target: Target, drift_um: np.ndarray) -> str | None:
+        """Measure one QD; None when completed, else the reason it failed."""
+        x, y = target.x_um + drift_um[0], target.y_um + drift_um[1]
+        last = ""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                ctx.setup.scanner.move_to(x, y)
+                self.refocus.model_copy(update={"x_um": x, "y_um": y}).run(ctx)
+                self.spectrum.run(ctx)
+                g2 = self.g2.run(ctx)
+                return self._check_results(ctx, g2)
+            except Aborted:
+                raise
+            except (InstrumentError, AnalysisInputError, TimeoutError) as exc:
+                last = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InstrumentError) \
+                    else str(exc)
+                ctx.log.warning("QD %d attempt %d/%d failed: %s", target.qd_id, attempt,
+                                self.max_attempts, last)
+        return last
+
+    def _check_results(self, ctx: Any, g2: Any) -> str | None:
+        if ctx.live is None:
+            return None
+        fit = ctx.live.latest(ctx.run_id, ctx.tags["qd_id"], SpectrumFit, "accumulated")
+        if fit is None or not bool(np.all(fit.success)):
+            message = "no fit" if fit is None else str(np.asarray(fit.message).ravel()[0])
+            return f"spectrum fit failed: {message}"
+        if g2 is None:
+            return "g² could not be computed"
+        return None
+
+    # ------------------------------------------------------------------ drift
+    def _reference(self, ctx: Any, targets: list[Target]) -> tuple[RasterScan, MapImage] | None:
+        if not targets:
+            return None
+        t = targets[0]
+        half = self.drift_area_um / 2
+        (xlo, xhi), (ylo, yhi), _ = ctx.setup.scanner.limits_um
+        scan = self.scan.model_copy(update={
+            "x_min_um": max(xlo, t.x_um - half), "x_max_um": min(xhi, t.x_um + half),
+            "y_min_um": max(ylo, t.y_um - half), "y_max_um": min(yhi, t.y_um + half),
+            "emit_lines": False})
+        return scan, scan.run(ctx)
+
+    def _drift(self, ctx: Any, reference: tuple[RasterScan, MapImage]) -> np.ndarray:
+        scan, first = reference
+        again = scan.run(ctx)
+        shift = register_shift_um(first.counts, again.counts, scan.step_um)
+        ctx.log.info("drift since the start: (%.3f, %.3f) µm", shift.dx_um, shift.dy_um)
+        return np.array([shift.dx_um, shift.dy_um])

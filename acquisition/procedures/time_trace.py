@@ -1,0 +1,39 @@
+"""``time_trace``: stream APD tags for blinking analysis (intensity trace, on/off)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
+
+
+class TimeTrace(ProcedureBase):
+    """Record the raw tags of both APDs (and the sync channel when the tagger has one).
+
+    The tags are stored; the intensity trace, on/off statistics and FLID are
+    computed from them by :mod:`micropl.analysis.blinking`.
+    """
+
+    name: ClassVar[str] = "time_trace"
+    title: ClassVar[str] = "Time trace (blinking)"
+
+    duration_s: float = Field(10.0, gt=0, le=86_400, description="acquisition time, s")
+    read_interval_s: float = Field(0.02, gt=0, le=0.04, description="tag read period, s")
+    power_percent: float | None = Field(None, ge=0, le=100, description="laser power, %")
+
+    def run(self, ctx: Any) -> float:
+        tagger = ctx.setup.tagger
+        tagger.start(tuple(tagger.channels) if len(tagger.channels) > 2 else apd_channels(ctx))
+        laser_on(ctx, self.power_percent)
+        tagger.read()
+        elapsed = 0.0
+        while elapsed < self.duration_s - 1e-9:
+            ctx.sleep(min(self.read_interval_s, self.duration_s - elapsed))
+            chunk = tagger.read()
+            ctx.emit(chunk, kind="trace")
+            elapsed += chunk.duration_s
+            ctx.progress("time trace", elapsed, self.duration_s)
+        tagger.stop()
+        return elapsed

@@ -1,0 +1,418 @@
+"""The runner: one procedure at a time in a worker thread (DESIGN §5).
+
+The runner owns pause, resume and abort, and its cleanup always runs, whatever
+happened — laser off, camera and tagger stopped, scanner left in place. Every
+run publishes a start document and a stop document carrying its exit status
+(``completed``, ``aborted`` or ``failed``) and the reason.
+
+Watchdogs run inside :meth:`RunContext.emit`, on the acquisition thread, before
+a record is published: an APD count rate above the protection threshold in any
+10 ms of data switches the laser off at once and aborts the run; EM gain on a
+warm sensor aborts too.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from micropl.acquisition.records import (
+    NO_ID,
+    InstrumentSnapshot,
+    QDStatus,
+    QDTarget,
+    RunStart,
+    RunStop,
+    Tagged,
+)
+from micropl.acquisition.setup import Setup
+from micropl.acquisition.stream import Stream
+from micropl.drivers.interfaces import Frame, InstrumentError, TagChunk
+
+log = logging.getLogger(__name__)
+
+_BOOKKEEPING = (RunStart, RunStop, QDTarget, QDStatus, InstrumentSnapshot)
+
+__all__ = ["Aborted", "Procedure", "RunContext", "RunResult", "Runner", "RunState"]
+
+
+class Aborted(Exception):
+    """Raised by :meth:`RunContext.checkpoint` when the run is to stop."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Procedure(Protocol):
+    """A pydantic parameter model with a ``run(ctx)`` method."""
+
+    name: str
+
+    def run(self, ctx: RunContext) -> Any: ...
+
+
+class RunState(enum.Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended.
+
+    Attributes
+    ----------
+    run_id : int
+    procedure : str
+    status : str
+        ``completed``, ``aborted`` or ``failed``.
+    reason : str
+        Empty when completed.
+    value : Any
+        What the procedure's ``run`` returned (None unless completed).
+    started_s, ended_s : float
+        Clock times of the start and the end of the run, in s.
+    """
+
+    run_id: int
+    procedure: str
+    status: str
+    reason: str
+    value: Any
+    started_s: float
+    ended_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress of the current run (published on the stream; not stored)."""
+
+    run_id: int
+    stage: str
+    done: float
+    total: float | None
+    t_s: float
+    transient = True
+
+
+class _Control:
+    """Pause/abort flags shared by the runner and the worker thread."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.paused = False
+        self.abort_reason: str | None = None
+
+
+class RunContext:
+    """What a procedure sees: the setup, emit, checkpoint, progress and sleep.
+
+    Child contexts made with :meth:`scoped` share the control flags and tag the
+    records they emit (e.g. with the QD they belong to).
+    """
+
+    def __init__(self, runner: Runner, run_id: int, control: _Control,
+                 tags: dict[str, Any] | None = None) -> None:
+        self._runner = runner
+        self.run_id = run_id
+        self._control = control
+        self.tags: dict[str, Any] = dict(tags or {})
+        self.setup: Setup = runner.setup
+        self.clock = runner.setup.clock
+        self.log = logging.getLogger(f"micropl.run{run_id}")
+
+    # ------------------------------------------------------------------ records
+    def emit(self, record: Any, **tags: Any) -> None:
+        """Publish ``record`` (tagged with this context's tags and ``tags``).
+
+        Watchdogs check raw data first; a tripped watchdog makes the setup safe
+        and raises :class:`Aborted` — the record is still published, so the
+        data that showed the fault is kept.
+        """
+        reason = self._runner.watchdog(record)
+        all_tags = {**self.tags, **tags}
+        self._runner.publish(self.run_id, record, all_tags)
+        if reason is not None:
+            self._runner.trip(reason)
+            raise Aborted(reason)
+
+    def guard(self, record: Any) -> None:
+        """Run the watchdogs on a raw record that is not stored (e.g. map pixels)."""
+        reason = self._runner.watchdog(record)
+        if reason is not None:
+            self._runner.trip(reason)
+            raise Aborted(reason)
+
+    def scoped(self, **tags: Any) -> RunContext:
+        """A context whose records also carry ``tags`` (e.g. ``qd_id=3``)."""
+        return RunContext(self._runner, self.run_id, self._control, {**self.tags, **tags})
+
+    @property
+    def live(self) -> Any:
+        """The live analysis core (latest fits), or None when disabled."""
+        return self._runner.live
+
+    def sync(self, timeout_s: float = 60.0) -> None:
+        """Wait until storage and the live core handled everything emitted so far."""
+        if not self._runner.stream.flush(timeout_s):
+            raise TimeoutError(f"subscribers did not catch up within {timeout_s} s")
+
+    # ------------------------------------------------------------------ control
+    def checkpoint(self) -> None:
+        """Block while paused; raise :class:`Aborted` when an abort was asked."""
+        control = self._control
+        with control.cond:
+            while control.paused and control.abort_reason is None:
+                control.cond.wait(0.1)
+            if control.abort_reason is not None:
+                raise Aborted(control.abort_reason)
+
+    def sleep(self, duration_s: float, slice_s: float = 0.05) -> None:
+        """Wait ``duration_s`` of clock time, checkpointing at least every ``slice_s``."""
+        end = self.clock.now() + duration_s
+        while True:
+            self.checkpoint()
+            left = end - self.clock.now()
+            if left <= 0:
+                return
+            self.clock.sleep(min(left, slice_s) if self.clock.mode == "real" else left)
+
+    def progress(self, stage: str, done: float = 0.0, total: float | None = None) -> None:
+        """Report progress of the current stage (shown by the CLI and GUI)."""
+        self._runner.stream.publish(Progress(self.run_id, stage, float(done),
+                                             None if total is None else float(total),
+                                             self.clock.now()))
+
+
+class Runner:
+    """Runs procedures on a setup, one at a time, in a worker thread.
+
+    Parameters
+    ----------
+    setup : Setup
+        The instruments.
+    stream : Stream, optional
+        Where records go; a new one by default.
+    apd_max_rate_cps : float, optional
+        Protection threshold; the setup's ``safety.apd_max_rate_cps`` by default.
+    """
+
+    #: Width of the bins in which the APD over-rate watchdog measures rates.
+    RATE_BIN_S = 0.010
+
+    def __init__(self, setup: Setup, stream: Stream | None = None, *,
+                 apd_max_rate_cps: float | None = None) -> None:
+        self.setup = setup
+        self.stream = stream or Stream()
+        safety = setup.config.safety
+        self.apd_max_rate_cps = float(apd_max_rate_cps or safety.apd_max_rate_cps)
+        self.camera_max_temperature_c = float(safety.camera_max_temperature_c)
+        self.live: Any = None
+        self._thread: threading.Thread | None = None
+        self._control = _Control()
+        self._result: RunResult | None = None
+        self._done = threading.Event()
+        self._done.set()
+        self._next_run_id = 1
+        self._state = RunState.IDLE
+        self._lock = threading.Lock()
+        self.tripped: str | None = None
+
+    # ------------------------------------------------------------------ wiring
+    def publish(self, run_id: int, record: Any, tags: dict[str, Any]) -> None:
+        """Publish an emitted record, in a :class:`Tagged` envelope naming its run and QD.
+
+        Bookkeeping records (``RunStart``, ``QDStatus``...) carry their own ids
+        and are published as they are.
+        """
+        if isinstance(record, _BOOKKEEPING):
+            self.stream.publish(record)
+            return
+        self.stream.publish(Tagged(record, run_id=run_id, qd_id=int(tags.get("qd_id", NO_ID)),
+                                   kind=str(tags.get("kind", ""))))
+
+    def reserve_run_ids(self, first: int) -> None:
+        """Number the next run ``first`` (a resumed session continues its numbering)."""
+        self._next_run_id = max(self._next_run_id, int(first))
+
+    # ------------------------------------------------------------------ state
+    @property
+    def state(self) -> RunState:
+        with self._lock:
+            return self._state
+
+    @property
+    def busy(self) -> bool:
+        """True while a run (or its cleanup) is in progress."""
+        return not self._done.is_set()
+
+    def start(self, procedure: Procedure, *, on_start: Callable[[int], None] | None = None,
+              run_id: int | None = None) -> int:
+        """Start ``procedure`` in the worker thread; returns its run id."""
+        if self.busy:
+            raise RuntimeError("a run is already in progress; abort it or wait")
+        with self._lock:
+            rid = self._next_run_id if run_id is None else run_id
+            self._next_run_id = rid + 1
+            self._control = _Control()
+            self._state = RunState.RUNNING
+            self._result = None
+            self.tripped = None
+        self._done.clear()
+        self._thread = threading.Thread(target=self._work, args=(procedure, rid, on_start),
+                                        name=f"run-{rid}", daemon=True)
+        self._thread.start()
+        return rid
+
+    def pause(self) -> None:
+        """Pause at the next checkpoint."""
+        with self._control.cond:
+            self._control.paused = True
+        with self._lock:
+            if self._state is RunState.RUNNING:
+                self._state = RunState.PAUSED
+
+    def resume(self) -> None:
+        """Continue a paused run."""
+        with self._control.cond:
+            self._control.paused = False
+            self._control.cond.notify_all()
+        with self._lock:
+            if self._state is RunState.PAUSED:
+                self._state = RunState.RUNNING
+
+    def abort(self, reason: str = "aborted by the user") -> None:
+        """Stop the run at its next checkpoint; the cleanup runs."""
+        with self._control.cond:
+            if self._control.abort_reason is None:
+                self._control.abort_reason = reason
+            self._control.cond.notify_all()
+        with self._lock:
+            if self._state is not RunState.IDLE:
+                self._state = RunState.STOPPING
+
+    def wait(self, timeout_s: float | None = None) -> RunResult | None:
+        """Block until the current run ended; its result (None on timeout)."""
+        if not self._done.wait(timeout_s):
+            return None
+        return self._result
+
+    def run(self, procedure: Procedure) -> RunResult:
+        """Start ``procedure`` and wait for it. Ctrl-C aborts it cleanly, then re-raises."""
+        self.start(procedure)
+        try:
+            while True:
+                result = self.wait(0.2)
+                if result is not None:
+                    return result
+        except KeyboardInterrupt:
+            self.abort("interrupted (Ctrl-C)")
+            self.wait()
+            raise
+
+    def emergency_stop(self, reason: str = "emergency stop") -> None:
+        """Laser off now (from any thread), and abort the run."""
+        self.trip(reason)
+        self.abort(reason)
+
+    # ------------------------------------------------------------------ watchdogs
+    def watchdog(self, record: Any) -> str | None:
+        """Check a raw record against the interlocks; the reason to stop, or None."""
+        if isinstance(record, TagChunk):
+            return self._check_apd_rate(record)
+        if isinstance(record, Frame) and record.em_gain > 1:
+            temperature_c = self.setup.camera.temperature_c
+            if temperature_c > self.camera_max_temperature_c:
+                return (f"camera '{self.setup.camera.name}' at {temperature_c:.1f} °C with EM gain "
+                        f"{record.em_gain}: warmer than {self.camera_max_temperature_c:.0f} °C")
+        return None
+
+    def _check_apd_rate(self, chunk: TagChunk) -> str | None:
+        if len(chunk) == 0:
+            return None
+        span_ps = max(chunk.t_stop_ps - chunk.t_start_ps, 1)
+        bin_ps = int(self.RATE_BIN_S * 1e12)
+        n_bins = max(1, -(-span_ps // bin_ps))
+        limit = self.apd_max_rate_cps * min(self.RATE_BIN_S, span_ps * 1e-12)
+        for ch in np.unique(chunk.channel):
+            t = chunk.t_ps[chunk.channel == ch]
+            counts = np.bincount(((t - chunk.t_start_ps) // bin_ps).clip(0, n_bins - 1),
+                                 minlength=n_bins)
+            worst = int(counts.max())
+            if worst > limit:
+                rate = worst / min(self.RATE_BIN_S, span_ps * 1e-12)
+                return (f"APD channel {int(ch)} at {rate / 1e6:.2f} Mcps exceeds the protection "
+                        f"threshold {self.apd_max_rate_cps / 1e6:.2f} Mcps: laser switched off")
+        return None
+
+    def trip(self, reason: str) -> None:
+        """Switch the laser off immediately (safety interlock)."""
+        self.tripped = reason
+        log.error("interlock: %s", reason)
+        try:
+            self.setup.laser.off()
+        except InstrumentError as exc:
+            log.critical("interlock could not switch the laser off: %s", exc)
+
+    # ------------------------------------------------------------------ worker
+    def _work(self, procedure: Procedure, run_id: int,
+              on_start: Callable[[int], None] | None) -> None:
+        name = getattr(procedure, "name", type(procedure).__name__)
+        ctx = RunContext(self, run_id, self._control)
+        started = self.setup.clock.now()
+        status, reason, value = "failed", "", None
+        try:
+            params = procedure.model_dump_json() if hasattr(procedure, "model_dump_json") \
+                else json.dumps({})
+            self.publish(run_id, RunStart(run_id=run_id, procedure=name, parameters_json=params,
+                                          t_s=time.time()), {})
+            self.publish(run_id, InstrumentSnapshot(run_id=run_id,
+                                                    settings_json=self.setup.snapshot_json(),
+                                                    t_s=time.time()), {})
+            if on_start is not None:
+                on_start(run_id)
+            value = procedure.run(ctx)
+            status = "completed"
+        except Aborted as exc:
+            status, reason = "aborted", exc.reason
+        except InstrumentError as exc:
+            status, reason = "failed", str(exc)
+            log.error("run %d (%s) failed: %s", run_id, name, exc)
+        except Exception as exc:  # noqa: BLE001 - any bug must end the run as failed, loudly
+            status, reason = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("run %d (%s) failed", run_id, name)
+        finally:
+            problems = self.setup.make_safe()
+            if problems and status == "completed":
+                status = "failed"
+            if problems:
+                reason = "; ".join(filter(None, [reason, *problems]))
+            if self.tripped and status != "failed":
+                status, reason = "aborted", self.tripped
+            ended = self.setup.clock.now()
+            try:
+                self.publish(run_id, RunStop(run_id=run_id, status=status, reason=reason,
+                                             t_s=time.time()), {})
+                self.stream.flush(timeout_s=60.0)
+            finally:
+                self._result = RunResult(run_id, name, status, reason,
+                                         value if status == "completed" else None, started, ended)
+                with self._lock:
+                    self._state = RunState.IDLE
+                self._done.set()
+                log.info("run %d (%s) %s%s", run_id, name, status, f": {reason}" if reason else "")

@@ -1,0 +1,142 @@
+"""A measurement session: setup, stream, runner, live analysis and storage, wired.
+
+Scripts use it through :func:`run`::
+
+    from micropl.acquisition import load_setup, run
+    from micropl.acquisition.procedures import G2
+
+    with load_setup(clock_mode="fast") as setup:
+        result = run(G2(duration_s=10), setup, out="runs/g2.h5")
+    print(result.status, result.value.g2_0)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from micropl.acquisition.live import AnalysisSettings, LiveAnalysis
+from micropl.acquisition.procedures.base import apd_channels_of
+from micropl.acquisition.records import Tagged
+from micropl.acquisition.runner import Procedure, Runner, RunResult
+from micropl.acquisition.setup import Setup, load_setup
+from micropl.acquisition.stream import Stream
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Session", "run"]
+
+
+def is_stored(item: Any) -> bool:
+    """Whether storage keeps ``item``: everything but transient and ``live`` records."""
+    record = item.record if isinstance(item, Tagged) else item
+    if getattr(record, "transient", False):
+        return False
+    return not (isinstance(item, Tagged) and item.kind == "live")
+
+
+class Session:
+    """Everything a measurement needs, wired together.
+
+    Parameters
+    ----------
+    setup : Setup
+        Open instruments.
+    out : path, optional
+        Session file to write (HDF5). None: nothing is stored.
+    analysis : AnalysisSettings, optional
+        Live fit settings.
+    resume : bool
+        Continue an existing session file instead of creating one.
+    """
+
+    def __init__(self, setup: Setup, out: str | Path | None = None, *,
+                 analysis: AnalysisSettings | None = None, resume: bool = False) -> None:
+        self.setup = setup
+        self.stream = Stream()
+        self.runner = Runner(setup, self.stream)
+        self.live = LiveAnalysis(self.stream.publish, analysis,
+                                 rep_rate_hz=setup.laser.rep_rate_hz,
+                                 channels=apd_channels_of(setup))
+        self.runner.live = self.live
+        self.live_errors: list[str] = []
+        self.stream.attach("live-analysis", self.live.handle, on_error=self._live_failed)
+        self.writer = None
+        self.path = None if out is None else Path(out)
+        if self.path is not None:
+            self.writer = self._open_writer(self.path, resume)
+            self.runner.reserve_run_ids(self.writer.next_run_id())
+            self.stream.attach("storage", self._store, on_error=self._storage_failed)
+
+    def _open_writer(self, path: Path, resume: bool) -> Any:
+        from micropl.acquisition.storage import SessionWriter
+
+        if resume:
+            return SessionWriter.resume(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SessionWriter.create(path, config_text=self.setup.config_text,
+                                    instruments_json=self.setup.snapshot_json(),
+                                    truth=self.setup.truth())
+
+    def _store(self, item: Any) -> None:
+        if is_stored(item):
+            self.writer.write(item)
+
+    def _storage_failed(self, item: Any, exc: BaseException) -> None:
+        # Nothing may be lost: stop the run rather than go on without storage.
+        self.runner.abort(f"storage failed: {exc}")
+
+    def _live_failed(self, item: Any, exc: BaseException) -> None:
+        self.live_errors.append(f"{type(exc).__name__}: {exc}")
+
+    def on(self, handler: Callable[[Any], None], *, maxlen: int | None = 1000) -> Any:
+        """Attach a display subscriber (coalescing: keeps the newest ``maxlen``)."""
+        return self.stream.attach(getattr(handler, "__name__", "display"), handler,
+                                  maxlen=maxlen)
+
+    def run(self, procedure: Procedure) -> RunResult:
+        """Run ``procedure`` to its end; Ctrl-C aborts it cleanly (then re-raises)."""
+        return self.runner.run(procedure)
+
+    def close(self) -> None:
+        """Stop the run if any, drain the stream, close the file (instruments stay open)."""
+        if self.runner.busy:
+            self.runner.abort("session closed")
+            self.runner.wait()
+        self.stream.flush(timeout_s=60.0)
+        self.stream.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run(procedure: Procedure, setup: Setup | None = None, *, out: str | Path | None = None,
+        analysis: AnalysisSettings | None = None) -> RunResult:
+    """Run one procedure and return how it ended (the script entry point).
+
+    Parameters
+    ----------
+    procedure : Procedure
+        E.g. ``Survey(max_qds=5)``.
+    setup : Setup, optional
+        Open instruments; the simulated setup in fast mode when None (closed after).
+    out : path, optional
+        Session file to write.
+    analysis : AnalysisSettings, optional
+        Live fit settings.
+    """
+    own = setup is None
+    setup = setup or load_setup(clock_mode="fast")
+    try:
+        with Session(setup, out, analysis=analysis) as session:
+            return session.run(procedure)
+    finally:
+        if own:
+            setup.close()

@@ -1,0 +1,220 @@
+"""Loading a setup: the one place where instruments are constructed (DESIGN §3).
+
+>>> from micropl.acquisition import load_setup
+>>> setup = load_setup(clock_mode="fast")          # the simulated setup
+>>> setup.laser.emission_on
+False
+>>> setup.close()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from micropl.acquisition.config import ROLES, driver_module, load_config
+from micropl.drivers.interfaces import (
+    Camera,
+    Clock,
+    InstrumentError,
+    Laser,
+    Scanner,
+    Spectrograph,
+    TimeTagger,
+)
+from micropl.simulators.clock import VirtualClock
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Setup", "load_setup", "describe_config"]
+
+
+@dataclass
+class Setup:
+    """The instruments of one setup, by role, with their clock and provenance.
+
+    Attributes
+    ----------
+    config : SetupConfig
+        The validated configuration.
+    config_text : str
+        The YAML text it came from.
+    source : str
+        Where the configuration came from (file path or ``<text>``).
+    world : SimulatedWorld or None
+        The virtual sample and its coupling, for simulated setups.
+    """
+
+    config: Any
+    config_text: str
+    source: str
+    clock: Clock
+    laser: Laser
+    spectrograph: Spectrograph
+    camera: Camera
+    tagger: TimeTagger
+    scanner: Scanner
+    world: Any = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def instruments(self) -> dict[str, Any]:
+        """Role → instrument."""
+        return {role: getattr(self, role) for role in ROLES}
+
+    @property
+    def simulated(self) -> bool:
+        """True when any instrument is simulated (the session then stores the truth)."""
+        return self.world is not None
+
+    def truth(self) -> dict[str, Any] | None:
+        """The virtual sample's truth arrays, or None for a real setup."""
+        return None if self.world is None else self.world.sample.truth()
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every instrument's current settings, for provenance."""
+        out: dict[str, dict[str, Any]] = {}
+        for role, instrument in self.instruments.items():
+            try:
+                out[role] = instrument.snapshot()
+            except InstrumentError as exc:
+                out[role] = {"error": str(exc)}
+        return out
+
+    def snapshot_json(self) -> str:
+        """:meth:`snapshot` as JSON text."""
+        return json.dumps(self.snapshot(), default=_jsonable, sort_keys=True)
+
+    def make_safe(self) -> list[str]:
+        """Laser off, camera and tagger stopped; the scanner stays where it is.
+
+        Every step is tried even when an earlier one fails. Returns the
+        failures (each also logged as an error), so the caller can report them
+        with the run's status; an empty list means the setup is safe.
+        """
+        problems: list[str] = []
+        for what, action in (
+            ("laser off", self.laser.off),
+            ("camera stop", self.camera.stop),
+            ("tagger stop", self.tagger.stop),
+        ):
+            try:
+                action()
+            except Exception as exc:  # noqa: BLE001 - cleanup must try every step
+                log.error("cleanup: %s failed: %s", what, exc)
+                problems.append(f"{what} failed: {exc}")
+        return problems
+
+    def close(self) -> None:
+        """Make safe and close every instrument (idempotent)."""
+        if self._closed:
+            return
+        self.make_safe()
+        for role, instrument in self.instruments.items():
+            try:
+                instrument.close()
+            except InstrumentError as exc:
+                log.error("closing %s failed: %s", role, exc)
+        self._closed = True
+
+    def __enter__(self) -> Setup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_setup(path: str | Path | None = None, *, text: str | None = None,
+               clock_mode: str | None = None, overrides: dict[str, Any] | None = None) -> Setup:
+    """Validate a setup file and build its instruments.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Setup YAML; the packaged simulated setup by default.
+    text : str, optional
+        YAML text instead of a file.
+    clock_mode : {"real", "fast"}, optional
+        Override the file's clock mode (``--fast``).
+    overrides : dict, optional
+        Nested values merged over the file.
+
+    Returns
+    -------
+    Setup
+        Open instruments. Use as a context manager, or call :meth:`Setup.close`.
+
+    Raises
+    ------
+    ConfigError
+        For an invalid file (one line).
+    InstrumentError
+        When an instrument cannot be opened (MissingExtraError names the extra).
+    """
+    merged = dict(overrides or {})
+    if clock_mode is not None:
+        merged = {**merged, "clock": {"mode": clock_mode}}
+    config, config_text = load_config(path, text=text, overrides=merged or None)
+    source = "<text>" if text is not None else str(path or "simulated.yaml")
+    clock = VirtualClock(config.clock.mode)
+    opened: dict[str, Any] = {}
+    world = None
+    try:
+        if any(getattr(config, role).driver == "simulated" for role in ROLES):
+            world = _simulated_world(config, clock)
+        for role in ROLES:
+            settings = getattr(config, role)
+            opened[role] = _open(role, settings, world)
+    except BaseException:
+        for instrument in opened.values():
+            try:
+                instrument.close()
+            except InstrumentError as exc:
+                log.error("closing after a failed setup: %s", exc)
+        raise
+    return Setup(config=config, config_text=config_text, source=source, clock=clock,
+                 world=world, **opened)
+
+
+def _simulated_world(config: Any, clock: VirtualClock) -> Any:
+    from micropl.simulators.sample import VirtualSample
+    from micropl.simulators.world import SimulatedWorld
+
+    return SimulatedWorld(VirtualSample.from_settings(config.sample), clock)
+
+
+def _open(role: str, settings: Any, world: Any) -> Any:
+    if settings.driver == "simulated":
+        from micropl.simulators import camera, laser, scanner, spectrograph, tagger
+
+        cls = {
+            "laser": laser.SimLaser,
+            "spectrograph": spectrograph.SimSpectrograph,
+            "camera": camera.SimCamera,
+            "tagger": tagger.SimTimeTagger,
+            "scanner": scanner.SimScanner,
+        }[role]
+        return cls(settings, world)
+    return driver_module(role, settings.driver).open_instrument(settings)
+
+
+def describe_config(config: Any) -> list[dict[str, Any]]:
+    """What :func:`load_setup` would build, one row per role, without opening anything."""
+    rows = []
+    for role in ROLES:
+        settings = getattr(config, role)
+        details = settings.model_dump(exclude={"driver", "name", "faults"})
+        rows.append({"role": role, "driver": settings.driver, "name": settings.name,
+                     "settings": details})
+    return rows
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "__dict__"):
+        return vars(value)
+    return str(value)

@@ -1,0 +1,215 @@
+"""Publish/subscribe data stream with one queue per subscriber (DESIGN §5).
+
+* A **lossless** subscriber (storage, the live analysis core) gets every
+  record, in publication order; its queue is unbounded, so a slow consumer
+  costs memory, never data.
+* A **coalescing** subscriber (a display) keeps at most ``maxlen`` records and
+  drops the oldest when it falls behind.
+
+Records are delivered to a subscriber's handler on the subscriber's own thread
+(:meth:`Stream.attach`), so a slow fit or disk never blocks acquisition.
+
+>>> stream = Stream()
+>>> seen = []
+>>> worker = stream.attach("list", seen.append)
+>>> stream.publish(1); stream.publish(2)
+>>> stream.flush(); seen
+[1, 2]
+>>> stream.close()
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Stream", "Subscription", "Worker"]
+
+_CLOSE = object()
+
+
+class Subscription:
+    """The queue of one subscriber.
+
+    Parameters
+    ----------
+    name : str
+        Shown in logs and errors.
+    maxlen : int or None
+        None for a lossless queue; otherwise keep only the newest ``maxlen``
+        records (``dropped`` counts the others).
+    """
+
+    def __init__(self, name: str, maxlen: int | None = None) -> None:
+        self.name = name
+        self.maxlen = maxlen
+        self.dropped = 0
+        self._items: collections.deque[Any] = collections.deque()
+        self._cond = threading.Condition()
+        self._pending = 0  # items taken but not yet marked done
+
+    @property
+    def lossless(self) -> bool:
+        """True when this subscriber never loses a record."""
+        return self.maxlen is None
+
+    def put(self, record: Any) -> None:
+        """Queue ``record`` (the stream calls this)."""
+        with self._cond:
+            if self.maxlen is not None and len(self._items) >= self.maxlen:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(record)
+            self._cond.notify_all()
+
+    def get(self, timeout_s: float | None = None) -> Any:
+        """Next record, waiting up to ``timeout_s``; raises ``TimeoutError`` if none came."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items, timeout=timeout_s):
+                raise TimeoutError(f"subscriber {self.name!r}: no record within {timeout_s} s")
+            self._pending += 1
+            return self._items.popleft()
+
+    def drain(self) -> list[Any]:
+        """Every queued record, at once (for displays that coalesce)."""
+        with self._cond:
+            items = list(self._items)
+            self._items.clear()
+            self._pending += len(items)
+            return items
+
+    def done(self, n: int = 1) -> None:
+        """Mark ``n`` records taken with :meth:`get`/:meth:`drain` as handled."""
+        with self._cond:
+            self._pending -= n
+            self._cond.notify_all()
+
+    def wait_empty(self, timeout_s: float | None = None) -> bool:
+        """Block until every queued record was handled; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._items and self._pending == 0,
+                                       timeout=timeout_s)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+class Worker:
+    """A thread feeding one subscription's records to a handler.
+
+    An exception in the handler is logged and kept in :attr:`errors`; the
+    worker goes on with the next record (a failing fit must not stop storage).
+    ``on_error`` is called with the record and the exception, so the owner can
+    decide (the runner fails the run when storage fails).
+    """
+
+    def __init__(self, subscription: Subscription, handler: Callable[[Any], None],
+                 on_error: Callable[[Any, BaseException], None] | None = None) -> None:
+        self.subscription = subscription
+        self.handler = handler
+        self.on_error = on_error
+        self.errors: list[BaseException] = []
+        self._thread = threading.Thread(target=self._loop, name=f"stream-{subscription.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        sub = self.subscription
+        while True:
+            record = sub.get()
+            try:
+                if record is _CLOSE:
+                    return
+                self.handler(record)
+            except Exception as exc:  # noqa: BLE001 - reported through on_error and errors
+                log.exception("subscriber %r failed on %s", sub.name, type(record).__name__)
+                self.errors.append(exc)
+                if self.on_error is not None:
+                    self.on_error(record, exc)
+            finally:
+                sub.done()
+
+    def join(self, timeout_s: float | None = None) -> None:
+        """Wait for the thread to end (after the stream closed)."""
+        self._thread.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+class Stream:
+    """Publish/subscribe hub. Thread-safe; ``publish`` never blocks on a subscriber."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+        self._workers: list[Worker] = []
+        self._lock = threading.Lock()
+        self.published = 0
+
+    def subscribe(self, name: str, maxlen: int | None = None) -> Subscription:
+        """Add a subscriber queue (lossless when ``maxlen`` is None)."""
+        sub = Subscription(name, maxlen)
+        with self._lock:
+            self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to ``sub``."""
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+    def attach(self, name: str, handler: Callable[[Any], None], *, maxlen: int | None = None,
+               on_error: Callable[[Any, BaseException], None] | None = None) -> Worker:
+        """Subscribe and run ``handler`` on each record in a thread of its own."""
+        worker = Worker(self.subscribe(name, maxlen), handler, on_error)
+        with self._lock:
+            self._workers.append(worker)
+        return worker
+
+    def publish(self, record: Any) -> None:
+        """Deliver ``record`` to every subscriber."""
+        with self._lock:
+            subs = list(self._subs)
+            self.published += 1
+        for sub in subs:
+            sub.put(record)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every lossless subscriber handled everything published so far.
+
+        Records published by handlers meanwhile (fits) are waited for too.
+        Returns False on timeout.
+        """
+        while True:
+            with self._lock:
+                subs = [s for s in self._subs if s.lossless]
+                before = self.published
+            for sub in subs:
+                if not sub.wait_empty(timeout_s):
+                    return False
+            with self._lock:
+                if self.published == before:
+                    return True
+
+    def close(self, timeout_s: float | None = 10.0) -> None:
+        """Deliver what is queued, then stop every worker thread."""
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.subscription.put(_CLOSE)
+        for worker in workers:
+            worker.join(timeout_s)
+            if worker.alive:
+                log.error("subscriber %r did not finish within %s s",
+                          worker.subscription.name, timeout_s)
+        with self._lock:
+            self._workers.clear()
+            self._subs = [s for s in self._subs if all(s is not w.subscription for w in workers)]

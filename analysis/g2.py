@@ -1,0 +1,1087 @@
+"""Second-order correlation g²(τ) from photon time tags and from HBT histograms.
+
+The module holds four things:
+
+* :func:`cross_correlate` — the exact start–multi-stop cross-correlation of two
+  sorted time-tag streams (numba, one pass with two pointers), and
+  :class:`G2Accumulator`, its incremental form that is fed chunks as they arrive;
+* :func:`pulsed_g2` — g²(0) of a pulsed source as the ratio of the central peak area
+  to the mean side-peak area, with the repetition period and the zero-delay peak
+  found from the data when they are not given (:class:`G2Result`);
+* :func:`fit_peak_train` — a fit of the whole pulsed histogram as a comb of
+  two-sided exponential peaks convolved with a Gaussian instrument response
+  (:class:`PeakTrainFit`);
+* :func:`fit_cw_g2` — a fit of the CW antibunching dip
+  g²(τ) = 1 − (1 − g²(0))·exp(−|τ − τ_d|/τ₀) convolved with a Gaussian IRF
+  (:class:`CwG2Fit`).
+
+Binning convention
+------------------
+A histogram with window ``W`` and bin width ``b`` has ``n = ceil(2W / b)`` half-open
+bins ``[-W + i·b, -W + (i+1)·b)``. When ``2W`` is a multiple of ``b`` the bins cover
+exactly ``[-W, W)``; otherwise the last bin is full width and the histogram covers
+``[-W, -W + n·b)``, slightly more than ``W`` on the positive side. Every pair delay
+``-W <= d < W`` is always counted, and no bin is ever narrower than ``b``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from scipy import optimize, special
+
+from micropl.analysis.errors import AnalysisInputError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CwG2Fit",
+    "G2Accumulator",
+    "G2Result",
+    "PeakTrainFit",
+    "cross_correlate",
+    "detect_period_ps",
+    "fit_cw_g2",
+    "fit_peak_train",
+    "histogram_bins",
+    "pulsed_g2",
+    "two_sided_exp_irf",
+]
+
+
+# ---------------------------------------------------------------------------
+# Cross-correlation
+# ---------------------------------------------------------------------------
+
+
+def histogram_bins(bin_ps: int, window_ps: int) -> tuple[int, int]:
+    """Number of bins and covered span of a ``±window_ps`` histogram.
+
+    Parameters
+    ----------
+    bin_ps : int
+        Bin width in ps, > 0.
+    window_ps : int
+        Half-width of the delay window in ps, > 0.
+
+    Returns
+    -------
+    n_bins : int
+        ``ceil(2·window_ps / bin_ps)``.
+    span_ps : int
+        ``n_bins · bin_ps`` (>= ``2·window_ps``); the bins cover
+        ``[-window_ps, -window_ps + span_ps)``.
+    """
+    bin_ps = int(bin_ps)
+    window_ps = int(window_ps)
+    if bin_ps <= 0:
+        raise AnalysisInputError(f"bin width must be > 0 ps, got {bin_ps} ps")
+    if window_ps <= 0:
+        raise AnalysisInputError(f"window must be > 0 ps, got {window_ps} ps")
+    n_bins = -(-2 * window_ps // bin_ps)
+    if n_bins > 50_000_000:
+        raise AnalysisInputError(
+            f"window ±{window_ps} ps with {bin_ps} ps bins needs {n_bins} bins (max 50 000 000)")
+    return n_bins, n_bins * bin_ps
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_sorted(t: np.ndarray) -> bool:
+    for i in range(1, t.shape[0]):
+        if t[i] < t[i - 1]:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _correlate_into_i64(t1: np.ndarray, t2: np.ndarray, lo_ps: np.int64, span_ps: np.int64,
+                        bin_ps: np.int64, counts: np.ndarray) -> None:
+    """Add to ``counts`` every pair with ``lo <= t2[j] - t1[i] < lo + span``.
+
+    Two pointers: ``j0`` is the first ``t2`` not below ``t1[i] + lo``; it only moves
+    forward because ``t1`` is sorted. The inner loop visits exactly the counted pairs.
+    """
+    n2 = t2.shape[0]
+    j0 = 0
+    for i in range(t1.shape[0]):
+        start = t1[i] + lo_ps
+        while j0 < n2 and t2[j0] < start:
+            j0 += 1
+        j = j0
+        while j < n2:
+            offset = t2[j] - start  # in [0, ...)
+            if offset >= span_ps:
+                break
+            counts[offset // bin_ps] += 1
+            j += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _correlate_into_u32(t1: np.ndarray, t2: np.ndarray, lo_ps: np.int64, span_ps: np.int64,
+                        bin_ps: np.int64, counts: np.ndarray) -> None:
+    """As :func:`_correlate_into_i64` with a 32-bit division (span below 2**32 ps)."""
+    n2 = t2.shape[0]
+    b32 = np.uint32(bin_ps)
+    j0 = 0
+    for i in range(t1.shape[0]):
+        start = t1[i] + lo_ps
+        while j0 < n2 and t2[j0] < start:
+            j0 += 1
+        j = j0
+        while j < n2:
+            offset = t2[j] - start
+            if offset >= span_ps:
+                break
+            counts[np.uint32(offset) // b32] += 1
+            j += 1
+
+
+def _correlate_into(t1: np.ndarray, t2: np.ndarray, lo_ps: np.int64, span_ps: np.int64,
+                    bin_ps: np.int64, counts: np.ndarray) -> None:
+    if span_ps < 2**32:
+        _correlate_into_u32(t1, t2, lo_ps, span_ps, bin_ps, counts)
+    else:
+        _correlate_into_i64(t1, t2, lo_ps, span_ps, bin_ps, counts)
+
+
+def _as_tags(t: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(t)
+    if arr.ndim != 1:
+        raise AnalysisInputError(f"{name} must be a 1-D array of time tags, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        raise AnalysisInputError(f"{name} must hold integer ps time tags, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def cross_correlate(t1_ps: np.ndarray, t2_ps: np.ndarray, bin_ps: int, window_ps: int,
+                    *, check_sorted: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram of all pair delays ``t2 - t1`` within ``±window_ps``.
+
+    Every pair ``(i, j)`` with ``-window_ps <= t2_ps[j] - t1_ps[i] < -window_ps + span``
+    is counted once, in the half-open bin ``[-W + k·b, -W + (k+1)·b)`` (see the module
+    docstring for ``span`` when ``2W`` is not a multiple of ``b``). Equal time stamps in
+    the two streams give delay 0 and are counted. Positive delay means that the channel-2
+    photon came after the channel-1 photon.
+
+    Parameters
+    ----------
+    t1_ps, t2_ps : ndarray of int64, shape (n,) and (m,)
+        Arrival times in ps, each sorted ascending (duplicates allowed). Either may be
+        empty.
+    bin_ps : int
+        Bin width in ps.
+    window_ps : int
+        Half-width of the delay window in ps.
+    check_sorted : bool
+        Verify the sort order (one cheap pass); unsorted input raises
+        :class:`~micropl.analysis.errors.AnalysisInputError`.
+
+    Returns
+    -------
+    tau_ps : ndarray of float64, shape (n_bins,)
+        Bin centres in ps, ``-W + (k + 0.5)·b``.
+    counts : ndarray of int64, shape (n_bins,)
+        Number of pairs per bin.
+
+    Notes
+    -----
+    The cost is O(n + m + number of counted pairs): one pass over both streams.
+
+    Examples
+    --------
+    >>> tau, c = cross_correlate(np.array([0, 100]), np.array([50, 120]), 10, 100)
+    >>> int(c.sum())
+    3
+    """
+    n_bins, span_ps = histogram_bins(bin_ps, window_ps)
+    t1 = _as_tags(t1_ps, "t1_ps")
+    t2 = _as_tags(t2_ps, "t2_ps")
+    if check_sorted and not (_is_sorted(t1) and _is_sorted(t2)):
+        raise AnalysisInputError("time tags must be sorted ascending")
+    counts = np.zeros(n_bins, dtype=np.int64)
+    _correlate_into(t1, t2, np.int64(-int(window_ps)), np.int64(span_ps), np.int64(int(bin_ps)),
+                    counts)
+    return _bin_centres(int(bin_ps), int(window_ps), n_bins), counts
+
+
+def _bin_centres(bin_ps: int, window_ps: int, n_bins: int) -> np.ndarray:
+    return -float(window_ps) + (np.arange(n_bins, dtype=np.float64) + 0.5) * float(bin_ps)
+
+
+class G2Accumulator:
+    """Incremental cross-correlation of two channels, fed chunk by chunk.
+
+    The histogram after any sequence of chunks is identical, bin for bin, to
+    :func:`cross_correlate` on the concatenated tags: each new tag is correlated with the
+    retained tail of the other channel, so no pair that straddles a chunk boundary is lost.
+    The tails hold only the tags that a future tag can still pair with (about one window
+    of each channel), so memory stays bounded on long acquisitions.
+
+    Parameters
+    ----------
+    bin_ps : int
+        Bin width in ps.
+    window_ps : int
+        Half-width of the delay window in ps.
+    channel_a, channel_b : int
+        Channel numbers of the start (``t1``) and stop (``t2``) streams for
+        :meth:`add_chunk`. Default 1 and 2. The delay is ``t_b - t_a``.
+
+    Notes
+    -----
+    Tags of each channel must arrive in ascending order across calls. Tags of the two
+    channels may interleave freely between calls. When a call promises, through
+    ``t_stop_ps`` (or the chunk's ``t_stop_ps``), that no later tag will be earlier, the
+    tails are trimmed even when one channel is silent.
+    """
+
+    def __init__(self, bin_ps: int, window_ps: int, *, channel_a: int = 1,
+                 channel_b: int = 2) -> None:
+        self.bin_ps = int(bin_ps)
+        self.window_ps = int(window_ps)
+        self.n_bins, self.span_ps = histogram_bins(self.bin_ps, self.window_ps)
+        self.channel_a = int(channel_a)
+        self.channel_b = int(channel_b)
+        self.tau_ps = _bin_centres(self.bin_ps, self.window_ps, self.n_bins)
+        self.reset()
+
+    def reset(self) -> None:
+        """Clear the histogram, the tails and the counters."""
+        self._counts = np.zeros(self.n_bins, dtype=np.int64)
+        self._tail_a = np.zeros(0, dtype=np.int64)
+        self._tail_b = np.zeros(0, dtype=np.int64)
+        self._last_a: int | None = None
+        self._last_b: int | None = None
+        self._floor_ps: int | None = None
+        self.n_tags_a = 0
+        self.n_tags_b = 0
+        self.n_chunks = 0
+        self.n_overflow_chunks = 0
+        self.missed_events = 0
+        self.duration_ps = 0
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Histogram so far, int64, shape (n_bins,) (a copy)."""
+        return self._counts.copy()
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(tau_ps, counts)`` as :func:`cross_correlate` returns them (copies)."""
+        return self.tau_ps.copy(), self._counts.copy()
+
+    def add_chunk(self, chunk: object) -> None:
+        """Add a record with ``t_ps`` (int64) and ``channel`` (uint8) arrays.
+
+        Any object with these attributes works, e.g. ``micropl.drivers.interfaces.TagChunk``;
+        its optional ``t_stop_ps``, ``overflow`` and ``missed_events`` are used when
+        present.
+        """
+        try:
+            t_ps = np.asarray(chunk.t_ps)  # type: ignore[attr-defined]
+            channel = np.asarray(chunk.channel)  # type: ignore[attr-defined]
+        except AttributeError as exc:
+            raise AnalysisInputError(
+                f"chunk of type {type(chunk).__name__} has no t_ps/channel arrays") from exc
+        if t_ps.shape != channel.shape:
+            raise AnalysisInputError(
+                f"chunk t_ps shape {t_ps.shape} differs from channel shape {channel.shape}")
+        t_stop = getattr(chunk, "t_stop_ps", None)
+        t_start = getattr(chunk, "t_start_ps", None)
+        if getattr(chunk, "overflow", False):
+            self.n_overflow_chunks += 1
+        self.missed_events += int(getattr(chunk, "missed_events", 0) or 0)
+        if t_stop is not None and t_start is not None:
+            self.duration_ps += int(t_stop) - int(t_start)
+        self.add_arrays(t_ps[channel == self.channel_a], t_ps[channel == self.channel_b],
+                        t_stop_ps=t_stop)
+
+    def add_arrays(self, ta_ps: np.ndarray, tb_ps: np.ndarray, *,
+                   t_stop_ps: int | None = None) -> None:
+        """Add new tags of channel a (start) and channel b (stop).
+
+        Parameters
+        ----------
+        ta_ps, tb_ps : ndarray of int64
+            New sorted tags in ps of each channel, none earlier than the last tag of
+            the same channel given before.
+        t_stop_ps : int, optional
+            Promise that no tag given later, in either channel, is earlier than this time.
+        """
+        ta = _as_tags(ta_ps, "ta_ps")
+        tb = _as_tags(tb_ps, "tb_ps")
+        if not (_is_sorted(ta) and _is_sorted(tb)):
+            raise AnalysisInputError("time tags in a chunk must be sorted ascending")
+        for new, last, name in ((ta, self._last_a, "a"), (tb, self._last_b, "b")):
+            if new.size and last is not None and new[0] < last:
+                raise AnalysisInputError(
+                    f"channel {name} tag {int(new[0])} ps is earlier than the previous chunk's "
+                    f"last tag {last} ps")
+            floor = self._floor_ps
+            if new.size and floor is not None and new[0] < floor:
+                raise AnalysisInputError(
+                    f"channel {name} tag {int(new[0])} ps is earlier than the promised "
+                    f"t_stop_ps {floor} ps")
+        lo = np.int64(-self.window_ps)
+        span = np.int64(self.span_ps)
+        binw = np.int64(self.bin_ps)
+        # new a × (old b tail + new b), then old a tail × new b: every new pair once.
+        if ta.size:
+            b_all = np.concatenate((self._tail_b, tb)) if self._tail_b.size else tb
+            _correlate_into(ta, b_all, lo, span, binw, self._counts)
+        if tb.size and self._tail_a.size:
+            _correlate_into(self._tail_a, tb, lo, span, binw, self._counts)
+        self.n_tags_a += int(ta.size)
+        self.n_tags_b += int(tb.size)
+        self.n_chunks += 1
+        if ta.size:
+            self._last_a = int(ta[-1])
+        if tb.size:
+            self._last_b = int(tb[-1])
+        if t_stop_ps is not None:
+            self._floor_ps = max(int(t_stop_ps), self._floor_ps or int(t_stop_ps))
+        self._tail_a = self._trim(np.concatenate((self._tail_a, ta)) if ta.size else self._tail_a,
+                                  self._future_min(self._last_b),
+                                  keep_after=self.window_ps - self.span_ps)
+        self._tail_b = self._trim(np.concatenate((self._tail_b, tb)) if tb.size else self._tail_b,
+                                  self._future_min(self._last_a), keep_after=-self.window_ps - 1)
+
+    def _future_min(self, last_other: int | None) -> int | None:
+        """Lower bound on any future tag of the other channel, or None if unknown."""
+        bounds = [b for b in (last_other, self._floor_ps) if b is not None]
+        return max(bounds) if bounds else None
+
+    @staticmethod
+    def _trim(tail: np.ndarray, future_min: int | None, keep_after: int) -> np.ndarray:
+        # A retained tag t of this channel can pair with a future tag u >= future_min of
+        # the other channel only if the delay condition allows it:
+        # (the delay d = t_b - t_a must satisfy -W <= d < -W + span):
+        #   tail a: u - t < span - W  -> keep t > future_min - (span - W)
+        #   tail b: t - u >= -W       -> keep t >= future_min - W  (t > future_min - W - 1)
+        if future_min is None or not tail.size:
+            return tail
+        cut = np.searchsorted(tail, future_min + keep_after, side="right")
+        return tail[cut:].copy() if cut else tail
+
+
+# ---------------------------------------------------------------------------
+# Peak shape
+# ---------------------------------------------------------------------------
+
+
+def two_sided_exp_irf(x_ps: np.ndarray, lifetime_ps: float, sigma_ps: float) -> np.ndarray:
+    """Two-sided exponential ``exp(-|x|/τ)`` convolved with a unit-area Gaussian.
+
+    Parameters
+    ----------
+    x_ps : ndarray of float
+        Delay from the peak centre in ps.
+    lifetime_ps : float
+        Decay constant τ in ps (> 0).
+    sigma_ps : float
+        Standard deviation of the Gaussian instrument response in ps (>= 0).
+
+    Returns
+    -------
+    ndarray of float
+        Peak shape; it tends to ``exp(-|x|/τ)`` when ``sigma_ps -> 0`` (height 1 at 0)
+        and has area ``2τ`` for any ``sigma_ps``.
+
+    Notes
+    -----
+    Each side is ``½·exp(σ²/2τ² ∓ x/τ)·erfc((σ²/τ ∓ x)/(σ√2))``; where the erfc argument
+    is positive the product is evaluated as ``½·exp(-x²/2σ²)·erfcx(z)`` to avoid overflow.
+    """
+    x = np.asarray(x_ps, dtype=np.float64)
+    tau = float(lifetime_ps)
+    sigma = float(sigma_ps)
+    if sigma <= 1e-9 * tau:
+        return np.exp(-np.abs(x) / tau)
+    return _one_side(x, tau, sigma) + _one_side(-x, tau, sigma)
+
+
+def _one_side(x: np.ndarray, tau: float, sigma: float) -> np.ndarray:
+    # ½·exp(σ²/2τ² − x/τ)·erfc(z),  z = (σ²/τ − x)/(σ√2)
+    z = (sigma * sigma / tau - x) / (sigma * math.sqrt(2.0))
+    out = np.empty_like(x)
+    pos = z >= 0
+    xp = x[pos]
+    out[pos] = 0.5 * np.exp(-xp * xp / (2 * sigma * sigma)) * special.erfcx(z[pos])
+    neg = ~pos
+    out[neg] = 0.5 * np.exp(sigma * sigma / (2 * tau * tau) - x[neg] / tau) * special.erfc(z[neg])
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Pulsed g²(0)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class G2Result:
+    """Pulsed g²(0) from peak areas of an HBT histogram.
+
+    Attributes
+    ----------
+    g2_0, g2_0_err : float
+        Raw area ratio central / mean side and its 1σ Poisson error
+        ``g2·√(1/C + 1/ΣS)`` (``C`` replaced by 1 in the error when it is 0).
+    g2_0_bgcorr, g2_0_bgcorr_err : float
+        Ratio after subtracting the flat background from every window, with the error
+        propagated through all three estimates (central, side and background counts).
+        NaN when no gap bins were available.
+    rep_rate_hz, period_ps : float
+        Repetition rate and period used.
+    period_source : str
+        ``"user"``, ``"header"`` or ``"detected"``.
+    delay_ps : float
+        Position of the zero-delay (central) peak in ps.
+    zero_delay_source : str
+        ``"user"``, ``"nearest-zero"`` (comb peak nearest τ = 0) or ``"lowest-peak"``
+        (the anomalously low peak of the comb).
+    n_side : int
+        Side peaks per side asked for.
+    n_side_left, n_side_right : int
+        Side peaks actually used on each side (fewer when the histogram ends).
+    central_counts : float
+        Counts ``C`` in the central window.
+    side_mean_counts : float
+        Mean counts per side window, ``ΣS / (n_left + n_right)``.
+    side_counts : ndarray of float, shape (n_left + n_right,)
+        Counts of each side window, ordered by delay.
+    side_delays_ps : ndarray of float, shape (n_left + n_right,)
+        Centre of each side peak in ps.
+    background_per_bin, background_per_bin_err : float
+        Mean background counts per histogram bin from the gaps between peaks, and its
+        1σ error (NaN without gap bins).
+    central_window_ps : tuple of float
+        ``(start, stop)`` of the central window in ps.
+    side_windows_ps : ndarray of float, shape (n_left + n_right, 2)
+        ``(start, stop)`` of each side window in ps.
+    window_fraction : float
+        Window width as a fraction of the period.
+    bin_ps : float
+        Histogram bin width in ps.
+    """
+
+    g2_0: float
+    g2_0_err: float
+    g2_0_bgcorr: float
+    g2_0_bgcorr_err: float
+    rep_rate_hz: float
+    period_ps: float
+    period_source: str
+    delay_ps: float
+    zero_delay_source: str
+    n_side: int
+    n_side_left: int
+    n_side_right: int
+    central_counts: float
+    side_mean_counts: float
+    side_counts: np.ndarray
+    side_delays_ps: np.ndarray
+    background_per_bin: float
+    background_per_bin_err: float
+    central_window_ps: tuple[float, float]
+    side_windows_ps: np.ndarray
+    window_fraction: float
+    bin_ps: float
+
+    def as_dict(self) -> dict:
+        """JSON-ready dictionary (arrays become lists)."""
+        out = {}
+        for key in self.__dataclass_fields__:
+            value = getattr(self, key)
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, np.generic):
+                value = value.item()
+            out[key] = value
+        return out
+
+
+def _check_histogram(tau_ps: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                        float]:
+    tau = np.asarray(tau_ps, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.float64)
+    if tau.ndim != 1 or c.shape != tau.shape:
+        raise AnalysisInputError(
+            f"tau_ps and counts must be 1-D arrays of equal length, got {tau.shape} and {c.shape}")
+    if tau.size < 8:
+        raise AnalysisInputError(f"histogram has only {tau.size} bins")
+    if not (np.all(np.isfinite(tau)) and np.all(np.isfinite(c))):
+        raise AnalysisInputError("histogram holds NaN or infinite values")
+    if np.any(c < 0):
+        raise AnalysisInputError("histogram holds negative counts")
+    steps = np.diff(tau)
+    bin_ps = float(np.median(steps))
+    if bin_ps <= 0 or np.any(np.abs(steps - bin_ps) > 0.01 * bin_ps):
+        raise AnalysisInputError("histogram delays must be increasing in uniform steps")
+    if c.sum() <= 0:
+        raise AnalysisInputError("histogram is empty (all counts are zero)")
+    return tau, c, bin_ps
+
+
+def _comb_amplitude(tau: np.ndarray, c: np.ndarray, period_ps: float) -> complex:
+    return complex(np.sum(c * np.exp(2j * np.pi * tau / period_ps)))
+
+
+def detect_period_ps(tau_ps: np.ndarray, counts: np.ndarray, *,
+                     min_period_ps: float | None = None) -> float:
+    """Repetition period of a peak comb in an HBT histogram.
+
+    The coarse period is the first strong maximum of the histogram's autocorrelation
+    (computed by FFT); it is refined by maximising the comb's Fourier amplitude
+    ``|Σ c·exp(2πiτ/P)|`` over ``P`` near the coarse value.
+
+    Parameters
+    ----------
+    tau_ps : ndarray of float, shape (n,)
+        Uniform bin centres in ps.
+    counts : ndarray, shape (n,)
+        Counts per bin.
+    min_period_ps : float, optional
+        Smallest period considered; default 8 bins.
+
+    Returns
+    -------
+    float
+        Period in ps.
+
+    Raises
+    ------
+    AnalysisInputError
+        No periodic peaks stand out of the noise.
+    """
+    tau, c, bin_ps = _check_histogram(tau_ps, counts)
+    n = c.size
+    x = c - c.mean()
+    nfft = 1 << int(math.ceil(math.log2(2 * n)))
+    spec = np.fft.rfft(x, nfft)
+    acf = np.fft.irfft(spec * np.conj(spec), nfft)[:n]
+    # Normalise by the overlap length so that long lags are not suppressed.
+    acf = acf / np.arange(n, 0, -1)
+    min_lag = max(2, int(math.ceil((min_period_ps or 8 * bin_ps) / bin_ps)))
+    # Skip the central lobe (the peaks' own width): start after the first negative value.
+    below = np.flatnonzero(acf[1:] < 0)
+    if below.size:
+        min_lag = max(min_lag, int(below[0]) + 1)
+    max_lag = n // 2
+    if max_lag <= min_lag + 2:
+        raise AnalysisInputError("histogram too short to detect a repetition period")
+    seg = acf[min_lag:max_lag]
+    # Local maxima above half the strongest one; the first is the fundamental.
+    peak_idx = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
+    if peak_idx.size == 0 or seg[peak_idx].max() <= 0:
+        raise AnalysisInputError("no periodic peaks found in the histogram")
+    strong = peak_idx[seg[peak_idx] >= 0.5 * seg[peak_idx].max()]
+    lag0 = strong[0] + min_lag
+    # Parabolic refinement of the autocorrelation maximum.
+    y0, y1, y2 = acf[lag0 - 1], acf[lag0], acf[lag0 + 1]
+    den = y0 - 2 * y1 + y2
+    frac = 0.5 * (y0 - y2) / den if den < 0 else 0.0
+    coarse = (lag0 + frac) * bin_ps
+
+    def neg_amp(p: float) -> float:
+        return -abs(_comb_amplitude(tau, c, p))
+
+    width = 0.5 * bin_ps + coarse * coarse / max(tau[-1] - tau[0], coarse)
+    res = optimize.minimize_scalar(neg_amp, bounds=(coarse - width, coarse + width),
+                                   method="bounded", options={"xatol": 1e-4 * bin_ps})
+    period = float(res.x)
+    amp = -float(res.fun)
+    noise = math.sqrt(float(c.sum()))
+    if amp < 5 * noise:
+        raise AnalysisInputError(
+            f"no periodic peaks found in the histogram (comb amplitude {amp:.0f} counts, "
+            f"noise {noise:.0f} counts)")
+    return period
+
+
+def _window_weights(tau: np.ndarray, bin_ps: float, lo: float, hi: float) -> np.ndarray:
+    """Fraction of each bin ``[τ - b/2, τ + b/2)`` that lies inside ``[lo, hi)``."""
+    left = np.maximum(tau - 0.5 * bin_ps, lo)
+    right = np.minimum(tau + 0.5 * bin_ps, hi)
+    return np.clip(right - left, 0.0, None) / bin_ps
+
+
+def pulsed_g2(tau_ps: np.ndarray, counts: np.ndarray, *, period_ps: float | None = None,
+              rep_rate_hz: float | None = None, n_side: int = 5,
+              zero_delay_ps: float | None = None, window_fraction: float = 1.0,
+              gap_fraction: float = 0.2, period_source: str | None = None,
+              min_significance: float = 3.0) -> G2Result:
+    """g²(0) of a pulsed source from the peak areas of an HBT histogram.
+
+    Parameters
+    ----------
+    tau_ps : ndarray of float, shape (n,)
+        Uniform bin centres in ps. A symmetric cross-correlation (``-W..W``) or a
+        start–stop histogram (``0..T``) both work.
+    counts : ndarray, shape (n,)
+        Raw coincidence counts per bin (Poisson statistics are assumed for the errors).
+    period_ps, rep_rate_hz : float, optional
+        Repetition period or rate (give at most one). When neither is given the period
+        is detected from the histogram (:func:`detect_period_ps`).
+    n_side : int
+        Side peaks per side averaged for the normalisation (default 5; 4–6 recommended
+        because blinking bunches the nearest ones). Fewer are used on a side where the
+        histogram ends; at least one side peak in total is required.
+    zero_delay_ps : float, optional
+        Approximate position of the zero-delay peak; the comb peak nearest it is used.
+        By default the peak nearest τ = 0 when the histogram extends at least one period
+        to both sides of 0, else the anomalously low peak of the comb.
+    window_fraction : float
+        Width of each peak window as a fraction of the period (0 < f <= 1; default 1,
+        so the windows tile the histogram). Bins cut by a window edge count in proportion
+        to their overlap.
+    gap_fraction : float
+        Background bins are those within ``±gap_fraction·P/2`` of the mid-point between
+        two peaks (default 0.2, i.e. the central 20 % of each gap). The background-corrected
+        value assumes the peaks have decayed to the background there: with a decay time
+        above ≈5 % of the period the exponential tails raise the gap level and the
+        corrected g²(0) comes out low (for τ = P/10 by about one σ at a few hundred side
+        counts); use :func:`fit_peak_train` then.
+    period_source : str, optional
+        Label stored in the result for a given period (default ``"user"``; pass
+        ``"header"`` when the rate came from a file header).
+    min_significance : float
+        When the zero-delay peak is searched as the lowest peak, it must lie this many σ
+        below the median side peak, else the result would be a noise pick.
+
+    Returns
+    -------
+    G2Result
+
+    Raises
+    ------
+    AnalysisInputError
+        Empty or non-uniform histogram, no periodic peaks, no complete side peak, or no
+        significantly low peak to take as zero delay.
+    """
+    tau, c, bin_ps = _check_histogram(tau_ps, counts)
+    if period_ps is not None and rep_rate_hz is not None:
+        raise AnalysisInputError("give period_ps or rep_rate_hz, not both")
+    if not 0 < window_fraction <= 1:
+        raise AnalysisInputError(f"window_fraction must be in (0, 1], got {window_fraction}")
+    if not 0 < gap_fraction < 1:
+        raise AnalysisInputError(f"gap_fraction must be in (0, 1), got {gap_fraction}")
+    if int(n_side) < 1:
+        raise AnalysisInputError(f"n_side must be >= 1, got {n_side}")
+    n_side = int(n_side)
+    if rep_rate_hz is not None:
+        if not rep_rate_hz > 0:
+            raise AnalysisInputError(f"repetition rate must be > 0 Hz, got {rep_rate_hz}")
+        period_ps = 1e12 / float(rep_rate_hz)
+    if period_ps is not None:
+        period = float(period_ps)
+        if not period > 2 * bin_ps:
+            raise AnalysisInputError(
+                f"period {period:.1f} ps is not longer than two bins ({bin_ps:.1f} ps each)")
+        source = period_source or "user"
+    else:
+        period = detect_period_ps(tau, c)
+        source = "detected"
+    if period > 0.5 * (tau[-1] - tau[0]):
+        raise AnalysisInputError(
+            f"histogram ({(tau[-1] - tau[0]) / 1e3:.1f} ns) holds fewer than two periods of "
+            f"{period / 1e3:.2f} ns")
+
+    # Comb offset from the phase of the fundamental Fourier component.
+    phase = np.angle(_comb_amplitude(tau, c, period))
+    offset = (phase / (2 * np.pi) * period) % period
+    edge_lo = tau[0] - 0.5 * bin_ps
+    edge_hi = tau[-1] + 0.5 * bin_ps
+    half = 0.5 * window_fraction * period
+    k_min = math.ceil((edge_lo + half - offset) / period)
+    k_max = math.floor((edge_hi - half - offset) / period)
+    ks = np.arange(k_min, k_max + 1)
+    if ks.size < 2:
+        raise AnalysisInputError("histogram holds fewer than two complete peaks")
+    centres = offset + ks * period
+    weights = np.array([_window_weights(tau, bin_ps, p - half, p + half) for p in centres])
+    areas = weights @ c
+
+    if zero_delay_ps is not None:
+        i0 = int(np.argmin(np.abs(centres - float(zero_delay_ps))))
+        if abs(centres[i0] - float(zero_delay_ps)) > period:
+            raise AnalysisInputError(
+                f"zero delay {zero_delay_ps:.0f} ps is outside the histogram's complete peaks")
+        zsource = "user"
+    elif centres[0] < -0.5 * period and centres[-1] > 0.5 * period:
+        i0 = int(np.argmin(np.abs(centres)))
+        zsource = "nearest-zero"
+    else:
+        i0 = int(np.argmin(areas))
+        others = np.delete(areas, i0)
+        med = float(np.median(others))
+        sig = (med - areas[i0]) / math.sqrt(max(med + areas[i0], 1.0))
+        if sig < min_significance:
+            raise AnalysisInputError(
+                f"no antibunched peak found: the lowest peak is only {sig:.1f} sigma below the "
+                "others; give the zero delay explicitly")
+        zsource = "lowest-peak"
+
+    left = list(range(max(0, i0 - n_side), i0))
+    right = list(range(i0 + 1, min(ks.size, i0 + 1 + n_side)))
+    side = left + right
+    if not side:
+        raise AnalysisInputError("no complete side peak next to the zero-delay peak")
+    if len(left) < n_side or len(right) < n_side:
+        log.info("pulsed_g2: using %d side peaks left and %d right (asked %d per side)",
+                 len(left), len(right), n_side)
+    C = float(areas[i0])
+    S = areas[side]
+    sum_s = float(S.sum())
+    mean_s = sum_s / len(side)
+    if mean_s <= 0:
+        raise AnalysisInputError("side peaks hold no counts")
+    g2 = C / mean_s
+    g2_err = math.sqrt(max(C, 1.0)) / mean_s * math.sqrt(1.0 + C / sum_s)
+
+    # Background from the central part of the gaps between the used peaks.
+    used = [i0, *side]
+    w_central = weights[i0]
+    w_side = weights[side].sum(axis=0) / len(side)
+    gap_mask = np.zeros(tau.size, dtype=bool)
+    for i in used:
+        for mid in (centres[i] - 0.5 * period, centres[i] + 0.5 * period):
+            gap_mask |= np.abs(tau - mid) <= 0.5 * gap_fraction * period
+    gap_mask &= (weights[used].sum(axis=0) > 0.999)
+    n_gap = int(gap_mask.sum())
+    if n_gap:
+        bg = float(c[gap_mask].mean())
+        bg_err = math.sqrt(max(bg, 1.0 / n_gap) / n_gap)
+        # Exact linear error propagation over independent Poisson bins.
+        g = gap_mask / n_gap
+        a = w_central - w_central.sum() * g
+        d = w_side - w_side.sum() * g
+        num = float(a @ c)
+        den = float(d @ c)
+        var_c = np.maximum(c, 0.0)
+        if den > 0:
+            g2_bg = num / den
+            var_n = float(a * a @ var_c)
+            var_d = float(d * d @ var_c)
+            cov = float(a * d @ var_c)
+            var_r = (var_n - 2 * g2_bg * cov + g2_bg * g2_bg * var_d) / (den * den)
+            if num <= 0:  # no signal left in the centre: use a one-count floor
+                var_r = max(var_r, 1.0 / (den * den))
+            g2_bg_err = math.sqrt(max(var_r, 0.0))
+        else:
+            g2_bg, g2_bg_err = float("nan"), float("nan")
+    else:
+        bg = bg_err = g2_bg = g2_bg_err = float("nan")
+
+    side_windows = np.column_stack((centres[side] - half, centres[side] + half))
+    return G2Result(
+        g2_0=float(g2), g2_0_err=float(g2_err), g2_0_bgcorr=float(g2_bg),
+        g2_0_bgcorr_err=float(g2_bg_err), rep_rate_hz=1e12 / period, period_ps=period,
+        period_source=source, delay_ps=float(centres[i0]), zero_delay_source=zsource,
+        n_side=n_side, n_side_left=len(left), n_side_right=len(right), central_counts=C,
+        side_mean_counts=float(mean_s), side_counts=np.asarray(S, dtype=np.float64),
+        side_delays_ps=np.asarray(centres[side], dtype=np.float64),
+        background_per_bin=bg, background_per_bin_err=bg_err,
+        central_window_ps=(float(centres[i0] - half), float(centres[i0] + half)),
+        side_windows_ps=side_windows, window_fraction=float(window_fraction), bin_ps=bin_ps,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Fits
+# ---------------------------------------------------------------------------
+
+
+def _poisson_refit(fun, p0, lower, upper, c: np.ndarray, n_iter: int = 3):
+    """Least squares with Poisson weights ``1/√model``, iterated from ``1/√max(c,1)``.
+
+    Returns the scipy result, the covariance (scaled by the reduced χ² when above 1),
+    the reduced χ² and the final model.
+    """
+    sigma = np.sqrt(np.maximum(c, 1.0))
+    p = np.asarray(p0, dtype=np.float64)
+    res = None
+    for _ in range(n_iter):
+        def resid(q, sigma=sigma):
+            return (fun(q) - c) / sigma
+        res = optimize.least_squares(resid, p, bounds=(lower, upper), x_scale="jac",
+                                     method="trf")
+        p = res.x
+        sigma = np.sqrt(np.maximum(fun(p), 0.1))
+    model = fun(p)
+    r = (model - c) / np.sqrt(np.maximum(model, 0.1))
+    dof = max(c.size - p.size, 1)
+    chi2_red = float(r @ r) / dof
+    J = res.jac  # weighted by the model of the previous (converged) iteration
+    try:
+        cov = np.linalg.pinv(J.T @ J)
+    except np.linalg.LinAlgError:
+        cov = np.full((p.size, p.size), np.nan)
+    cov = cov * max(1.0, chi2_red)
+    return res, cov, chi2_red, model
+
+
+@dataclass(frozen=True, eq=False)
+class PeakTrainFit:
+    """Fit of a pulsed HBT histogram by a comb of exponential peaks with a Gaussian IRF.
+
+    Attributes
+    ----------
+    g2_0, g2_0_err : float
+        Central amplitude / side amplitude, and 1σ error.
+    lifetime_ns, lifetime_ns_err : float
+        Shared decay constant of the peaks in ns, and 1σ error.
+    delay_ps, delay_ps_err : float
+        Position of the zero-delay peak in ps, and 1σ error.
+    irf_sigma_ps, irf_sigma_ps_err : float
+        Gaussian instrument-response σ in ps, and 1σ error.
+    side_amplitude, side_amplitude_err : float
+        Height of the (unconvolved) side peaks in counts per bin.
+    background_per_bin, background_per_bin_err : float
+        Flat background in counts per bin.
+    period_ps : float
+        Comb period used (fixed).
+    chi2_red : float
+        Reduced χ² with Poisson weights; errors are scaled by √χ²_red when it exceeds 1.
+    model : ndarray of float, shape (n,)
+        Best-fit model per bin.
+    success : bool
+        Whether the optimiser converged.
+    """
+
+    g2_0: float
+    g2_0_err: float
+    lifetime_ns: float
+    lifetime_ns_err: float
+    delay_ps: float
+    delay_ps_err: float
+    irf_sigma_ps: float
+    irf_sigma_ps_err: float
+    side_amplitude: float
+    side_amplitude_err: float
+    background_per_bin: float
+    background_per_bin_err: float
+    period_ps: float
+    chi2_red: float
+    model: np.ndarray
+    success: bool
+
+
+def _binned(shape_fn, tau: np.ndarray, bin_ps: float, n_sub: int = 3) -> np.ndarray:
+    offs = (np.arange(n_sub) + 0.5) / n_sub - 0.5
+    return np.mean([shape_fn(tau + o * bin_ps) for o in offs], axis=0)
+
+
+def fit_peak_train(tau_ps: np.ndarray, counts: np.ndarray, *, period_ps: float | None = None,
+                   rep_rate_hz: float | None = None, delay_ps: float | None = None,
+                   lifetime_ns: float | None = None, irf_sigma_ps: float | None = None,
+                   fix_irf: bool = False) -> PeakTrainFit:
+    """Fit a pulsed HBT histogram as a comb of two-sided exponential peaks.
+
+    Model per bin: ``bg + Σ_k A_k·h(τ − τ₀ − k·P)`` with ``h`` from
+    :func:`two_sided_exp_irf` (shared lifetime and IRF σ), ``A_k = A`` for side peaks and
+    ``A_0 = g²(0)·A`` for the zero-delay peak. The model is averaged over each bin.
+
+    Parameters
+    ----------
+    tau_ps, counts : ndarray, shape (n,)
+        Uniform bin centres in ps and raw counts.
+    period_ps, rep_rate_hz : float, optional
+        Period (fixed in the fit); detected when not given.
+    delay_ps : float, optional
+        Start value of the zero-delay position; by default from :func:`pulsed_g2`.
+    lifetime_ns, irf_sigma_ps : float, optional
+        Start values (default: from the peak width, and 300 ps).
+    fix_irf : bool
+        Keep the IRF σ fixed at ``irf_sigma_ps``.
+
+    Returns
+    -------
+    PeakTrainFit
+        Parameters with 1σ errors from the Poisson-weighted Jacobian, scaled by √χ²_red
+        when it exceeds 1.
+    """
+    tau, c, bin_ps = _check_histogram(tau_ps, counts)
+    pg = pulsed_g2(tau, c, period_ps=period_ps, rep_rate_hz=rep_rate_hz,
+                   zero_delay_ps=delay_ps, n_side=3)
+    period = pg.period_ps
+    d0 = pg.delay_ps
+    bg0 = pg.background_per_bin if np.isfinite(pg.background_per_bin) else float(c.min())
+    if lifetime_ns is None:
+        # Area of a side peak above background ≈ 2·A·τ, with A the peak height.
+        side = pg.side_mean_counts - bg0 * period * pg.window_fraction / bin_ps
+        k_near = np.argmin(np.abs(tau - pg.side_delays_ps[0]))
+        height = max(float(c[max(k_near - 1, 0):k_near + 2].max()) - bg0, 1.0)
+        tau_l0 = float(np.clip(side / (2 * height / bin_ps), bin_ps, 0.3 * period))
+    else:
+        tau_l0 = float(lifetime_ns) * 1e3
+    sig0 = 300.0 if irf_sigma_ps is None else float(irf_sigma_ps)
+    amp0 = max((pg.side_mean_counts - bg0 * period / bin_ps) * bin_ps / (2 * tau_l0), 1.0)
+    g0 = float(np.clip(pg.g2_0_bgcorr if np.isfinite(pg.g2_0_bgcorr) else pg.g2_0, 0.0, 1.5))
+    k_lo = math.floor((tau[0] - d0) / period) - 1
+    k_hi = math.ceil((tau[-1] - d0) / period) + 1
+    ks = np.arange(k_lo, k_hi + 1)
+
+    def model(q: np.ndarray) -> np.ndarray:
+        amp, g2v, tl, sig, d, bg = q
+        s = sig if not fix_irf else sig0
+
+        def shape(x):
+            out = np.zeros_like(x)
+            for k in ks:
+                w = g2v if k == 0 else 1.0
+                out += w * two_sided_exp_irf(x - d - k * period, tl, s)
+            return out
+
+        return bg + amp * _binned(shape, tau, bin_ps)
+
+    p0 = [amp0, g0, tau_l0, sig0, d0, max(bg0, 1e-3)]
+    lower = [0.0, 0.0, 0.2 * bin_ps, 1.0, d0 - 0.25 * period, 0.0]
+    upper = [np.inf, 5.0, period, 0.25 * period, d0 + 0.25 * period, np.inf]
+    res, cov, chi2_red, m = _poisson_refit(model, p0, lower, upper, c)
+    err = np.sqrt(np.clip(np.diag(cov), 0, None))
+    if fix_irf:
+        err[3] = 0.0
+    q = res.x
+    return PeakTrainFit(
+        g2_0=float(q[1]), g2_0_err=float(err[1]), lifetime_ns=float(q[2]) / 1e3,
+        lifetime_ns_err=float(err[2]) / 1e3, delay_ps=float(q[4]), delay_ps_err=float(err[4]),
+        irf_sigma_ps=float(q[3] if not fix_irf else sig0), irf_sigma_ps_err=float(err[3]),
+        side_amplitude=float(q[0]), side_amplitude_err=float(err[0]),
+        background_per_bin=float(q[5]), background_per_bin_err=float(err[5]),
+        period_ps=float(period), chi2_red=chi2_red, model=m, success=bool(res.success),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class CwG2Fit:
+    """Fit of a CW antibunching histogram.
+
+    Attributes
+    ----------
+    g2_0, g2_0_err : float
+        Deconvolved g²(0) and its 1σ error.
+    tau0_ns, tau0_ns_err : float
+        Antibunching time constant τ₀ in ns.
+    delay_ps, delay_ps_err : float
+        Position τ_d of the dip in ps.
+    irf_sigma_ps, irf_sigma_ps_err : float
+        Gaussian IRF σ in ps (error 0 when fixed).
+    norm_counts_per_bin, norm_counts_per_bin_err : float
+        Coincidences per bin for uncorrelated light (g² = 1); error 0 when it was
+        computed from rates × bin × duration.
+    normalisation : str
+        ``"fit"`` (long-delay level) or ``"rates"``.
+    g2_tau : ndarray of float, shape (n,)
+        The histogram divided by the normalisation.
+    model : ndarray of float, shape (n,)
+        Best-fit counts per bin.
+    chi2_red : float
+        Reduced χ² (errors scaled by √χ²_red when it exceeds 1).
+    """
+
+    g2_0: float
+    g2_0_err: float
+    tau0_ns: float
+    tau0_ns_err: float
+    delay_ps: float
+    delay_ps_err: float
+    irf_sigma_ps: float
+    irf_sigma_ps_err: float
+    norm_counts_per_bin: float
+    norm_counts_per_bin_err: float
+    normalisation: str
+    g2_tau: np.ndarray
+    model: np.ndarray
+    chi2_red: float
+
+
+def fit_cw_g2(tau_ps: np.ndarray, counts: np.ndarray, *, rate1_hz: float | None = None,
+              rate2_hz: float | None = None, duration_s: float | None = None,
+              irf_sigma_ps: float | None = None, tau0_ns: float | None = None,
+              delay_ps: float | None = None) -> CwG2Fit:
+    """Fit ``N·[1 − (1 − g²(0))·exp(−|τ − τ_d|/τ₀) ⊛ IRF]`` to a CW histogram.
+
+    Parameters
+    ----------
+    tau_ps, counts : ndarray, shape (n,)
+        Uniform bin centres in ps and raw coincidence counts. The window should reach
+        several τ₀ beyond the dip so that the long-delay level is defined.
+    rate1_hz, rate2_hz, duration_s : float, optional
+        When all three are given, the normalisation is fixed to
+        ``rate1·rate2·bin·duration`` (uncorrelated coincidences per bin); otherwise it is
+        fitted from the long-delay level.
+    irf_sigma_ps : float, optional
+        Gaussian IRF σ in ps; fixed when given, else fitted (start 300 ps).
+    tau0_ns, delay_ps : float, optional
+        Start values (default: 1 ns, and the position of the histogram minimum after
+        smoothing).
+
+    Returns
+    -------
+    CwG2Fit
+    """
+    tau, c, bin_ps = _check_histogram(tau_ps, counts)
+    by_rates = None not in (rate1_hz, rate2_hz, duration_s)
+    if by_rates:
+        norm_fixed = float(rate1_hz) * float(rate2_hz) * bin_ps * 1e-12 * float(duration_s)
+        if not norm_fixed > 0:
+            raise AnalysisInputError("rates and duration must be > 0 for the normalisation")
+    else:
+        n_edge = max(3, c.size // 10)
+        norm_fixed = None
+    norm0 = norm_fixed if by_rates else float(np.mean(np.r_[c[:n_edge], c[-n_edge:]]))
+    if norm0 <= 0:
+        raise AnalysisInputError("histogram has no counts at long delay")
+    if delay_ps is None:
+        k = max(1, int(round(1000.0 / bin_ps)))
+        smooth = np.convolve(c, np.ones(k) / k, mode="same")
+        inner = slice(k, c.size - k) if c.size > 2 * k + 2 else slice(None)
+        d0 = float(tau[inner][np.argmin(smooth[inner])])
+    else:
+        d0 = float(delay_ps)
+    t0 = 1000.0 if tau0_ns is None else float(tau0_ns) * 1e3
+    fix_sig = irf_sigma_ps is not None
+    s0 = float(irf_sigma_ps) if fix_sig else 300.0
+    span = tau[-1] - tau[0]
+
+    def unpack(q):
+        i = 0
+        if by_rates:
+            norm = norm_fixed
+        else:
+            norm = q[0]
+            i = 1
+        g0, t0_, d, *rest = q[i:]
+        s = s0 if fix_sig else rest[0]
+        return norm, g0, t0_, d, s
+
+    def model(q):
+        norm, g0, t0_, d, s = unpack(q)
+        dip = _binned(lambda x: two_sided_exp_irf(x - d, t0_, s), tau, bin_ps)
+        return norm * (1.0 - (1.0 - g0) * dip)
+
+    smin = float(np.min(np.convolve(c, np.ones(3) / 3, mode="same")[1:-1]))
+    g_start = float(np.clip(smin / norm0, 0.0, 0.95))
+    p0 = ([] if by_rates else [norm0]) + [g_start, t0, d0] + ([] if fix_sig else [s0])
+    lower = ([] if by_rates else [0.0]) + [0.0, 0.1 * bin_ps, tau[0], ] + \
+        ([] if fix_sig else [1.0])
+    upper = ([] if by_rates else [np.inf]) + [5.0, span, tau[-1]] + \
+        ([] if fix_sig else [0.25 * span])
+    res, cov, chi2_red, m = _poisson_refit(model, p0, lower, upper, c)
+    err = np.sqrt(np.clip(np.diag(cov), 0, None))
+    q = res.x
+    i = 0 if by_rates else 1
+    norm, g0, t0_, d, s = unpack(q)
+    return CwG2Fit(
+        g2_0=float(g0), g2_0_err=float(err[i]), tau0_ns=float(t0_) / 1e3,
+        tau0_ns_err=float(err[i + 1]) / 1e3, delay_ps=float(d), delay_ps_err=float(err[i + 2]),
+        irf_sigma_ps=float(s), irf_sigma_ps_err=0.0 if fix_sig else float(err[i + 3]),
+        norm_counts_per_bin=float(norm), norm_counts_per_bin_err=0.0 if by_rates
+        else float(err[0]), normalisation="rates" if by_rates else "fit",
+        g2_tau=c / norm, model=m, chi2_red=chi2_red,
+    )

@@ -1,0 +1,552 @@
+"""Readers for photon time tags (PicoQuant T2) and for HBT histogram files.
+
+Channel numbering
+-----------------
+micropl numbers detector inputs from 1, as the hardware front panels do, and keeps 0
+for the sync input:
+
+* HydraHarp (v1, v2), TimeHarp 260 and Generic T2 (MultiHarp, PicoHarp 330) records
+  carry a 6-bit channel field ``c`` counted from 0 for input 1; micropl channel is
+  ``c + 1``. A special record with channel field 0 is a sync event (T2 mode time-tags
+  the sync input too); it becomes micropl channel 0.
+* PicoHarp 300 T2 records carry a 4-bit channel ``c`` (0 and 1 on the two inputs,
+  which the PicoHarp software calls "channel 0" (the sync input) and "channel 1");
+  micropl channel is ``c + 1``, so the sync/ch0 input is channel 1 and ch1 is channel 2.
+
+``ptufile`` decodes the same records with channels counted from 0 (``c``), and for
+HydraHarp-type T2 it also gives sync events channel 0, indistinguishable from input 1.
+micropl therefore decodes the records itself (:func:`decode_t2_records`) and uses
+``ptufile`` for the tag header only.
+
+Overflow and marker records are consumed: overflows advance the time base, markers are
+returned separately and never appear as photons.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from micropl.analysis.errors import AnalysisInputError, FileFormatError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "HistogramData",
+    "T2Decoded",
+    "T2_RECORD_TYPES",
+    "TagData",
+    "decode_t2_records",
+    "read_histogram_file",
+    "read_ptu_t2",
+]
+
+PTU_MAGIC = b"PQTTTR\0\0"
+
+#: T2 record types (``TTResultFormat_TTTRRecType``) and their names.
+T2_RECORD_TYPES: dict[int, str] = {
+    0x00010203: "PicoHarpT2",
+    0x00010204: "HydraHarpT2",
+    0x01010204: "HydraHarp2T2",
+    0x00010205: "TimeHarp260NT2",
+    0x00010206: "TimeHarp260PT2",
+    0x00010207: "GenericT2",
+}
+_T3_RECORD_TYPES = {0x00010303, 0x00010304, 0x01010304, 0x00010305, 0x00010306, 0x00010307}
+
+_PH_WRAP = 210_698_240  # PicoHarp 300 T2 overflow period, in time units
+_HH1_WRAP = 33_552_000  # HydraHarp v1 T2
+_HH2_WRAP = 33_554_432  # HydraHarp v2, TimeHarp 260, Generic T2 (2**25)
+
+
+@dataclass(frozen=True, eq=False)
+class T2Decoded:
+    """Photons and markers decoded from a block of T2 records.
+
+    Attributes
+    ----------
+    t_ps : ndarray of int64, shape (n,)
+        Photon and sync arrival times in ps, in record order.
+    channel : ndarray of uint8, shape (n,)
+        micropl channel: 0 for sync, 1..64 for detector inputs (see module docstring).
+    marker_t_ps : ndarray of int64, shape (k,)
+        Times of external marker records in ps.
+    marker_bits : ndarray of uint8, shape (k,)
+        Marker bit masks.
+    n_overflows : int
+        Overflow (time wrap) periods consumed in this block.
+    time_offset_units : int
+        Overflow-corrected time base after the block, in resolution units: pass it as
+        ``time_offset_units`` when decoding the next block of the same stream.
+    end_units : int
+        Time of the last record of the block (or of the last overflow), in resolution
+        units, including ``time_offset_units``.
+    n_unknown : int
+        Special records of no known kind (skipped).
+    """
+
+    t_ps: np.ndarray
+    channel: np.ndarray
+    marker_t_ps: np.ndarray
+    marker_bits: np.ndarray
+    n_overflows: int
+    time_offset_units: int
+    end_units: int
+    n_unknown: int = 0
+
+
+def _resolution_ps(resolution_s: float) -> tuple[int | None, float]:
+    res_ps = float(resolution_s) * 1e12
+    if not (math.isfinite(res_ps) and res_ps > 0):
+        raise AnalysisInputError(f"invalid time resolution {resolution_s!r} s")
+    rounded = round(res_ps)
+    if rounded >= 1 and abs(res_ps - rounded) <= 1e-6 * res_ps:
+        return int(rounded), res_ps
+    return None, res_ps
+
+
+def decode_t2_records(records_uint32: np.ndarray, record_type: int, resolution_s: float, *,
+                      time_offset_units: int = 0) -> T2Decoded:
+    """Decode PicoQuant T2 records into picosecond time tags.
+
+    The same decoder serves PTU files and FIFO buffers read from the PicoQuant
+    libraries (phlib, hhlib, th260lib, mhlib): records are the raw 32-bit words.
+
+    Parameters
+    ----------
+    records_uint32 : ndarray of uint32, shape (n,)
+        Raw T2 records, in acquisition order.
+    record_type : int
+        ``TTResultFormat_TTTRRecType`` of the records: one of :data:`T2_RECORD_TYPES`
+        (PicoHarp 300 T2, HydraHarp v1/v2 T2, TimeHarp 260 N/P T2, Generic T2 for
+        MultiHarp and PicoHarp 330).
+    resolution_s : float
+        Time-tag resolution in s (``MeasDesc_GlobalResolution``; e.g. 4e-12 for
+        PicoHarp 300, 1e-12 for HydraHarp, 5e-12 or 80e-12 for MultiHarp).
+    time_offset_units : int
+        Overflow-corrected time base at the start of the block, in resolution units
+        (0 for the first block; then the previous block's ``time_offset_units``).
+
+    Returns
+    -------
+    T2Decoded
+        Photons (including sync events as channel 0) and markers. When the resolution is
+        an integer number of ps the times are exact; otherwise they are rounded to 1 ps.
+
+    Raises
+    ------
+    AnalysisInputError
+        Unknown or T3 record type, or records that are not a 1-D integer array.
+
+    Notes
+    -----
+    Record layouts (PicoQuant spec):
+
+    * PicoHarp T2: bits 28–31 channel, 0–27 time. Channel 15 is special: low 4 bits 0
+      means an overflow of 210 698 240 units, otherwise those bits are markers.
+    * HydraHarp/TimeHarp 260/Generic T2: bit 31 special, bits 25–30 channel, 0–24 time.
+      Special with channel 63 is an overflow: v1 adds 33 552 000 units per record; the
+      others add ``time × 2²⁵`` units (a time field of 0 counts as one). Special with
+      channel 0 is a sync event, 1–15 are markers.
+    """
+    rec = np.asarray(records_uint32)
+    if rec.ndim != 1 or (rec.size and rec.dtype.kind not in "iu"):
+        raise AnalysisInputError("T2 records must be a 1-D array of uint32 words")
+    rec = rec.astype(np.uint32, copy=False)
+    rtype = int(record_type)
+    if rtype in _T3_RECORD_TYPES:
+        raise AnalysisInputError(f"record type 0x{rtype:08x} is T3, not T2")
+    if rtype not in T2_RECORD_TYPES:
+        raise AnalysisInputError(f"unknown T2 record type 0x{rtype:08x}")
+    res_int, res_ps = _resolution_ps(resolution_s)
+
+    if rtype == 0x00010203:  # PicoHarp 300 T2
+        chan = (rec >> np.uint32(28)).astype(np.int64)
+        time = (rec & np.uint32(0x0FFFFFFF)).astype(np.int64)
+        special = chan == 15
+        low = (rec & np.uint32(0xF)).astype(np.int64)
+        is_ovf = special & (low == 0)
+        is_marker = special & (low != 0)
+        is_photon = ~special
+        is_sync = np.zeros(rec.size, dtype=bool)
+        increment = np.where(is_ovf, _PH_WRAP, 0)
+        marker_bits = low
+        # Markers carry their bits in the low time bits; PicoQuant subtracts them.
+        time = np.where(is_marker, time - low, time)
+        out_chan = chan + 1
+        is_unknown = np.zeros(rec.size, dtype=bool)
+    else:
+        spec = (rec >> np.uint32(31)).astype(bool)
+        chan = ((rec >> np.uint32(25)) & np.uint32(0x3F)).astype(np.int64)
+        time = (rec & np.uint32(0x01FFFFFF)).astype(np.int64)
+        is_ovf = spec & (chan == 63)
+        is_sync = spec & (chan == 0)
+        is_marker = spec & (chan >= 1) & (chan <= 15)
+        is_unknown = spec & ~(is_ovf | is_sync | is_marker)
+        is_photon = ~spec | is_sync
+        if rtype == 0x00010204:  # HydraHarp v1
+            increment = np.where(is_ovf, _HH1_WRAP, 0)
+        else:
+            increment = np.where(is_ovf, np.maximum(time, 1) * _HH2_WRAP, 0)
+        marker_bits = chan
+        out_chan = np.where(is_sync, 0, chan + 1)
+        # Overflow records carry a count, not a time.
+        time = np.where(is_ovf, 0, time)
+
+    base = int(time_offset_units) + np.cumsum(increment, dtype=np.int64)
+    abs_units = base + time
+    if res_int is not None:
+        t_all = abs_units * res_int
+    else:
+        t_all = np.rint(abs_units.astype(np.float64) * res_ps).astype(np.int64)
+    wrap = _PH_WRAP if rtype == 0x00010203 else _HH1_WRAP if rtype == 0x00010204 else _HH2_WRAP
+    n_ovf = int(increment.sum()) // wrap
+    end_units = int(abs_units[-1]) if rec.size else int(time_offset_units)
+    return T2Decoded(
+        t_ps=t_all[is_photon],
+        channel=out_chan[is_photon].astype(np.uint8),
+        marker_t_ps=t_all[is_marker],
+        marker_bits=marker_bits[is_marker].astype(np.uint8),
+        n_overflows=n_ovf,
+        time_offset_units=int(base[-1]) if rec.size else int(time_offset_units),
+        end_units=end_units,
+        n_unknown=int(np.count_nonzero(is_unknown)),
+    )
+
+
+# ---------------------------------------------------------------------------
+# PTU files
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class TagData:
+    """Time tags read from a T2 file.
+
+    Attributes
+    ----------
+    t_ps : ndarray of int64, shape (n,)
+        Arrival times in ps, in file order (ascending).
+    channel : ndarray of uint8, shape (n,)
+        micropl channel of each tag: 0 = sync, 1.. = detector inputs.
+    sync_rate_hz : float
+        ``TTResult_SyncRate`` of the header (0 when absent).
+    resolution_ps : float
+        Time-tag resolution in ps.
+    duration_s : float
+        Acquisition time covered by the records (time of the last record including
+        overflows), in s.
+    header_duration_s : float
+        ``MeasDesc_AcquisitionTime`` of the header in s (NaN when absent).
+    record_type : str
+        Name of the record format, e.g. ``"HydraHarp2T2"``.
+    n_records : int
+        Records read.
+    n_markers, n_overflows : int
+        Marker records and overflow periods in the file.
+    path : str
+        File read.
+    tags : dict
+        All header tags as ``ptufile`` parsed them.
+    """
+
+    t_ps: np.ndarray
+    channel: np.ndarray
+    sync_rate_hz: float
+    resolution_ps: float
+    duration_s: float
+    header_duration_s: float
+    record_type: str
+    n_records: int
+    n_markers: int
+    n_overflows: int
+    path: str
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def channels_present(self) -> tuple[int, ...]:
+        """Sorted channel numbers that hold at least one tag."""
+        return tuple(int(c) for c in np.unique(self.channel))
+
+    def channel_tags(self, channel: int) -> np.ndarray:
+        """Sorted int64 ps tags of one channel.
+
+        Raises
+        ------
+        AnalysisInputError
+            The channel holds no tags; the message lists the channels present.
+        """
+        sel = self.t_ps[self.channel == int(channel)]
+        if sel.size == 0:
+            present = ", ".join(str(c) for c in self.channels_present) or "none"
+            raise AnalysisInputError(
+                f"channel {channel} has no tags in {self.path}; channels present: {present}")
+        if np.any(np.diff(sel) < 0):
+            log.warning("%s: channel %d tags out of order; sorting", self.path, channel)
+            sel = np.sort(sel, kind="stable")
+        return sel
+
+
+def read_ptu_t2(path: str | os.PathLike[str]) -> TagData:
+    """Read a PicoQuant PTU file of T2 records.
+
+    Parameters
+    ----------
+    path : str or path-like
+        PTU file (PicoHarp 300 T2, HydraHarp v1/v2 T2, TimeHarp 260 T2, Generic T2).
+
+    Returns
+    -------
+    TagData
+        Time tags in ps with 1-based input channels (0 = sync), the header's sync rate
+        and resolution, and the acquisition duration.
+
+    Raises
+    ------
+    FileFormatError
+        Missing, empty, truncated, foreign, T3 or image file, or a header whose record
+        count does not match the file. The message is one line naming the file.
+    """
+    p = Path(path)
+    name = str(p)
+    if not p.exists():
+        raise FileFormatError(f"{name}: no such file")
+    if not p.is_file():
+        raise FileFormatError(f"{name}: not a regular file")
+    size = p.stat().st_size
+    if size == 0:
+        raise FileFormatError(f"{name}: file is empty")
+    with open(p, "rb") as fh:
+        magic = fh.read(8)
+    if magic != PTU_MAGIC:
+        if magic.startswith(b"PQ"):
+            raise FileFormatError(
+                f"{name}: PicoQuant file of type {magic.rstrip(bytes(1)).decode('ascii', 'replace')}"
+                ", not a PTU time-tag file")
+        raise FileFormatError(f"{name}: not a PTU file (magic {magic[:8]!r})")
+    if size < 16 + 48:
+        raise FileFormatError(f"{name}: truncated header ({size} bytes)")
+
+    import ptufile  # deferred: only file reading needs it
+
+    try:
+        with _quiet_ptufile():
+            ptu = ptufile.PqFile(p)  # header only: never touches the records
+        tags = dict(ptu.tags)
+        offset = int(ptu._data_offset)
+        ptu.close()
+    except (ptufile.PqFileError, ValueError, OSError, MemoryError, OverflowError,
+            UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{name}: corrupt or truncated PTU header") from exc
+    if "TTResultFormat_TTTRRecType" not in tags:
+        raise FileFormatError(f"{name}: PTU header has no record type (truncated header?)")
+    try:
+        rtype = int(tags["TTResultFormat_TTTRRecType"])
+        bits = int(tags.get("TTResultFormat_BitsPerRecord", 32))
+        resolution_s = float(tags.get("MeasDesc_GlobalResolution", float("nan")))
+        n_header = int(tags.get("TTResult_NumberOfRecords", -1))
+    except (TypeError, ValueError) as exc:
+        raise FileFormatError(f"{name}: PTU header tags have invalid values") from exc
+    if rtype in _T3_RECORD_TYPES:
+        kind = "image" if int(tags.get("Measurement_SubMode", 0) or 0) > 0 else "T3"
+        raise FileFormatError(
+            f"{name}: {kind} file (T3 records, type 0x{rtype:08x}); only T2 time tags can be "
+            "correlated")
+    if rtype not in T2_RECORD_TYPES:
+        raise FileFormatError(f"{name}: unknown record type 0x{rtype:08x}")
+    if bits not in (0, 32):
+        raise FileFormatError(f"{name}: {bits} bits per record; T2 records have 32")
+    if not (math.isfinite(resolution_s) and 0 < resolution_s < 1e-6):
+        raise FileFormatError(f"{name}: invalid time resolution {resolution_s!r} s in header")
+    payload = size - offset
+    available = payload // 4
+    if n_header > available:
+        raise FileFormatError(
+            f"{name}: truncated records: header says {n_header} records, file holds {available}")
+    if n_header <= 0:
+        if payload % 4:
+            raise FileFormatError(f"{name}: truncated record ({payload % 4} trailing bytes)")
+        count = available
+    else:
+        count = n_header
+    records = np.fromfile(p, dtype="<u4", count=count, offset=offset)
+    if records.size != count:
+        raise FileFormatError(f"{name}: truncated records ({records.size} of {count} read)")
+    try:
+        dec = decode_t2_records(records, rtype, resolution_s)
+    except AnalysisInputError as exc:
+        raise FileFormatError(f"{name}: {exc}") from exc
+    if dec.t_ps.size > 1 and np.any(np.diff(dec.t_ps) < 0):
+        log.warning("%s: time tags are not monotonic; the file may be corrupt", name)
+    res_int, res_ps = _resolution_ps(resolution_s)
+    acq_ms = tags.get("MeasDesc_AcquisitionTime")
+    header_duration = float(acq_ms) * 1e-3 if isinstance(acq_ms, int | float) else float("nan")
+    return TagData(
+        t_ps=dec.t_ps, channel=dec.channel,
+        sync_rate_hz=float(tags.get("TTResult_SyncRate", 0) or 0),
+        resolution_ps=res_ps, duration_s=dec.end_units * res_ps * 1e-12,
+        header_duration_s=header_duration, record_type=T2_RECORD_TYPES[rtype],
+        n_records=int(records.size), n_markers=int(dec.marker_t_ps.size),
+        n_overflows=dec.n_overflows, path=name, tags=tags,
+    )
+
+
+class _quiet_ptufile:
+    """Silence ptufile's logger while it parses a header we validate ourselves."""
+
+    def __enter__(self):
+        self._logger = logging.getLogger("ptufile")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.CRITICAL)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.setLevel(self._level)
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Histogram files
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class HistogramData:
+    """An HBT histogram read from a text file.
+
+    Attributes
+    ----------
+    tau_ps : ndarray of float64, shape (n,)
+        Bin delays in ps (as written in the file, converted to ps).
+    counts : ndarray of float64, shape (n,)
+        Counts per bin; with several count columns (snapshots), their sum.
+    delay_unit : str
+        ``"ns"`` or ``"ps"``: the unit of the file's delay column.
+    unit_source : str
+        ``"header"``, ``"user"`` or ``"inferred"``.
+    n_snapshots : int
+        Number of count columns summed.
+    path : str
+        File read.
+    """
+
+    tau_ps: np.ndarray
+    counts: np.ndarray
+    delay_unit: str
+    unit_source: str
+    n_snapshots: int
+    path: str
+
+
+_NUM = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _split(line: str, delim: str | None) -> list[str]:
+    if delim == ",":
+        return [s.strip() for s in line.split(",")]
+    return line.split()
+
+
+def read_histogram_file(path: str | os.PathLike[str], *,
+                        delay_unit: str | None = None) -> HistogramData:
+    """Read a histogram text file: a delay column and one or more count columns.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Text file. Columns are separated by commas, tabs or spaces. Lines starting with
+        ``#`` are comments. An optional first line of column names may give the delay
+        unit: a name containing ``ns`` (``delay_ns``, ``tau (ns)``) or ``ps``. With more
+        than one count column (e.g. 10 s snapshots), the columns are summed.
+    delay_unit : {"ns", "ps"}, optional
+        Unit of the delay column; overrides the header. Without either, the unit is
+        inferred: non-integer delays or a bin spacing below 1 mean ns (ps delays are
+        integers ≥ 1 apart), as does a total span below 2000 (a g² histogram spans
+        more than 2 ns); otherwise ps.
+
+    Returns
+    -------
+    HistogramData
+
+    Raises
+    ------
+    FileFormatError
+        Missing, empty, binary or malformed file; non-increasing delays; negative or
+        non-finite counts.
+    """
+    p = Path(path)
+    name = str(p)
+    if delay_unit is not None and delay_unit not in ("ns", "ps"):
+        raise AnalysisInputError(f"delay unit must be 'ns' or 'ps', got {delay_unit!r}")
+    if not p.is_file():
+        raise FileFormatError(f"{name}: no such file" if not p.exists()
+                              else f"{name}: not a regular file")
+    raw = p.read_bytes()
+    if not raw.strip():
+        raise FileFormatError(f"{name}: file is empty")
+    if b"\0" in raw[:4096]:
+        raise FileFormatError(f"{name}: binary file, not a text histogram")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode("latin-1")
+        except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes anything
+            raise FileFormatError(f"{name}: not a text file") from exc
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not lines:
+        raise FileFormatError(f"{name}: no data lines")
+    delim = "," if "," in lines[min(1, len(lines) - 1)] or "," in lines[0] else None
+    header_unit = None
+    first = _split(lines[0], delim)
+    if not all(_NUM.match(tok) for tok in first):
+        head = lines[0].lower()
+        first_name = first[0].lower() if first else ""
+        if re.search(r"(^|[^a-z])ns([^a-z]|$)", first_name) or "delay_ns" in head:
+            header_unit = "ns"
+        elif re.search(r"(^|[^a-z])ps([^a-z]|$)", first_name) or "delay_ps" in head:
+            header_unit = "ps"
+        lines = lines[1:]
+    if len(lines) < 3:
+        raise FileFormatError(f"{name}: fewer than 3 data rows")
+    rows = [_split(ln, delim) for ln in lines]
+    ncol = len(rows[0])
+    if ncol < 2:
+        raise FileFormatError(f"{name}: need a delay column and a counts column, found 1 column")
+    for i, r in enumerate(rows):
+        if len(r) != ncol:
+            raise FileFormatError(
+                f"{name}: data row {i + 1} has {len(r)} columns, expected {ncol}")
+    try:
+        data = np.array(rows, dtype=np.float64)
+    except ValueError as exc:
+        raise FileFormatError(f"{name}: non-numeric value in the data") from exc
+    if not np.all(np.isfinite(data)):
+        raise FileFormatError(f"{name}: NaN or infinite values in the data")
+    delay = data[:, 0]
+    counts = data[:, 1:].sum(axis=1)
+    if np.any(np.diff(delay) <= 0):
+        raise FileFormatError(f"{name}: delays are not strictly increasing")
+    if np.any(data[:, 1:] < 0):
+        raise FileFormatError(f"{name}: negative counts")
+    if delay_unit is not None:
+        unit, source = delay_unit, "user"
+    elif header_unit is not None:
+        unit, source = header_unit, "header"
+    else:
+        spacing = float(np.median(np.diff(delay)))
+        integer = bool(np.all(np.abs(delay - np.round(delay)) < 1e-9))
+        span = float(delay[-1] - delay[0])
+        unit = "ns" if (not integer or spacing < 1 or span < 2000) else "ps"
+        source = "inferred"
+        log.info("%s: delay unit inferred as %s (bin %.4g, span %.4g)", name, unit, spacing, span)
+    tau_ps = delay * (1000.0 if unit == "ns" else 1.0)
+    return HistogramData(tau_ps=tau_ps, counts=counts, delay_unit=unit, unit_source=source,
+                         n_snapshots=ncol - 1, path=name)

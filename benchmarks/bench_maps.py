@@ -1,0 +1,99 @@
+"""Benchmark: spot finding on a 100×100 PL map (target: under 0.2 s).
+
+Prints one line per figure, each with the peer measured in the same run:
+
+* ``find_spots`` (candidates + per-spot 2D Gaussian fits with errors) against plain
+  :func:`skimage.feature.blob_log` (detection only, no fits) on the same map;
+* one 2D Gaussian window fit against :func:`scipy.optimize.curve_fit` on the same window.
+
+Run: ``.venv/bin/python benchmarks/bench_maps.py``
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+from scipy.optimize import curve_fit
+from skimage.feature import blob_log
+
+from micropl.analysis.maps import FWHM_PER_SIGMA, find_spots, fit_gaussian_2d
+
+PIXEL_UM = 0.2
+PSF_FWHM_UM = 0.6
+
+
+def make_map(rng: np.random.Generator, n_px: int = 100, n_spots: int = 60,
+             background: float = 5.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 100×100 map (20×20 µm², 0.15 QD/µm²) of Gaussian spots on a Poisson background."""
+    x_um = np.arange(n_px) * PIXEL_UM
+    y_um = np.arange(n_px) * PIXEL_UM
+    xx, yy = np.meshgrid(x_um, y_um)
+    sigma_um = PSF_FWHM_UM / FWHM_PER_SIGMA
+    lam = np.full(xx.shape, background)
+    for sx, sy, amp in zip(rng.uniform(0, x_um[-1], n_spots), rng.uniform(0, y_um[-1], n_spots),
+                           rng.uniform(30, 200, n_spots)):
+        lam += amp * np.exp(-((xx - sx) ** 2 + (yy - sy) ** 2) / (2 * sigma_um**2))
+    return rng.poisson(lam).astype(float), x_um, y_um
+
+
+def median_time_s(func, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    rng = np.random.default_rng(2024)
+    image, x_um, y_um = make_map(rng)
+    sigma_px = PSF_FWHM_UM / FWHM_PER_SIGMA / PIXEL_UM
+
+    def ours():
+        return find_spots(image, x_um, y_um, psf_fwhm_um=PSF_FWHM_UM)
+
+    def peer():
+        return blob_log(image - np.median(image), min_sigma=0.7 * sigma_px,
+                        max_sigma=1.5 * sigma_px, num_sigma=5, threshold=0.2 * image.std())
+
+    spots = ours()  # compile / warm up
+    blobs = peer()
+    t_ours = median_time_s(ours, 21)
+    t_peer = median_time_s(peer, 21)
+    print(f"find_spots 100x100 ({len(spots)} spots with fits): {t_ours * 1e3:.1f} ms "
+          f"(peer skimage blob_log, {len(blobs)} blobs, no fits: {t_peer * 1e3:.1f} ms, "
+          f"ratio {t_ours / t_peer:.2f}) target < 200 ms: "
+          f"{'PASS' if t_ours < 0.2 else 'FAIL'}")
+
+    # one window fit against scipy curve_fit
+    iy, ix = np.unravel_index(np.argmin(np.hypot(x_um[None, :] - spots.x_um[0],
+                                                 y_um[:, None] - spots.y_um[0])), image.shape)
+    win = image[iy - 5:iy + 6, ix - 5:ix + 6]
+    wx, wy = x_um[ix - 5:ix + 6], y_um[iy - 5:iy + 6]
+    gx, gy = np.meshgrid(wx, wy)
+
+    def model(xy, a, x0, y0, sx, sy, c):
+        u, v = xy
+        return a * np.exp(-((u - x0) ** 2) / (2 * sx**2) - (v - y0) ** 2 / (2 * sy**2)) + c
+
+    p0 = (win.max() - np.median(win), wx[5], wy[5], 0.25, 0.25, np.median(win))
+
+    def ours_fit():
+        return fit_gaussian_2d(win, wx, wy, noise="gaussian")
+
+    def peer_fit():
+        return curve_fit(model, (gx.ravel(), gy.ravel()), win.ravel(), p0=p0)
+
+    ours_fit()
+    peer_fit()
+    t_fit = median_time_s(ours_fit, 201)
+    t_cf = median_time_s(peer_fit, 201)
+    print(f"fit_gaussian_2d 11x11 window: {t_fit * 1e6:.0f} us "
+          f"(peer scipy curve_fit: {t_cf * 1e6:.0f} us, ratio {t_fit / t_cf:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,503 @@
+"""Andor iXon / Newton EMCCD camera through pylablib's ``AndorSDK2Camera``.
+
+A thin adapter: it implements the :class:`~micropl.drivers.interfaces.Camera`
+protocol on top of an already-open pylablib camera object (injectable, so tests
+use an in-process fake), and refuses unsafe settings before anything reaches
+the SDK:
+
+* EM gain above 300 unless ``em_gain_advanced`` is on, above 1000 always, and
+  any EM gain above 1 while the sensor is warmer than
+  ``em_gain_max_temperature_c`` (−60 °C by default);
+* exposure outside ``(0, max_exposure_s]``, cooling set point outside the
+  configured range, ROI rows outside the sensor.
+
+Read modes map as ``"fvb"`` → SDK ``"fvb"``, ``"roi"`` → SDK ``"single_track"``
+(the rows ``roi_rows`` binned on chip into one row) and ``"image"`` → SDK
+``"image"`` (full sensor).
+
+Streaming uses the SDK ring buffer (``"cont"`` acquisition, or ``"kinetic"``
+for a fixed number of frames). Frames overwritten before they were read show up
+as gaps in the SDK frame indices; the gap is kept in :attr:`Frame.index`,
+counted in :attr:`AndorCamera.lost_frames` and logged.
+
+The vendor library (``atmcd64d.dll`` on Windows, ``libandor.so`` on Linux) comes
+with Andor Solis or the Andor SDK2; pylablib loads it when the camera opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from micropl.drivers.interfaces import (
+    Clock,
+    Frame,
+    InstrumentError,
+    InstrumentTimeout,
+    MissingExtraError,
+    ReadMode,
+    limit_error,
+)
+
+__all__ = ["AndorCameraSettings", "AndorCamera", "DRIVERS", "REQUIRES", "open_instrument"]
+
+log = logging.getLogger(__name__)
+
+#: Importable modules needed at open time (the SDK DLL itself is loaded by pylablib).
+REQUIRES: tuple[str, ...] = ("pylablib",)
+#: Vendor shared libraries pylablib needs to open the camera.
+VENDOR_LIBRARIES: tuple[str, ...] = ("atmcd64d.dll", "libandor.so")
+
+EM_GAIN_MAX = 300
+EM_GAIN_MAX_ADVANCED = 1000
+_SDK_READ_MODE: dict[str, str] = {"fvb": "fvb", "roi": "single_track", "image": "image"}
+_SHUTTER_MODES = ("auto", "open", "closed")
+
+
+class AndorCameraSettings(BaseModel):
+    """Settings of an Andor SDK2 camera (iXon, Newton, Idus)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    driver: Literal["andor"] = Field(description="Driver name: Andor SDK2 camera via pylablib.")
+    name: str = Field("camera", description="Instrument name used in messages and files.")
+    index: int = Field(0, ge=0, description="Camera index in the Andor SDK (0 = first camera).")
+    ini_path: str = Field("", description="Path to the camera .ini file, if the model needs one.")
+    fan_mode: Literal["full", "low", "off"] = Field("full", description="Cooling fan mode.")
+    target_temperature_c: float = Field(
+        -80.0, description="Cooling set point applied at connection, in °C."
+    )
+    min_temperature_c: float = Field(-100.0, description="Lowest set point accepted, in °C.")
+    max_temperature_c: float = Field(20.0, description="Highest set point accepted, in °C.")
+    em_gain_max_temperature_c: float = Field(
+        -60.0,
+        description="EM gain above 1 is refused while the sensor is warmer than this, in °C.",
+    )
+    max_exposure_s: float = Field(600.0, gt=0, description="Longest exposure accepted, in s.")
+    e_per_adu_preamp1: float = Field(
+        4.0,
+        gt=0,
+        description=(
+            "Sensitivity in electrons per ADU at pre-amp gain 1x, from the camera's "
+            "performance sheet for the readout speed in use; divided by the pre-amp gain."
+        ),
+    )
+    frame_timeout_s: float = Field(
+        10.0, gt=0, description="Time allowed for readout beyond the exposure, in s."
+    )
+
+
+def _now(clock: Clock | None, t0: float) -> float:
+    return clock.now() if clock is not None else time.monotonic() - t0
+
+
+class AndorCamera:
+    """Camera protocol on top of an open pylablib ``AndorSDK2Camera``.
+
+    Parameters
+    ----------
+    sdk : AndorSDK2Camera
+        Open camera object (or a fake with the same methods).
+    settings : AndorCameraSettings
+        Connection settings and limits.
+    clock : Clock, optional
+        Source of ``Frame.t_s``; wall time since connection when omitted.
+    """
+
+    kind = "camera"
+
+    def __init__(self, sdk: Any, settings: AndorCameraSettings, clock: Clock | None = None):
+        self._sdk = sdk
+        self.settings = settings
+        self.name = settings.name
+        self._clock = clock
+        self._t0 = time.monotonic()
+        self._closed = False
+        self._streaming = False
+        self._next_index = 0
+        self._stream_t0_s = 0.0
+        self._frame_period_s = 0.0
+        self.lost_frames = 0
+        width, height = sdk.get_detector_size()
+        self.sensor_shape: tuple[int, int] = (int(height), int(width))
+        self.pixel_um: float = float(sdk.get_pixel_size()[0]) * 1e6
+        gain, advanced = sdk.get_EMCCD_gain()
+        self._em_gain = max(int(gain), 1)
+        self._em_advanced = bool(advanced)
+        self._exposure_s = float(sdk.get_exposure())
+        self._target_temperature_c = float(settings.target_temperature_c)
+        centre = int(height) // 2
+        self._roi_rows: tuple[int, int] = (max(centre - 5, 0), min(centre + 6, int(height)))
+        self._read_mode: ReadMode = "fvb"
+        with self._sdk_errors("SET READ MODE fvb"):
+            sdk.set_read_mode("fvb")
+
+    # ------------------------------------------------------------------ helpers
+    @contextlib.contextmanager
+    def _sdk_errors(self, action: str) -> Iterator[None]:
+        """Turn SDK failures into InstrumentError naming the camera and the action."""
+        try:
+            yield
+        except InstrumentError:
+            raise
+        except TimeoutError as exc:
+            raise InstrumentTimeout(f"camera '{self.name}': {action} timed out: {exc}") from exc
+        except (RuntimeError, OSError) as exc:
+            raise InstrumentError(f"camera '{self.name}': {action} failed: {exc}") from exc
+
+    def _refuse(self, action: str, allowed: str) -> InstrumentError:
+        return limit_error("camera", self.name, action, allowed)
+
+    def _check_open(self, action: str) -> None:
+        if self._closed:
+            raise InstrumentError(f"camera '{self.name}': {action} refused: camera is closed")
+
+    def _check_not_streaming(self, action: str) -> None:
+        if self._streaming:
+            raise InstrumentError(
+                f"camera '{self.name}': {action} refused: streaming; call stop() first"
+            )
+
+    # ------------------------------------------------------------------ exposure
+    @property
+    def exposure_s(self) -> float:
+        """Exposure time in s (as the SDK applied it)."""
+        return self._exposure_s
+
+    @exposure_s.setter
+    def exposure_s(self, value: float) -> None:
+        value = float(value)
+        action = f"SET EXPOSURE {value:g} s"
+        if not 0 < value <= self.settings.max_exposure_s:
+            raise self._refuse(action, f"range 0–{self.settings.max_exposure_s:g} s (exclusive 0)")
+        self._check_open(action)
+        with self._sdk_errors(action):
+            self._exposure_s = float(self._sdk.set_exposure(value))
+
+    # ------------------------------------------------------------------ EM gain
+    @property
+    def temperature_c(self) -> float:
+        """Sensor temperature in °C, read now."""
+        with self._sdk_errors("READ TEMPERATURE"):
+            return float(self._sdk.get_temperature())
+
+    def _check_em_gain(self, gain: int, advanced: bool) -> None:
+        action = f"SET EM GAIN {gain}"
+        if gain < 1 or gain > EM_GAIN_MAX_ADVANCED:
+            raise self._refuse(action, f"range 1–{EM_GAIN_MAX_ADVANCED}")
+        if gain > EM_GAIN_MAX and not advanced:
+            raise self._refuse(
+                action, f"range 1–{EM_GAIN_MAX} unless em_gain_advanced is on"
+            )
+        if gain > 1:
+            temperature_c = self.temperature_c
+            limit_c = self.settings.em_gain_max_temperature_c
+            if temperature_c > limit_c:
+                raise self._refuse(
+                    action,
+                    f"sensor at {temperature_c:.1f} °C; EM gain above 1 needs ≤ {limit_c:g} °C",
+                )
+
+    @property
+    def em_gain(self) -> int:
+        """EM gain (1 = no multiplication)."""
+        return self._em_gain
+
+    @em_gain.setter
+    def em_gain(self, value: int) -> None:
+        if isinstance(value, bool) or int(value) != value:
+            raise self._refuse(f"SET EM GAIN {value!r}", "an integer")
+        gain = int(value)
+        self._check_open(f"SET EM GAIN {gain}")
+        self._check_em_gain(gain, self._em_advanced)
+        with self._sdk_errors(f"SET EM GAIN {gain}"):
+            self._sdk.set_EMCCD_gain(gain, advanced=self._em_advanced)
+        self._em_gain = gain
+
+    @property
+    def em_gain_advanced(self) -> bool:
+        """Whether EM gains above 300 are allowed (Andor "advanced EM gain")."""
+        return self._em_advanced
+
+    @em_gain_advanced.setter
+    def em_gain_advanced(self, value: bool) -> None:
+        value = bool(value)
+        action = f"SET EM ADVANCED {'ON' if value else 'OFF'}"
+        if not value and self._em_gain > EM_GAIN_MAX:
+            raise self._refuse(action, f"EM gain {self._em_gain} must first be ≤ {EM_GAIN_MAX}")
+        self._check_open(action)
+        with self._sdk_errors(action):
+            self._sdk.set_EMCCD_gain(self._em_gain, advanced=value)
+        self._em_advanced = value
+
+    # ------------------------------------------------------------------ read mode
+    @property
+    def read_mode(self) -> ReadMode:
+        """``"fvb"``, ``"roi"`` (single track over ``roi_rows``) or ``"image"``."""
+        return self._read_mode
+
+    @read_mode.setter
+    def read_mode(self, mode: str) -> None:
+        action = f"SET READ MODE {mode!r}"
+        if mode not in _SDK_READ_MODE:
+            raise self._refuse(action, "one of 'fvb', 'roi', 'image'")
+        self._check_open(action)
+        self._check_not_streaming(action)
+        self._apply_read_mode(mode, self._roi_rows)
+        self._read_mode = mode  # type: ignore[assignment]
+
+    def _apply_read_mode(self, mode: str, rows: tuple[int, int]) -> None:
+        with self._sdk_errors(f"SET READ MODE {mode!r}"):
+            if mode == "roi":
+                start, stop = rows
+                width = stop - start
+                self._sdk.setup_single_track_mode(center=start + width // 2, width=width)
+            elif mode == "image":
+                self._sdk.setup_image_mode()
+            else:
+                self._sdk.set_read_mode(_SDK_READ_MODE[mode])
+
+    @property
+    def roi_rows(self) -> tuple[int, int]:
+        """Rows ``[start, stop)`` binned in ``"roi"`` mode (0-based)."""
+        return self._roi_rows
+
+    @roi_rows.setter
+    def roi_rows(self, rows: tuple[int, int]) -> None:
+        start, stop = (int(r) for r in rows)
+        height = self.sensor_shape[0]
+        action = f"SET ROI ROWS {start}–{stop}"
+        if not 0 <= start < stop <= height:
+            raise self._refuse(action, f"0 ≤ start < stop ≤ {height}")
+        if (stop - start) % 2 == 0:
+            raise self._refuse(
+                action, "an odd number of rows (Andor single track is centred on one row)"
+            )
+        self._check_open(action)
+        if self._read_mode == "roi":
+            self._check_not_streaming(action)
+            self._apply_read_mode("roi", (start, stop))
+        self._roi_rows = (start, stop)
+
+    # ------------------------------------------------------------------ cooling
+    @property
+    def target_temperature_c(self) -> float:
+        """Cooling set point in °C."""
+        return self._target_temperature_c
+
+    @target_temperature_c.setter
+    def target_temperature_c(self, value: float) -> None:
+        value = float(value)
+        action = f"SET TEMPERATURE {value:g} °C"
+        lo, hi = self.settings.min_temperature_c, self.settings.max_temperature_c
+        with self._sdk_errors("READ TEMPERATURE RANGE"):
+            sdk_lo, sdk_hi = self._sdk.get_temperature_range()
+        lo, hi = max(lo, float(sdk_lo)), min(hi, float(sdk_hi))
+        if not lo <= value <= hi or value != int(value):
+            raise self._refuse(action, f"whole degrees in {lo:g}–{hi:g} °C")
+        self._check_open(action)
+        with self._sdk_errors(action):
+            self._target_temperature_c = float(self._sdk.set_temperature(int(value)))
+
+    @property
+    def temperature_status(self) -> str:
+        """SDK cooling status: off, not_reached, not_stabilized, stabilized or drifted."""
+        with self._sdk_errors("READ TEMPERATURE STATUS"):
+            return str(self._sdk.get_temperature_status())
+
+    @property
+    def cooler_on(self) -> bool:
+        """Whether the thermo-electric cooler runs."""
+        with self._sdk_errors("READ COOLER"):
+            return bool(self._sdk.is_cooler_on())
+
+    @cooler_on.setter
+    def cooler_on(self, value: bool) -> None:
+        value = bool(value)
+        action = f"COOLER {'ON' if value else 'OFF'}"
+        if not value and self._em_gain > 1:
+            raise self._refuse(action, f"EM gain {self._em_gain} must first be set to 1")
+        self._check_open(action)
+        with self._sdk_errors(action):
+            self._sdk.set_cooler(value)
+
+    # ------------------------------------------------------------------ shutter, e/ADU
+    def set_shutter(self, mode: str) -> None:
+        """Set the camera shutter to ``"auto"``, ``"open"`` or ``"closed"``."""
+        action = f"SET SHUTTER {mode!r}"
+        if mode not in _SHUTTER_MODES:
+            raise self._refuse(action, "one of 'auto', 'open', 'closed'")
+        self._check_open(action)
+        with self._sdk_errors(action):
+            self._sdk.setup_shutter(mode)
+
+    @property
+    def e_per_adu(self) -> float:
+        """Electrons per ADU for the current pre-amp gain (before EM gain)."""
+        with self._sdk_errors("READ PRE-AMP GAIN"):
+            preamp_gain = float(self._sdk.get_preamp_gain())
+        return self.settings.e_per_adu_preamp1 / preamp_gain
+
+    # ------------------------------------------------------------------ acquisition
+    def _to_frame(self, data: np.ndarray, index: int, t_s: float) -> Frame:
+        counts = np.asarray(data)
+        if self._read_mode == "fvb":
+            counts = counts.reshape(-1)
+        return Frame(
+            counts=counts,
+            exposure_s=self._exposure_s,
+            t_s=t_s,
+            index=int(index),
+            em_gain=self._em_gain,
+            read_mode=self._read_mode,
+        )
+
+    def acquire(self) -> Frame:
+        """Take one exposure (SDK kinetic series of one frame) and return it."""
+        self._check_open("ACQUIRE")
+        self._check_not_streaming("ACQUIRE")
+        timeout_s = self._exposure_s + self.settings.frame_timeout_s
+        t_s = _now(self._clock, self._t0)
+        with self._sdk_errors("ACQUIRE"):
+            self._sdk.setup_acquisition(mode="kinetic", nframes=1)
+            self._sdk.start_acquisition()
+            try:
+                got = self._sdk.wait_for_frame(timeout=timeout_s)
+                result = self._sdk.read_multiple_images(return_info=True)
+            finally:
+                self._sdk.stop_acquisition()
+        frames, infos = result if result is not None else (None, None)
+        if not frames:
+            why = "no frame arrived" if got else "acquisition stopped without a frame"
+            raise InstrumentError(f"camera '{self.name}': ACQUIRE failed: {why}")
+        return self._to_frame(frames[-1], 0, t_s)
+
+    def start_stream(self, n_frames: int | None = None) -> None:
+        """Start acquiring into the SDK ring buffer.
+
+        Parameters
+        ----------
+        n_frames : int, optional
+            Number of frames of a kinetic series; continuous when omitted.
+        """
+        action = "START STREAM"
+        self._check_open(action)
+        self._check_not_streaming(action)
+        if n_frames is not None and int(n_frames) < 1:
+            raise self._refuse(f"START STREAM of {n_frames} frames", "at least 1 frame")
+        with self._sdk_errors(action):
+            if n_frames is None:
+                self._sdk.setup_acquisition(mode="cont")
+            else:
+                self._sdk.setup_acquisition(mode="kinetic", nframes=int(n_frames))
+            self._frame_period_s = float(self._sdk.get_frame_timings()[1])
+            self._stream_t0_s = _now(self._clock, self._t0)
+            self._sdk.start_acquisition()
+        self._streaming = True
+        self._next_index = 0
+        self.lost_frames = 0
+
+    def read_frames(self) -> list[Frame]:
+        """Frames acquired since the last call; gaps in ``Frame.index`` are lost frames."""
+        action = "READ FRAMES"
+        self._check_open(action)
+        if not self._streaming:
+            raise InstrumentError(
+                f"camera '{self.name}': {action} refused: not streaming; call start_stream() first"
+            )
+        with self._sdk_errors(action):
+            result = self._sdk.read_multiple_images(return_info=True)
+        if result is None or result[0] is None:
+            raise InstrumentError(
+                f"camera '{self.name}': {action} failed: the SDK has no acquisition set up"
+            )
+        frames, infos = result
+        out: list[Frame] = []
+        for data, info in zip(frames, infos):
+            index = int(info.frame_index)
+            if index > self._next_index:
+                lost = index - self._next_index
+                self.lost_frames += lost
+                log.warning(
+                    "camera '%s': %d frame(s) lost before frame %d (read too slowly)",
+                    self.name, lost, index,
+                )
+            self._next_index = index + 1
+            t_s = self._stream_t0_s + index * self._frame_period_s
+            out.append(self._to_frame(data, index, t_s))
+        return out
+
+    def stop(self) -> None:
+        """Stop any acquisition. Safe when idle."""
+        if self._closed:
+            return
+        with self._sdk_errors("STOP"):
+            self._sdk.stop_acquisition()
+        self._streaming = False
+
+    # ------------------------------------------------------------------ housekeeping
+    def snapshot(self) -> dict[str, Any]:
+        """Current settings, with units in the keys."""
+        return {
+            "driver": "andor",
+            "exposure_s": self._exposure_s,
+            "em_gain": self._em_gain,
+            "em_gain_advanced": self._em_advanced,
+            "read_mode": self._read_mode,
+            "roi_rows": list(self._roi_rows),
+            "temperature_c": self.temperature_c,
+            "target_temperature_c": self._target_temperature_c,
+            "temperature_status": self.temperature_status,
+            "sensor_shape_px": list(self.sensor_shape),
+            "pixel_um": self.pixel_um,
+            "e_per_adu": self.e_per_adu,
+            "lost_frames": self.lost_frames,
+        }
+
+    def close(self) -> None:
+        """Stop acquiring and release the camera. Safe to call twice."""
+        if self._closed:
+            return
+        try:
+            self.stop()
+        finally:
+            self._closed = True
+            with self._sdk_errors("CLOSE"):
+                self._sdk.close()
+
+
+def open_instrument(settings: AndorCameraSettings, clock: Clock | None = None) -> AndorCamera:
+    """Open the Andor camera described by ``settings``.
+
+    Raises
+    ------
+    MissingExtraError
+        When pylablib or the Andor SDK2 library is not available.
+    """
+    where = f"camera '{settings.name}': driver 'andor'"
+    try:
+        from pylablib.devices.Andor import AndorSDK2Camera
+    except ImportError as exc:
+        raise MissingExtraError(f"{where} needs pylablib: pip install pylablib") from exc
+    try:
+        sdk = AndorSDK2Camera(
+            idx=settings.index,
+            ini_path=settings.ini_path,
+            temperature=settings.target_temperature_c,
+            fan_mode=settings.fan_mode,
+        )
+    except OSError as exc:
+        raise MissingExtraError(
+            f"{where} needs the Andor SDK2 library (atmcd64d.dll on Windows, libandor.so on "
+            f"Linux), installed with Andor Solis or the Andor SDK from andor.oxinst.com: {exc}"
+        ) from exc
+    return AndorCamera(sdk, settings, clock=clock)
+
+
+DRIVERS: dict[str, type[BaseModel]] = {"camera": AndorCameraSettings}

@@ -1,0 +1,460 @@
+"""Physik Instrumente (PI) E-727 digital piezo controller over GCS 2.0, as a scanner.
+
+Protocol (TCP/IP port 50000, ``TCPIP::<host>::50000::SOCKET``, or RS-232 /
+USB virtual serial port at 115200 baud; LF ends every command and reply line):
+
+* ``SVO 1 1`` switches the servo (closed loop) of axis 1 on; ``SVO? 1`` → ``1=1``;
+* ``MOV 1 12.5`` starts a move of axis 1 to 12.5 (stage units, µm for PI
+  nanopositioning stages); ``POS? 1`` → ``1=12.5000``;
+* ``ONT? 1 2 3`` reports on-target per axis over several lines; GCS ends every
+  line of a multi-line answer but the last with a space before the LF
+  (``1=1 \\n2=1 \\n3=0\\n``);
+* setting commands send no reply. Errors are kept by the controller and read
+  with ``ERR?`` (``0`` = no error); the driver checks it after each move and
+  after switching the servo, and raises :class:`InstrumentError` with the GCS
+  error code;
+* ``TMN? 1`` / ``TMX? 1`` give the travel range of an axis.
+
+Axis identifiers are ``1 2 3`` by default (configurable). Targets outside
+``limits_um`` are refused with :class:`LimitError` before anything is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pymeasure.instruments import Channel, Instrument
+
+from micropl.drivers.interfaces import (
+    Clock,
+    InstrumentError,
+    InstrumentTimeout,
+    MissingExtraError,
+    limit_error,
+)
+
+__all__ = ["E727Settings", "E727", "GCS_ERRORS", "DRIVERS", "REQUIRES", "open_instrument"]
+
+log = logging.getLogger(__name__)
+
+KIND = "scanner"
+
+#: Importable modules needed to open the instrument.
+REQUIRES: tuple[str, ...] = ("pymeasure", "pyvisa")
+
+#: Common GCS controller error codes (the full list is in the E-727 manual).
+GCS_ERRORS: dict[int, str] = {
+    1: "parameter syntax error",
+    2: "unknown command",
+    3: "command too long",
+    5: "move attempted with servo off or axis not referenced",
+    7: "position out of limits",
+    10: "controller was stopped by command",
+    15: "invalid axis identifier",
+    17: "parameter out of range",
+}
+
+Limits = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
+
+
+# --------------------------------------------------------------------------- settings
+class E727Settings(BaseModel):
+    """Settings of a PI E-727 piezo controller (role ``scanner``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    driver: Literal["pi_e727"] = "pi_e727"
+    name: str = Field("scanner", description="name used in messages and data files")
+    resource: str = Field(
+        description="VISA resource name: 'TCPIP::<host>::50000::SOCKET' or 'ASRL/dev/ttyUSB0::INSTR'"
+    )
+    visa_library: str = Field(
+        "", description="pyvisa backend: '' (default), '@py' (pyvisa-py) or 'file.yaml@sim'"
+    )
+    baud_rate: int = Field(115200, gt=0, description="serial baud rate when connected by RS-232")
+    timeout_s: float = Field(2.0, gt=0, description="reply timeout, s")
+    axes: tuple[str, str, str] = Field(
+        ("1", "2", "3"), description="GCS axis identifiers used for x, y, z"
+    )
+    limits_um: Limits | None = Field(
+        None,
+        description="allowed (min, max) of x, y, z in µm; None: the travel range read with "
+        "TMN?/TMX?. Limits beyond the travel range are an error on open",
+    )
+    move_timeout_s: float = Field(
+        2.0, gt=0, description="time allowed for all axes to report on target, s"
+    )
+    poll_s: float = Field(0.005, gt=0, description="interval between ONT? polls, s")
+    servo_on_at_open: bool = Field(True, description="switch the servo of every axis on when opened")
+
+    @model_validator(mode="after")
+    def _check(self) -> E727Settings:
+        if len(set(self.axes)) != 3 or any(not a.strip() or " " in a for a in self.axes):
+            raise ValueError(f"axes: need three distinct identifiers without spaces, got {self.axes}")
+        if self.limits_um is not None:
+            for axis, (low, high) in zip("xyz", self.limits_um):
+                if not low < high:
+                    raise ValueError(f"limits_um: {axis} range {low}–{high} µm is empty")
+        return self
+
+
+DRIVERS: dict[str, type[BaseModel]] = {"scanner": E727Settings}
+
+
+# --------------------------------------------------------------------------- helpers
+@dataclass(frozen=True)
+class _Allowed:
+    """Allowed range handed to pymeasure validators as the property's ``values``."""
+
+    kind: str
+    name: str
+    action: str  # format string with {value}
+    unit: str
+    bounds: Callable[[], tuple[float, float]]
+
+
+def _refuse_outside(value: Any, allowed: _Allowed) -> float:
+    """pymeasure validator: return ``value`` or raise LimitError naming the range."""
+    number = float(value)
+    low, high = allowed.bounds()
+    if not (math.isfinite(number) and low <= number <= high):
+        raise limit_error(
+            allowed.kind,
+            allowed.name,
+            allowed.action.format(value=number),
+            f"range {low:g}–{high:g} {allowed.unit}",
+        )
+    return number
+
+
+def _axis_value(reply: Any) -> str:
+    """The value of a single-axis GCS reply ``'1=12.5000'``."""
+    text = str(reply).strip()
+    if "=" not in text:
+        raise InstrumentError(f"{KIND}: expected '<axis>=<value>', got reply {reply!r}")
+    return text.split("=", 1)[1].strip()
+
+
+def _axis_float(reply: Any) -> float:
+    return float(_axis_value(reply))
+
+
+def _axis_bool(reply: Any) -> bool:
+    return bool(int(_axis_value(reply)))
+
+
+class GcsAxis(Channel):
+    """One GCS axis of the E-727 (identifier in ``id``)."""
+
+    servo = Channel.control(
+        "SVO? {ch}",
+        "SVO {ch} %d",
+        """Control the servo (closed loop) of this axis (bool); ERR? is checked.""",
+        cast=str,
+        get_process=_axis_bool,
+        set_process=int,
+        check_set_errors=True,
+    )
+
+    target_um = Channel.control(
+        "MOV? {ch}",
+        "MOV {ch} %.4f",
+        """Control the commanded target of this axis in µm (float).
+
+        Setting starts the move and returns at once (use
+        :meth:`E727.move_to` to wait); values outside the axis limits raise
+        LimitError before anything is sent.""",
+        validator=_refuse_outside,
+        cast=str,
+        get_process=_axis_float,
+        dynamic=True,
+    )
+
+    position_um = Channel.measurement(
+        "POS? {ch}", """Get the measured position of this axis in µm (float).""",
+        cast=str, get_process=_axis_float,
+    )
+
+    on_target = Channel.measurement(
+        "ONT? {ch}", """Get whether this axis is on target (bool).""",
+        cast=str, get_process=_axis_bool,
+    )
+
+    travel_min_um = Channel.measurement(
+        "TMN? {ch}", """Get the lower end of the travel range in µm (float).""",
+        cast=str, get_process=_axis_float,
+    )
+
+    travel_max_um = Channel.measurement(
+        "TMX? {ch}", """Get the upper end of the travel range in µm (float).""",
+        cast=str, get_process=_axis_float,
+    )
+
+
+# --------------------------------------------------------------------------- instrument
+class E727(Instrument):
+    """PI E-727 piezo controller (a Scanner), talking GCS 2.0.
+
+    Parameters
+    ----------
+    adapter : str or pymeasure Adapter
+        VISA resource name (``"TCPIP::192.168.0.27::50000::SOCKET"``) or an adapter.
+    name : str
+        Instrument name used in messages (the setup's role name).
+    settings : E727Settings, optional
+        Axes, limits and timeouts; defaults of :class:`E727Settings`.
+    clock : Clock, optional
+        Time source for the on-target polling (wall time by default).
+    **kwargs
+        Passed on to the pymeasure VISA adapter (e.g. ``visa_library``).
+
+    Notes
+    -----
+    On construction the driver reads ``TMN?`` and ``TMX?`` of each axis to
+    derive (or check) :attr:`limits_um`. Attributes ``axis_x``, ``axis_y`` and
+    ``axis_z`` are the per-axis channels.
+    """
+
+    def __init__(
+        self,
+        adapter: Any,
+        name: str = "scanner",
+        *,
+        settings: E727Settings | None = None,
+        clock: Clock | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.settings = settings if settings is not None else E727Settings(resource="")
+        kwargs.setdefault("asrl", {"baud_rate": self.settings.baud_rate})
+        kwargs.setdefault("timeout", int(self.settings.timeout_s * 1000))
+        super().__init__(
+            adapter,
+            name,
+            includeSCPI=False,
+            read_termination="\n",
+            write_termination="\n",
+            **kwargs,
+        )
+        self._clock = clock
+        self._closed = False
+        self._last_command = ""
+        self._axes: dict[str, GcsAxis] = {}
+        for label, ident in zip("xyz", self.settings.axes):
+            axis = self.add_child(GcsAxis, ident, collection="gcs_axes", attr_name=f"axis_{label}")
+            self._axes[label] = axis
+        self.travel_um: Limits = tuple(  # type: ignore[assignment]
+            (self._axes[a].travel_min_um, self._axes[a].travel_max_um) for a in "xyz"
+        )
+        self.limits_um: Limits = self._checked_limits()
+        for label, axis in self._axes.items():
+            i = "xyz".index(label)
+            axis.target_um_values = _Allowed(
+                KIND, name, f"MOV {label} ({axis.id}) to {{value:g}} µm", "µm",
+                lambda i=i: self.limits_um[i],
+            )
+
+    def _checked_limits(self) -> Limits:
+        wanted = self.settings.limits_um
+        if wanted is None:
+            return self.travel_um
+        for label, (low, high), (t_low, t_high) in zip("xyz", wanted, self.travel_um):
+            if low < t_low or high > t_high:
+                raise InstrumentError(
+                    f"{KIND} '{self.name}': limits_um {label} {low:g}–{high:g} µm exceed the "
+                    f"travel range {t_low:g}–{t_high:g} µm (TMN?/TMX?)"
+                )
+        return wanted
+
+    # ------------------------------------------------------------------ protocol layer
+    def write(self, command: str, **kwargs: Any) -> None:
+        """Send ``command`` (LF appended) and remember it for error messages."""
+        self._last_command = command
+        super().write(command, **kwargs)
+
+    def read(self, **kwargs: Any) -> str:
+        """Read one reply line (LF stripped; a trailing space marks more lines)."""
+        try:
+            return super().read(**kwargs)
+        except Exception as exc:
+            if _is_visa_timeout(exc):
+                raise InstrumentTimeout(
+                    f"{KIND} '{self.name}': no reply to '{self._last_command}' in time"
+                ) from exc
+            raise
+
+    def ask_lines(self, command: str) -> list[str]:
+        """Send a query and read every line of its (multi-line) GCS answer."""
+        self.write(command)
+        lines = []
+        while True:
+            line = self.read()
+            lines.append(line.strip())
+            if not line.endswith(" "):
+                return lines
+
+    error_code = Instrument.measurement(
+        "ERR?", """Get (and clear) the controller's last GCS error code (int, 0 = none).""",
+        cast=int,
+    )
+
+    identity = Instrument.measurement(
+        "*IDN?", """Get the identification string (str).""", cast=str, maxsplit=0,
+        get_process=lambda reply: str(reply).strip(),
+    )
+
+    def check_errors(self) -> list[int]:
+        """Read ``ERR?``; a non-zero code raises InstrumentError naming it and the
+        command sent before."""
+        after = self._last_command
+        code = self.error_code
+        if code != 0:
+            meaning = GCS_ERRORS.get(code, "see the E-727 manual")
+            raise InstrumentError(
+                f"{KIND} '{self.name}': GCS error {code} ({meaning}) after '{after}'"
+            )
+        return []
+
+    def check_set_errors(self) -> list[int]:
+        """After a setting command: check ``ERR?``."""
+        return self.check_errors()
+
+    # ------------------------------------------------------------------ Scanner
+    def servo_on(self, on: bool = True) -> None:
+        """Switch the servo of every axis on (or off); ERR? is checked after each."""
+        for axis in self._axes.values():
+            axis.servo = on
+
+    def on_target(self) -> tuple[bool, bool, bool]:
+        """On-target state of x, y, z from one ``ONT?`` query."""
+        idents = [self._axes[a].id for a in "xyz"]
+        replies = dict(line.split("=", 1) for line in self.ask_lines("ONT? " + " ".join(idents)))
+        try:
+            return tuple(bool(int(replies[i])) for i in idents)  # type: ignore[return-value]
+        except (KeyError, ValueError) as exc:
+            raise InstrumentError(
+                f"{KIND} '{self.name}': unexpected ONT? answer {replies!r}"
+            ) from exc
+
+    @property
+    def position_um(self) -> tuple[float, float, float]:
+        """Measured (x, y, z) in µm (``POS?`` of each axis)."""
+        return tuple(self._axes[a].position_um for a in "xyz")  # type: ignore[return-value]
+
+    def move_to(self, x_um: float, y_um: float, z_um: float | None = None) -> None:
+        """Move to (x, y[, z]) in µm and wait until every axis is on target.
+
+        Sends ``MOV`` per axis, polls ``ONT?`` until all axes are on target
+        (``move_timeout_s`` of clock time), then checks ``ERR?``.
+
+        Raises
+        ------
+        LimitError
+            Before anything is sent, when any target is outside :attr:`limits_um`.
+        InstrumentTimeout
+            When the axes are not on target in time (the GCS error code, if
+            any, is in the message).
+        InstrumentError
+            When ``ERR?`` reports an error after the move.
+        """
+        targets = {"x": x_um, "y": y_um}
+        if z_um is not None:
+            targets["z"] = z_um
+        for label, value in targets.items():
+            low, high = self.limits_um["xyz".index(label)]
+            number = float(value)
+            if not (math.isfinite(number) and low <= number <= high):
+                raise limit_error(
+                    KIND, self.name, f"move {label} to {number:g} µm", f"range {low:g}–{high:g} µm"
+                )
+        for label, value in targets.items():
+            self._axes[label].target_um = float(value)
+        move = ", ".join(f"{label}={float(v):g}" for label, v in targets.items())
+        now, sleep = _clock_functions(self._clock)
+        deadline = now() + self.settings.move_timeout_s
+        while not all(self.on_target()):
+            if now() >= deadline:
+                code = self.error_code
+                detail = f"; GCS error {code} ({GCS_ERRORS.get(code, 'see manual')})" if code else ""
+                raise InstrumentTimeout(
+                    f"{KIND} '{self.name}': move to {move} µm not on target after "
+                    f"{self.settings.move_timeout_s:g} s{detail}"
+                )
+            sleep(self.settings.poll_s)
+        code = self.error_code
+        if code != 0:
+            raise InstrumentError(
+                f"{KIND} '{self.name}': move to {move} µm failed: GCS error {code} "
+                f"({GCS_ERRORS.get(code, 'see the E-727 manual')})"
+            )
+
+    # ------------------------------------------------------------------ housekeeping
+    def snapshot(self) -> dict[str, Any]:
+        """Current settings with units in the keys."""
+        x, y, z = self.position_um
+        return {
+            "driver": "pi_e727",
+            "identity": self.identity,
+            "axes": list(self.settings.axes),
+            "servo": [self._axes[a].servo for a in "xyz"],
+            "x_um": x,
+            "y_um": y,
+            "z_um": z,
+            "limits_um": [list(pair) for pair in self.limits_um],
+            "travel_um": [list(pair) for pair in self.travel_um],
+        }
+
+    def close(self) -> None:
+        """Close the connection (safe to call twice). Servo and position are left as they are."""
+        if self._closed:
+            return
+        self._closed = True
+        self.adapter.close()
+
+
+# --------------------------------------------------------------------------- shared bits
+def _clock_functions(clock: Clock | None) -> tuple[Callable[[], float], Callable[[float], None]]:
+    if clock is None:
+        return time.monotonic, time.sleep
+    return clock.now, clock.sleep
+
+
+def _is_visa_timeout(exc: BaseException) -> bool:
+    try:
+        from pyvisa import constants, errors
+    except ImportError:  # pragma: no cover - pyvisa is a dependency
+        return False
+    return isinstance(exc, errors.VisaIOError) and exc.error_code == constants.StatusCode.error_timeout
+
+
+def open_instrument(settings: E727Settings, clock: Clock | None = None) -> E727:
+    """Open the controller described by ``settings`` (servo on when configured)."""
+    try:
+        import pyvisa  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{KIND} '{settings.name}': driver 'pi_e727' needs pyvisa: pip install pyvisa"
+        ) from exc
+    kwargs: dict[str, Any] = {}
+    if settings.visa_library:
+        kwargs["visa_library"] = settings.visa_library
+    try:
+        scanner = E727(settings.resource, settings.name, settings=settings, clock=clock, **kwargs)
+    except InstrumentError:
+        raise
+    except Exception as exc:
+        raise InstrumentError(
+            f"{KIND} '{settings.name}': cannot open {settings.resource!r}: {exc}"
+        ) from exc
+    try:
+        if settings.servo_on_at_open:
+            scanner.servo_on(True)
+    except BaseException:
+        scanner.close()
+        raise
+    return scanner

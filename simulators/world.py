@@ -1,0 +1,203 @@
+"""The simulated world: one virtual sample, one clock, and the instruments looking at it.
+
+Each simulated instrument attaches itself to the :class:`SimulatedWorld` it is
+built with (``world.laser = self`` and so on), so that moving the scanner or
+switching the laser changes what the camera and the APDs see.
+
+Excitation model
+----------------
+The laser focus is a Gaussian spot of FWHM ``f0 = spot_fwhm_um`` centred on the
+scanner's *true* position (reported position + drift). Out of focus the spot
+widens like a Gaussian beam, ``f(Δz) = f0·√(1 + (Δz/z_R)²)`` with the Rayleigh
+range ``z_R = w0 / tan(asin(NA/n))`` (``w0`` the 1/e² radius, ``n = 1.515`` the
+immersion oil), and its peak intensity falls as ``(f0/f)²``. The relative
+intensity at an emitter is
+
+    w = (f0/f)² · exp(−4 ln 2 · r² / f²)
+
+and its excitation probability per pulse saturates as
+``p = 1 − exp(−P·w / P_sat)`` with ``P`` the laser ``power_percent`` (the pulse
+energy setting) and ``P_sat`` its ``saturation_power_percent``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from micropl.drivers.interfaces import Clock
+from micropl.simulators.sample import VirtualSample
+
+if TYPE_CHECKING:  # pragma: no cover
+    from micropl.simulators.camera import SimCamera
+    from micropl.simulators.laser import SimLaser
+    from micropl.simulators.scanner import SimScanner
+    from micropl.simulators.spectrograph import SimSpectrograph
+
+__all__ = [
+    "Excitation",
+    "SimulatedWorld",
+    "spot_weight",
+    "rayleigh_range_um",
+    "REFERENCE_REP_RATE_HZ",
+]
+
+#: Repetition rate at which ``brightness_cps`` is defined, Hz.
+REFERENCE_REP_RATE_HZ = 10e6
+#: Refractive index of the immersion oil.
+IMMERSION_INDEX = 1.515
+#: Excitation probabilities below this are treated as zero.
+_P_MIN = 1e-7
+
+
+@dataclass(frozen=True)
+class Excitation:
+    """Which emitters the laser excites right now, and how strongly.
+
+    Attributes
+    ----------
+    indices : ndarray of int, shape (m,)
+        Emitters with a non-negligible excitation (``p_exc_per_pulse > 1e-7``).
+    p_exc_per_pulse : ndarray, shape (m,)
+        Probability that a pulse excites the emitter, ``1 − exp(−P·w/P_sat)``,
+        ``w`` the spot profile at the emitter including defocus (0–1).
+    rep_rate_hz : float
+        Laser repetition rate in Hz (0 when the laser is off or absent).
+    background_cps_per_apd : float
+        Polystyrene background detected per APD in counts/s,
+        ``background.apd_cps × power_percent/100``; 0 with the laser off.
+    detected_per_pulse_per_apd : ndarray, shape (m,)
+        Mean number of photons **detected on one APD per laser pulse** from each
+        excited emitter while it is ON:
+        ``brightness_cps / 10 MHz × p_exc_per_pulse``. So a QD at full
+        saturation (p = 1) pulsed at 10 MHz gives ``brightness_cps`` counts/s
+        per APD, and the rate scales with the repetition rate.
+    power_percent : float
+        Laser power setting in percent (0 when off).
+    t_s : float
+        Clock time the excitation was evaluated at, in s.
+    """
+
+    indices: np.ndarray
+    p_exc_per_pulse: np.ndarray
+    rep_rate_hz: float
+    background_cps_per_apd: float
+    detected_per_pulse_per_apd: np.ndarray = field(default_factory=lambda: np.empty(0))
+    power_percent: float = 0.0
+    t_s: float = 0.0
+
+    @property
+    def detected_cps_per_apd(self) -> np.ndarray:
+        """Detected counts/s per APD of each excited emitter while ON, shape (m,)."""
+        return self.detected_per_pulse_per_apd * self.rep_rate_hz
+
+    @classmethod
+    def dark(cls, t_s: float = 0.0) -> Excitation:
+        """Nothing excited (laser off)."""
+        return cls(indices=np.empty(0, dtype=np.int64), p_exc_per_pulse=np.empty(0),
+                   rep_rate_hz=0.0, background_cps_per_apd=0.0,
+                   detected_per_pulse_per_apd=np.empty(0), power_percent=0.0, t_s=t_s)
+
+
+def rayleigh_range_um(spot_fwhm_um: float, objective_na: float) -> float:
+    """Rayleigh range ``z_R = w0 / tan(asin(NA/n))`` of the focused spot, in µm.
+
+    ``w0 = FWHM / √(2 ln 2)`` is the 1/e² radius and ``n`` the oil index 1.515.
+    """
+    w0_um = spot_fwhm_um / math.sqrt(2.0 * math.log(2.0))
+    half_angle = math.asin(min(objective_na / IMMERSION_INDEX, 0.999))
+    return w0_um / math.tan(half_angle)
+
+
+def spot_weight(dx_um, dy_um, dz_um, spot_fwhm_um: float, objective_na: float):
+    """Relative excitation intensity of a focused Gaussian spot (1 at the focus).
+
+    Parameters
+    ----------
+    dx_um, dy_um, dz_um : array_like
+        Emitter position relative to the focus, in µm (broadcast together).
+    spot_fwhm_um : float
+        In-focus FWHM of the spot, in µm.
+    objective_na : float
+        Numerical aperture of the oil objective.
+
+    Returns
+    -------
+    ndarray
+        ``(f0/f)² · exp(−4 ln 2 · r²/f²)`` with ``f = f0·√(1 + (Δz/z_R)²)``.
+    """
+    z_r_um = rayleigh_range_um(spot_fwhm_um, objective_na)
+    dz = np.asarray(dz_um, dtype=np.float64)
+    widen2 = 1.0 + (dz / z_r_um) ** 2
+    f2 = spot_fwhm_um**2 * widen2
+    r2 = np.asarray(dx_um, dtype=np.float64) ** 2 + np.asarray(dy_um, dtype=np.float64) ** 2
+    return np.exp(-4.0 * math.log(2.0) * r2 / f2) / widen2
+
+
+class SimulatedWorld:
+    """A virtual sample and a clock shared by the simulated instruments.
+
+    Parameters
+    ----------
+    sample : VirtualSample
+        What is under the objective.
+    clock : Clock
+        The clock every simulated instrument waits on.
+
+    Attributes
+    ----------
+    laser, scanner, spectrograph, camera
+        The attached instruments (``None`` until constructed). Without a scanner
+        the focus sits at the centre of the sample area, z = 0.
+    """
+
+    def __init__(self, sample: VirtualSample, clock: Clock) -> None:
+        self.sample = sample
+        self.clock = clock
+        self.laser: SimLaser | None = None
+        self.scanner: SimScanner | None = None
+        self.spectrograph: SimSpectrograph | None = None
+        self.camera: SimCamera | None = None
+
+    def focus_um(self) -> tuple[float, float, float]:
+        """True (x, y, z) of the laser focus on the sample now, in µm (includes drift)."""
+        if self.scanner is not None:
+            return self.scanner.true_position_um()
+        w, h = self.sample.area_um
+        return (0.5 * w, 0.5 * h, 0.0)
+
+    def excitation(self) -> Excitation:
+        """Excitation of every emitter at the current clock time and focus position.
+
+        Returns
+        -------
+        Excitation
+            Empty arrays when the laser is absent or off.
+        """
+        t_s = self.clock.now()
+        laser = self.laser
+        if laser is None or not laser.emission_on or laser.power_percent <= 0:
+            return Excitation.dark(t_s)
+        s = laser.settings
+        power = float(laser.power_percent)
+        x, y, z = self.focus_um()
+        smp = self.sample
+        # a cheap box cut first: beyond 6 in-focus FWHM (plus defocus) nothing is excited
+        z_r_um = rayleigh_range_um(s.spot_fwhm_um, s.objective_na)
+        reach_um = 6.0 * s.spot_fwhm_um * (1.0 + np.abs(smp.z_um - z) / z_r_um)
+        near = np.flatnonzero((np.abs(smp.x_um - x) < reach_um) & (np.abs(smp.y_um - y) < reach_um))
+        w = spot_weight(smp.x_um[near] - x, smp.y_um[near] - y, smp.z_um[near] - z,
+                        s.spot_fwhm_um, s.objective_na)
+        p = -np.expm1(-power * w / s.saturation_power_percent)
+        keep = p > _P_MIN
+        idx = near[keep]
+        p = p[keep]
+        detected = smp.brightness_cps[idx] / REFERENCE_REP_RATE_HZ * p
+        background = smp.background.apd_cps * power / 100.0
+        return Excitation(indices=idx.astype(np.int64), p_exc_per_pulse=p,
+                          rep_rate_hz=float(laser.rep_rate_hz),
+                          background_cps_per_apd=float(background),
+                          detected_per_pulse_per_apd=detected, power_percent=power, t_s=t_s)
