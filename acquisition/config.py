@@ -82,9 +82,6 @@ class SafetySettings(_Strict):
     camera_max_temperature_c: float = Field(
         -60.0, le=30, description="warmest sensor temperature allowed while EM gain is used"
     )
-    instrument_timeout_s: float = Field(
-        30.0, gt=0, description="a call to an instrument longer than this is a fault"
-    )
 
 
 # --------------------------------------------------------------------------- driver registry

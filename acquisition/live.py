@@ -10,7 +10,9 @@ back onto the stream, where storage records them too (DESIGN §5):
   correlated incrementally; at least every ``update_interval_s`` of data a
   ``live`` :class:`~micropl.acquisition.records.G2Histogram` and
   :class:`~micropl.analysis.g2.G2Result` are published (displays show them;
-  storage skips ``live`` records), and on :class:`G2Done` the ``final`` ones.
+  storage skips ``live`` records), and on :class:`G2Done` the ``final`` ones
+  plus a :class:`~micropl.analysis.g2.PeakTrainFit` (background-free g²(0),
+  lifetime and delay from a fit of the whole peak train).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from micropl.acquisition.records import G2Histogram, Tagged
 from micropl.analysis.errors import AnalysisInputError
-from micropl.analysis.g2 import G2Accumulator, G2Result, pulsed_g2
+from micropl.analysis.g2 import G2Accumulator, G2Result, fit_peak_train, pulsed_g2
 from micropl.analysis.spectra import SpectrumFit, fit_spectra
 from micropl.drivers.interfaces import Spectrum, TagChunk
 
@@ -113,6 +115,13 @@ class LiveAnalysis:
             noise = {"noise_factor": None}
         fit = fit_spectra(spectrum.wavelength_nm, spectrum.counts,
                           model=self.settings.spectrum_model, **noise)
+        if noise["noise_factor"] is not None and bool(np.all(fit.success)) \
+                and float(fit.reduced_chi2) > 1.0:
+            # The line is not exactly the model (spectral diffusion, background slope):
+            # scale the errors by √χ² so they stay honest.
+            fit = fit_spectra(spectrum.wavelength_nm, spectrum.counts,
+                              model=self.settings.spectrum_model, scale_errors="chi2",
+                              p0=fit.params, **noise)
         self._derived(item, fit, item.kind)
 
     # ------------------------------------------------------------------ g2
@@ -159,6 +168,9 @@ class LiveAnalysis:
             log.debug("live g² not yet computable: %s", exc)
             return
         self._derived(item, result, kind)
+        if kind == "final":
+            fit = fit_peak_train(tau_ps, counts, period_ps=result.period_ps)
+            self._derived(item, fit, kind)
 
 
 @dataclass

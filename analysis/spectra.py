@@ -112,13 +112,20 @@ def wavelength_axis_nm(
 ) -> np.ndarray:
     """Wavelength of each pixel column from the Czerny–Turner grating equation.
 
-    The grating is turned so that ``center_wavelength_nm`` falls on
-    ``center_pixel``. With the inclusion (deviation) angle ``φ`` between the
-    incident and the diffracted beam, the incidence and diffraction angles are
-    ``α = ψ + φ/2`` and ``β = ψ − φ/2`` where ``m λ_c / d = 2 sin ψ cos(φ/2)``.
-    A pixel a distance ``x`` from the centre pixel on a detector tilted by ``γ``
-    sees the diffraction angle ``β + atan(x cos γ / (f + x sin γ))`` and the
-    wavelength ``λ = d (sin α + sin β_x) / m``. Wavelength grows with pixel index.
+    The grating is turned by ``ψ`` from the bisector of the incident and the
+    diffracted beam so that ``center_wavelength_nm`` falls on ``center_pixel``.
+    With the inclusion (included) angle ``φ`` between the incident and the
+    diffracted beam, the incidence angle is ``α = ψ − φ/2`` and the diffraction
+    angle at the centre pixel is ``β = ψ + φ/2`` (both from the grating normal),
+    the convention of Princeton Instruments (Acton) and Andor (Shamrock)
+    spectrograph calibrations, where ``m λ_c / d = sin α + sin β =
+    2 sin ψ cos(φ/2)``. A pixel a distance ``x`` from the centre pixel on a
+    detector tilted by ``γ`` sees the diffraction angle
+    ``β_x = β + atan(x cos γ / (f + x sin γ))`` and the wavelength
+    ``λ = d (sin α + sin β_x) / m``: wavelength grows with pixel index and the
+    linear dispersion at the centre is ``d cos β / (m f)``. A negative ``φ``
+    mirrors the geometry (the diffracted beam on the other side of the
+    incident one).
 
     Parameters
     ----------
@@ -133,8 +140,8 @@ def wavelength_axis_nm(
     focal_length_mm : float
         Focal length of the focusing (camera) mirror in mm.
     inclusion_angle_deg : float
-        Included angle between incident and diffracted beams, in degrees
-        (``0`` for a Littrow mount).
+        Included angle ``φ`` between incident and diffracted beams, in degrees
+        (``0`` for a Littrow mount; e.g. 15.15 for an Acton SP-2300i).
     order : int, optional
         Diffraction order ``m`` (default 1; a negative order is allowed).
     center_pixel : float, optional
@@ -159,7 +166,7 @@ def wavelength_axis_nm(
     --------
     >>> wl = wavelength_axis_nm(1600, 16.0, 515.0, 300, 300.0, 30.0)
     >>> round(float(np.diff(wl).mean()), 3)  # nm per pixel
-    0.175
+    0.167
     """
     n_px = int(n_px)
     if n_px < 2:
@@ -178,8 +185,8 @@ def wavelength_axis_nm(
             f"wavelength axis: {center_wavelength_nm} nm is not reachable in order {order} "
             f"with {grooves_per_mm} g/mm and inclusion angle {inclusion_angle_deg} deg")
     psi = math.asin(sin_psi)
-    alpha = psi + half_phi
-    beta = psi - half_phi
+    alpha = psi - half_phi  # incidence angle
+    beta = psi + half_phi  # diffraction angle at the centre pixel
     if center_pixel is None:
         center_pixel = (n_px - 1) / 2.0
     x_mm = (np.arange(n_px, dtype=np.float64) - center_pixel) * pixel_um * 1e-3

@@ -20,6 +20,14 @@ micropl therefore decodes the records itself (:func:`decode_t2_records`) and use
 
 Overflow and marker records are consumed: overflows advance the time base, markers are
 returned separately and never appear as photons.
+
+One decoder
+-----------
+:func:`decode_t2_records` is the only T2 record decoder of micropl: the PTU reader
+(:func:`read_ptu_t2`) and the PicoQuant driver (``micropl.drivers.picoquant``, which
+reads the same records from the device FIFO) both use it. A live stream is decoded
+block by block with :class:`T2StreamDecoder`, which carries the overflow-corrected
+time base from one FIFO read to the next.
 """
 
 from __future__ import annotations
@@ -39,7 +47,9 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "HistogramData",
+    "SYNC_CHANNEL",
     "T2Decoded",
+    "T2StreamDecoder",
     "T2_RECORD_TYPES",
     "TagData",
     "decode_t2_records",
@@ -48,6 +58,9 @@ __all__ = [
 ]
 
 PTU_MAGIC = b"PQTTTR\0\0"
+
+#: micropl channel of sync-input events (HydraHarp/TimeHarp 260/Generic T2 records).
+SYNC_CHANNEL = 0
 
 #: T2 record types (``TTResultFormat_TTTRRecType``) and their names.
 T2_RECORD_TYPES: dict[int, str] = {
@@ -195,7 +208,7 @@ def decode_t2_records(records_uint32: np.ndarray, record_type: int, resolution_s
         else:
             increment = np.where(is_ovf, np.maximum(time, 1) * _HH2_WRAP, 0)
         marker_bits = chan
-        out_chan = np.where(is_sync, 0, chan + 1)
+        out_chan = np.where(is_sync, SYNC_CHANNEL, chan + 1)
         # Overflow records carry a count, not a time.
         time = np.where(is_ovf, 0, time)
 
@@ -218,6 +231,86 @@ def decode_t2_records(records_uint32: np.ndarray, record_type: int, resolution_s
         end_units=end_units,
         n_unknown=int(np.count_nonzero(is_unknown)),
     )
+
+
+class T2StreamDecoder:
+    """Decode a stream of T2 records block by block, carrying the time base.
+
+    The record time field is short (25 or 28 bits) and wraps; overflow records
+    advance a running offset that must survive from one block (one FIFO read) to the
+    next. Decoding the blocks of a stream one after the other gives exactly what
+    :func:`decode_t2_records` gives for the whole stream at once.
+
+    Parameters
+    ----------
+    record_type : int
+        ``TTResultFormat_TTTRRecType`` code, one of :data:`T2_RECORD_TYPES`.
+    resolution_s : float
+        Time-tag resolution in s.
+
+    Attributes
+    ----------
+    time_offset_units : int
+        Overflow-corrected time base reached so far, in resolution units.
+    n_overflows : int
+        Overflow periods consumed since the last :meth:`reset`.
+
+    Raises
+    ------
+    AnalysisInputError
+        Unknown or T3 record type, or a non-positive resolution.
+
+    Examples
+    --------
+    >>> dec = T2StreamDecoder(0x01010204, 1e-12)  # HydraHarp v2 T2, 1 ps
+    >>> overflow, photon = (1 << 31) | (63 << 25) | 1, (0 << 25) | 5
+    >>> out = dec.decode(np.array([overflow, photon], dtype=np.uint32))
+    >>> int(out.t_ps[0]), int(out.channel[0]), dec.time_ps
+    (33554437, 1, 33554432)
+    """
+
+    def __init__(self, record_type: int, resolution_s: float) -> None:
+        rtype = int(record_type)
+        if rtype in _T3_RECORD_TYPES:
+            raise AnalysisInputError(f"record type 0x{rtype:08x} is T3, not T2")
+        if rtype not in T2_RECORD_TYPES:
+            raise AnalysisInputError(f"unknown T2 record type 0x{rtype:08x}")
+        self.record_type = rtype
+        self.resolution_s = float(resolution_s)
+        self._res_int, self._res_ps = _resolution_ps(self.resolution_s)
+        self.time_offset_units = 0
+        self.n_overflows = 0
+
+    def reset(self) -> None:
+        """Start again at time zero (a new measurement)."""
+        self.time_offset_units = 0
+        self.n_overflows = 0
+
+    @property
+    def time_ps(self) -> int:
+        """Time reached by the overflow records so far, in ps."""
+        if self._res_int is not None:
+            return self.time_offset_units * self._res_int
+        return round(self.time_offset_units * self._res_ps)
+
+    def decode(self, records_uint32: np.ndarray) -> T2Decoded:
+        """Decode the next block of records, continuing the time base.
+
+        Parameters
+        ----------
+        records_uint32 : ndarray of uint32, shape (n,)
+            The next raw records of the stream (may be empty).
+
+        Returns
+        -------
+        T2Decoded
+            As :func:`decode_t2_records`, with times on the stream's time base.
+        """
+        out = decode_t2_records(records_uint32, self.record_type, self.resolution_s,
+                                time_offset_units=self.time_offset_units)
+        self.time_offset_units = out.time_offset_units
+        self.n_overflows += out.n_overflows
+        return out
 
 
 # ---------------------------------------------------------------------------

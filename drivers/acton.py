@@ -16,16 +16,17 @@ the USB virtual serial port, 9600 baud 8N1):
   driver refuses such a value itself (:class:`LimitError`) before sending.
 
 The wavelength axis of the camera is computed from the grating equation of a
-Czerny–Turner spectrograph (:func:`_czerny_turner_axis_nm`). It is a private
-copy kept here because drivers must not import :mod:`micropl.analysis`.
+Czerny–Turner spectrograph, with the one implementation that the analysis and
+the simulated spectrograph use (:func:`micropl.analysis.spectra.wavelength_axis_nm`:
+incidence α = ψ − γ/2, diffraction β = ψ + γ/2, γ = inclusion angle). Importing
+that pure-numpy function is the accepted exception to "drivers import only
+drivers": a second copy of the grating equation drifted in its sign convention.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymeasure.instruments import Instrument
 
+from micropl.analysis.errors import AnalysisInputError
+from micropl.analysis.spectra import wavelength_axis_nm
+from micropl.drivers._visa_common import (
+    AllowedRange,
+    clock_functions,
+    is_visa_timeout,
+    refuse_outside,
+)
 from micropl.drivers.interfaces import (
     Clock,
     Grating,
@@ -60,7 +69,7 @@ class ActonSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    driver: Literal["acton"] = "acton"
+    driver: Literal["acton"] = Field("acton", description="Driver name: Acton / Princeton Instruments SpectraPro over pyvisa.")
     name: str = Field("spectrograph", description="name used in messages and data files")
     resource: str = Field(
         description="VISA resource name, e.g. 'ASRL/dev/ttyUSB0::INSTR' or 'ASRL3::INSTR'"
@@ -115,35 +124,6 @@ DRIVERS: dict[str, type[BaseModel]] = {"spectrograph": ActonSettings}
 
 
 # --------------------------------------------------------------------------- helpers
-@dataclass(frozen=True)
-class _Allowed:
-    """Allowed range handed to pymeasure validators as the property's ``values``.
-
-    ``bounds`` is called at validation time, so a range that depends on the
-    instrument state (here: the grating in place) is evaluated afresh.
-    """
-
-    kind: str
-    name: str
-    action: str  # format string with {value}
-    unit: str
-    bounds: Callable[[], tuple[float, float]]
-
-
-def _refuse_outside(value: Any, allowed: _Allowed) -> float:
-    """pymeasure validator: return ``value`` or raise LimitError naming the range."""
-    number = float(value)
-    low, high = allowed.bounds()
-    if not (math.isfinite(number) and low <= number <= high):
-        raise limit_error(
-            allowed.kind,
-            allowed.name,
-            allowed.action.format(value=number),
-            f"range {low:g}–{high:g} {allowed.unit}",
-        )
-    return number
-
-
 #: A reply longer than this without "ok" means the link is out of step.
 _MAX_REPLY_LINES = 32
 
@@ -218,69 +198,6 @@ def parse_gratings(reply: str) -> list[Grating]:
     return gratings
 
 
-def _czerny_turner_axis_nm(
-    center_nm: float,
-    grooves_per_mm: float,
-    n_px: int,
-    pixel_um: float,
-    focal_length_mm: float,
-    inclusion_angle_deg: float,
-    detector_angle_deg: float = 0.0,
-    order: int = 1,
-) -> np.ndarray:
-    """Wavelength of each pixel column from the Czerny–Turner grating equation.
-
-    The grating turns by ψ so that ``m λ_c = 2 d sin ψ cos(γ/2)`` (γ = inclusion
-    angle, d = groove spacing). Incidence α = ψ − γ/2, central diffraction
-    β_c = ψ + γ/2. The pixel a distance x (mm) from the array centre, on a
-    detector tilted by δ, sees β = β_c + atan(x cos δ / (f + x sin δ)) and the
-    wavelength λ = d (sin α + sin β) / m. Wavelength grows with pixel index.
-
-    Private to the driver (drivers may not import :mod:`micropl.analysis`).
-
-    Parameters
-    ----------
-    center_nm : float
-        Centre wavelength set on the spectrograph, nm; falls on pixel (n_px − 1)/2.
-    grooves_per_mm : float
-        Groove density, lines/mm.
-    n_px : int
-        Number of pixel columns.
-    pixel_um : float
-        Pixel width along the dispersion, µm.
-    focal_length_mm : float
-        Focal length of the focusing mirror, mm.
-    inclusion_angle_deg : float
-        Included angle γ, degrees (negative mirrors the geometry: β_c = ψ − |γ|/2).
-    detector_angle_deg : float
-        Detector tilt δ, degrees.
-    order : int
-        Diffraction order m.
-
-    Returns
-    -------
-    ndarray of float64, shape (n_px,)
-        Wavelength of each pixel centre in nm.
-    """
-    if n_px < 1 or pixel_um <= 0 or focal_length_mm <= 0 or grooves_per_mm <= 0:
-        raise ValueError("n_px, pixel_um, focal_length_mm and grooves_per_mm must be positive")
-    d_nm = 1e6 / grooves_per_mm
-    half = math.radians(inclusion_angle_deg) / 2.0
-    sin_psi = order * center_nm / (2.0 * d_nm * math.cos(half))
-    if abs(sin_psi) > 1.0:
-        raise InstrumentError(
-            f"{KIND}: {center_nm} nm cannot be reached in order {order} with "
-            f"{grooves_per_mm:g} g/mm"
-        )
-    psi = math.asin(sin_psi)
-    alpha = psi - half
-    beta_c = psi + half
-    delta = math.radians(detector_angle_deg)
-    x_mm = (np.arange(n_px, dtype=np.float64) - (n_px - 1) / 2.0) * pixel_um * 1e-3
-    beta = beta_c + np.arctan(x_mm * math.cos(delta) / (focal_length_mm + x_mm * math.sin(delta)))
-    return d_nm * (math.sin(alpha) + np.sin(beta)) / order
-
-
 # --------------------------------------------------------------------------- instrument
 class SpectraPro(Instrument):
     """Acton / Princeton Instruments SpectraPro spectrograph.
@@ -330,9 +247,9 @@ class SpectraPro(Instrument):
         self._last_command = ""
         self._gratings_cache: list[Grating] | None = None
         self._identity: dict[str, str] = {}
-        range_nm = _Allowed(KIND, name, "GOTO {value} nm", "nm", self._wavelength_bounds_nm)
+        range_nm = AllowedRange(KIND, name, "GOTO {value} nm", "nm", self._wavelength_bounds_nm)
         self.center_wavelength_nm_values = range_nm
-        self._scan_target_nm_values = _Allowed(KIND, name, ">NM {value} nm", "nm",
+        self._scan_target_nm_values = AllowedRange(KIND, name, ">NM {value} nm", "nm",
                                                self._wavelength_bounds_nm)
         self.grating_values = _Slots(KIND, name, self._installed_slots)
         self.ask("NO-ECHO")
@@ -363,7 +280,7 @@ class SpectraPro(Instrument):
                 try:
                     raw = super().read(**kwargs)
                 except Exception as exc:
-                    if _is_visa_timeout(exc):
+                    if is_visa_timeout(exc):
                         raise InstrumentTimeout(
                             f"{KIND} '{self.name}': no complete reply to "
                             f"'{self._last_command}' in time"
@@ -421,7 +338,7 @@ class SpectraPro(Instrument):
         Setting sends ``<nm> GOTO`` and blocks until the move has finished (the
         device answers ``ok`` then). Values outside the allowed range are
         refused with :class:`LimitError` before anything is sent.""",
-        validator=_refuse_outside,
+        validator=refuse_outside,
         cast=str,
         get_process=_first_number,
         check_set_errors=True,
@@ -431,7 +348,7 @@ class SpectraPro(Instrument):
     _scan_target_nm = Instrument.setting(
         "%.3f >NM",
         """Set a wavelength target without waiting (``>NM``); see :meth:`start_move_nm`.""",
-        validator=_refuse_outside,
+        validator=refuse_outside,
         check_set_errors=True,
         dynamic=True,
     )
@@ -516,16 +433,19 @@ class SpectraPro(Instrument):
             Wavelengths in nm, increasing with pixel index.
         """
         s = self.settings
-        return _czerny_turner_axis_nm(
-            self.center_wavelength_nm,
-            self.grooves_per_mm(),
-            int(n_px),
-            float(pixel_um),
-            s.focal_length_mm,
-            s.inclusion_angle_deg,
-            s.detector_angle_deg,
-            s.diffraction_order,
-        )
+        center_nm = self.center_wavelength_nm
+        grooves = self.grooves_per_mm()
+        try:
+            return wavelength_axis_nm(
+                int(n_px), float(pixel_um), center_nm, grooves, s.focal_length_mm,
+                s.inclusion_angle_deg, s.diffraction_order,
+                detector_tilt_deg=s.detector_angle_deg,
+            )
+        except AnalysisInputError as exc:
+            raise InstrumentError(
+                f"{KIND} '{self.name}': no wavelength axis at {center_nm:g} nm with "
+                f"{grooves:g} g/mm: {exc}"
+            ) from exc
 
     # ------------------------------------------------------------------ non-blocking move
     def start_move_nm(self, wavelength_nm: float) -> None:
@@ -546,7 +466,7 @@ class SpectraPro(Instrument):
             ``settings.move_timeout_s``) of clock time.
         """
         timeout_s = self.settings.move_timeout_s if timeout_s is None else timeout_s
-        now, sleep = _clock_functions(self._clock)
+        now, sleep = clock_functions(self._clock)
         deadline = now() + timeout_s
         while not self.move_done:
             if now() >= deadline:
@@ -581,20 +501,6 @@ class SpectraPro(Instrument):
 
 
 # --------------------------------------------------------------------------- shared bits
-def _clock_functions(clock: Clock | None) -> tuple[Callable[[], float], Callable[[float], None]]:
-    if clock is None:
-        return time.monotonic, time.sleep
-    return clock.now, clock.sleep
-
-
-def _is_visa_timeout(exc: BaseException) -> bool:
-    try:
-        from pyvisa import constants, errors
-    except ImportError:  # pragma: no cover - pyvisa is a dependency
-        return False
-    return isinstance(exc, errors.VisaIOError) and exc.error_code == constants.StatusCode.error_timeout
-
-
 def open_instrument(settings: ActonSettings, clock: Clock | None = None) -> SpectraPro:
     """Open the spectrograph described by ``settings``."""
     try:

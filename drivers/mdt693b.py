@@ -24,14 +24,17 @@ from __future__ import annotations
 import logging
 import math
 import re
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymeasure.instruments import Channel, Instrument
 
+from micropl.drivers._visa_common import (
+    AllowedRange,
+    clock_functions,
+    is_visa_timeout,
+    refuse_outside,
+)
 from micropl.drivers.interfaces import (
     Clock,
     InstrumentError,
@@ -60,7 +63,7 @@ class Mdt693bSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    driver: Literal["mdt693b"] = "mdt693b"
+    driver: Literal["mdt693b"] = Field("mdt693b", description="Driver name: Thorlabs MDT693B piezo controller over pyvisa.")
     name: str = Field("scanner", description="name used in messages and data files")
     resource: str = Field(description="VISA resource name, e.g. 'ASRL/dev/ttyACM0::INSTR'")
     visa_library: str = Field(
@@ -96,31 +99,6 @@ DRIVERS: dict[str, type[BaseModel]] = {"scanner": Mdt693bSettings}
 
 
 # --------------------------------------------------------------------------- helpers
-@dataclass(frozen=True)
-class _Allowed:
-    """Allowed range handed to pymeasure validators as the property's ``values``."""
-
-    kind: str
-    name: str
-    action: str  # format string with {value}
-    unit: str
-    bounds: Callable[[], tuple[float, float]]
-
-
-def _refuse_outside(value: Any, allowed: _Allowed) -> float:
-    """pymeasure validator: return ``value`` or raise LimitError naming the range."""
-    number = float(value)
-    low, high = allowed.bounds()
-    if not (math.isfinite(number) and low <= number <= high):
-        raise limit_error(
-            allowed.kind,
-            allowed.name,
-            allowed.action.format(value=number),
-            f"range {low:g}–{high:g} {allowed.unit}",
-        )
-    return number
-
-
 _BRACKETED = re.compile(r"\[\s*([^\]]*?)\s*\]")
 
 
@@ -144,7 +122,7 @@ class PiezoAxis(Channel):
 
         Reading gives the output voltage (0.1 V resolution); setting outside
         0 V to the allowed maximum raises LimitError before anything is sent.""",
-        validator=_refuse_outside,
+        validator=refuse_outside,
         cast=str,
         get_process=_bracket_value,
         check_set_errors=True,
@@ -202,7 +180,7 @@ class MDT693B(Instrument):
         self._last_command = ""
         self._target_um: tuple[float, float, float] | None = None
         for axis in AXES:
-            getattr(self, f"ch_{axis}").voltage_v_values = _Allowed(
+            getattr(self, f"ch_{axis}").voltage_v_values = AllowedRange(
                 KIND, name, f"{axis} voltage {{value:g}} V", "V", self._voltage_bounds_v
             )
         self.ask("echo=0")
@@ -228,7 +206,7 @@ class MDT693B(Instrument):
         try:
             reply = super().read(**kwargs)
         except Exception as exc:
-            if _is_visa_timeout(exc):
+            if is_visa_timeout(exc):
                 raise InstrumentTimeout(
                     f"{KIND} '{self.name}': no prompt after '{self._last_command}' in time"
                 ) from exc
@@ -334,7 +312,7 @@ class MDT693B(Instrument):
             float(z_um) if z_um is not None else previous[2],
         )
         if self.settings.settle_s > 0:
-            _clock_functions(self._clock)[1](self.settings.settle_s)
+            clock_functions(self._clock)[1](self.settings.settle_s)
 
     # ------------------------------------------------------------------ housekeeping
     def snapshot(self) -> dict[str, Any]:
@@ -361,20 +339,6 @@ class MDT693B(Instrument):
 
 
 # --------------------------------------------------------------------------- shared bits
-def _clock_functions(clock: Clock | None) -> tuple[Callable[[], float], Callable[[float], None]]:
-    if clock is None:
-        return time.monotonic, time.sleep
-    return clock.now, clock.sleep
-
-
-def _is_visa_timeout(exc: BaseException) -> bool:
-    try:
-        from pyvisa import constants, errors
-    except ImportError:  # pragma: no cover - pyvisa is a dependency
-        return False
-    return isinstance(exc, errors.VisaIOError) and exc.error_code == constants.StatusCode.error_timeout
-
-
 def open_instrument(settings: Mdt693bSettings, clock: Clock | None = None) -> MDT693B:
     """Open the piezo controller described by ``settings``."""
     try:

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymeasure.instruments import Channel, Instrument
 
+from micropl.drivers._visa_common import (
+    AllowedRange,
+    clock_functions,
+    is_visa_timeout,
+    refuse_outside,
+)
 from micropl.drivers.interfaces import (
     Clock,
     InstrumentError,
@@ -69,7 +72,7 @@ class E727Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    driver: Literal["pi_e727"] = "pi_e727"
+    driver: Literal["pi_e727"] = Field("pi_e727", description="Driver name: PI E-727 piezo controller (GCS 2.0) over pyvisa.")
     name: str = Field("scanner", description="name used in messages and data files")
     resource: str = Field(
         description="VISA resource name: 'TCPIP::<host>::50000::SOCKET' or 'ASRL/dev/ttyUSB0::INSTR'"
@@ -108,31 +111,6 @@ DRIVERS: dict[str, type[BaseModel]] = {"scanner": E727Settings}
 
 
 # --------------------------------------------------------------------------- helpers
-@dataclass(frozen=True)
-class _Allowed:
-    """Allowed range handed to pymeasure validators as the property's ``values``."""
-
-    kind: str
-    name: str
-    action: str  # format string with {value}
-    unit: str
-    bounds: Callable[[], tuple[float, float]]
-
-
-def _refuse_outside(value: Any, allowed: _Allowed) -> float:
-    """pymeasure validator: return ``value`` or raise LimitError naming the range."""
-    number = float(value)
-    low, high = allowed.bounds()
-    if not (math.isfinite(number) and low <= number <= high):
-        raise limit_error(
-            allowed.kind,
-            allowed.name,
-            allowed.action.format(value=number),
-            f"range {low:g}–{high:g} {allowed.unit}",
-        )
-    return number
-
-
 def _axis_value(reply: Any) -> str:
     """The value of a single-axis GCS reply ``'1=12.5000'``."""
     text = str(reply).strip()
@@ -170,7 +148,7 @@ class GcsAxis(Channel):
         Setting starts the move and returns at once (use
         :meth:`E727.move_to` to wait); values outside the axis limits raise
         LimitError before anything is sent.""",
-        validator=_refuse_outside,
+        validator=refuse_outside,
         cast=str,
         get_process=_axis_float,
         dynamic=True,
@@ -254,7 +232,7 @@ class E727(Instrument):
         self.limits_um: Limits = self._checked_limits()
         for label, axis in self._axes.items():
             i = "xyz".index(label)
-            axis.target_um_values = _Allowed(
+            axis.target_um_values = AllowedRange(
                 KIND, name, f"MOV {label} ({axis.id}) to {{value:g}} µm", "µm",
                 lambda i=i: self.limits_um[i],
             )
@@ -282,7 +260,7 @@ class E727(Instrument):
         try:
             return super().read(**kwargs)
         except Exception as exc:
-            if _is_visa_timeout(exc):
+            if is_visa_timeout(exc):
                 raise InstrumentTimeout(
                     f"{KIND} '{self.name}': no reply to '{self._last_command}' in time"
                 ) from exc
@@ -375,7 +353,7 @@ class E727(Instrument):
         for label, value in targets.items():
             self._axes[label].target_um = float(value)
         move = ", ".join(f"{label}={float(v):g}" for label, v in targets.items())
-        now, sleep = _clock_functions(self._clock)
+        now, sleep = clock_functions(self._clock)
         deadline = now() + self.settings.move_timeout_s
         while not all(self.on_target()):
             if now() >= deadline:
@@ -418,20 +396,6 @@ class E727(Instrument):
 
 
 # --------------------------------------------------------------------------- shared bits
-def _clock_functions(clock: Clock | None) -> tuple[Callable[[], float], Callable[[float], None]]:
-    if clock is None:
-        return time.monotonic, time.sleep
-    return clock.now, clock.sleep
-
-
-def _is_visa_timeout(exc: BaseException) -> bool:
-    try:
-        from pyvisa import constants, errors
-    except ImportError:  # pragma: no cover - pyvisa is a dependency
-        return False
-    return isinstance(exc, errors.VisaIOError) and exc.error_code == constants.StatusCode.error_timeout
-
-
 def open_instrument(settings: E727Settings, clock: Clock | None = None) -> E727:
     """Open the controller described by ``settings`` (servo on when configured)."""
     try:

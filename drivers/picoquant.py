@@ -12,15 +12,25 @@ What the driver does
   (level and zero-cross, HydraHarp/PicoHarp) or edge trigger (level and edge,
   MultiHarp); refuses values outside the library limits before calling it;
 * streams the FIFO with ``XX_ReadFiFo``, checks ``XX_GetFlags`` for FIFO
-  overrun (``TagChunk.overflow``) and lost sync, and decodes records with
-  :mod:`micropl.drivers.picoquant_records`, carrying the time wrap-around
-  (overflow-record) state from one FIFO read to the next.
+  overrun (``TagChunk.overflow``) and lost sync, and decodes records with the
+  same record decoder as the PTU reader
+  (:class:`micropl.analysis.tags.T2StreamDecoder` over
+  :func:`micropl.analysis.tags.decode_t2_records`), carrying the time
+  wrap-around (overflow-record) state from one FIFO read to the next. Importing
+  that pure-numpy decoder is the accepted exception to "drivers import only
+  drivers": one decoder means a FIFO stream and its PTU export decode alike.
 
 Channels
 --------
-Inputs are numbered as on the front panel (1..N; PicoHarp: 0 and 1) and the
-sync input is channel 0. ``channels`` selects what :meth:`read` returns; on
-HydraHarp/MultiHarp unused inputs are also disabled in hardware.
+The channel numbers are those of the PTU reader (see :mod:`micropl.analysis.tags`):
+
+* HydraHarp / MultiHarp: 0 is the sync input, ``n`` is input ``n`` as labelled
+  on the front panel (1..N);
+* PicoHarp 300: the two T2 inputs are 1 (the "Channel 0"/sync connector) and
+  2 ("Channel 1"); the PicoHarp has no separate sync in T2 mode.
+
+``channels`` selects what :meth:`read` returns; on HydraHarp/MultiHarp unused
+inputs are also disabled in hardware.
 
 Libraries (vendor installs, not on PyPI): ``hhlib64.dll``/``libhh400.so``
 (HydraHarp), ``mhlib64.dll``/``libmhlib.so`` (MultiHarp),
@@ -38,15 +48,23 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from micropl.analysis.tags import SYNC_CHANNEL, T2StreamDecoder
 from micropl.drivers.interfaces import (
     InstrumentError,
     MissingExtraError,
     TagChunk,
     limit_error,
 )
-from micropl.drivers.picoquant_records import SYNC_CHANNEL, T2Decoder
 
-__all__ = ["PicoQuantSettings", "PicoQuantTagger", "DRIVERS", "REQUIRES", "open_instrument"]
+__all__ = [
+    "DRIVERS",
+    "RECORD_FORMATS",
+    "REQUIRES",
+    "VENDOR_LIBRARIES",
+    "PicoQuantSettings",
+    "PicoQuantTagger",
+    "open_instrument",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +72,14 @@ log = logging.getLogger(__name__)
 REQUIRES: tuple[str, ...] = ()
 
 MODE_T2 = 2
+
+#: Record layouts selectable in the settings, and their PTU ``TTTRRecType`` codes.
+RECORD_FORMATS: dict[str, int] = {
+    "picoharp_t2": 0x00010203,
+    "hydraharp_v1_t2": 0x00010204,
+    "hydraharp_v2_t2": 0x01010204,
+    "generic_t2": 0x00010207,
+}
 REFSRC_INTERNAL = 0
 
 DEVICES: dict[str, dict[str, Any]] = {
@@ -90,7 +116,9 @@ class PicoQuantSettings(BaseModel):
         "", description="Full path of the vendor library; empty = search the usual names."
     )
     channels: tuple[int, ...] = Field(
-        (1, 2), description="Channels returned by read(): inputs as labelled, 0 = sync."
+        (1, 2),
+        description="Channels returned by read(): inputs as labelled, 0 = sync "
+        "(PicoHarp 300: 1 = Channel 0/sync connector, 2 = Channel 1).",
     )
     sync_divider: int = Field(1, description="Sync divider (power of 2; ≤16, PicoHarp ≤8).")
     sync_level_mv: int = Field(
@@ -187,13 +215,15 @@ class PicoQuantTagger:
                 raise self._refuse(f"SET {what} ZERO CROSS {zerox} mV", f"range {zlo}–{zhi} mV")
 
     def _check_channels(self, channels: tuple[int, ...], n_inputs: int | None = None) -> None:
-        allowed = (0, 1) if self.settings.device == "picoharp" else tuple(
-            range((n_inputs or 8) + 1))
+        if self.settings.device == "picoharp":
+            allowed, note = (1, 2), "1 = Channel 0 (sync connector), 2 = Channel 1"
+        else:
+            allowed, note = tuple(range((n_inputs or 8) + 1)), "0 = sync"
         bad = [c for c in channels if c not in allowed]
         if bad or not channels:
             raise self._refuse(
                 f"SET CHANNELS {tuple(channels)}",
-                f"non-empty subset of {allowed} (0 = sync)",
+                f"non-empty subset of {allowed} ({note})",
             )
 
     def _check_settings(self) -> None:
@@ -253,7 +283,8 @@ class PicoQuantTagger:
         self._call("GetResolution", self._idx, ctypes.byref(resolution))
         self.resolution_ps = float(resolution.value)
         self.record_format = self._record_format()
-        self._decoder = T2Decoder(self.record_format, self.resolution_ps * 1e-12)
+        self._decoder = T2StreamDecoder(RECORD_FORMATS[self.record_format],
+                                        self.resolution_ps * 1e-12)
 
     def _enable_inputs(self, channels: tuple[int, ...]) -> None:
         if self._prefix == "PH":
@@ -329,11 +360,10 @@ class PicoQuantTagger:
         """Rates of the selected channels in counts/s (0 = sync, after the divider)."""
         rates: dict[int, float] = {}
         for channel in self.channels:
-            if channel == SYNC_CHANNEL and self._prefix != "PH":
+            if channel == SYNC_CHANNEL:  # never on a PicoHarp, whose inputs are 1 and 2
                 rates[channel] = float(self._get_int("GetSyncRate", self._idx))
             else:
-                raw = channel if self._prefix == "PH" else channel - 1
-                rates[channel] = float(self._get_int("GetCountRate", self._idx, raw))
+                rates[channel] = float(self._get_int("GetCountRate", self._idx, channel - 1))
         return rates
 
     def stop(self) -> None:
@@ -398,5 +428,9 @@ def open_instrument(settings: PicoQuantSettings) -> PicoQuantTagger:
     """
     return PicoQuantTagger(_load_library(settings), settings)
 
+
+#: Vendor shared libraries tried by :func:`open_instrument` (one per device family suffices).
+VENDOR_LIBRARIES: tuple[str, ...] = tuple(
+    name for dev in DEVICES.values() for name in dev["libraries"])
 
 DRIVERS: dict[str, type[BaseModel]] = {"tagger": PicoQuantSettings}

@@ -19,20 +19,17 @@ switch emission on while the laser-diode temperature status is not good.
 from __future__ import annotations
 
 import logging
-import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymeasure.instruments import Instrument
 
+from micropl.drivers._visa_common import AllowedRange, is_visa_timeout, refuse_outside
 from micropl.drivers.interfaces import (
     InstrumentError,
     InstrumentTimeout,
     MissingExtraError,
-    limit_error,
 )
 
 __all__ = ["PilasSettings", "Pilas", "DRIVERS", "REQUIRES", "open_instrument"]
@@ -57,7 +54,7 @@ class PilasSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    driver: Literal["pilas"] = "pilas"
+    driver: Literal["pilas"] = Field("pilas", description="Driver name: NKT Photonics (A.L.S.) PiLas diode laser over pyvisa.")
     name: str = Field("laser", description="name used in messages and data files")
     resource: str = Field(description="VISA resource name, e.g. 'ASRL/dev/ttyUSB1::INSTR'")
     visa_library: str = Field(
@@ -87,31 +84,6 @@ DRIVERS: dict[str, type[BaseModel]] = {"laser": PilasSettings}
 
 
 # --------------------------------------------------------------------------- helpers
-@dataclass(frozen=True)
-class _Allowed:
-    """Allowed range handed to pymeasure validators as the property's ``values``."""
-
-    kind: str
-    name: str
-    action: str  # format string with {value}
-    allowed: str  # format string with {low} and {high}
-    bounds: Callable[[], tuple[float, float]]
-
-
-def _refuse_outside(value: Any, allowed: _Allowed) -> float:
-    """pymeasure validator: return ``value`` or raise LimitError naming the range."""
-    number = float(value)
-    low, high = allowed.bounds()
-    if not (math.isfinite(number) and low <= number <= high):
-        raise limit_error(
-            allowed.kind,
-            allowed.name,
-            allowed.action.format(value=number),
-            allowed.allowed.format(low=low, high=high),
-        )
-    return number
-
-
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
 
 
@@ -208,12 +180,13 @@ class Pilas(Instrument):
         )
         self._closed = False
         self._last_command = ""
-        self.power_percent_values = _Allowed(
-            KIND, name, "power {value:g} %", "allowed {low:g}–{high:g} % (max_power_percent)",
+        self.power_percent_values = AllowedRange(
+            KIND, name, "power {value:g} %", "%",
             lambda: (0.0, self.settings.max_power_percent),
+            allowed="allowed {low:g}–{high:g} {unit} (max_power_percent)",
         )
-        self.rep_rate_hz_values = _Allowed(
-            KIND, name, "repetition rate {value:g} Hz", "range {low:g}–{high:g} Hz",
+        self.rep_rate_hz_values = AllowedRange(
+            KIND, name, "repetition rate {value:g} Hz", "Hz",
             lambda: (MIN_REP_RATE_HZ, MAX_REP_RATE_HZ),
         )
 
@@ -233,7 +206,7 @@ class Pilas(Instrument):
         try:
             return super().read(**kwargs).strip()
         except Exception as exc:
-            if _is_visa_timeout(exc):
+            if is_visa_timeout(exc):
                 raise InstrumentTimeout(
                     f"{KIND} '{self.name}': no reply to '{self._last_command}' in time"
                 ) from exc
@@ -266,7 +239,7 @@ class Pilas(Instrument):
 
         Sent as per mille (``tune=450`` for 45.0 %). Values above
         ``max_power_percent`` are refused with LimitError.""",
-        validator=_refuse_outside,
+        validator=refuse_outside,
         cast=str,
         get_process=_number,
         set_process=lambda percent: int(round(percent * 10)),
@@ -278,7 +251,7 @@ class Pilas(Instrument):
         "f?",
         "f=%d",
         """Control the internal repetition rate in Hz (25 Hz to 40 MHz, integer Hz).""",
-        validator=_refuse_outside,
+        validator=refuse_outside,
         cast=str,
         get_process=_number,
         set_process=lambda rate: int(round(rate)),
@@ -380,14 +353,6 @@ class Pilas(Instrument):
             return
         self._closed = True
         self.adapter.close()
-
-
-def _is_visa_timeout(exc: BaseException) -> bool:
-    try:
-        from pyvisa import constants, errors
-    except ImportError:  # pragma: no cover - pyvisa is a dependency
-        return False
-    return isinstance(exc, errors.VisaIOError) and exc.error_code == constants.StatusCode.error_timeout
 
 
 def open_instrument(settings: PilasSettings) -> Pilas:

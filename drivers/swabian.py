@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 #: Importable modules needed at open time.
 REQUIRES: tuple[str, ...] = ("TimeTagger",)
 
+#: Optional extra of micropl that installs the Swabian package.
+PIP_EXTRA = "swabian"
+
 TAG_TIME_TAG = 0
 TAG_MISSED_EVENTS = 4
 

@@ -12,11 +12,11 @@ from pydantic import ValidationError
 from pymeasure.adapters import ProtocolAdapter
 from pymeasure.test import expected_protocol
 
+from micropl.analysis.spectra import wavelength_axis_nm
 from micropl.drivers import acton
 from micropl.drivers.acton import (
     ActonSettings,
     SpectraPro,
-    _czerny_turner_axis_nm,
     open_instrument,
     parse_gratings,
 )
@@ -268,7 +268,8 @@ def test_wavelength_axis_uses_current_grating_and_centre():
     pairs = CONNECT + [(b"?NM", b" 515.000 nm  ok")] + GRATINGS_REPLY + [(b"?GRATING", b" 2  ok")]
     with expected_protocol(SpectraPro, pairs) as sp:
         axis = sp.wavelength_axis_nm(1601, 16.0)
-    expected = _czerny_turner_axis_nm(515.0, 300.0, 1601, 16.0, 300.0, 15.15)
+    # the driver uses the one grating equation of the analysis layer, with its settings
+    expected = wavelength_axis_nm(1601, 16.0, 515.0, 300.0, 300.0, 15.15)
     np.testing.assert_allclose(axis, expected, rtol=0, atol=1e-12)
     assert axis[800] == pytest.approx(515.0, abs=1e-9)
 
@@ -280,6 +281,12 @@ def test_close_twice_is_safe():
 
 
 # --------------------------------------------------------------------------- grating equation
+def _axis(center_nm, grooves, n_px, pixel_um, focal_mm, gamma_deg, delta_deg=0.0, order=1):
+    """The axis the driver computes (``SpectraPro.wavelength_axis_nm`` calls this)."""
+    return wavelength_axis_nm(n_px, pixel_um, center_nm, grooves, focal_mm, gamma_deg, order,
+                              detector_tilt_deg=delta_deg)
+
+
 def _pixel_position_mm(wavelength_nm, center_nm, grooves, focal_mm, gamma_deg, delta_deg):
     """Independent inverse: where a wavelength lands on the (tilted) detector.
 
@@ -304,7 +311,7 @@ def _pixel_position_mm(wavelength_nm, center_nm, grooves, focal_mm, gamma_deg, d
 )
 def test_grating_equation_against_ray_geometry(center_nm, grooves, gamma_deg, delta_deg):
     n_px, pixel_um, focal = 1024, 13.0, 300.0
-    axis = _czerny_turner_axis_nm(center_nm, grooves, n_px, pixel_um, focal, gamma_deg, delta_deg)
+    axis = _axis(center_nm, grooves, n_px, pixel_um, focal, gamma_deg, delta_deg)
     x_expected_mm = (np.arange(n_px) - (n_px - 1) / 2) * pixel_um * 1e-3
     x_mm = _pixel_position_mm(axis, center_nm, grooves, focal, gamma_deg, delta_deg)
     np.testing.assert_allclose(x_mm, x_expected_mm, atol=1e-9)
@@ -314,7 +321,7 @@ def test_grating_equation_against_ray_geometry(center_nm, grooves, gamma_deg, de
 def test_dispersion_matches_textbook_formula_and_physics_numbers():
     # linear dispersion at the centre: dλ/dx = d cos β / (m f)
     center, grooves, focal, gamma = 515.0, 300.0, 300.0, 15.15
-    axis = _czerny_turner_axis_nm(center, grooves, 1601, 16.0, focal, gamma)
+    axis = _axis(center, grooves, 1601, 16.0, focal, gamma)
     d = 1e6 / grooves
     half = math.radians(gamma) / 2
     beta = math.asin(center / (2 * d * math.cos(half))) + half
@@ -325,10 +332,17 @@ def test_dispersion_matches_textbook_formula_and_physics_numbers():
 
 
 def test_negative_order_and_unreachable_wavelength():
-    axis_m1 = _czerny_turner_axis_nm(500.0, 600.0, 11, 16.0, 300.0, 15.0, order=-1)
+    axis_m1 = _axis(500.0, 600.0, 11, 16.0, 300.0, 15.0, order=-1)
     assert axis_m1[5] == pytest.approx(500.0)
-    with pytest.raises(InstrumentError, match="cannot be reached"):
-        _czerny_turner_axis_nm(5000.0, 1200.0, 11, 16.0, 300.0, 15.0)
+    # unreachable centre: the driver names itself and the setting
+    pairs = CONNECT + [(b"?NM", b" 1400.000 nm  ok")] + GRATINGS_REPLY + [(b"?GRATING", b" 2  ok")]
+    with expected_protocol(SpectraPro, pairs,
+                           settings=settings(focal_length_mm=300.0, inclusion_angle_deg=15.0,
+                                             diffraction_order=5)) as sp:
+        with pytest.raises(InstrumentError,
+                           match=r"^spectrograph 'spectrograph': no wavelength axis at 1400 nm "
+                                 r"with 300 g/mm: .*not reachable"):
+            sp.wavelength_axis_nm(11, 16.0)
 
 
 # --------------------------------------------------------------------------- settings / module

@@ -1,4 +1,8 @@
-"""PicoQuant T2 driver and record decoder, against a ctypes-style fake library."""
+"""PicoQuant T2 driver against a ctypes-style fake library, and the one T2 record decoder.
+
+The driver decodes FIFO records with the decoder of the PTU reader
+(``micropl.analysis.tags``); its hand-built, chunked and ptufile cross-checks live here.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,15 @@ from fakes.picoquant import FakePicoQuantLib
 from ptufile import T2_RECORD_DTYPE
 from ptufile._ptufile import decode_t2_records as ptufile_decode_t2
 
+from micropl.analysis.errors import AnalysisInputError
+from micropl.analysis.tags import SYNC_CHANNEL, T2StreamDecoder, decode_t2_records
 from micropl.drivers import picoquant
 from micropl.drivers.interfaces import InstrumentError, LimitError, MissingExtraError, TimeTagger
-from micropl.drivers.picoquant_records import (
-    RECORD_TYPES,
-    T2Decoder,
-    decode_t2_records,
-)
+from micropl.drivers.picoquant import RECORD_FORMATS
 
 SPECIAL = 1 << 31
+HH1, HH2 = RECORD_FORMATS["hydraharp_v1_t2"], RECORD_FORMATS["hydraharp_v2_t2"]
+PH, GENERIC = RECORD_FORMATS["picoharp_t2"], RECORD_FORMATS["generic_t2"]
 
 
 def hh(channel_raw, t, special=False):
@@ -34,6 +38,14 @@ def ph(channel, t):
 
 
 # ---------------------------------------------------------------------- decoder
+def test_driver_uses_the_ptu_reader_decoder():
+    import micropl.analysis.tags as tags
+
+    assert picoquant.T2StreamDecoder is tags.T2StreamDecoder
+    with pytest.raises(ImportError):
+        import micropl.drivers.picoquant_records  # noqa: F401  (the second decoder is gone)
+
+
 def test_hydraharp_v2_hand_built():
     recs = np.array([
         hh(0, 100),                 # input 1 at 100
@@ -44,40 +56,40 @@ def test_hydraharp_v2_hand_built():
         hh_overflow(0),             # old-style overflow = 1 wrap
         hh(1, 9),                   # input 2
     ], dtype=np.uint32)
-    out = decode_t2_records(recs, "hydraharp_v2_t2", 1e-12)
+    out = decode_t2_records(recs, HH2, 1e-12)
     wrap = 33_554_432
     np.testing.assert_array_equal(out.t_ps, [100, 200, 3 * wrap + 5, 4 * wrap + 9])
-    np.testing.assert_array_equal(out.channel, [1, 0, 3, 2])
+    np.testing.assert_array_equal(out.channel, [1, SYNC_CHANNEL, 3, 2])
     np.testing.assert_array_equal(out.marker_t_ps, [3 * wrap + 7])
     np.testing.assert_array_equal(out.marker_bits, [3])
-    assert out.overflow_units == 4 * wrap and out.n_overflow_records == 2
+    assert out.time_offset_units == 4 * wrap and out.n_overflows == 4
     assert out.t_ps.dtype == np.int64 and out.channel.dtype == np.uint8
 
 
 def test_hydraharp_v1_overflow_is_one_wrap_each():
     recs = np.array([hh_overflow(5), hh(0, 1), hh_overflow(0), hh(0, 2)], np.uint32)
-    out = decode_t2_records(recs, RECORD_TYPES["hydraharp_v1_t2"], 1e-12)
+    out = decode_t2_records(recs, HH1, 1e-12)
     np.testing.assert_array_equal(out.t_ps, [33_552_000 + 1, 2 * 33_552_000 + 2])
 
 
 def test_picoharp_markers_overflow_and_4ps_units():
     recs = np.array([ph(0, 100), ph(1, 150), ph(15, 0), ph(1, 10), ph(15, (5 << 4) | 2)],
                     np.uint32)
-    out = decode_t2_records(recs, "picoharp_t2", 4e-12)
+    out = decode_t2_records(recs, PH, 4e-12)
     wrap = 210_698_240
     np.testing.assert_array_equal(out.t_ps, np.array([100, 150, wrap + 10]) * 4)
-    np.testing.assert_array_equal(out.channel, [0, 1, 1])
+    # PicoHarp inputs "Channel 0" and "Channel 1" are micropl channels 1 and 2
+    np.testing.assert_array_equal(out.channel, [1, 2, 2])
     np.testing.assert_array_equal(out.marker_bits, [2])
     np.testing.assert_array_equal(out.marker_t_ps, [(wrap + 0x50) * 4])
 
 
-@pytest.mark.parametrize("name", ["picoharp_t2", "hydraharp_v1_t2", "hydraharp_v2_t2",
-                                  "generic_t2"])
-def test_matches_ptufile_on_random_records(name):
+@pytest.mark.parametrize("code", [PH, HH1, HH2, GENERIC])
+def test_matches_ptufile_on_random_records(code):
     """Times of photons/sync and channels of photons agree with ptufile's decoder."""
     rng = np.random.default_rng(7)
     n = 5000
-    if name == "picoharp_t2":
+    if code == PH:
         chan = rng.choice([0, 1, 15], n, p=[0.45, 0.45, 0.1]).astype(np.uint32)
         t = rng.integers(0, 1 << 28, n, dtype=np.uint32)
         t[chan == 15] = np.where(rng.random((chan == 15).sum()) < 0.5, 0,
@@ -92,35 +104,47 @@ def test_matches_ptufile_on_random_records(name):
         recs = (special.astype(np.uint32) << 31) | (chan << 25) | t
     recs = recs.astype(np.uint32)
     ref = np.zeros(recs.size, T2_RECORD_DTYPE)
-    ptufile_decode_t2(ref, recs, RECORD_TYPES[name])
-    ours = decode_t2_records(recs, name, 1e-12)
+    ptufile_decode_t2(ref, recs, code)
+    ours = decode_t2_records(recs, code, 1e-12)
     # ptufile reports photons (and the HydraHarp sync) with channel >= 0
     ref_events = ref[ref["channel"] >= 0]
     np.testing.assert_array_equal(ours.t_ps, ref_events["time"].astype(np.int64))
-    if name == "picoharp_t2":
-        np.testing.assert_array_equal(ours.channel, ref_events["channel"])
+    if code == PH:
+        np.testing.assert_array_equal(ours.channel, ref_events["channel"] + 1)
     else:
         # ptufile gives the sync and input 1 both channel 0; we give sync 0, input c -> c+1
-        is_sync = ours.channel == 0
+        is_sync = ours.channel == SYNC_CHANNEL
         np.testing.assert_array_equal(ours.channel[~is_sync] - 1, ref_events["channel"][~is_sync])
         assert not np.any(ref_events["channel"][is_sync])
 
 
-def test_state_carried_across_blocks():
+@pytest.mark.parametrize("code", [PH, HH1, HH2])
+def test_stream_decoder_in_chunks_equals_one_shot(code):
     rng = np.random.default_rng(3)
-    recs = np.array([hh_overflow(int(k)) if rng.random() < 0.2 else hh(int(k % 3), int(k))
-                     for k in rng.integers(0, 1 << 20, 2000)], np.uint32)
-    whole = decode_t2_records(recs, "hydraharp_v2_t2", 1e-12)
-    dec = T2Decoder("hydraharp_v2_t2", 1e-12)
-    parts = [dec.decode(block) for block in np.array_split(recs, [1, 500, 501, 1700])]
+    if code == PH:
+        recs = np.array([ph(15, 0) if rng.random() < 0.2 else ph(int(k % 2), int(k))
+                         for k in rng.integers(1, 1 << 26, 2000)], np.uint32)
+    else:
+        recs = np.array([hh_overflow(int(k % 5)) if rng.random() < 0.2 else hh(int(k % 3), int(k))
+                         for k in rng.integers(0, 1 << 20, 2000)], np.uint32)
+    whole = decode_t2_records(recs, code, 4e-12)
+    dec = T2StreamDecoder(code, 4e-12)
+    parts = [dec.decode(block) for block in np.split(recs, [0, 1, 500, 501, 1700])]
     np.testing.assert_array_equal(np.concatenate([p.t_ps for p in parts]), whole.t_ps)
     np.testing.assert_array_equal(np.concatenate([p.channel for p in parts]), whole.channel)
-    assert dec.overflow_units == whole.overflow_units
+    assert dec.time_offset_units == whole.time_offset_units
+    assert dec.n_overflows == whole.n_overflows > 0
+    assert dec.time_ps == whole.time_offset_units * 4
+    dec.reset()
+    again = dec.decode(recs)
+    np.testing.assert_array_equal(again.t_ps, whole.t_ps)
 
 
-def test_unknown_record_type_refused():
-    with pytest.raises(ValueError):
-        decode_t2_records(np.zeros(1, np.uint32), 0x00010303, 1e-12)  # PicoHarp T3
+def test_unknown_and_t3_record_types_refused():
+    with pytest.raises(AnalysisInputError, match="T3"):
+        T2StreamDecoder(0x00010303, 1e-12)  # PicoHarp T3
+    with pytest.raises(AnalysisInputError, match="unknown"):
+        decode_t2_records(np.zeros(1, np.uint32), 0x1234, 1e-12)
 
 
 # ---------------------------------------------------------------------- driver
@@ -128,7 +152,7 @@ def make(family="HH", **kw):
     lib = FakePicoQuantLib(family, **({"resolution_ps": 4.0} if family == "PH" else {}))
     device = {"HH": "hydraharp", "MH": "multiharp", "PH": "picoharp"}[family]
     if family == "PH":
-        kw.setdefault("channels", (0, 1))
+        kw.setdefault("channels", (1, 2))
     settings = picoquant.PicoQuantSettings(driver="picoquant", device=device, **kw)
     return picoquant.PicoQuantTagger(lib, settings), lib
 
@@ -214,7 +238,9 @@ def test_picoharp_init_has_no_refsource():
     lib.push_records([ph(0, 1), ph(1, 2)])
     chunk = tagger.read()
     np.testing.assert_array_equal(chunk.t_ps, [4, 8])
-    np.testing.assert_array_equal(chunk.channel, [0, 1])
+    np.testing.assert_array_equal(chunk.channel, [1, 2])
+    # channel n reads PH_GetCountRate(n - 1)
+    assert tagger.count_rates_hz() == {1: 1000.0, 2: 2000.0}
 
 
 @pytest.mark.parametrize(
@@ -228,7 +254,7 @@ def test_picoharp_init_has_no_refsource():
         ("PH", {"input_level_mv": 900}),
         ("MH", {"input_level_mv": -1300}),
         ("HH", {"channels": (9,)}),
-        ("PH", {"channels": (2,)}),
+        ("PH", {"channels": (0,)}),  # no separate sync in T2
     ],
 )
 def test_limits_refused_before_library(family, kw):

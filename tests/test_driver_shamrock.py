@@ -108,3 +108,19 @@ def test_close_twice():
 def test_open_instrument_without_sdk_raises_missing_extra():
     with pytest.raises(MissingExtraError, match="Shamrock library"):
         shamrock.open_instrument(shamrock.ShamrockSettings(driver="shamrock"))
+
+
+def test_fake_sdk_calibration_uses_the_grating_convention_of_the_analysis():
+    """The fake's SDK calibration (α = ψ − γ/2, β = ψ + γ/2 with Andor's signed deviation
+    angle) equals micropl's one grating equation for the same optical parameters."""
+    from micropl.analysis.spectra import wavelength_axis_nm
+
+    spec, sdk = make()
+    spec.grating = 2
+    spec.center_wavelength_nm = 515.0
+    axis = spec.wavelength_axis_nm(1024, 13.0)
+    f_m, deviation_deg, tilt_deg = sdk.get_optical_parameters()
+    grooves = sdk.gratings[1][0]
+    expected = wavelength_axis_nm(1024, 13.0, 515.0, grooves, f_m * 1e3, deviation_deg,
+                                  detector_tilt_deg=tilt_deg)
+    np.testing.assert_allclose(axis, expected, rtol=0, atol=1e-9)

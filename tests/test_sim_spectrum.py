@@ -55,8 +55,9 @@ def _brute_force_axis_nm(n_px, pixel_um, center_nm, g_per_mm, focal_mm, incl_deg
         # grating angle θ: λc = 2 d sin θ cos(φ/2)
         theta = math.asin(center_nm / (2 * d_nm * math.cos(half)))
         x_mm = (i - (n_px - 1) / 2) * pixel_um / 1000
-        beta = theta - half + math.atan(x_mm / focal_mm)
-        out.append(d_nm * (math.sin(theta + half) + math.sin(beta)))
+        # Princeton Instruments / Andor convention: α = θ − φ/2, β = θ + φ/2.
+        beta = theta + half + math.atan(x_mm / focal_mm)
+        out.append(d_nm * (math.sin(theta - half) + math.sin(beta)))
     return np.array(out)
 
 

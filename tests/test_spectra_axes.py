@@ -31,7 +31,13 @@ def test_dispersion_300_gmm_near_515_nm():
 
 
 def test_grating_equation_against_direct_geometry():
-    """Brute force: solve m λ = d (sin α + sin β) for each pixel's diffraction angle."""
+    """Brute force: solve m λ = d (sin α + sin β) for each pixel's diffraction angle.
+
+    Convention (Princeton Instruments / Andor Czerny–Turner calibration): the grating
+    angle ψ is measured from the bisector of the incident and diffracted beams, the
+    incidence angle is α = ψ − φ/2 and the diffraction angle at the centre pixel is
+    β = ψ + φ/2, with φ the inclusion angle; wavelength grows with pixel index.
+    """
     n_px, pixel_um, f_mm, phi_deg, g_mm, lam_c = 512, 16.0, 300.0, 24.0, 600.0, 600.0
     wl = wavelength_axis_nm(n_px, pixel_um, lam_c, g_mm, f_mm, phi_deg, center_pixel=100.0)
     d_nm = 1e6 / g_mm
@@ -42,8 +48,8 @@ def test_grating_equation_against_direct_geometry():
         lam = d_nm * (math.sin(psi + math.radians(phi_deg / 2)) +
                       math.sin(psi - math.radians(phi_deg / 2)))
         lo, hi = (psi, hi) if lam < lam_c else (lo, psi)
-    alpha = psi + math.radians(phi_deg / 2)
-    beta = psi - math.radians(phi_deg / 2)
+    alpha = psi - math.radians(phi_deg / 2)
+    beta = psi + math.radians(phi_deg / 2)
     for i in (0, 100, 300, 511):
         x_mm = (i - 100.0) * pixel_um * 1e-3
         beta_i = beta + math.atan(x_mm / f_mm)

@@ -33,7 +33,8 @@ class SpectrumAcquisition(ProcedureBase):
     grating: int | None = Field(None, ge=1, le=8, description="turret slot (None: keep)")
     exposure_s: float = Field(1.0, ge=1e-4, le=3600, description="exposure per frame, s")
     accumulations: int = Field(5, ge=1, le=10_000, description="frames summed")
-    em_gain: int | None = Field(None, ge=1, le=1000, description="EM gain (None: keep)")
+    em_gain: int | None = Field(None, ge=1, le=1000,
+                                description="EM gain (None: the setup file's camera.em_gain)")
     background: bool = Field(True, description="take a background frame with the laser off")
     background_frames: int = Field(2, ge=1, le=100, description="frames averaged for it")
     remove_cosmics: bool = Field(True, description="remove cosmic-ray spikes")
@@ -51,7 +52,8 @@ class SpectrumAcquisition(ProcedureBase):
             spectrograph.center_wavelength_nm = self.center_wavelength_nm
         camera.read_mode = "fvb"
         camera.exposure_s = self.exposure_s
-        gain = int(self.em_gain or camera.em_gain)
+        gain = int(self.em_gain or getattr(setup.config.camera, "em_gain", None)
+                   or camera.em_gain)
         if gain > 1:
             self._wait_until_cold(ctx)
         camera.em_gain = gain
@@ -60,8 +62,11 @@ class SpectrumAcquisition(ProcedureBase):
         e_per_count = camera.e_per_adu / gain
         noise_factor = 2.0 if gain > 1 else 1.0
 
-        background_adu, read_noise_adu = self._background(ctx, n_px)
-        read_noise_e = read_noise_adu * e_per_count
+        background_adu, frame_noise_adu, background_noise_adu = self._background(ctx)
+        frame_noise_e = frame_noise_adu * e_per_count
+        background_noise_e = background_noise_adu * e_per_count
+        # Signal-independent noise of one background-subtracted frame.
+        read_noise_e = float(np.hypot(frame_noise_e, background_noise_e))
         unit = "e" if self.background else "adu"
         scale = e_per_count if self.background else 1.0
 
@@ -90,14 +95,24 @@ class SpectrumAcquisition(ProcedureBase):
         spectrum = Spectrum(wavelength_nm=wavelength_nm, counts=total, exposure_s=self.exposure_s,
                             t_s=t_first, accumulations=self.accumulations, em_gain=gain,
                             bias_subtracted=self.background, counts_unit=unit,
-                            read_noise=read_noise_e * np.sqrt(self.accumulations))
+                            read_noise=self._sum_noise(frame_noise_e, background_noise_e))
         ctx.emit(spectrum, kind="accumulated")
         return spectrum
 
-    def _background(self, ctx: Any, n_px: int) -> tuple[np.ndarray | float, float]:
-        """Mean background frame (ADU) and the per-frame read noise (ADU rms)."""
+    def _sum_noise(self, frame_noise: float, background_noise: float) -> float:
+        """Signal-independent noise of the sum of the accumulations.
+
+        Each frame's own noise adds in quadrature, but the one mean background
+        subtracted from every frame adds coherently.
+        """
+        n = self.accumulations
+        return float(np.hypot(np.sqrt(n) * frame_noise, n * background_noise))
+
+    def _background(self, ctx: Any) -> tuple[np.ndarray | float, float, float]:
+        """Mean background frame (ADU), one frame's signal-independent noise and
+        the noise of the mean background (both ADU rms per pixel)."""
         if not self.background:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         setup = ctx.setup
         was_on = setup.laser.emission_on
         setup.laser.off()
@@ -116,8 +131,7 @@ class SpectrumAcquisition(ProcedureBase):
         else:
             resid = stack[0] - median_filter(stack[0], size=7, mode="nearest")
             noise = 1.4826 * np.median(np.abs(resid - np.median(resid)))
-        # The frame and the subtracted mean background both carry read noise.
-        return mean, float(noise * np.sqrt(1.0 + 1.0 / len(frames)))
+        return mean, float(noise), float(noise / np.sqrt(len(frames)))
 
     def _wait_until_cold(self, ctx: Any) -> None:
         camera = ctx.setup.camera
