@@ -25,10 +25,13 @@ log = logging.getLogger("micropl")
 
 #: Modules that register sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "micropl.acquisition.cli_run",
     "micropl.acquisition.cli_config",
-    "micropl.acquisition.cli_demo",
+    "micropl.acquisition.cli_info",
+    "micropl.acquisition.cli_export",
     "micropl.acquisition.cli_analyze",
     "micropl.acquisition.cli_simulate",
+    "micropl.acquisition.cli_gui",
 )
 
 

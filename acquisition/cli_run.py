@@ -167,9 +167,11 @@ def _refuse_overwrite(path: Path) -> None:
 
 
 def _finish(args: argparse.Namespace, result: RunResult | None, **extra: Any) -> int:
-    from micropl.acquisition.cli_info import session_summary
+    from micropl.acquisition.cli_info import print_summary, session_summary
+    from micropl.acquisition.storage import SessionReader
 
-    summary = session_summary(args.out)
+    with SessionReader(args.out) as reader:
+        summary = session_summary(reader)
     if result is not None:
         summary["result"] = {"status": result.status, "reason": result.reason,
                              "procedure": result.procedure, "run_id": result.run_id}
@@ -177,8 +179,6 @@ def _finish(args: argparse.Namespace, result: RunResult | None, **extra: Any) ->
     if args.json:
         print(json.dumps(summary, default=_json_default))
     else:
-        from micropl.acquisition.cli_info import print_summary
-
         print_summary(summary)
     if result is not None and result.status != "completed":
         sys.stderr.write(f"micropl: run {result.status}: {result.reason}\n")

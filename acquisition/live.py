@@ -7,7 +7,7 @@ back onto the stream, where storage records them too (DESIGN §5):
   and ``accumulated``) → a :class:`~micropl.analysis.spectra.SpectrumFit` with
   the same run, QD and kind;
 * :class:`~micropl.drivers.interfaces.TagChunk` records of kind ``g2`` are
-  correlated incrementally; at least every ``update_interval_s`` of data a
+  correlated incrementally; every ``g2_update_interval_s`` of wall time a
   ``live`` :class:`~micropl.acquisition.records.G2Histogram` and
   :class:`~micropl.analysis.g2.G2Result` are published (displays show them;
   storage skips ``live`` records), and on :class:`G2Done` the ``final`` ones
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,8 @@ class AnalysisSettings(BaseModel):
                                 description="line shape fitted in energy")
     g2_bin_ps: int = Field(128, ge=1, le=100_000, description="g² histogram bin width, ps")
     n_side: int = Field(5, ge=1, le=20, description="side peaks per side for g²(0)")
-    g2_update_interval_s: float = Field(0.5, gt=0, description="live g² update period, s")
+    g2_update_interval_s: float = Field(
+        0.25, gt=0, description="wall time between live g² updates for displays, s")
 
 
 class LiveAnalysis:
@@ -79,9 +81,15 @@ class LiveAnalysis:
         self.channels = channels
         self._g2: dict[tuple[int, int], _G2State] = {}
         self._latest: dict[tuple[int, int, type, str], Any] = {}
+        self._errors: dict[tuple[int, int], list[str]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ queries
+    def errors_for(self, run_id: int, qd_id: int) -> list[str]:
+        """Analysis errors met on this run/QD's records (most recent last)."""
+        with self._lock:
+            return list(self._errors.get((run_id, qd_id), []))
+
     def latest(self, run_id: int, qd_id: int, record_type: type, kind: str) -> Any:
         """The newest derived record of a type and kind for a run/QD (None if none)."""
         with self._lock:
@@ -89,9 +97,23 @@ class LiveAnalysis:
 
     # ------------------------------------------------------------------ stream handler
     def handle(self, item: Any) -> None:
-        """Stream handler: dispatch on the record type."""
+        """Stream handler: dispatch on the record type.
+
+        An analysis error is remembered for the record's run/QD (the survey
+        reports it as the QD's failure reason), then re-raised so the stream
+        logs it.
+        """
         if not isinstance(item, Tagged):
             return
+        try:
+            self._dispatch(item)
+        except Exception as exc:
+            with self._lock:
+                self._errors.setdefault((item.run_id, item.qd_id), []).append(
+                    f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _dispatch(self, item: Tagged) -> None:
         record = item.record
         if isinstance(record, Spectrum) and item.kind in ("frame", "accumulated"):
             self._fit_spectrum(item)
@@ -140,28 +162,50 @@ class LiveAnalysis:
         return state
 
     def _add_tags(self, item: Tagged) -> None:
-        state = self._state(item)
-        state.acc.add_chunk(item.record)
-        state.integration_s += item.record.duration_s
-        if state.integration_s - state.last_update_s >= self.settings.g2_update_interval_s:
-            state.last_update_s = state.integration_s
+        with self._lock:
+            state = self._state(item)
+            state.acc.add_chunk(item.record)
+            state.integration_s += item.record.duration_s
+        now = time.monotonic()
+        if now - state.last_update_wall_s >= self.settings.g2_update_interval_s:
+            state.last_update_wall_s = now
             self._publish_g2(item, state, "live")
 
+    def current_g2(self, run_id: int, qd_id: int) -> G2Result | None:
+        """g²(0) of the histogram accumulated so far for a run/QD (None before data).
+
+        Computed on demand, so a procedure that synced the stream first gets a
+        result that depends only on the data (the same in every replay).
+        """
+        with self._lock:
+            state = self._g2.get((run_id, qd_id))
+            if state is None:
+                return None
+            tau_ps, counts = state.acc.result()
+        try:
+            return pulsed_g2(tau_ps, counts, rep_rate_hz=self.rep_rate_hz,
+                             n_side=self.settings.n_side, background_correction=False)
+        except AnalysisInputError:
+            return None
+
     def _finish_g2(self, item: Tagged) -> None:
-        state = self._g2.pop((item.run_id, item.qd_id), None)
+        with self._lock:
+            state = self._g2.pop((item.run_id, item.qd_id), None)
         if state is None:
             raise AnalysisInputError(f"run {item.run_id} QD {item.qd_id}: g² finished with "
                                      "no tags recorded")
         self._publish_g2(item, state, "final")
 
     def _publish_g2(self, item: Tagged, state: _G2State, kind: str) -> None:
-        tau_ps, counts = state.acc.result()
+        with self._lock:
+            tau_ps, counts = state.acc.result()
         self._derived(item, G2Histogram(tau_ps=tau_ps, counts=counts,
                                         bin_ps=float(state.acc.bin_ps),
                                         integration_s=state.integration_s), kind)
         try:
             result = pulsed_g2(tau_ps, counts, rep_rate_hz=self.rep_rate_hz,
-                               n_side=self.settings.n_side)
+                               n_side=self.settings.n_side,
+                               background_correction=kind == "final")
         except AnalysisInputError as exc:
             if kind == "final":
                 raise
@@ -177,7 +221,7 @@ class LiveAnalysis:
 class _G2State:
     acc: G2Accumulator
     integration_s: float = 0.0
-    last_update_s: float = 0.0
+    last_update_wall_s: float = 0.0
 
 
 def spectrum_summary(fit: SpectrumFit) -> dict[str, float]:

@@ -44,6 +44,7 @@ __all__ = [
     "InstrumentSnapshot",
     "G2Histogram",
     "RefocusResult",
+    "PowerSeriesData",
     "Tagged",
 ]
 
@@ -297,3 +298,22 @@ class Tagged:
             raise ValueError(f"Tagged.kind must be at most {_KIND_MAX_BYTES} bytes: {self.kind!r}")
         if isinstance(self.record, Tagged):
             raise TypeError("Tagged records cannot be nested")
+
+
+@dataclass(frozen=True)
+class PowerSeriesData:
+    """Count rate of both APDs at each laser power.
+
+    Attributes
+    ----------
+    power_percent : ndarray, shape (n,)
+        Laser power settings, %.
+    rate_cps : ndarray, shape (n,)
+        Summed APD count rate, counts/s.
+    rate_err_cps : ndarray, shape (n,)
+        Poisson 1σ error of the rate, counts/s.
+    """
+
+    power_percent: np.ndarray
+    rate_cps: np.ndarray
+    rate_err_cps: np.ndarray

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from micropl.acquisition.live import AnalysisSettings, LiveAnalysis
-from micropl.acquisition.procedures.base import apd_channels_of
 from micropl.acquisition.records import Tagged
 from micropl.acquisition.runner import Procedure, Runner, RunResult
 from micropl.acquisition.setup import Setup, load_setup
@@ -59,16 +58,17 @@ class Session:
         self.runner = Runner(setup, self.stream)
         self.live = LiveAnalysis(self.stream.publish, analysis,
                                  rep_rate_hz=setup.laser.rep_rate_hz,
-                                 channels=apd_channels_of(setup))
+                                 channels=setup.apd_channels)
         self.runner.live = self.live
-        self.live_errors: list[str] = []
-        self.stream.attach("live-analysis", self.live.handle, on_error=self._live_failed)
+        # A failing fit is logged and kept per QD by the live core; acquisition goes on.
+        self.stream.attach("live-analysis", self.live.handle)
         self.writer = None
         self.path = None if out is None else Path(out)
         if self.path is not None:
             self.writer = self._open_writer(self.path, resume)
             self.runner.reserve_run_ids(self.writer.next_run_id())
-            self.stream.attach("storage", self._store, on_error=self._storage_failed)
+            self.stream.attach("storage", self._store, on_error=self._storage_failed,
+                               batch=True)
 
     def _open_writer(self, path: Path, resume: bool) -> Any:
         from micropl.acquisition.storage import SessionWriter
@@ -80,16 +80,13 @@ class Session:
                                     instruments_json=self.setup.snapshot_json(),
                                     truth=self.setup.truth())
 
-    def _store(self, item: Any) -> None:
-        if is_stored(item):
-            self.writer.write(item)
+    def _store(self, items: list[Any]) -> None:
+        # Everything queued is appended and flushed together: one flush per batch.
+        self.writer.append_many([item for item in items if is_stored(item)])
 
-    def _storage_failed(self, item: Any, exc: BaseException) -> None:
+    def _storage_failed(self, items: Any, exc: BaseException) -> None:
         # Nothing may be lost: stop the run rather than go on without storage.
         self.runner.abort(f"storage failed: {exc}")
-
-    def _live_failed(self, item: Any, exc: BaseException) -> None:
-        self.live_errors.append(f"{type(exc).__name__}: {exc}")
 
     def on(self, handler: Callable[[Any], None], *, maxlen: int | None = 1000) -> Any:
         """Attach a display subscriber (coalescing: keeps the newest ``maxlen``)."""

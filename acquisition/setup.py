@@ -66,6 +66,12 @@ class Setup:
         return {role: getattr(self, role) for role in ROLES}
 
     @property
+    def apd_channels(self) -> tuple[int, int]:
+        """The two HBT (APD) channels of the tagger: its settings' ``apd_channels``."""
+        channels = getattr(self.config.tagger, "apd_channels", None) or self.tagger.channels[:2]
+        return int(channels[0]), int(channels[1])
+
+    @property
     def simulated(self) -> bool:
         """True when any instrument is simulated (the session then stores the truth)."""
         return self.world is not None

@@ -103,17 +103,23 @@ class Subscription:
 class Worker:
     """A thread feeding one subscription's records to a handler.
 
+    With ``batch=True`` the handler receives a list of every record queued at
+    that moment (storage appends and flushes them together); otherwise one
+    record at a time.
+
     An exception in the handler is logged and kept in :attr:`errors`; the
     worker goes on with the next record (a failing fit must not stop storage).
-    ``on_error`` is called with the record and the exception, so the owner can
-    decide (the runner fails the run when storage fails).
+    ``on_error`` is called with the record (or batch) and the exception, so the
+    owner can decide (the session stops the run when storage fails).
     """
 
     def __init__(self, subscription: Subscription, handler: Callable[[Any], None],
-                 on_error: Callable[[Any, BaseException], None] | None = None) -> None:
+                 on_error: Callable[[Any, BaseException], None] | None = None,
+                 batch: bool = False) -> None:
         self.subscription = subscription
         self.handler = handler
         self.on_error = on_error
+        self.batch = batch
         self.errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._loop, name=f"stream-{subscription.name}",
                                         daemon=True)
@@ -122,18 +128,22 @@ class Worker:
     def _loop(self) -> None:
         sub = self.subscription
         while True:
-            record = sub.get()
+            taken = [sub.get()]
+            if self.batch:
+                taken += sub.drain()
+            records = [r for r in taken if r is not _CLOSE]
             try:
-                if record is _CLOSE:
-                    return
-                self.handler(record)
+                if records:
+                    self.handler(records if self.batch else records[0])
             except Exception as exc:  # noqa: BLE001 - reported through on_error and errors
-                log.exception("subscriber %r failed on %s", sub.name, type(record).__name__)
+                log.exception("subscriber %r failed", sub.name)
                 self.errors.append(exc)
                 if self.on_error is not None:
-                    self.on_error(record, exc)
+                    self.on_error(records if self.batch else records[0], exc)
             finally:
-                sub.done()
+                sub.done(len(taken))
+            if len(records) < len(taken):
+                return
 
     def join(self, timeout_s: float | None = None) -> None:
         """Wait for the thread to end (after the stream closed)."""
@@ -167,9 +177,11 @@ class Stream:
                 self._subs.remove(sub)
 
     def attach(self, name: str, handler: Callable[[Any], None], *, maxlen: int | None = None,
-               on_error: Callable[[Any, BaseException], None] | None = None) -> Worker:
-        """Subscribe and run ``handler`` on each record in a thread of its own."""
-        worker = Worker(self.subscribe(name, maxlen), handler, on_error)
+               on_error: Callable[[Any, BaseException], None] | None = None,
+               batch: bool = False) -> Worker:
+        """Subscribe and run ``handler`` on each record (or each batch of queued
+        records, with ``batch=True``) in a thread of its own."""
+        worker = Worker(self.subscribe(name, maxlen), handler, on_error, batch)
         with self._lock:
             self._workers.append(worker)
         return worker

@@ -24,15 +24,9 @@ class ProcedureBase(BaseModel):
         raise NotImplementedError
 
 
-def apd_channels_of(setup: Any) -> tuple[int, int]:
-    """The two HBT channels of a setup's tagger (its settings' ``apd_channels``)."""
-    channels = getattr(setup.config.tagger, "apd_channels", None) or setup.tagger.channels[:2]
-    return int(channels[0]), int(channels[1])
-
-
 def apd_channels(ctx: Any) -> tuple[int, int]:
     """The two HBT channels of the run's setup."""
-    return apd_channels_of(ctx.setup)
+    return ctx.setup.apd_channels
 
 
 def count_apds(ctx: Any, dwell_s: float, slice_s: float = 0.02) -> tuple[int, float]:

@@ -59,5 +59,5 @@ class G2(ProcedureBase):
         if self.target_g2_err is None or ctx.live is None or elapsed_s < self.min_duration_s:
             return False
         ctx.sync()
-        result = ctx.live.latest(ctx.run_id, ctx.tags.get("qd_id", -1), G2Result, "live")
+        result = ctx.live.current_g2(ctx.run_id, ctx.tags.get("qd_id", -1))
         return result is not None and result.g2_0_err <= self.target_g2_err

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
-
-
-@dataclass(frozen=True)
-class PowerSeriesData:
-    """Count rate of both APDs at each laser power.
-
-    Attributes
-    ----------
-    power_percent : ndarray, shape (n,)
-        Laser power settings, %.
-    rate_cps : ndarray, shape (n,)
-        Summed APD count rate, counts/s.
-    rate_err_cps : ndarray, shape (n,)
-        Poisson 1σ error of the rate, counts/s.
-    """
-
-    power_percent: np.ndarray
-    rate_cps: np.ndarray
-    rate_err_cps: np.ndarray
+from micropl.acquisition.records import PowerSeriesData
 
 
 class PowerSeries(ProcedureBase):

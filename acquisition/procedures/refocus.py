@@ -7,51 +7,14 @@ put and says why (unlike optimisers that can jump outside their window).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
+from micropl.acquisition.records import RefocusResult
 from micropl.analysis.maps import fit_gaussian_2d
-
-
-@dataclass(frozen=True)
-class RefocusResult:
-    """Outcome of a refocus.
-
-    Attributes
-    ----------
-    x_um, y_um : float
-        Scanner position after the refocus, µm.
-    dx_um, dy_um : float
-        Step made (0 when it stayed put), µm.
-    x_err_um, y_err_um : float
-        1σ errors of the fitted centre, µm (nan when the fit failed).
-    z_um : float
-        Focus height after the refocus, µm.
-    amplitude_cps : float
-        Fitted peak rate above the offset, counts/s.
-    fwhm_um : float
-        Mean fitted spot FWHM, µm.
-    moved : bool
-        Whether the scanner moved to the fitted centre.
-    reason : str
-        ``"ok"`` or why it stayed put.
-    """
-
-    x_um: float
-    y_um: float
-    dx_um: float
-    dy_um: float
-    x_err_um: float
-    y_err_um: float
-    z_um: float
-    amplitude_cps: float
-    fwhm_um: float
-    moved: bool
-    reason: str
 
 
 class Refocus(ProcedureBase):

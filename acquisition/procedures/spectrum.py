@@ -125,12 +125,21 @@ class SpectrumAcquisition(ProcedureBase):
         if was_on:
             setup.laser.emission_on = True
         stack = np.asarray(frames)
-        mean = stack.mean(axis=0)
         if len(frames) >= 2:
-            noise = np.median(stack.std(axis=0, ddof=1))
+            noise = float(np.median(stack.std(axis=0, ddof=1)))
         else:
             resid = stack[0] - median_filter(stack[0], size=7, mode="nearest")
-            noise = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+            noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+        if self.remove_cosmics:  # a cosmic ray in the background would become a dip
+            level = np.median(stack)
+            if len(frames) >= 2:
+                stack, _ = remove_cosmic_rays_temporal(stack - level, noise_factor=1.0,
+                                                       read_noise=noise)
+            else:
+                stack, _ = remove_cosmic_rays_spatial(stack - level, noise_factor=1.0,
+                                                      read_noise=noise)
+            stack = stack + level
+        mean = stack.mean(axis=0)
         return mean, float(noise), float(noise / np.sqrt(len(frames)))
 
     def _wait_until_cold(self, ctx: Any) -> None:

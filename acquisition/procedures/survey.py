@@ -50,7 +50,8 @@ class Survey(ProcedureBase):
     isolated_only: bool = Field(True, description="skip spots with a neighbour within the PSF")
     min_snr: float = Field(8.0, ge=1, description="spot amplitude / map noise needed")
     min_rate_cps: float = Field(0.0, ge=0, description="dimmest spot accepted, counts/s")
-    max_rate_cps: float = Field(1.0e6, gt=0, description="brightest spot accepted, counts/s")
+    max_rate_cps: float = Field(2.5e5, gt=0, description="brightest spot accepted (both APDs), "
+                                "counts/s; brighter spots are aggregates")
     psf_fwhm_um: float = Field(0.6, gt=0, le=5, description="expected spot FWHM, µm")
     refocus: Refocus = Field(default_factory=Refocus)
     spectrum: SpectrumAcquisition = Field(default_factory=SpectrumAcquisition)
@@ -131,7 +132,8 @@ class Survey(ProcedureBase):
             message = "no fit" if fit is None else str(np.asarray(fit.message).ravel()[0])
             return f"spectrum fit failed: {message}"
         if g2 is None:
-            return "g² could not be computed"
+            errors = ctx.live.errors_for(ctx.run_id, ctx.tags["qd_id"])
+            return "g² could not be computed" + (f": {errors[-1]}" if errors else "")
         return None
 
     # ------------------------------------------------------------------ drift

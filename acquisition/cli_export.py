@@ -1,0 +1,186 @@
+"""``micropl export FILE [--ptu DIR] [--csv DIR]``: raw tags to PTU, spectra to CSV.
+
+* ``--ptu DIR``: the time tags of each QD and run (every ``tag_chunk`` row of
+  that QD in that run, in order) become one PicoQuant PTU file with HydraHarp
+  V2 T2 records, ``qd<id>_run<run>.ptu`` (``run<run>.ptu`` for tags that
+  belong to no QD). When the tagger's time base restarted inside a
+  measurement (a retried QD), each stretch of increasing times becomes its own
+  file, ``qd<id>_run<run>_part<k>.ptu``. The sync rate written is the
+  repetition rate of that measurement's g² result, else the laser's in the
+  instrument snapshot.
+* ``--csv DIR``: each stored spectrum becomes ``wavelength_nm,counts`` CSV,
+  ``qd<id>_run<run>_<kind>_seq<seq>.csv``.
+
+The session file is only read. Every output is written under a temporary name
+and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from micropl.acquisition.cli import UsageError
+from micropl.acquisition.storage import SessionReader
+from micropl.analysis.errors import AnalysisInputError
+
+__all__ = ["register", "run", "export_ptu", "export_csv"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``export`` command."""
+    parser = subparsers.add_parser(
+        "export", help="export raw tags to PTU and spectra to CSV",
+        description="Export a session's raw time tags as PicoQuant PTU (T2) files and its "
+                    "spectra as CSV files. The session file is not modified.")
+    parser.add_argument("file", help="session file (.h5)")
+    parser.add_argument("--ptu", metavar="DIR", type=Path,
+                        help="write the raw tags of each QD/run as PTU T2 files into DIR")
+    parser.add_argument("--csv", metavar="DIR", type=Path,
+                        help="write each spectrum as wavelength_nm,counts CSV into DIR")
+    parser.add_argument("--json", action="store_true", help="list the files written as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export what ``args`` asks for; 0 on success."""
+    if args.ptu is None and args.csv is None:
+        raise UsageError("export: give --ptu DIR and/or --csv DIR")
+    written: dict[str, list[str]] = {"ptu": [], "csv": []}
+    with SessionReader(args.file) as reader:
+        if args.ptu is not None:
+            written["ptu"] = [str(p) for p in export_ptu(reader, args.ptu)]
+        if args.csv is not None:
+            written["csv"] = [str(p) for p in export_csv(reader, args.csv)]
+    if args.json:
+        sys.stdout.write(json.dumps(written, indent=2) + "\n")
+    else:
+        for kind, paths in written.items():
+            if (args.ptu if kind == "ptu" else args.csv) is not None:
+                target = args.ptu if kind == "ptu" else args.csv
+                sys.stdout.write(f"{len(paths)} {kind.upper()} file(s) written to {target}\n")
+    return 0
+
+
+def _out_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _name(qd_id: int, run_id: int) -> str:
+    return f"run{run_id}" if qd_id < 0 else f"qd{qd_id}_run{run_id}"
+
+
+# --------------------------------------------------------------------------- PTU
+def _find_key(tree: Any, key: str) -> Any:
+    if isinstance(tree, dict):
+        if key in tree:
+            return tree[key]
+        for value in tree.values():
+            found = _find_key(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _sync_rates(reader: SessionReader) -> tuple[dict[tuple[int, int], float], float | None]:
+    """Rep rate per (qd, run) from g² results, and the laser's from the snapshot."""
+    per: dict[tuple[int, int], float] = {}
+    if "g2_result" in reader.tables:
+        rows = reader.rows("g2_result")
+        for qd_id, run_id, rate in zip(rows["qd_id"], rows["run_id"], rows["rep_rate_hz"]):
+            if np.isfinite(rate) and rate > 0:
+                per[(int(qd_id), int(run_id))] = float(rate)
+    instruments = reader.instruments
+    laser = _find_key(instruments.get("laser", {}), "rep_rate_hz")
+    if laser is None:
+        laser = _find_key(instruments, "rep_rate_hz")
+    return per, (float(laser) if laser else None)
+
+
+def _increasing_runs(t_ps: np.ndarray) -> list[slice]:
+    """Slices of ``t_ps`` over which times never decrease."""
+    breaks = np.flatnonzero(np.diff(t_ps) < 0) + 1
+    edges = [0, *breaks.tolist(), t_ps.size]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def export_ptu(reader: SessionReader, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write the raw tags of each (QD, run) as PTU T2 files; the paths written.
+
+    Raises
+    ------
+    AnalysisInputError
+        When no sync rate is known for a measurement, or the tags cannot be
+        encoded (negative times, channels outside 1–64).
+    """
+    from micropl.analysis.ptu_write import write_ptu_t2
+
+    out = _out_dir(Path(out_dir))
+    rows = reader.rows("tag_chunk")
+    if rows.shape[0] == 0:
+        return []
+    rates, laser_rate = _sync_rates(reader)
+    written = []
+    groups = sorted({(int(q), int(r)) for q, r in zip(rows["qd_id"], rows["run_id"])},
+                    key=lambda g: (g[1], g[0]))
+    for qd_id, run_id in groups:
+        t_ps, channel = reader.tags(qd_id=qd_id, run_id=run_id)
+        if t_ps.size == 0:
+            continue
+        rate = rates.get((qd_id, run_id), laser_rate)
+        if rate is None:
+            raise AnalysisInputError(f"{reader.path}: no repetition rate known for "
+                                     f"{_name(qd_id, run_id)} (no g² result, no laser "
+                                     f"snapshot)")
+        parts = _increasing_runs(t_ps)
+        for k, part in enumerate(parts):
+            suffix = "" if len(parts) == 1 else f"_part{k}"
+            path = out / f"{_name(qd_id, run_id)}{suffix}.ptu"
+            write_ptu_t2(path, t_ps[part], channel[part], sync_rate_hz=rate,
+                         header_extra={"File_Comment": f"micropl export of {reader.path.name}: "
+                                                       f"{_name(qd_id, run_id)}{suffix}"})
+            written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------------- CSV
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def export_csv(reader: SessionReader, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write each stored spectrum as ``wavelength_nm,counts`` CSV; the paths written.
+
+    Numbers are written with 17 significant digits, so reading the CSV back
+    gives the stored float64 values exactly.
+    """
+    out = _out_dir(Path(out_dir))
+    rows = reader.rows("spectrum")
+    written = []
+    for start in range(0, rows.shape[0], 256):  # bounded memory for long sessions
+        block = rows[start: start + 256]
+        wavelengths = reader.values("spectrum", "wavelength_nm", block)
+        counts = reader.values("spectrum", "counts", block)
+        for row, wl, c in zip(block, wavelengths, counts):
+            kind = _SAFE.sub("_", row["kind"].decode("utf-8")) or "spectrum"
+            name = f"{_name(int(row['qd_id']), int(row['run_id']))}_{kind}_seq{int(row['seq'])}"
+            path = out / f"{name}.csv"
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                np.savetxt(tmp, np.column_stack([wl, c]), delimiter=",", fmt="%.17g",
+                           header="wavelength_nm,counts", comments="")
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            written.append(path)
+    return written

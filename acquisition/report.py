@@ -1,0 +1,181 @@
+"""The survey report: one PNG with the map, example fits and the statistics.
+
+Panels (as in the reference paper's figures): the PL map with the selected
+spots and their IDs; example spectra with their Lorentzian fits; an example g²
+histogram with the central and side windows; the FWHM histogram; FWHM against
+peak energy with the fitted slope; the g²(0) histogram.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from micropl.acquisition.cli_info import session_summary  # noqa: E402
+from micropl.acquisition.storage import SessionReader  # noqa: E402
+from micropl.analysis.errors import AnalysisInputError  # noqa: E402
+from micropl.analysis.statistics import survey_statistics  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+__all__ = ["write_report"]
+
+
+def write_report(session_file: str | Path, png: str | Path, *, n_examples: int = 3) -> Path:
+    """Draw the survey report of ``session_file`` into ``png``.
+
+    Parameters
+    ----------
+    session_file : path
+        A micropl session file holding a survey.
+    png : path
+        Output image (written to a temporary name, then renamed).
+    n_examples : int
+        Example spectra drawn.
+
+    Returns
+    -------
+    Path
+        The written PNG.
+    """
+    png = Path(png)
+    with SessionReader(session_file) as reader:
+        summary = session_summary(reader)
+        fig, axes = plt.subplots(2, 3, figsize=(16, 9.5), constrained_layout=True)
+        _map_panel(axes[0, 0], reader, summary)
+        completed = [q for q in summary["qds"] if q["status"] == "completed"]
+        _spectra_panel(axes[0, 1], reader, completed[:n_examples])
+        _g2_panel(axes[0, 2], reader, completed[:1])
+        _statistics_panels(axes[1], summary["qds"])
+    fig.suptitle(f"micropl survey — {Path(session_file).name}: "
+                 f"{len(completed)} of {len(summary['qds'])} QDs measured", fontsize=13)
+    tmp = png.with_name(png.name + ".part")
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    tmp.replace(png)
+    return png
+
+
+def _map_panel(ax: Any, reader: SessionReader, summary: dict[str, Any]) -> None:
+    lines = [r.record for r in reader.records("map_line") if r.kind in ("map", "")]
+    if not lines:
+        ax.text(0.5, 0.5, "no map", ha="center", transform=ax.transAxes)
+        return
+    first_run = reader.records("map_line")[0].run_id
+    lines = [r.record for r in reader.records("map_line", run_id=first_run)]
+    lines.sort(key=lambda line: line.line_index)
+    x_um = lines[0].x_um
+    y_um = np.array([line.y_um for line in lines])
+    image = np.array([line.counts / line.dwell_s for line in lines]) / 1e3
+    step = float(x_um[1] - x_um[0]) if x_um.size > 1 else 1.0
+    extent = (x_um[0] - step / 2, x_um[-1] + step / 2, y_um[0] - step / 2, y_um[-1] + step / 2)
+    im = ax.imshow(image, origin="lower", extent=extent, cmap="magma",
+                   vmax=np.percentile(image, 99.7))
+    plt.colorbar(im, ax=ax, label="APD rate (kcounts/s)")
+    for q in summary["qds"]:
+        colour = {"completed": "cyan", "failed": "red"}.get(q["status"], "white")
+        ax.plot(q["x_um"], q["y_um"], "o", mfc="none", mec=colour, ms=9)
+        ax.annotate(str(q["id"]), (q["x_um"], q["y_um"]), xytext=(4, 4),
+                    textcoords="offset points", color=colour, fontsize=7)
+    ax.set_xlabel("x (µm)")
+    ax.set_ylabel("y (µm)")
+    ax.set_title("PL map and selected QDs (cyan: measured, red: failed)")
+
+
+def _spectra_panel(ax: Any, reader: SessionReader, qds: list[dict[str, Any]]) -> None:
+    for i, q in enumerate(qds):
+        data = reader.qd(q["id"])
+        spectra = [r.record for r in data.spectra if r.kind == "accumulated"]
+        fits = [r.record for r in data.spectrum_fits if r.kind == "accumulated"]
+        if not spectra or not fits:
+            continue
+        spectrum, fit = spectra[-1], fits[-1]
+        energy_ev = 1239.84198 / spectrum.wavelength_nm
+        scale = 1.0 / max(float(np.max(spectrum.counts)), 1.0)
+        offset = 1.1 * i
+        line = ax.plot(energy_ev, spectrum.counts * scale + offset, ".", ms=2)[0]
+        model = fit.model_counts(spectrum.wavelength_nm)
+        ax.plot(energy_ev, np.asarray(model).ravel() * scale + offset, "-",
+                color=line.get_color(), lw=1.2,
+                label=f"QD {q['id']}: {q['peak_energy_ev']:.3f} eV, "
+                      f"{q['fwhm_mev']:.0f}±{q['fwhm_err_mev']:.1f} meV")
+    ax.set_xlim(2.2, 2.7)
+    ax.set_xlabel("photon energy (eV)")
+    ax.set_ylabel("counts (normalised, offset)")
+    ax.set_title("example spectra with Lorentzian fits")
+    ax.legend(fontsize=8, loc="upper right")
+
+
+def _g2_panel(ax: Any, reader: SessionReader, qds: list[dict[str, Any]]) -> None:
+    if not qds:
+        ax.text(0.5, 0.5, "no g² measured", ha="center", transform=ax.transAxes)
+        return
+    data = reader.qd(qds[0]["id"])
+    hists = [r.record for r in data.g2_histograms if r.kind == "final"]
+    results = [r.record for r in data.g2_results if r.kind == "final"]
+    if not hists or not results:
+        return
+    hist, result = hists[-1], results[-1]
+    factor = 8  # display bins of 8 × the histogram bin
+    n = hist.counts.size // factor * factor
+    tau_ns = hist.tau_ps[:n].reshape(-1, factor).mean(axis=1) / 1e3
+    counts = hist.counts[:n].reshape(-1, factor).sum(axis=1)
+    ax.plot(tau_ns, counts, "-", lw=0.8, color="k")
+    lo, hi = result.central_window_ps
+    ax.axvspan(lo / 1e3, hi / 1e3, color="tab:red", alpha=0.15)
+    for lo, hi in result.side_windows_ps:
+        ax.axvspan(lo / 1e3, hi / 1e3, color="tab:blue", alpha=0.08)
+    ax.set_xlabel("delay τ (ns)")
+    ax.set_ylabel(f"coincidences per {hist.bin_ps * factor / 1e3:.2f} ns")
+    ax.set_title(f"QD {qds[0]['id']}: g²(0) = {result.g2_0:.3f} ± {result.g2_0_err:.3f}")
+
+
+def _statistics_panels(axes: Any, qds: list[dict[str, Any]]) -> None:
+    def column(key: str) -> np.ndarray:
+        return np.array([np.nan if q.get(key) is None else q[key] for q in qds], float)
+
+    energy, fwhm = column("peak_energy_ev"), column("fwhm_mev")
+    try:
+        stats = survey_statistics(energy, fwhm, column("peak_energy_err_ev"),
+                                  column("fwhm_err_mev"), column("g2_0"), column("g2_0_err"))
+    except AnalysisInputError as exc:
+        for ax in axes:
+            ax.text(0.5, 0.5, f"no statistics: {exc}", ha="center", transform=ax.transAxes,
+                    wrap=True)
+        return
+    ax = axes[0]
+    ax.stairs(stats.fwhm_counts, stats.fwhm_edges_mev, fill=True, alpha=0.6)
+    ax.set_xlabel("FWHM (meV)")
+    ax.set_ylabel("QDs")
+    ax.set_title(f"FWHM: mean {stats.fwhm_mean_mev:.1f} ± {stats.fwhm_mean_err_mev:.1f} meV "
+                 f"(n = {stats.n_spectra_valid})")
+    ax = axes[1]
+    ok = np.isfinite(energy) & np.isfinite(fwhm)
+    ax.errorbar(energy[ok], fwhm[ok], yerr=column("fwhm_err_mev")[ok],
+                xerr=column("peak_energy_err_ev")[ok], fmt="o", ms=4)
+    line = stats.fwhm_vs_energy
+    if line is not None:
+        x = np.linspace(np.nanmin(energy), np.nanmax(energy), 50)
+        ax.plot(x, line.intercept + line.slope * x, "-",
+                label=f"slope {line.slope:.0f} ± {line.slope_err:.0f} meV/eV, "
+                      f"r = {line.pearson_r:.2f}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("peak energy (eV)")
+    ax.set_ylabel("FWHM (meV)")
+    ax.set_title("FWHM against peak energy")
+    ax = axes[2]
+    g2 = column("g2_0")
+    g2 = g2[np.isfinite(g2)]
+    if g2.size:
+        ax.hist(g2, bins=np.arange(0, max(1.05, g2.max() + 0.05), 0.05), alpha=0.7)
+    ax.axvline(0.5, color="k", ls="--", lw=0.8)
+    ax.set_xlabel("g²(0) (peak-area ratio)")
+    ax.set_ylabel("QDs")
+    ax.set_title(f"g²(0): {int(np.sum(g2 < 0.5))} of {g2.size} below 0.5")

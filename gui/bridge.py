@@ -1,0 +1,372 @@
+"""From the data stream to the GUI thread: a thread-safe, bounded, coalescing buffer.
+
+A :class:`DisplayBuffer` is attached to the session's stream as a coalescing
+display subscriber (``session.on(buffer.handle, maxlen=...)``); its
+:meth:`~DisplayBuffer.handle` runs on the subscriber's own thread and sorts each
+record into a small state: the map lines of the current map, the newest frame
+and accumulated spectrum with their fits, the newest g² histogram and result,
+the APD rates, the QD table rows and the run events. The GUI drains it with
+:meth:`~DisplayBuffer.take` from a QTimer (≥ 10 Hz), receiving only what
+changed since the previous drain.
+
+Everything is bounded: map lines by the map's rows, QD rows by the survey size
+(at most ``max_qds``), per-QD curves by an LRU of ``max_cached_qds`` entries,
+events by a deque.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from micropl.acquisition.live import G2Done
+from micropl.acquisition.records import (
+    NO_ID,
+    G2Histogram,
+    QDStatus,
+    QDTarget,
+    RefocusResult,
+    RunStart,
+    RunStop,
+    Tagged,
+)
+from micropl.acquisition.runner import Progress
+from micropl.analysis.errors import AnalysisInputError
+from micropl.analysis.g2 import G2Result, PeakTrainFit, fit_peak_train
+from micropl.analysis.spectra import SpectrumFit
+from micropl.drivers.interfaces import MapLine, Spectrum, TagChunk
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DisplayBuffer", "QDRow", "QDCurves", "Update", "LIFETIME_PERIODS"]
+
+#: The lifetime is fitted on the central peak and this many periods on each side.
+LIFETIME_PERIODS = 2.5
+
+
+def fit_lifetime(tau_ps: np.ndarray, counts: np.ndarray, period_ps: float,
+                 delay_ps: float) -> PeakTrainFit:
+    """Peak-train fit of a final g² histogram (module-level: runs in a worker process).
+
+    Parameters
+    ----------
+    tau_ps, counts : ndarray, shape (n,)
+        Bin centres in ps and coincidences.
+    period_ps, delay_ps : float
+        Laser period and zero-delay position from the ``G2Result``, ps.
+    """
+    return fit_peak_train(tau_ps, counts, period_ps=period_ps, delay_ps=delay_ps)
+
+
+def _scalar(value: Any) -> float:
+    return float(np.asarray(value, dtype=float).ravel()[0])
+
+
+@dataclass
+class QDRow:
+    """One row of the survey table: target, status and fitted results.
+
+    Energies in eV, widths in meV, positions in µm; NaN until known.
+    """
+
+    run_id: int
+    qd_id: int
+    x_um: float = float("nan")
+    y_um: float = float("nan")
+    snr: float = float("nan")
+    status: str = "pending"
+    reason: str = ""
+    peak_energy_ev: float = float("nan")
+    peak_energy_err_ev: float = float("nan")
+    fwhm_mev: float = float("nan")
+    fwhm_err_mev: float = float("nan")
+    g2_0: float = float("nan")
+    g2_0_err: float = float("nan")
+    lifetime_ns: float = float("nan")
+    lifetime_ns_err: float = float("nan")
+
+
+@dataclass
+class QDCurves:
+    """The data shown for one QD: spectrum, fit, g² histogram and results."""
+
+    spectrum: Spectrum | None = None
+    fit: SpectrumFit | None = None
+    histogram: G2Histogram | None = None
+    g2: G2Result | None = None
+    lifetime: PeakTrainFit | None = None
+
+
+@dataclass
+class Update:
+    """What changed since the previous :meth:`DisplayBuffer.take` (None: unchanged).
+
+    Attributes
+    ----------
+    map_reset : bool
+        A new map started: clear the image before adding ``map_lines``.
+    map_lines : list of MapLine
+        Lines of the current map received since the last drain.
+    frame, frame_fit : Spectrum, SpectrumFit
+        Newest single frame and its fit.
+    accumulated, accumulated_fit : Spectrum, SpectrumFit
+        Newest accumulated spectrum and its fit.
+    histogram, g2 : G2Histogram, G2Result
+        Newest g² histogram and result (live or final; see ``g2_final``).
+    lifetime : PeakTrainFit
+        Peak-train fit of the newest final histogram.
+    rates_cps : dict of int to float
+        Newest APD count rate per channel, counts/s.
+    map_rate_cps : float
+        Newest map pixel rate (both APDs), counts/s.
+    position_um : tuple
+        Newest known scanner position (from map lines and refocus results).
+    qd_rows : list of QDRow
+        QD rows added or changed.
+    progress : Progress
+        Newest progress record.
+    events : list
+        RunStart / RunStop records, in order.
+    dropped : int
+        Records the stream subscriber dropped so far (display fell behind).
+    """
+
+    map_reset: bool = False
+    map_lines: list[MapLine] = field(default_factory=list)
+    frame: Spectrum | None = None
+    frame_fit: SpectrumFit | None = None
+    accumulated: Spectrum | None = None
+    accumulated_fit: SpectrumFit | None = None
+    histogram: G2Histogram | None = None
+    g2: G2Result | None = None
+    g2_final: bool = False
+    lifetime: PeakTrainFit | None = None
+    rates_cps: dict[int, float] | None = None
+    map_rate_cps: float | None = None
+    position_um: tuple[float, float] | None = None
+    qd_rows: list[QDRow] = field(default_factory=list)
+    progress: Progress | None = None
+    events: list[Any] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        """True when nothing changed."""
+        return not (self.map_reset or self.map_lines or self.qd_rows or self.events) and all(
+            getattr(self, name) is None for name in (
+                "frame", "frame_fit", "accumulated", "accumulated_fit", "histogram", "g2",
+                "lifetime", "rates_cps", "map_rate_cps", "position_um", "progress"))
+
+
+class DisplayBuffer:
+    """Thread-safe coalescing state between the stream and the GUI.
+
+    Parameters
+    ----------
+    max_map_lines : int
+        Largest number of map lines kept between two drains.
+    max_cached_qds : int
+        QDs whose curves (spectrum, histogram) are kept for browsing.
+    max_events : int
+        Run events kept between two drains.
+    lifetime_executor : Executor, optional
+        Where the lifetime fits of final g² histograms run (the GUI uses a
+        one-process pool, so the fits never compete for the GUI thread's GIL);
+        None runs them in :meth:`handle` (the subscriber thread).
+    """
+
+    def __init__(self, *, max_map_lines: int = 5000, max_cached_qds: int = 200,
+                 max_events: int = 1000, lifetime_executor: Executor | None = None) -> None:
+        self._lock = threading.Lock()
+        self._pending = Update()
+        self._map_key: tuple[int, int] | None = None
+        self._map_lines: collections.deque[MapLine] = collections.deque(maxlen=max_map_lines)
+        self._events: collections.deque[Any] = collections.deque(maxlen=max_events)
+        self._rows: dict[tuple[int, int], QDRow] = {}
+        self._changed: dict[tuple[int, int], None] = {}
+        self._curves: collections.OrderedDict[tuple[int, int], QDCurves] = \
+            collections.OrderedDict()
+        self._max_cached_qds = max_cached_qds
+        self._executor = lifetime_executor
+        self._final_histograms: dict[tuple[int, int], G2Histogram] = {}
+        self.handled = 0
+
+    # ------------------------------------------------------------------ producer side
+    def handle(self, item: Any) -> None:
+        """Stream handler (any thread): fold ``item`` into the pending update."""
+        self.handled += 1
+        if isinstance(item, Tagged):
+            self._data(item.record, item.run_id, item.qd_id, item.kind)
+        elif isinstance(item, QDTarget):
+            with self._lock:
+                row = self._row(item.run_id, item.qd_id)
+                row.x_um, row.y_um, row.snr = item.x_um, item.y_um, item.snr
+        elif isinstance(item, QDStatus):
+            with self._lock:
+                row = self._row(item.run_id, item.qd_id)
+                row.status, row.reason = item.status, item.reason
+        elif isinstance(item, RunStart | RunStop):
+            with self._lock:
+                self._events.append(item)
+        elif isinstance(item, Progress):
+            with self._lock:
+                self._pending.progress = item
+
+    def _data(self, record: Any, run_id: int, qd_id: int, kind: str) -> None:
+        if isinstance(record, MapLine):
+            self._map_line(record, run_id)
+        elif isinstance(record, TagChunk):
+            self._rates(record)
+        elif isinstance(record, Spectrum) and kind in ("frame", "accumulated"):
+            with self._lock:
+                setattr(self._pending, kind, record)
+                if kind == "accumulated" and qd_id != NO_ID:
+                    self._curve(run_id, qd_id).spectrum = record
+        elif isinstance(record, SpectrumFit) and kind in ("frame", "accumulated"):
+            with self._lock:
+                setattr(self._pending, f"{kind}_fit", record)
+                if kind == "accumulated" and qd_id != NO_ID:
+                    self._curve(run_id, qd_id).fit = record
+                    row = self._row(run_id, qd_id)
+                    row.peak_energy_ev = _scalar(record.peak_energy_ev)
+                    row.peak_energy_err_ev = _scalar(record.peak_energy_err_ev)
+                    row.fwhm_mev = _scalar(record.fwhm_mev)
+                    row.fwhm_err_mev = _scalar(record.fwhm_err_mev)
+        elif isinstance(record, G2Histogram) and kind in ("live", "final"):
+            with self._lock:
+                self._pending.histogram = record
+                self._pending.g2_final = kind == "final"
+                if kind == "final":
+                    self._final_histograms[(run_id, qd_id)] = record
+                    while len(self._final_histograms) > 16:  # results that never came
+                        self._final_histograms.pop(next(iter(self._final_histograms)))
+                    if qd_id != NO_ID:
+                        self._curve(run_id, qd_id).histogram = record
+        elif isinstance(record, G2Result) and kind in ("live", "final"):
+            histogram = None
+            with self._lock:
+                self._pending.g2 = record
+                self._pending.g2_final = kind == "final"
+                if kind == "final" and qd_id != NO_ID:
+                    self._curve(run_id, qd_id).g2 = record
+                    row = self._row(run_id, qd_id)
+                    row.g2_0, row.g2_0_err = float(record.g2_0), float(record.g2_0_err)
+                histogram = self._final_histograms.pop((run_id, qd_id), None) \
+                    if kind == "final" else None
+            if histogram is not None:
+                self._start_lifetime(histogram, record, run_id, qd_id)
+        elif isinstance(record, PeakTrainFit) and qd_id != NO_ID:
+            self._lifetime_done(record, run_id, qd_id)
+        elif isinstance(record, RefocusResult) or type(record).__name__ == "RefocusResult":
+            with self._lock:
+                self._pending.position_um = (float(record.x_um), float(record.y_um))
+        elif isinstance(record, G2Done):
+            return
+
+    def _map_line(self, line: MapLine, run_id: int) -> None:
+        key = (run_id, int(line.x_um.size))
+        rate = float(line.counts[-1]) / line.dwell_s if line.counts.size else 0.0
+        with self._lock:
+            if key != self._map_key or line.line_index == 0:
+                self._map_key = key
+                self._map_lines.clear()
+                self._pending.map_reset = True
+            self._map_lines.append(line)
+            self._pending.map_rate_cps = rate
+            if line.x_um.size:
+                self._pending.position_um = (float(line.x_um[-1]), float(line.y_um))
+
+    def _rates(self, chunk: TagChunk) -> None:
+        duration_s = chunk.duration_s
+        if duration_s <= 0:
+            return
+        channels, counts = np.unique(chunk.channel, return_counts=True)
+        rates = {int(c): float(n) / duration_s for c, n in zip(channels, counts)}
+        with self._lock:
+            previous = self._pending.rates_cps or {}
+            self._pending.rates_cps = {**previous, **rates}
+
+    def _start_lifetime(self, histogram: G2Histogram, result: G2Result, run_id: int,
+                        qd_id: int) -> None:
+        """Fit the peak train of a final histogram (central ± ``LIFETIME_PERIODS`` periods)."""
+        tau = np.asarray(histogram.tau_ps, float)
+        keep = np.abs(tau - result.delay_ps) <= LIFETIME_PERIODS * result.period_ps
+        tau, counts = tau[keep], np.asarray(histogram.counts)[keep]
+
+        key = (run_id, qd_id)
+        if self._executor is None:
+            try:
+                fit = fit_lifetime(tau, counts, result.period_ps, result.delay_ps)
+            except (AnalysisInputError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+                log.warning("lifetime fit of run %d QD %d failed: %s", run_id, qd_id, exc)
+                return
+            self._lifetime_done(fit, run_id, qd_id)
+            return
+        future = self._executor.submit(fit_lifetime, tau, counts, result.period_ps,
+                                       result.delay_ps)
+        future.add_done_callback(lambda f: self._lifetime_future(f, key))
+
+    def _lifetime_future(self, future: Future, key: tuple[int, int]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.warning("lifetime fit of run %d QD %d failed: %s", key[0], key[1], exc)
+            return
+        self._lifetime_done(future.result(), *key)
+
+    def _lifetime_done(self, fit: PeakTrainFit, run_id: int, qd_id: int) -> None:
+        with self._lock:
+            self._pending.lifetime = fit
+            if qd_id != NO_ID:
+                self._curve(run_id, qd_id).lifetime = fit
+                row = self._row(run_id, qd_id)
+                row.lifetime_ns, row.lifetime_ns_err = fit.lifetime_ns, fit.lifetime_ns_err
+
+    # ------------------------------------------------------------------ state (lock held)
+    def _row(self, run_id: int, qd_id: int) -> QDRow:
+        key = (run_id, qd_id)
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = QDRow(run_id, qd_id)
+        self._changed[key] = None
+        return row
+
+    def _curve(self, run_id: int, qd_id: int) -> QDCurves:
+        key = (run_id, qd_id)
+        curves = self._curves.get(key)
+        if curves is None:
+            curves = self._curves[key] = QDCurves()
+            while len(self._curves) > self._max_cached_qds:
+                self._curves.popitem(last=False)
+        else:
+            self._curves.move_to_end(key)
+        return curves
+
+    # ------------------------------------------------------------------ consumer side
+    def take(self) -> Update:
+        """Everything that changed since the previous call (GUI thread)."""
+        with self._lock:
+            update, self._pending = self._pending, Update()
+            update.map_lines = list(self._map_lines)
+            self._map_lines.clear()
+            update.events = list(self._events)
+            self._events.clear()
+            update.qd_rows = [QDRow(**vars(self._rows[key])) for key in self._changed]
+            self._changed.clear()
+        return update
+
+    def curves(self, run_id: int, qd_id: int) -> QDCurves | None:
+        """The cached curves of a QD (None when not, or no longer, cached)."""
+        with self._lock:
+            curves = self._curves.get((run_id, qd_id))
+            return None if curves is None else QDCurves(**vars(curves))
+
+    def rows(self) -> list[QDRow]:
+        """Copies of every QD row known."""
+        with self._lock:
+            return [QDRow(**vars(row)) for row in self._rows.values()]

@@ -1,0 +1,483 @@
+"""The main window: dock panels, run controls, the emergency stop, File → Open.
+
+A live window is given a :class:`~micropl.acquisition.session.Session`; a
+read-only window (File → Open) is given a
+:class:`~micropl.acquisition.storage.SessionReader` and shows the same panels
+without the instrument and procedure controls.
+
+Threads: the GUI thread never calls a driver. Instrument commands go to a
+:class:`~micropl.gui.commands.CommandWorker`; data arrive through a
+:class:`~micropl.gui.bridge.DisplayBuffer` drained by a 10 Hz timer; log
+records through a :class:`~micropl.gui.log_handler.GuiLogHandler`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from PyQt5 import QtCore, QtGui, QtWidgets
+
+from micropl.acquisition.procedures import RasterScan
+from micropl.acquisition.records import RunStart, RunStop
+from micropl.acquisition.runner import RunState
+from micropl.analysis.errors import AnalysisInputError
+from micropl.gui.bridge import DisplayBuffer, QDCurves, Update
+from micropl.gui.commands import CommandWorker, Readback
+from micropl.gui.log_handler import GuiLogHandler
+from micropl.gui.panels.g2_panel import G2Panel
+from micropl.gui.panels.instruments_panel import InstrumentsPanel
+from micropl.gui.panels.log_panel import LogPanel
+from micropl.gui.panels.map_panel import MapPanel
+from micropl.gui.panels.procedures_panel import ProceduresPanel
+from micropl.gui.panels.spectrum_panel import SpectrumPanel
+from micropl.gui.panels.survey_panel import SurveyPanel
+from micropl.gui.settings import make_settings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MainWindow", "ESTOP_SHORTCUTS", "DRAIN_INTERVAL_MS"]
+
+#: Keyboard shortcuts of the laser-off / emergency-stop action.
+ESTOP_SHORTCUTS = ("F12", "Ctrl+Space")
+#: Period of the timer that drains the display buffer, ms (10 Hz).
+DRAIN_INTERVAL_MS = 100
+#: Period of the check that saves a changed dock layout, ms.
+LAYOUT_CHECK_MS = 1000
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """micropl's main window.
+
+    Parameters
+    ----------
+    session : Session, optional
+        The live session (setup, runner, stream). None for a read-only window.
+    reader : SessionReader, optional
+        A session file to browse read-only (with ``session=None``).
+    settings : QSettings, optional
+        Where layout and parameters are kept; :func:`make_settings` by default.
+    """
+
+    def __init__(self, session: Any = None, *, reader: Any = None,
+                 settings: QtCore.QSettings | None = None) -> None:
+        super().__init__()
+        if (session is None) == (reader is None):
+            raise ValueError("give either a live session or a session file reader")
+        self.session = session
+        self.reader = reader
+        self.read_only = session is None
+        self.settings = settings or make_settings()
+        # Lifetime fits take ~1 s of CPU each: a separate process keeps them off the GIL.
+        self._executor = ProcessPoolExecutor(max_workers=1,
+                                             mp_context=multiprocessing.get_context("spawn"))
+        self.buffer = DisplayBuffer(lifetime_executor=self._executor)
+        self.log_handler = GuiLogHandler()
+        package_logger = logging.getLogger("micropl")
+        if package_logger.getEffectiveLevel() > logging.INFO:
+            package_logger.setLevel(logging.INFO)
+        package_logger.addHandler(self.log_handler)
+        self._closing = False
+        self._queue_halted = False
+        self._pending_start = False
+        self._layout_saved = b""
+
+        self._build_panels()
+        self._build_actions()
+        self._restore_layout()
+
+        if self.read_only:
+            self._open_read_only()
+        else:
+            self.runner = session.runner
+            self.apd_max_rate_cps = self.runner.apd_max_rate_cps
+            self.subscriber = session.on(self.buffer.handle, maxlen=5000)
+            self.worker = CommandWorker(self.runner)
+            self.worker.failed.connect(self._command_failed)
+            self.worker.done.connect(lambda text: self.statusBar().showMessage(text, 5000))
+            self.worker.readback.connect(self._readback)
+            self.worker.run_started.connect(self._run_started)
+            self.worker.poll_now()
+            self.setWindowTitle(f"micropl — {session.setup.source}"
+                                + (f" → {session.path}" if session.path else ""))
+
+        self.drain_timer = QtCore.QTimer(self)
+        self.drain_timer.timeout.connect(self.drain)
+        self.drain_timer.start(DRAIN_INTERVAL_MS)
+        self.layout_timer = QtCore.QTimer(self)
+        self.layout_timer.timeout.connect(self.save_layout)
+        self.layout_timer.start(LAYOUT_CHECK_MS)
+
+    # ------------------------------------------------------------------ building
+    def _dock(self, name: str, title: str, widget: QtWidgets.QWidget,
+              area: QtCore.Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(f"dock_{name}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        for signal in (dock.dockLocationChanged, dock.topLevelChanged, dock.visibilityChanged):
+            signal.connect(self.save_layout)
+        self.docks[name] = dock
+        return dock
+
+    def _build_panels(self) -> None:
+        self.setDockNestingEnabled(True)
+        self.docks: dict[str, QtWidgets.QDockWidget] = {}
+        max_rate = 2e6 if self.read_only else self.session.runner.apd_max_rate_cps
+        self.map_panel = MapPanel()
+        self.spectrum_panel = SpectrumPanel()
+        self.g2_panel = G2Panel()
+        self.instruments_panel = InstrumentsPanel(max_rate)
+        self.procedures_panel = ProceduresPanel(self.settings)
+        self.survey_panel = SurveyPanel()
+        self.log_panel = LogPanel()
+        left, right = QtCore.Qt.LeftDockWidgetArea, QtCore.Qt.RightDockWidgetArea
+        bottom = QtCore.Qt.BottomDockWidgetArea
+        self._dock("procedures", "Procedures", self.procedures_panel, left)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.instruments_panel)
+        self._dock("instruments", "Instruments", scroll, left)
+        self.tabifyDockWidget(self.docks["procedures"], self.docks["instruments"])
+        self.docks["procedures"].raise_()
+        self._dock("map", "Scan map", self.map_panel, right)
+        self._dock("spectrum", "Spectrum", self.spectrum_panel, right)
+        self._dock("g2", "g²", self.g2_panel, right)
+        self.splitDockWidget(self.docks["map"], self.docks["spectrum"], QtCore.Qt.Horizontal)
+        self.splitDockWidget(self.docks["spectrum"], self.docks["g2"], QtCore.Qt.Vertical)
+        self._dock("survey", "Survey", self.survey_panel, bottom)
+        self._dock("log", "Log", self.log_panel, bottom)
+        self.splitDockWidget(self.docks["survey"], self.docks["log"], QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["procedures"]], [380], QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["survey"], self.docks["log"]], [1200, 330],
+                         QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["map"], self.docks["survey"]], [560, 420],
+                         QtCore.Qt.Vertical)
+
+        self.map_panel.move_requested.connect(self._map_clicked)
+        self.map_panel.scan_requested.connect(self.scan_region)
+        self.instruments_panel.command.connect(self.send_command)
+        self.procedures_panel.start_requested.connect(self.start_procedure)
+        self.procedures_panel.pause_requested.connect(self.pause)
+        self.procedures_panel.resume_requested.connect(self.resume)
+        self.procedures_panel.abort_requested.connect(self.abort)
+        self.procedures_panel.invalid.connect(self.report_error)
+        self.survey_panel.qd_selected.connect(self.qd_selected)
+        self.statusBar().showMessage("ready")
+
+    def _build_actions(self) -> None:
+        self.estop_action = QtWidgets.QAction("■ LASER OFF / STOP", self)
+        self.estop_action.setShortcuts([QtGui.QKeySequence(s) for s in ESTOP_SHORTCUTS])
+        self.estop_action.setShortcutContext(QtCore.Qt.ApplicationShortcut)
+        self.estop_action.setToolTip("Laser off now and abort the run ("
+                                     + " or ".join(ESTOP_SHORTCUTS) + ")")
+        self.estop_action.triggered.connect(self.emergency_stop)
+        toolbar = self.addToolBar("Safety")
+        toolbar.setObjectName("toolbar_safety")
+        toolbar.setMovable(False)
+        toolbar.addAction(self.estop_action)
+        button = toolbar.widgetForAction(self.estop_action)
+        button.setStyleSheet("QToolButton { background: #c00; color: white; font-weight: bold;"
+                             " font-size: 13pt; padding: 6px 14px; border-radius: 4px }")
+        self.safety_toolbar = toolbar
+        if self.read_only:
+            toolbar.hide()
+
+        menu = self.menuBar().addMenu("&File")
+        open_action = menu.addAction("&Open session file…")
+        open_action.setShortcut(QtGui.QKeySequence.Open)
+        open_action.triggered.connect(self._ask_open)
+        menu.addSeparator()
+        menu.addAction("&Close window", self.close)
+        view = self.menuBar().addMenu("&View")
+        for dock in self.docks.values():
+            view.addAction(dock.toggleViewAction())
+        self.open_windows: list[MainWindow] = []
+
+    # ------------------------------------------------------------------ settings
+    def _restore_layout(self) -> None:
+        prefix = "readonly/" if self.read_only else ""
+        geometry = self.settings.value(f"{prefix}geometry")
+        state = self.settings.value(f"{prefix}state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        self._layout_saved = bytes(self.saveState())
+
+    def save_layout(self) -> None:
+        """Save the dock layout and window geometry when they changed."""
+        if self._closing and not self.isVisible():
+            return
+        state = bytes(self.saveState())
+        if state == self._layout_saved:
+            return
+        prefix = "readonly/" if self.read_only else ""
+        self.settings.setValue(f"{prefix}state", self.saveState())
+        self.settings.setValue(f"{prefix}geometry", self.saveGeometry())
+        self.settings.sync()
+        self._layout_saved = state
+
+    # ------------------------------------------------------------------ errors
+    def report_error(self, message: str) -> None:
+        """Show a user error in the status bar and the log panel (never a dialog)."""
+        log.error("%s", message)
+        self.statusBar().showMessage(message, 15000)
+
+    # ------------------------------------------------------------------ commands
+    def _command_failed(self, message: str) -> None:
+        self._pending_start = False
+        self.report_error(message)
+
+    def _run_started(self, run_id: int) -> None:
+        self._pending_start = False
+        self.statusBar().showMessage(f"run {run_id} started", 5000)
+
+    def send_command(self, description: str, action: Any) -> None:
+        """Hand an instrument action ``action(setup)`` to the command worker."""
+        if self.read_only:
+            self.report_error("read-only session: instruments are not connected")
+            return
+        self.worker.submit(description, action)
+
+    def _map_clicked(self, x_um: float, y_um: float) -> None:
+        if self.read_only:
+            self.statusBar().showMessage(f"({x_um:.2f}, {y_um:.2f}) µm", 5000)
+            return
+        self.instruments_panel.request_move(x_um, y_um)
+
+    def scan_region(self, x_min_um: float, x_max_um: float, y_min_um: float,
+                    y_max_um: float) -> None:
+        """Start a raster scan of a rectangle, with the raster form's other parameters."""
+        if self.read_only:
+            return
+        values = self.procedures_panel.forms["raster_scan"].values()
+        values.update(x_min_um=round(x_min_um, 3), x_max_um=round(x_max_um, 3),
+                      y_min_um=round(y_min_um, 3), y_max_um=round(y_max_um, 3))
+        try:
+            scan = RasterScan.model_validate(values)
+        except ValueError as exc:
+            self.report_error(f"region scan: {str(exc).splitlines()[-1].strip()}")
+            return
+        self.start_procedure(scan)
+
+    def start_procedure(self, procedure: Any) -> None:
+        """Start ``procedure`` now, or queue it when a run is in progress."""
+        if self.read_only:
+            return
+        self._queue_halted = False
+        if self.runner.busy or self._pending_start:
+            self.procedures_panel.enqueue(procedure)
+            self.statusBar().showMessage(f"{procedure.title} queued", 5000)
+            return
+        if procedure.name == "survey":
+            self.map_panel.clear_spots()
+        self._pending_start = True
+        self.worker.start_run(procedure)
+
+    def pause(self) -> None:
+        """Pause the run at its next checkpoint (sets a flag; no driver call)."""
+        self.runner.pause()
+
+    def resume(self) -> None:
+        """Resume a paused run."""
+        self.runner.resume()
+
+    def abort(self) -> None:
+        """Abort the run (its cleanup switches the laser off); the queue waits."""
+        self._queue_halted = True
+        self.runner.abort("aborted by the user")
+        self.statusBar().showMessage("aborting…", 5000)
+
+    def emergency_stop(self) -> None:
+        """Laser off now and abort the run; the queue is cleared."""
+        if self.read_only:
+            return
+        self._queue_halted = True
+        self.procedures_panel.clear_queue()
+        self.worker.emergency_stop("emergency stop (GUI)")
+        self.statusBar().showMessage("EMERGENCY STOP: laser off, run aborted", 15000)
+        log.warning("emergency stop pressed")
+
+    def qd_selected(self, run_id: int, qd_id: int, x_um: float, y_um: float) -> None:
+        """Show a QD's data; in a live window also move the scanner back to it."""
+        if self.read_only:
+            from micropl.gui.session_file import qd_curves
+
+            curves = qd_curves(self.reader, run_id, qd_id)
+        else:
+            curves = self.buffer.curves(run_id, qd_id)
+            self.instruments_panel.request_move(x_um, y_um)
+        if curves is not None:
+            self.show_curves(curves)
+        if self.read_only:
+            self.map_panel.set_position(x_um, y_um)
+
+    def show_curves(self, curves: QDCurves) -> None:
+        """Show one QD's spectrum, fit, g² histogram and results."""
+        self.spectrum_panel.show_accumulated(curves.spectrum, curves.fit)
+        if curves.histogram is not None:
+            self.g2_panel.show_histogram(curves.histogram, final=True)
+        if curves.g2 is not None:
+            self.g2_panel.show_result(curves.g2)
+        if curves.lifetime is not None:
+            self.g2_panel.show_lifetime(curves.lifetime)
+
+    # ------------------------------------------------------------------ GUI-thread updates
+    def _readback(self, rb: Readback) -> None:
+        self.instruments_panel.set_readback(rb)
+        self.map_panel.set_position(rb.position_um[0], rb.position_um[1])
+
+    def drain(self) -> None:
+        """Apply what the stream and the log produced since the last tick (timer slot)."""
+        update = self.buffer.take()
+        if not update.empty():
+            self._apply(update)
+        for level, line in self.log_handler.drain():
+            self.log_panel.add(level, line)
+        if not self.read_only:
+            state = self.runner.state
+            self.procedures_panel.set_running(state is not RunState.IDLE,
+                                              state is RunState.PAUSED)
+            if not (self.runner.busy or self._pending_start or self._queue_halted) \
+                    and self.procedures_panel.queue:
+                self.start_procedure(self.procedures_panel.take_next())
+
+    def _apply(self, u: Update) -> None:
+        if u.map_reset:
+            self.map_panel.reset()
+        self.map_panel.add_lines(u.map_lines)
+        if u.frame is not None or u.frame_fit is not None:
+            self.spectrum_panel.show_frame(u.frame, u.frame_fit)
+        if u.accumulated is not None or u.accumulated_fit is not None:
+            self.spectrum_panel.show_accumulated(u.accumulated, u.accumulated_fit)
+        if u.histogram is not None:
+            self.g2_panel.show_histogram(u.histogram, final=u.g2_final)
+        if u.g2 is not None:
+            self.g2_panel.show_result(u.g2)
+        if u.lifetime is not None:
+            self.g2_panel.show_lifetime(u.lifetime)
+        if u.rates_cps:
+            self.instruments_panel.set_rates(u.rates_cps, "from the run's time tags")
+        if u.map_rate_cps is not None:
+            self.instruments_panel.set_rates({}, f"map pixel: {u.map_rate_cps / 1e3:,.1f} kcps "
+                                                 "(both APDs)")
+        if u.position_um is not None:
+            self.map_panel.set_position(*u.position_um)
+            self.instruments_panel.set_position(*u.position_um)
+        if u.qd_rows:
+            self.survey_panel.update_rows(u.qd_rows)
+            for row in u.qd_rows:
+                self.map_panel.set_spot(row.qd_id, row.x_um, row.y_um)
+        if u.progress is not None:
+            self.procedures_panel.set_progress(u.progress.stage, u.progress.done,
+                                               u.progress.total)
+        for event in u.events:
+            self._event(event)
+
+    def _event(self, event: Any) -> None:
+        if isinstance(event, RunStart):
+            self.procedures_panel.set_progress(f"run {event.run_id}: {event.procedure}", 0, None)
+            return
+        if not isinstance(event, RunStop):
+            return
+        text = f"run {event.run_id} {event.status}" + (f": {event.reason}" if event.reason
+                                                        else "")
+        self.procedures_panel.set_progress(text, 1, 1)
+        if event.status == "completed":
+            self.statusBar().showMessage(text, 10000)
+        else:
+            self._queue_halted = True
+            if self.read_only:
+                self.statusBar().showMessage(text, 10000)
+            else:
+                self.report_error(text)
+        if not self.read_only:
+            self.worker.poll_now()
+
+    # ------------------------------------------------------------------ files
+    def _ask_open(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open a session file", str(Path.cwd()), "micropl sessions (*.h5 *.hdf5)")
+        if path:
+            self.open_session_file(path)
+
+    def open_session_file(self, path: str | Path) -> MainWindow | None:
+        """Open a session file read-only in a new window (None and an error when unreadable)."""
+        from micropl.acquisition.storage import SessionReader
+
+        try:
+            reader = SessionReader(path)
+        except (OSError, AnalysisInputError) as exc:
+            self.report_error(f"cannot open {path}: {exc}")
+            return None
+        window = MainWindow(reader=reader, settings=self.settings)
+        window.resize(self.size())
+        window.show()
+        self.open_windows.append(window)
+        return window
+
+    def _open_read_only(self) -> None:
+        from micropl.gui.session_file import load_session
+
+        self.instruments_panel.setEnabled(False)
+        self.procedures_panel.setEnabled(False)
+        n = load_session(self.reader, self.buffer)
+        runs = self.reader.runs()
+        self.setWindowTitle(f"micropl — {self.reader.path} [read-only]")
+        self.statusBar().showMessage(f"{self.reader.path.name}: {len(runs)} runs, {n} records "
+                                     f"(read-only, created {self.reader.created})")
+        log.info("opened %s read-only: %d runs", self.reader.path, len(runs))
+        self.drain()
+
+    # ------------------------------------------------------------------ closing
+    def ask(self, question: str) -> bool:
+        """Ask the user a yes/no question (tests replace this)."""
+        answer = QtWidgets.QMessageBox.question(self, "micropl", question,
+                                                QtWidgets.QMessageBox.Yes
+                                                | QtWidgets.QMessageBox.No,
+                                                QtWidgets.QMessageBox.No)
+        return answer == QtWidgets.QMessageBox.Yes
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
+        if not self.read_only and self.runner.busy:
+            if not self.ask("A run is in progress. Stop it (the laser is switched off) and "
+                            "close?"):
+                event.ignore()
+                return
+            self.stop_run_and_wait()
+        self.save_layout()
+        self._closing = True
+        self.drain_timer.stop()
+        self.layout_timer.stop()
+        for window in self.open_windows:
+            window.close()
+        if self.read_only:
+            self.reader.close()
+        else:
+            self.session.stream.unsubscribe(self.subscriber.subscription)
+            self.worker.stop()
+        logging.getLogger("micropl").removeHandler(self.log_handler)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        event.accept()
+
+    def stop_run_and_wait(self, timeout_s: float = 120.0) -> bool:
+        """Abort the run and keep the GUI alive until its cleanup ran; True when it ended."""
+        self._queue_halted = True
+        self.procedures_panel.clear_queue()
+        self.runner.abort("window closed")
+        self.statusBar().showMessage("stopping the run…")
+        deadline = time.monotonic() + timeout_s
+        while self.runner.busy and time.monotonic() < deadline:
+            QtWidgets.QApplication.processEvents(QtCore.QEventLoop.AllEvents, 50)
+            self.runner.wait(0.05)
+        result = self.runner.wait(0)
+        if result is None:
+            log.critical("the run did not stop within %.0f s", timeout_s)
+            return False
+        log.info("run %d %s: %s", result.run_id, result.status, result.reason)
+        return True

@@ -1,0 +1,103 @@
+"""g² panel: the live HBT histogram with the central and side windows shaded, g²(0) ± σ
+in large type and the lifetime from a peak-train fit of the final histogram."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt5 import QtWidgets
+
+from micropl.acquisition.records import G2Histogram
+from micropl.analysis.g2 import G2Result, PeakTrainFit
+
+__all__ = ["G2Panel"]
+
+
+class G2Panel(QtWidgets.QWidget):
+    """Coincidences against delay τ (ns), with the windows the g²(0) estimate uses."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = pg.PlotWidget()
+        self.plot.setLabel("bottom", "delay τ (ns)")
+        self.plot.setLabel("left", "coincidences per bin")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        # ~10⁴ bins: draw peak-decimated to the screen's pixels, only the visible range.
+        self.curve = self.plot.plot(pen=pg.mkPen("#ddd", width=1))
+        self.model_curve = self.plot.plot(pen=pg.mkPen("#f84", width=1.5))
+        for curve in (self.curve, self.model_curve):
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+        self._shown_windows: list[tuple[float, float]] = []
+        self._windows: list[pg.LinearRegionItem] = []
+        self.value = QtWidgets.QLabel("g²(0) = —")
+        self.value.setStyleSheet("font-size: 26pt; font-weight: bold")
+        self.detail = QtWidgets.QLabel("")
+        self.detail.setWordWrap(True)
+        self.lifetime = QtWidgets.QLabel("lifetime: —")
+        self.lifetime.setStyleSheet("font-size: 14pt")
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.value)
+        top.addStretch(1)
+        top.addWidget(self.lifetime)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.detail)
+        layout.addWidget(self.plot, 1)
+        self._histogram: G2Histogram | None = None
+
+    def show_histogram(self, histogram: G2Histogram, final: bool = False) -> None:
+        """Draw a (live or final) histogram."""
+        self._histogram = histogram
+        tau_ns = np.asarray(histogram.tau_ps, float) / 1e3
+        self.curve.setData(tau_ns, np.asarray(histogram.counts, float))
+        self.model_curve.setData([], [])
+        self.plot.setTitle(f"{'final' if final else 'live'}: {histogram.integration_s:.1f} s "
+                           f"integrated, {histogram.bin_ps:g} ps bins")
+
+    def show_result(self, result: G2Result) -> None:
+        """Shade the windows and show g²(0) ± 1σ."""
+        windows = [tuple(result.central_window_ps)] + [tuple(w) for w in result.side_windows_ps]
+        if windows != self._shown_windows:
+            self._shade(windows)
+        self.value.setText(f"g²(0) = {result.g2_0:.3f} ± {result.g2_0_err:.3f}")
+        colour = "#2a2" if result.g2_0 + result.g2_0_err < 0.5 else "#c80"
+        self.value.setStyleSheet(f"font-size: 26pt; font-weight: bold; color: {colour}")
+        bg = result.g2_0_bgcorr
+        self.detail.setText(
+            f"central {result.central_counts:.0f} counts, mean side "
+            f"{result.side_mean_counts:.0f} counts ({result.n_side_left}+{result.n_side_right} "
+            f"side peaks, period {result.period_ps / 1e3:.1f} ns)"
+            + (f"; background-corrected {bg:.3f} ± {result.g2_0_bgcorr_err:.3f}"
+               if np.isfinite(bg) else ""))
+
+    def _shade(self, windows: list[tuple[float, float]]) -> None:
+        """Shade the central window red and the side windows blue (times in ps)."""
+        self._shown_windows = windows
+        while len(self._windows) < len(windows):
+            region = pg.LinearRegionItem(movable=False)
+            region.setZValue(-5)
+            self.plot.addItem(region)
+            self._windows.append(region)
+        for i, region in enumerate(self._windows):
+            if i < len(windows):
+                lo, hi = windows[i]
+                region.setRegion((lo / 1e3, hi / 1e3))
+                color = (255, 80, 80, 70) if i == 0 else (80, 160, 255, 45)
+                region.setBrush(pg.mkBrush(color))
+                region.show()
+            else:
+                region.hide()
+
+    def show_lifetime(self, fit: PeakTrainFit) -> None:
+        """Show the lifetime of a peak-train fit and draw its model."""
+        self.lifetime.setText(f"lifetime: {fit.lifetime_ns:.2f} ± {fit.lifetime_ns_err:.2f} ns"
+                              + ("" if fit.success else " (fit did not converge)"))
+        h = self._histogram
+        if h is not None and np.asarray(fit.model).shape == np.asarray(h.counts).shape:
+            self.model_curve.setData(np.asarray(h.tau_ps, float) / 1e3, fit.model)
+
+    def g2_text(self) -> str:
+        """The g²(0) text shown."""
+        return self.value.text()

@@ -1,0 +1,185 @@
+"""Procedures panel: parameter forms from the pydantic models, run controls and a queue.
+
+The last-used parameters of every procedure are saved on every change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from PyQt5 import QtCore, QtWidgets
+
+from micropl.acquisition.config import format_validation_error
+from micropl.acquisition.procedures import PROCEDURES
+from micropl.gui.forms import ModelForm
+from micropl.gui.settings import load_json, save_json
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProceduresPanel"]
+
+
+class ProceduresPanel(QtWidgets.QWidget):
+    """Choose a procedure, edit its parameters, start/pause/resume/abort it, queue others.
+
+    Parameters
+    ----------
+    settings : QSettings
+        Where the last-used parameters are kept.
+
+    Signals
+    -------
+    start_requested(object)
+        A validated procedure to run now (or queue when busy).
+    pause_requested(), resume_requested(), abort_requested()
+        Run controls.
+    invalid(str)
+        The form holds an invalid value (one line naming the field).
+    """
+
+    start_requested = QtCore.pyqtSignal(object)
+    pause_requested = QtCore.pyqtSignal()
+    resume_requested = QtCore.pyqtSignal()
+    abort_requested = QtCore.pyqtSignal()
+    invalid = QtCore.pyqtSignal(str)
+
+    def __init__(self, settings: QtCore.QSettings,
+                 parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.choice = QtWidgets.QComboBox()
+        self.stack = QtWidgets.QStackedWidget()
+        self.forms: dict[str, ModelForm] = {}
+        for name, cls in PROCEDURES.items():
+            form = ModelForm(cls)
+            saved = load_json(settings, f"params/{name}", {})
+            if isinstance(saved, dict):
+                form.set_values(saved)
+            form.changed.connect(lambda n=name: self._save(n))
+            scroll = QtWidgets.QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setWidget(form)
+            self.stack.addWidget(scroll)
+            self.choice.addItem(cls.title, name)
+            self.forms[name] = form
+        self.choice.currentIndexChanged.connect(self._chosen)
+        last = str(settings.value("procedure", "survey"))
+        if last in self.forms:
+            self.choice.setCurrentIndex(list(self.forms).index(last))
+        self.stack.setCurrentIndex(self.choice.currentIndex())
+
+        self.start_button = QtWidgets.QPushButton("Start")
+        self.queue_button = QtWidgets.QPushButton("Add to queue")
+        self.pause_button = QtWidgets.QPushButton("Pause")
+        self.resume_button = QtWidgets.QPushButton("Resume")
+        self.abort_button = QtWidgets.QPushButton("Abort")
+        self.start_button.clicked.connect(self._start)
+        self.queue_button.clicked.connect(self._enqueue)
+        self.pause_button.clicked.connect(self.pause_requested)
+        self.resume_button.clicked.connect(self.resume_requested)
+        self.abort_button.clicked.connect(self.abort_requested)
+        self.queue_list = QtWidgets.QListWidget()
+        self.queue_list.setMaximumHeight(110)
+        remove = QtWidgets.QPushButton("Remove from queue")
+        remove.clicked.connect(self._remove_selected)
+        self.progress = QtWidgets.QProgressBar()
+        self.stage = QtWidgets.QLabel("idle")
+        self.queue: list[Any] = []
+
+        buttons = QtWidgets.QGridLayout()
+        buttons.addWidget(self.start_button, 0, 0)
+        buttons.addWidget(self.queue_button, 0, 1)
+        buttons.addWidget(self.pause_button, 1, 0)
+        buttons.addWidget(self.resume_button, 1, 1)
+        buttons.addWidget(self.abort_button, 2, 0, 1, 2)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.choice)
+        layout.addWidget(self.stack, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.stage)
+        layout.addWidget(self.progress)
+        layout.addWidget(QtWidgets.QLabel("queue"))
+        layout.addWidget(self.queue_list)
+        layout.addWidget(remove)
+        self.set_running(False, False)
+
+    # ------------------------------------------------------------------ forms
+    @property
+    def current_name(self) -> str:
+        """Name of the procedure shown."""
+        return str(self.choice.currentData())
+
+    def select(self, name: str) -> ModelForm:
+        """Show the form of procedure ``name`` and return it."""
+        self.choice.setCurrentIndex(list(self.forms).index(name))
+        return self.forms[name]
+
+    def _chosen(self, index: int) -> None:
+        self.stack.setCurrentIndex(index)
+        self.settings.setValue("procedure", self.current_name)
+        self.settings.sync()
+
+    def _save(self, name: str) -> None:
+        save_json(self.settings, f"params/{name}", self.forms[name].values())
+
+    def procedure(self, name: str | None = None) -> Any | None:
+        """The validated procedure of a form (None and ``invalid`` emitted when invalid)."""
+        name = name or self.current_name
+        try:
+            return self.forms[name].model()
+        except ValidationError as exc:
+            message = f"{name}: {format_validation_error(exc)}"
+            self.invalid.emit(message)
+            return None
+
+    # ------------------------------------------------------------------ run controls
+    def _start(self) -> None:
+        procedure = self.procedure()
+        if procedure is not None:
+            self.start_requested.emit(procedure)
+
+    def _enqueue(self) -> None:
+        procedure = self.procedure()
+        if procedure is not None:
+            self.enqueue(procedure)
+
+    def enqueue(self, procedure: Any) -> None:
+        """Append a procedure to the queue."""
+        self.queue.append(procedure)
+        self.queue_list.addItem(type(procedure).title)
+
+    def take_next(self) -> Any | None:
+        """Remove and return the first queued procedure (None when the queue is empty)."""
+        if not self.queue:
+            return None
+        self.queue_list.takeItem(0)
+        return self.queue.pop(0)
+
+    def clear_queue(self) -> None:
+        """Empty the queue."""
+        self.queue.clear()
+        self.queue_list.clear()
+
+    def _remove_selected(self) -> None:
+        row = self.queue_list.currentRow()
+        if 0 <= row < len(self.queue):
+            self.queue.pop(row)
+            self.queue_list.takeItem(row)
+
+    def set_running(self, running: bool, paused: bool) -> None:
+        """Enable the controls that make sense in this state."""
+        self.pause_button.setEnabled(running and not paused)
+        self.resume_button.setEnabled(running and paused)
+        self.abort_button.setEnabled(running)
+
+    def set_progress(self, stage: str, done: float, total: float | None) -> None:
+        """Show the current stage and its progress."""
+        self.stage.setText(stage)
+        if total:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * min(done / total, 1.0)))
+        else:
+            self.progress.setRange(0, 0)

@@ -1,0 +1,142 @@
+"""Spectrum panel: live frame, accumulated spectrum, fit curve, fit table, nm/eV axis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt5 import QtCore, QtWidgets
+
+from micropl.analysis.spectra import SpectrumFit, energy_ev_from_wavelength_nm
+from micropl.drivers.interfaces import Spectrum
+
+__all__ = ["SpectrumPanel", "fit_rows"]
+
+_TABLE_ROWS = ("peak energy (eV)", "peak wavelength (nm)", "FWHM (meV)", "area (counts)",
+               "background (counts/px)", "reduced χ²")
+
+
+def _pair(value: np.ndarray, error: np.ndarray | None, fmt: str) -> tuple[str, str]:
+    v = float(np.asarray(value, float).ravel()[0])
+    e = "" if error is None else format(float(np.asarray(error, float).ravel()[0]), fmt)
+    return format(v, fmt), e
+
+
+def fit_rows(fit: SpectrumFit) -> list[tuple[str, str, str]]:
+    """(quantity with unit, value, 1σ error) of a single-spectrum fit, as table text."""
+    values = [
+        _pair(fit.peak_energy_ev, fit.peak_energy_err_ev, ".5f"),
+        _pair(fit.peak_wavelength_nm, fit.peak_wavelength_err_nm, ".3f"),
+        _pair(fit.fwhm_mev, fit.fwhm_err_mev, ".2f"),
+        _pair(fit.area, fit.area_err, ".4g"),
+        _pair(fit.background, fit.background_err, ".3g"),
+        _pair(fit.reduced_chi2, None, ".3f"),
+    ]
+    return [(name, v, e) for name, (v, e) in zip(_TABLE_ROWS, values)]
+
+
+class SpectrumPanel(QtWidgets.QWidget):
+    """Shows the newest frame and accumulated spectrum with their fit curves."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.plot = pg.PlotWidget()
+        self.plot.addLegend(offset=(-10, 10))
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setLabel("left", "counts per pixel")
+        self.frame_curve = self.plot.plot(pen=pg.mkPen((150, 150, 150), width=1),
+                                          name="frame")
+        self.acc_curve = self.plot.plot(pen=pg.mkPen("#4af", width=1.5), name="accumulated")
+        self.fit_curve = self.plot.plot(pen=pg.mkPen("#f84", width=2), name="fit")
+        self.axis_box = QtWidgets.QComboBox()
+        self.axis_box.addItems(["wavelength (nm)", "energy (eV)"])
+        self.axis_box.currentIndexChanged.connect(self._redraw)
+        self.title = QtWidgets.QLabel("no spectrum yet")
+        self.title.setWordWrap(True)
+        self.table = QtWidgets.QTableWidget(len(_TABLE_ROWS), 3)
+        self.table.setHorizontalHeaderLabels(["quantity", "value", "± 1σ"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
+        self.table.setMaximumHeight(200)
+        for i, name in enumerate(_TABLE_ROWS):
+            self.table.setItem(i, 0, QtWidgets.QTableWidgetItem(name))
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(QtWidgets.QLabel("axis:"))
+        top.addWidget(self.axis_box)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.plot, 3)
+        layout.addWidget(self.table, 1)
+        self._frame: Spectrum | None = None
+        self._acc: Spectrum | None = None
+        self._fit: SpectrumFit | None = None
+        self._fit_of: Spectrum | None = None
+        self._redraw()
+
+    @property
+    def energy_axis(self) -> bool:
+        """True when the x axis shows photon energy in eV."""
+        return self.axis_box.currentIndex() == 1
+
+    def set_energy_axis(self, on: bool) -> None:
+        """Switch the x axis between nm (False) and eV (True)."""
+        self.axis_box.setCurrentIndex(1 if on else 0)
+
+    def show_frame(self, spectrum: Spectrum | None, fit: SpectrumFit | None) -> None:
+        """Newest single frame (and its fit, shown when no accumulated fit is newer)."""
+        if spectrum is not None:
+            self._frame = spectrum
+        if fit is not None:
+            self._fit, self._fit_of = fit, self._frame
+        self._redraw()
+
+    def show_accumulated(self, spectrum: Spectrum | None, fit: SpectrumFit | None) -> None:
+        """Newest accumulated spectrum and its fit."""
+        if spectrum is not None:
+            self._acc = spectrum
+            self._frame = None
+        if fit is not None:
+            self._fit, self._fit_of = fit, self._acc
+        self._redraw()
+
+    def _x(self, wavelength_nm: np.ndarray) -> np.ndarray:
+        return energy_ev_from_wavelength_nm(wavelength_nm) if self.energy_axis \
+            else np.asarray(wavelength_nm)
+
+    def _redraw(self) -> None:
+        self.plot.setLabel("bottom", "photon energy (eV)" if self.energy_axis
+                           else "wavelength (nm)")
+        for curve, spectrum in ((self.frame_curve, self._frame), (self.acc_curve, self._acc)):
+            if spectrum is None:
+                curve.setData([], [])
+            else:
+                curve.setData(self._x(spectrum.wavelength_nm), np.asarray(spectrum.counts))
+        fit = self._fit
+        if fit is None or self._fit_of is None:
+            self.fit_curve.setData([], [])
+            return
+        axis_nm = np.asarray(fit.wavelength_nm)
+        self.fit_curve.setData(self._x(axis_nm), fit.model_counts(axis_nm))
+        ok = bool(np.all(fit.success))
+        unit = self._fit_of.counts_unit
+        self.plot.setLabel("left", f"counts per pixel ({'photoelectrons' if unit == 'e' else 'ADU'})")
+        source = "accumulated" if self._fit_of is self._acc else "frame"
+        self.title.setText(f"{fit.model} fit of the {source} spectrum"
+                           + ("" if ok else f" — FAILED: {np.asarray(fit.message).ravel()[0]}"))
+        for i, (_, value, error) in enumerate(fit_rows(fit)):
+            self.table.setItem(i, 1, QtWidgets.QTableWidgetItem(value))
+            self.table.setItem(i, 2, QtWidgets.QTableWidgetItem(error))
+            for col in (1, 2):
+                self.table.item(i, col).setTextAlignment(QtCore.Qt.AlignRight
+                                                         | QtCore.Qt.AlignVCenter)
+
+    def table_text(self) -> dict[str, tuple[str, str]]:
+        """Quantity → (value, error) as shown in the fit table."""
+        out = {}
+        for i in range(self.table.rowCount()):
+            value, error = self.table.item(i, 1), self.table.item(i, 2)
+            out[self.table.item(i, 0).text()] = (value.text() if value else "",
+                                                 error.text() if error else "")
+        return out

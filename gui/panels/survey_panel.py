@@ -1,0 +1,159 @@
+"""Survey panel: the QDs measured with their results, and the survey statistics plots."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt5 import QtCore, QtWidgets
+
+from micropl.analysis.errors import AnalysisInputError
+from micropl.analysis.statistics import fwhm_histogram
+from micropl.gui.bridge import QDRow
+
+__all__ = ["SurveyPanel", "COLUMNS"]
+
+COLUMNS = ("run", "QD", "x (µm)", "y (µm)", "SNR", "status", "E (eV)", "σE (meV)",
+           "FWHM (meV)", "σFWHM (meV)", "g²(0)", "σg²(0)", "τ (ns)")
+
+
+def _fmt(value: float, fmt: str) -> str:
+    return "—" if not math.isfinite(value) else format(value, fmt)
+
+
+def _cells(row: QDRow) -> list[str]:
+    return [str(row.run_id), str(row.qd_id), _fmt(row.x_um, ".2f"), _fmt(row.y_um, ".2f"),
+            _fmt(row.snr, ".1f"), row.status, _fmt(row.peak_energy_ev, ".4f"),
+            _fmt(row.peak_energy_err_ev * 1e3, ".2f"), _fmt(row.fwhm_mev, ".1f"),
+            _fmt(row.fwhm_err_mev, ".1f"), _fmt(row.g2_0, ".3f"), _fmt(row.g2_0_err, ".3f"),
+            _fmt(row.lifetime_ns, ".2f")]
+
+
+class SurveyPanel(QtWidgets.QWidget):
+    """QD table (click a row to go back to that QD) and statistics plots.
+
+    Signals
+    -------
+    qd_selected(run_id, qd_id, x_um, y_um)
+        The user clicked a QD.
+    """
+
+    qd_selected = QtCore.pyqtSignal(int, int, float, float)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.table = QtWidgets.QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
+        self.table.cellClicked.connect(self._clicked)
+        self.fwhm_plot = pg.PlotWidget(title="FWHM histogram")
+        self.fwhm_plot.setLabel("bottom", "FWHM (meV)")
+        self.fwhm_plot.setLabel("left", "QDs")
+        self.scatter_plot = pg.PlotWidget(title="FWHM vs peak energy")
+        self.scatter_plot.setLabel("bottom", "peak energy (eV)")
+        self.scatter_plot.setLabel("left", "FWHM (meV)")
+        self.g2_plot = pg.PlotWidget(title="g²(0) histogram")
+        self.g2_plot.setLabel("bottom", "g²(0)")
+        self.g2_plot.setLabel("left", "QDs")
+        self.g2_plot.addItem(pg.InfiniteLine(0.5, angle=90, pen=pg.mkPen("#c80",
+                                                                          style=QtCore.Qt.DashLine)))
+        self.fwhm_bars = pg.BarGraphItem(x0=[], x1=[], height=[], brush="#4af")
+        self.fwhm_plot.addItem(self.fwhm_bars)
+        self.g2_bars = pg.BarGraphItem(x0=[], x1=[], height=[], brush="#a6f")
+        self.g2_plot.addItem(self.g2_bars)
+        self.scatter = pg.ScatterPlotItem(size=8, brush="#4af")
+        self.errors = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), pen="#888")
+        self.scatter_plot.addItem(self.errors)
+        self.scatter_plot.addItem(self.scatter)
+        plots = QtWidgets.QHBoxLayout()
+        for plot in (self.fwhm_plot, self.scatter_plot, self.g2_plot):
+            plot.setMinimumHeight(160)
+            plots.addWidget(plot)
+        self.summary = QtWidgets.QLabel("no QD yet")
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.table, 2)
+        layout.addLayout(plots, 1)
+        self._rows: dict[tuple[int, int], QDRow] = {}
+        self._index: dict[tuple[int, int], int] = {}
+
+    # ------------------------------------------------------------------ data
+    def clear(self) -> None:
+        """Remove every QD."""
+        self._rows.clear()
+        self._index.clear()
+        self.table.setRowCount(0)
+        self._statistics()
+
+    def update_rows(self, rows: list[QDRow]) -> None:
+        """Add or refresh QD rows, then recompute the statistics."""
+        if not rows:
+            return
+        for row in rows:
+            key = (row.run_id, row.qd_id)
+            self._rows[key] = row
+            index = self._index.get(key)
+            if index is None:
+                index = self._index[key] = self.table.rowCount()
+                self.table.insertRow(index)
+            for col, text in enumerate(_cells(row)):
+                item = QtWidgets.QTableWidgetItem(text)
+                if col != 5:
+                    item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
+                self.table.setItem(index, col, item)
+        if self.table.rowCount() <= 2:  # size the columns once there is content
+            self.table.resizeColumnsToContents()
+        self._statistics()
+
+    def row(self, run_id: int, qd_id: int) -> QDRow | None:
+        """The QD row shown for (run, QD)."""
+        return self._rows.get((run_id, qd_id))
+
+    def select_index(self, index: int) -> None:
+        """Select table row ``index`` as a click would."""
+        self.table.selectRow(index)
+        self._clicked(index, 0)
+
+    def _clicked(self, index: int, _col: int) -> None:
+        for key, i in self._index.items():
+            if i == index:
+                row = self._rows[key]
+                self.qd_selected.emit(row.run_id, row.qd_id, row.x_um, row.y_um)
+                return
+
+    # ------------------------------------------------------------------ statistics
+    def _statistics(self) -> None:
+        rows = list(self._rows.values())
+        energy = np.array([r.peak_energy_ev for r in rows], float)
+        energy_err = np.array([r.peak_energy_err_ev for r in rows], float)
+        fwhm = np.array([r.fwhm_mev for r in rows], float)
+        fwhm_err = np.array([r.fwhm_err_mev for r in rows], float)
+        g2 = np.array([r.g2_0 for r in rows], float)
+        done = sum(r.status == "completed" for r in rows)
+        failed = sum(r.status == "failed" for r in rows)
+        single = int(np.sum(g2 < 0.5))
+        self.summary.setText(f"{len(rows)} QDs: {done} completed, {failed} failed; "
+                             f"{single} with g²(0) < 0.5")
+        try:
+            edges, counts = fwhm_histogram(fwhm, bin_mev=5.0)
+        except AnalysisInputError:
+            edges, counts = np.zeros(1), np.zeros(0)
+        self.fwhm_bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)
+        ok = np.isfinite(energy) & np.isfinite(fwhm)
+        self.scatter.setData(energy[ok], fwhm[ok])
+        self.errors.setData(x=energy[ok], y=fwhm[ok],
+                            width=2 * np.nan_to_num(energy_err[ok]),
+                            height=2 * np.nan_to_num(fwhm_err[ok]))
+        g2 = g2[np.isfinite(g2)]
+        if g2.size:
+            edges = np.arange(0.0, max(1.0, float(g2.max())) + 0.05, 0.05)
+            counts, _ = np.histogram(g2, edges)
+            self.g2_bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)
+        else:
+            self.g2_bars.setOpts(x0=[], x1=[], height=[])
