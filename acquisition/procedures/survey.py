@@ -89,6 +89,7 @@ class Survey(ProcedureBase):
         image: MapImage = self.scan.run(ctx)
         spots = find_spots(image.counts, image.x_um, image.y_um, psf_fwhm_um=self.psf_fwhm_um,
                            snr_min=self.min_snr)
+        ctx.emit(spots, kind="spots")
         rate = spots.amplitude / self.scan.dwell_s
         keep = (rate >= self.min_rate_cps) & (rate <= self.max_rate_cps) & ~spots.at_edge
         if self.isolated_only:
