@@ -27,19 +27,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Summarise a micropl session file: runs with their status, and each "
                     "selected QD with its fitted peak energy, FWHM and g²(0). Works on a file "
                     "that is still being written.")
-    parser.add_argument("file", help="session file (.h5)")
+    parser.add_argument("file", nargs="?", help="session file (.h5)")
+    parser.add_argument("--instruments", action="store_true",
+                        help="list every driver and whether its library can be imported here")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the summary of ``args.file``; 0 on success."""
+    """Print the summary of ``args.file`` (or the driver table); 0 on success."""
+    if args.instruments:
+        return _instruments(args.json)
+    if args.file is None:
+        from micropl.acquisition.cli import UsageError
+
+        raise UsageError("info: give a session FILE, or --instruments")
     with SessionReader(args.file) as reader:
         summary = session_summary(reader)
     if args.json:
         sys.stdout.write(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     else:
         print_summary(summary)
+    return 0
+
+
+def _instruments(as_json: bool) -> int:
+    from micropl.acquisition.instruments_report import driver_table
+
+    rows = driver_table()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Instrument drivers")
+    for col in ("role", "driver", "module", "needs", "ready"):
+        table.add_column(col)
+    for row in rows:
+        state = {True: "found", False: "missing", None: "not for this OS"}
+        needs = [f"{name} ({state[ok]})" for name, ok in
+                 {**row["requires_available"], **row["vendor_libraries_available"]}.items()]
+        hint = f"; {row['install']}" if row["install"] and not row["ready"] else ""
+        table.add_row(row["role"], row["driver"], row["module"],
+                      escape((", ".join(needs) or "—") + hint), "yes" if row["ready"] else "no")
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     return 0
 
 

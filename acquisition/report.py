@@ -100,16 +100,15 @@ def _spectra_panel(ax: Any, reader: SessionReader, qds: list[dict[str, Any]]) ->
         energy_ev = 1239.84198 / spectrum.wavelength_nm
         scale = 1.0 / max(float(np.max(spectrum.counts)), 1.0)
         offset = 1.1 * i
-        line = ax.plot(energy_ev, spectrum.counts * scale + offset, ".", ms=2)[0]
+        ax.plot(energy_ev, spectrum.counts * scale + offset, ".", ms=2, color="0.6")
         model = fit.model_counts(spectrum.wavelength_nm)
-        ax.plot(energy_ev, np.asarray(model).ravel() * scale + offset, "-",
-                color=line.get_color(), lw=1.2,
+        ax.plot(energy_ev, np.asarray(model).ravel() * scale + offset, "-", lw=1.5,
                 label=f"QD {q['id']}: {q['peak_energy_ev']:.3f} eV, "
                       f"{q['fwhm_mev']:.0f}±{q['fwhm_err_mev']:.1f} meV")
     ax.set_xlim(2.2, 2.7)
     ax.set_xlabel("photon energy (eV)")
     ax.set_ylabel("counts (normalised, offset)")
-    ax.set_title("example spectra with Lorentzian fits")
+    ax.set_title("example spectra (grey) with Lorentzian fits")
     ax.legend(fontsize=8, loc="upper right")
 
 

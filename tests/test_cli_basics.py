@@ -21,3 +21,20 @@ def test_unknown_command_is_usage_error(capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err
+
+
+def test_info_instruments_lists_every_driver_and_names_missing_extras(capsys):
+    import json
+
+    assert main(["info", "--instruments", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    drivers = {(r["role"], r["driver"]) for r in rows}
+    assert ("tagger", "swabian") in drivers and ("camera", "simulated") in drivers
+    swabian = next(r for r in rows if r["driver"] == "swabian")
+    if not swabian["ready"]:
+        assert "micropl[swabian]" in swabian["install"]
+
+
+def test_info_without_file_or_instruments_is_a_usage_error(capsys):
+    assert main(["info"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
