@@ -7,7 +7,8 @@ A setup file names a driver for each instrument role and gives its settings::
     laser: {driver: simulated, power_percent: 20}
     spectrograph: {driver: acton, resource: "ASRL/dev/ttyUSB0::INSTR"}
 
-Each role's section is a pydantic model chosen by its ``driver`` key. The
+Each role's section is a pydantic model chosen by its ``driver`` key (a section
+without one, or a missing section, means the simulated instrument). The
 simulated models live in :mod:`micropl.simulators.settings`; each real driver
 module in :mod:`micropl.drivers` declares its own in a ``DRIVERS`` mapping.
 Unknown keys are errors, and every error is reported as one line naming the key
@@ -199,6 +200,10 @@ def load_config(path: str | Path | None = None, *, text: str | None = None,
                           f"got {type(data).__name__}")
     if overrides:
         data = _merge(data, overrides)
+    for role in ROLES:  # a section without a driver configures the simulated instrument
+        section = data.get(role)
+        if isinstance(section, dict) and "driver" not in section:
+            data[role] = {"driver": "simulated", **section}
     try:
         return setup_model().model_validate(data), text
     except ValidationError as exc:
