@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "micropl.acquisition.cli_export",
     "micropl.acquisition.cli_analyze",
     "micropl.acquisition.cli_simulate",
+    "micropl.acquisition.cli_replay",
     "micropl.acquisition.cli_gui",
 )
 

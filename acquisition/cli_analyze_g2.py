@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from micropl.analysis.errors import AnalysisInputError, FileFormatError
-from micropl.analysis.g2 import G2Result, cross_correlate, pulsed_g2
+from micropl.analysis.g2 import G2Result, cross_correlate, pulsed_g2, pulsed_window_ps
 from micropl.analysis.tags import PTU_MAGIC, read_histogram_file, read_ptu_t2
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
     if args.window_ps is not None:
         window_ps = int(args.window_ps)
     elif rate is not None:
-        window_ps = int(math.ceil((args.n_side + 1) * 1e12 / rate))
+        window_ps = pulsed_window_ps(rate, args.n_side, bin_ps)
     else:
         window_ps = DEFAULT_WINDOW_PS
     tau_ps, counts = cross_correlate(t_a, t_b, bin_ps, window_ps)

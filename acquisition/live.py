@@ -29,8 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from micropl.acquisition.records import G2Histogram, Tagged
 from micropl.analysis.errors import AnalysisInputError
-from micropl.analysis.g2 import G2Accumulator, G2Result, fit_peak_train, pulsed_g2
-from micropl.analysis.spectra import SpectrumFit, fit_spectra
+from micropl.analysis.g2 import (
+    G2Accumulator,
+    G2Result,
+    fit_peak_train,
+    pulsed_g2,
+    pulsed_window_ps,
+)
+from micropl.analysis.spectra import fit_spectra
 from micropl.drivers.interfaces import Spectrum, TagChunk
 
 log = logging.getLogger(__name__)
@@ -96,28 +102,51 @@ class LiveAnalysis:
             return self._latest.get((run_id, qd_id, record_type, kind))
 
     # ------------------------------------------------------------------ stream handler
-    def handle(self, item: Any) -> None:
-        """Stream handler: dispatch on the record type.
+    def handle(self, items: list[Any]) -> None:
+        """Stream handler (batch mode): every record queued at this moment.
 
+        Consecutive spectra that share an axis and a noise model are fitted in
+        one batch call (the fitter's parallel path); everything else in order.
         An analysis error is remembered for the record's run/QD (the survey
-        reports it as the QD's failure reason), then re-raised so the stream
-        logs it.
+        reports it as the QD's failure reason) and then re-raised, so the
+        stream logs it; the rest of the batch is still handled.
         """
-        if not isinstance(item, Tagged):
-            return
-        try:
-            self._dispatch(item)
-        except Exception as exc:
-            with self._lock:
-                self._errors.setdefault((item.run_id, item.qd_id), []).append(
-                    f"{type(exc).__name__}: {exc}")
-            raise
+        pending: list[Tagged] = []
+        failure: Exception | None = None
+        for item in items:
+            if not isinstance(item, Tagged):
+                continue
+            if _fittable(item):
+                if pending and not _same_batch(pending[0].record, item.record):
+                    failure = self._guarded(self._fit_spectra, pending) or failure
+                    pending = []
+                pending.append(item)
+                continue
+            if pending:
+                failure = self._guarded(self._fit_spectra, pending) or failure
+                pending = []
+            failure = self._guarded(self._dispatch, [item]) or failure
+        if pending:
+            failure = self._guarded(self._fit_spectra, pending) or failure
+        if failure is not None:
+            raise failure
 
-    def _dispatch(self, item: Tagged) -> None:
+    def _guarded(self, action: Callable[[list[Tagged]], None],
+                 items: list[Tagged]) -> Exception | None:
+        try:
+            action(items)
+        except Exception as exc:  # noqa: BLE001 - kept per QD, then re-raised by handle
+            with self._lock:
+                for item in items:
+                    self._errors.setdefault((item.run_id, item.qd_id), []).append(
+                        f"{type(exc).__name__}: {exc}")
+            return exc
+        return None
+
+    def _dispatch(self, items: list[Tagged]) -> None:
+        item = items[0]
         record = item.record
-        if isinstance(record, Spectrum) and item.kind in ("frame", "accumulated"):
-            self._fit_spectrum(item)
-        elif isinstance(record, TagChunk) and item.kind == "g2":
+        if isinstance(record, TagChunk) and item.kind == "g2":
             self._add_tags(item)
         elif isinstance(record, G2Done):
             self._finish_g2(item)
@@ -128,34 +157,28 @@ class LiveAnalysis:
         self.publish(Tagged(record, run_id=source.run_id, qd_id=source.qd_id, kind=kind))
 
     # ------------------------------------------------------------------ spectra
-    def _fit_spectrum(self, item: Tagged) -> None:
-        spectrum: Spectrum = item.record
-        if spectrum.counts_unit == "e":
-            noise = {"noise_factor": 2.0 if spectrum.em_gain > 1 else 1.0,
-                     "read_noise": float(spectrum.read_noise)}
+    def _fit_spectra(self, items: list[Tagged]) -> None:
+        first: Spectrum = items[0].record
+        if first.counts_unit == "e":
+            # Errors follow the EMCCD noise model, inflated by √χ² when the line is not
+            # exactly the model (spectral diffusion, a sloped background).
+            noise = {"noise_factor": 2.0 if first.em_gain > 1 else 1.0,
+                     "read_noise": float(first.read_noise), "scale_errors": "inflate"}
         else:
             noise = {"noise_factor": None}
-        fit = fit_spectra(spectrum.wavelength_nm, spectrum.counts,
-                          model=self.settings.spectrum_model, **noise)
-        if noise["noise_factor"] is not None and bool(np.all(fit.success)) \
-                and float(fit.reduced_chi2) > 1.0:
-            # The line is not exactly the model (spectral diffusion, background slope):
-            # scale the errors by √χ² so they stay honest.
-            fit = fit_spectra(spectrum.wavelength_nm, spectrum.counts,
-                              model=self.settings.spectrum_model, scale_errors="chi2",
-                              p0=fit.params, **noise)
-        self._derived(item, fit, item.kind)
+        counts = np.stack([item.record.counts for item in items])
+        fit = fit_spectra(first.wavelength_nm, counts, model=self.settings.spectrum_model,
+                          **noise)
+        for i, item in enumerate(items):
+            self._derived(item, fit.select(i), item.kind)
 
     # ------------------------------------------------------------------ g2
     def _state(self, item: Tagged) -> _G2State:
         key = (item.run_id, item.qd_id)
         state = self._g2.get(key)
         if state is None:
-            period_ps = 1e12 / self.rep_rate_hz
-            # n_side peaks each side, plus one period of margin for the channel delay.
-            window_ps = int(round((self.settings.n_side + 1) * period_ps))
             bin_ps = self.settings.g2_bin_ps
-            window_ps -= window_ps % bin_ps
+            window_ps = pulsed_window_ps(self.rep_rate_hz, self.settings.n_side, bin_ps)
             state = _G2State(G2Accumulator(bin_ps, window_ps, channel_a=self.channels[0],
                                            channel_b=self.channels[1]))
             self._g2[key] = state
@@ -217,19 +240,20 @@ class LiveAnalysis:
             self._derived(item, fit, kind)
 
 
+def _fittable(item: Tagged) -> bool:
+    return isinstance(item.record, Spectrum) and item.kind in ("frame", "accumulated")
+
+
+def _same_batch(a: Spectrum, b: Spectrum) -> bool:
+    """Whether two spectra can share one batch fit (same axis and noise model)."""
+    return (a.counts_unit == b.counts_unit and (a.em_gain > 1) == (b.em_gain > 1)
+            and float(a.read_noise) == float(b.read_noise)
+            and (a.wavelength_nm is b.wavelength_nm
+                 or np.array_equal(a.wavelength_nm, b.wavelength_nm)))
+
+
 @dataclass
 class _G2State:
     acc: G2Accumulator
     integration_s: float = 0.0
     last_update_wall_s: float = 0.0
-
-
-def spectrum_summary(fit: SpectrumFit) -> dict[str, float]:
-    """Scalar peak energy, FWHM and errors of a single-spectrum fit (for tables)."""
-    return {key: float(np.asarray(getattr(fit, key)).ravel()[0]) for key in
-            ("peak_energy_ev", "peak_energy_err_ev", "fwhm_mev", "fwhm_err_mev")}
-
-
-def g2_summary(result: G2Result) -> dict[str, float]:
-    """Scalar g²(0) and its error."""
-    return {"g2_0": float(result.g2_0), "g2_0_err": float(result.g2_0_err)}

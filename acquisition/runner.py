@@ -347,7 +347,8 @@ class Runner:
 
         Only the APD channels are protected; a sync input may count faster.
         """
-        apd = np.isin(chunk.channel, self.setup.apd_channels)
+        a, b = self.setup.apd_channels
+        apd = (chunk.channel == a) | (chunk.channel == b)
         if not apd.any():
             return None
         span_ps = max(chunk.t_stop_ps - chunk.t_start_ps, 1)

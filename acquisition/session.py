@@ -61,7 +61,7 @@ class Session:
                                  channels=setup.apd_channels)
         self.runner.live = self.live
         # A failing fit is logged and kept per QD by the live core; acquisition goes on.
-        self.stream.attach("live-analysis", self.live.handle)
+        self.stream.attach("live-analysis", self.live.handle, batch=True)
         self.writer = None
         self.path = None if out is None else Path(out)
         if self.path is not None:

@@ -204,6 +204,10 @@ def _open(role: str, settings: Any, world: Any) -> Any:
             "scanner": scanner.SimScanner,
         }[role]
         return cls(settings, world)
+    if settings.driver == "replay":
+        # Session files are read by the acquisition layer; importing the replay command
+        # registers that reader with the replay instruments (simulators cannot import it).
+        import micropl.acquisition.cli_replay  # noqa: F401
     return driver_module(role, settings.driver).open_instrument(settings)
 
 

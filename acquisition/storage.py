@@ -683,6 +683,12 @@ class SessionWriter:
             return
         try:
             self._h5.close()
+        except (OSError, RuntimeError) as exc:
+            if self._broken is None:
+                raise
+            # An earlier write already failed (e.g. disk full) and was reported; the
+            # flushed rows are on disk and ``resume`` repairs the rest.
+            log.error("%s: closing after a failed write also failed: %s", self.path, exc)
         finally:
             os.close(self._lock_fd)
             self._lock_fd = None

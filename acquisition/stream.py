@@ -136,7 +136,10 @@ class Worker:
                 if records:
                     self.handler(records if self.batch else records[0])
             except Exception as exc:  # noqa: BLE001 - reported through on_error and errors
-                log.exception("subscriber %r failed", sub.name)
+                # One line; the traceback only with debug logging (the CLI prints no
+                # traceback unless --debug).
+                log.error("subscriber %r failed: %s: %s", sub.name, type(exc).__name__, exc,
+                          exc_info=log.isEnabledFor(logging.DEBUG))
                 self.errors.append(exc)
                 if self.on_error is not None:
                     self.on_error(records if self.batch else records[0], exc)

@@ -39,6 +39,7 @@ from micropl.analysis.errors import AnalysisInputError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "pulsed_window_ps",
     "CwG2Fit",
     "G2Accumulator",
     "G2Result",
@@ -56,6 +57,30 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # Cross-correlation
 # ---------------------------------------------------------------------------
+
+
+def pulsed_window_ps(rep_rate_hz: float, n_side: int, bin_ps: int) -> int:
+    """Half-window of the correlation for a pulsed g²: ``n_side + 1`` periods.
+
+    ``n_side`` side peaks each side plus one period of margin for the channel
+    delay, rounded up to a whole number of bins.
+
+    Parameters
+    ----------
+    rep_rate_hz : float
+        Laser repetition rate in Hz.
+    n_side : int
+        Side peaks used on each side.
+    bin_ps : int
+        Histogram bin width in ps.
+
+    Returns
+    -------
+    int
+        Half-window in ps (a multiple of ``bin_ps``).
+    """
+    bins = math.ceil((n_side + 1) * 1e12 / rep_rate_hz / bin_ps)
+    return int(bins * bin_ps)
 
 
 def histogram_bins(bin_ps: int, window_ps: int) -> tuple[int, int]:

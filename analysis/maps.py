@@ -220,7 +220,7 @@ class ImageShift:
 
 
 # --------------------------------------------------------------------------- compiled fitter
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _model_jac(p, x, y, circular, mu, jac):
     """Sum of k Gaussians plus offset. Layout: k × [A, x0, y0, sx(, sy)], then offset."""
     npc = 4 if circular else 5
@@ -253,7 +253,7 @@ def _model_jac(p, x, y, circular, mu, jac):
                 jac[i, o + 4] = ae * dy * dy / (sy * sy * sy)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _objective(z, mu, poisson):
     s = 0.0
     for i in range(z.size):
@@ -266,7 +266,7 @@ def _objective(z, mu, poisson):
     return s
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _grad_hess(z, mu, jac, poisson, g, h):
     npar = g.size
     g[:] = 0.0
@@ -288,7 +288,7 @@ def _grad_hess(z, mu, jac, poisson, g, h):
             h[a, b] = h[b, a]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _solve(a_in, b_in, out):
     """Gaussian elimination with partial pivoting; returns False when singular."""
     n = b_in.size
@@ -325,7 +325,7 @@ def _solve(a_in, b_in, out):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fit_one(z, x, y, p0, lo, hi, circular, poisson, max_iter, p_out, cov_out):
     """Damped Fisher scoring / Gauss–Newton. Returns (status, red_chi2, n_iter)."""
     npar = p0.size
@@ -419,7 +419,7 @@ def _fit_one(z, x, y, p0, lo, hi, circular, poisson, max_iter, p_out, cov_out):
     return status, red, it
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fit_batch(z_flat, x_flat, y_flat, starts, p0s, los, his, circular, poisson, max_iter):
     n_fit = starts.size - 1
     npar = p0s.shape[1]

@@ -77,7 +77,7 @@ _CRITICAL_TAGS = frozenset({
 })
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def encode_t2_records(units, field, special):
     """Encode time tags as HydraHarp V2 T2 records, inserting overflow records.
 

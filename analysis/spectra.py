@@ -37,6 +37,7 @@ read noise it is the Poisson maximum-likelihood estimate.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -341,7 +342,7 @@ def _weideman_coefficients(n_terms: int = 40) -> tuple[np.ndarray, float]:
 _W_COEFFS, _W_LENGTH = _weideman_coefficients()
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _faddeeva_upper(z, coeffs, length):
     """w(z) = exp(-z²) erfc(-iz) for Im z ≥ 0 (relative error ≲ 1e-10)."""
     if abs(z) > 25.0:
@@ -357,7 +358,7 @@ def _faddeeva_upper(z, coeffs, length):
     return 2.0 * p / (lz * lz) + 1.0 / (_SQRT_PI * lz)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _faddeeva_array(z, coeffs, length, out):
     for i in range(z.shape[0]):
         out[i] = _faddeeva_upper(z[i], coeffs, length)
@@ -431,7 +432,7 @@ _GL_X = np.array([-math.sqrt(0.6), 0.0, math.sqrt(0.6)])
 _GL_W = np.array([5.0 / 9.0, 8.0 / 9.0, 5.0 / 9.0])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _cdf_terms(code, e, e0, fwhm):
     """CDF, pdf and d(CDF)/d(fwhm) of a unit-area line at energy e."""
     x = e - e0
@@ -448,7 +449,7 @@ def _cdf_terms(code, e, e0, fwhm):
     return cdf, pdf, -pdf * x / fwhm
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _voigt_terms(x, fl, fg, coeffs, length):
     """Voigt value and its derivatives d/dx, d/dfl, d/dfg at offset x from the centre."""
     s = fg * 0.42466090014400953
@@ -465,7 +466,7 @@ def _voigt_terms(x, fl, fg, coeffs, length):
     return v, dv_dx, 0.5 * dv_dg, dv_ds * 0.42466090014400953
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _pass(code, npk, npp, edges, sgn, p, y, var_in, has_var, nf, rn2, w_old,
           w_new, m_out, jrow, hmat, gvec, cprev, fprev, dprev, coeffs, length, glx, glw,
           want_jac):
@@ -561,7 +562,7 @@ def _pass(code, npk, npp, edges, sgn, p, y, var_in, has_var, nf, rn2, w_old,
 _FASTMATH = {"reassoc", "contract", "arcp", "nsz"}  # vectorise; keep NaN/inf semantics
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH, inline="always")
 def _atan(x):
     """Branch-free arctangent (rational minimax on a reduced range, ~1 ulp) that vectorises."""
     a = abs(x)
@@ -583,7 +584,7 @@ def _atan(x):
     return r if x >= 0 else -r
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
 def _edge_terms(code, edges, e0, fwhm, c_arr, f_arr, d_arr):
     """CDF, pdf and d(CDF)/d(fwhm) of one unit-area line at every pixel edge."""
     if code == 0:
@@ -604,7 +605,7 @@ def _edge_terms(code, edges, e0, fwhm, c_arr, f_arr, d_arr):
             d_arr[j] = d
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FASTMATH)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FASTMATH)
 def _accumulate_single(sgn, area, bkg, c_arr, f_arr, d_arr, y, var_in, has_var, nf, rn2,
                        w_old, w_new, out):
     """Sums of the 4-parameter normal equations over pixels; see :func:`_pass_single`."""
@@ -665,7 +666,7 @@ def _accumulate_single(sgn, area, bkg, c_arr, f_arr, d_arr, y, var_in, has_var, 
     out[15] = chi_new
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _pass_single(code, edges, sgn, p, y, var_in, has_var, nf, rn2, w_old, w_new, hmat, gvec,
                  c_arr, f_arr, d_arr, sums):
     """Fast path of :func:`_pass` for one Lorentzian or Gaussian line (4 parameters)."""
@@ -683,7 +684,7 @@ def _pass_single(code, edges, sgn, p, y, var_in, has_var, nf, rn2, w_old, w_new,
     return sums[14], sums[15]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _evaluate(code, npk, npp, edges, sgn, p, y, var_in, has_var, nf, rn2, w_old, w_new, m_buf,
               jrow, hmat, gvec, cprev, fprev, dprev, coeffs, length, glx, glw):
     if code != 2 and npk == 1:
@@ -693,7 +694,7 @@ def _evaluate(code, npk, npp, edges, sgn, p, y, var_in, has_var, nf, rn2, w_old,
                  m_buf, jrow, hmat, gvec, cprev, fprev, dprev, coeffs, length, glx, glw, True)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gn_decrement(hmat, gvec, a_mat, step):
     """g·H⁻¹g: the squared size of the Gauss–Newton step in σ units (-1 if H is singular)."""
     n = gvec.shape[0]
@@ -708,7 +709,7 @@ def _gn_decrement(hmat, gvec, a_mat, step):
     return s
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _solve(a, b, out):
     """Solve a x = b for a small symmetric positive-definite a (Cholesky). False if singular."""
     n = b.shape[0]
@@ -737,7 +738,7 @@ def _solve(a, b, out):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _invert(a, out):
     """Inverse of a symmetric positive-definite matrix via column solves (scaled for conditioning)."""
     n = a.shape[0]
@@ -763,7 +764,7 @@ def _invert(a, out):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _smooth5(y, out):
     n = y.shape[0]
     for i in range(n):
@@ -777,7 +778,7 @@ def _smooth5(y, out):
         out[i] = acc / wsum
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _initial_guess(code, npk, npp, edges, y, p0):
     """Greedy peel: strongest peak of the smoothed density, half-maximum width, subtract, repeat."""
     n = y.shape[0]
@@ -841,7 +842,7 @@ def _initial_guess(code, npk, npp, edges, y, p0):
     p0[npk * npp] = bkg
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _fit_one(code, npk, npp, edges, y, var_in, has_var, nf, rn2, p_init, use_init,
              max_iter, wmin, wmax, emin, emax, coeffs, length, glx, glw, p_out, cov_out):
     """Levenberg–Marquardt with model-based (iteratively re-weighted) weights.
@@ -957,7 +958,7 @@ def _fit_one(code, npk, npp, edges, y, var_in, has_var, nf, rn2, p_init, use_ini
     return status, chi, it
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 def _fit_batch_parallel(code, npk, npp, edges, y, var, has_var, nf, rn2, p_init, use_init,
                         max_iter, wmin, wmax, emin, emax, coeffs, length, glx, glw,
                         p_out, cov_out, status, chi2, n_iter):
@@ -970,7 +971,7 @@ def _fit_batch_parallel(code, npk, npp, edges, y, var, has_var, nf, rn2, p_init,
         n_iter[s] = it
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _fit_batch_serial(code, npk, npp, edges, y, var, has_var, nf, rn2, p_init, use_init,
                       max_iter, wmin, wmax, emin, emax, coeffs, length, glx, glw,
                       p_out, cov_out, status, chi2, n_iter):
@@ -983,7 +984,7 @@ def _fit_batch_serial(code, npk, npp, edges, y, var, has_var, nf, rn2, p_init, u
         n_iter[s] = it
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _model_batch(code, npk, npp, edges, params, coeffs, length, glx, glw, out):
     n_px = out.shape[1]
     npar = params.shape[1]
@@ -1052,7 +1053,8 @@ class SpectrumFit:
     n_iter : ndarray of int
         Levenberg–Marquardt iterations used.
     errors_scaled : bool
-        Whether the errors were multiplied by ``sqrt(reduced_chi2)``.
+        Whether the errors were multiplied by ``sqrt(reduced_chi2)`` (by
+        ``sqrt(max(reduced_chi2, 1))`` with ``scale_errors="inflate"``).
     param_names : tuple of str
         Names of the fitted parameters (energies and widths in eV).
     params : ndarray, shape (..., n_params)
@@ -1083,6 +1085,20 @@ class SpectrumFit:
     param_names: tuple[str, ...]
     params: np.ndarray
     covariance: np.ndarray = field(repr=False)
+
+    def select(self, index: int) -> SpectrumFit:
+        """The fit of spectrum ``index`` of a batch, as a single-spectrum result.
+
+        Every per-spectrum field loses its leading batch axis (0-d arrays, or
+        ``(n_peaks,)`` per-line fields); the fitted axis and settings are shared.
+        """
+        if np.asarray(self.success).ndim == 0:
+            raise IndexError("select() needs a batch fit (2-D counts)")
+        picked = {f.name: np.asarray(getattr(self, f.name))[index]
+                  for f in dataclasses.fields(self)
+                  if f.name != "wavelength_nm"
+                  and isinstance(getattr(self, f.name), np.ndarray)}
+        return dataclasses.replace(self, **picked)
 
     def model_counts(self, wavelength_nm=None, index=None) -> np.ndarray:
         """Evaluate the fitted model as counts per pixel on a pixel axis.
@@ -1249,10 +1265,13 @@ def fit_spectra(
     p0 : array_like, shape (n_params,) or (n_spectra, n_params), optional
         Starting parameters in the order of :attr:`SpectrumFit.param_names`
         (energies and widths in eV), e.g. the previous live fit.
-    scale_errors : {"auto", "chi2", "none"}
-        ``"chi2"`` multiplies errors by ``sqrt(reduced_chi2)``; ``"auto"`` does
-        so only when no noise model is known (``variance is None`` and
-        ``noise_factor is None``).
+    scale_errors : {"auto", "chi2", "inflate", "none"}
+        ``"chi2"`` multiplies errors by ``sqrt(reduced_chi2)``; ``"inflate"``
+        by ``sqrt(max(reduced_chi2, 1))`` per spectrum (errors grow when the
+        data scatter more than the noise model says — e.g. a line that is not
+        exactly the model — but never shrink below the noise model's);
+        ``"auto"`` scales by ``sqrt(reduced_chi2)`` only when no noise model
+        is known (``variance is None`` and ``noise_factor is None``).
     max_iter : int
         Iteration limit of the Levenberg–Marquardt loop.
 
@@ -1300,8 +1319,9 @@ def fit_spectra(
     """
     if model not in _MODEL_CODE:
         raise AnalysisInputError(f"unknown line model {model!r}; choose one of {', '.join(MODELS)}")
-    if scale_errors not in ("auto", "chi2", "none"):
-        raise AnalysisInputError(f"scale_errors must be 'auto', 'chi2' or 'none', not {scale_errors!r}")
+    if scale_errors not in ("auto", "chi2", "inflate", "none"):
+        raise AnalysisInputError(
+            f"scale_errors must be 'auto', 'chi2', 'inflate' or 'none', not {scale_errors!r}")
     n_peaks = int(n_peaks)
     if n_peaks < 1:
         raise AnalysisInputError(f"n_peaks must be >= 1, got {n_peaks}")
@@ -1388,6 +1408,9 @@ def fit_spectra(
                                         and noise_factor is None)
     if scaled:
         cov = cov * red[:, None, None]
+    elif scale_errors == "inflate":
+        cov = cov * np.maximum(np.nan_to_num(red, nan=1.0), 1.0)[:, None, None]
+        scaled = True
     return _assemble(model, n_peaks, npp, wl, p_out, cov, status, red, dof, n_iter, scaled,
                      one_d)
 

@@ -197,3 +197,45 @@ def run_gui(config: str | Path | None = None, *, fast: bool = False,
 def known_procedures() -> tuple[str, ...]:
     """Names accepted by ``run``."""
     return tuple(PROCEDURES)
+
+
+def run_replay_gui(path: str | Path, *, out: str | Path | None, speed: float = 1.0,
+                   analysis: Any = None, config: str | Path | None = None,
+                   size: tuple[int, int] = (1600, 1000)) -> int:
+    """Replay mode: the main window on a replay session of ``path``, with replay controls.
+
+    Parameters
+    ----------
+    path : path
+        Recorded session file or PTU T2 file.
+    out : path, optional
+        New session file (records the source); None stores nothing.
+    speed : float
+        Initial speed, recorded seconds per second (``inf``: as fast as possible).
+    analysis : AnalysisSettings, optional
+        Fit settings of the replay.
+    config : path, optional
+        Replay setup YAML (``configs/replay.yaml`` by default).
+    """
+    from micropl.acquisition.cli_replay import open_replay, replay_source_of
+    from micropl.acquisition.live import AnalysisSettings
+
+    app = application()
+    analysis = analysis or AnalysisSettings()
+    # Real clock: the speed (and a pause) can change while playing.
+    setup = open_replay(path, speed=1.0, config=None if config is None else Path(config))
+    try:
+        source = replay_source_of(setup)
+        source.set_speed(speed)
+        session = Session(setup, out, analysis=analysis)
+        try:
+            window = MainWindow(session)
+            window.add_replay_controls(source, analysis)
+            window.resize(*size)
+            window.show()
+            app.exec_()
+        finally:
+            session.close()
+    finally:
+        setup.close()
+    return 0

@@ -124,6 +124,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.docks[name] = dock
         return dock
 
+    def add_replay_controls(self, source: Any, analysis: Any) -> Any:
+        """Replay mode: dock the play / pause / seek / speed panel for ``source``."""
+        from micropl.gui.panels.replay_panel import ReplayPanel
+
+        self.replay_panel = ReplayPanel(self, source, analysis)
+        self._dock("replay", "Replay", self.replay_panel, QtCore.Qt.LeftDockWidgetArea)
+        return self.replay_panel
+
     def _build_panels(self) -> None:
         self.setDockNestingEnabled(True)
         self.docks: dict[str, QtWidgets.QDockWidget] = {}
@@ -436,7 +444,15 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def ask(self, question: str) -> bool:
-        """Ask the user a yes/no question (tests replace this)."""
+        """Ask the user a yes/no question (tests replace this).
+
+        Without a screen (the ``offscreen`` platform) nobody can answer: the
+        answer is yes, which stops the run safely (laser off) instead of
+        waiting forever in a dialog no one sees.
+        """
+        if QtGui.QGuiApplication.platformName() == "offscreen":
+            log.warning("%s — no screen to ask on: answering yes", question)
+            return True
         answer = QtWidgets.QMessageBox.question(self, "micropl", question,
                                                 QtWidgets.QMessageBox.Yes
                                                 | QtWidgets.QMessageBox.No,

@@ -123,14 +123,14 @@ _FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 # =========================================================================== random numbers
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mix64(z):
     z = (z ^ (z >> _SH30)) * _MIX1
     z = (z ^ (z >> _SH27)) * _MIX2
     return z ^ (z >> _SH31)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _stream_seed(seed, block, source):
     """Initial SplitMix64 state of the stream of ``(seed, block, source)``."""
     h = _mix64(np.uint64(seed) + _GOLDEN)
@@ -139,19 +139,19 @@ def _stream_seed(seed, block, source):
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _next(state):
     state = state + _GOLDEN
     return _mix64(state), state
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _u01_from(x):
     """Uniform in (0, 1] from the top 53 bits of ``x``."""
     return (np.float64(x >> _SH11) + 1.0) * _TWO_M53
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _u01_open(x):
     """Uniform in the open interval (0, 1) from the top 52 bits of ``x`` (exact)."""
     return (np.float64(x >> _SH12) + 0.5) * _TWO_M52
@@ -170,7 +170,7 @@ _ND = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
 _P_LOW = 0.02425
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _normal_ppf(p):
     """Standard normal quantile of ``p`` in (0, 1) (no trigonometry, one log in the tails)."""
     if p < _P_LOW:
@@ -259,7 +259,7 @@ def sync_times_ps(t0_ps: int, t1_ps: int, period_ps: int, divider: int) -> np.nd
     return np.arange(first, int(t1_ps), step, dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _grow(a, n_needed):
     size = a.shape[0]
     while size < n_needed:
@@ -269,7 +269,7 @@ def _grow(a, n_needed):
     return b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _insertion_sort_pairs(t, d, lo, hi):
     """Sort ``t[lo:hi]`` (and ``d`` along) in place; O(n) for nearly sorted data."""
     for i in range(lo + 1, hi):
@@ -286,7 +286,7 @@ def _insertion_sort_pairs(t, d, lo, hi):
         d[j + 1] = di
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _merge_runs(t, d, bounds):
     """Merge the sorted runs ``t[bounds[i]:bounds[i+1]]`` into one sorted array (stable)."""
     n_runs = bounds.shape[0] - 1
@@ -343,7 +343,7 @@ def _merge_runs(t, d, bounds):
     return src_t, src_d
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def merge_sorted(t_a, c_a, t_b, c_b):
     """Merge two ascending tag streams (stable: on ties ``a`` comes first).
 
@@ -389,7 +389,7 @@ def merge_sorted(t_a, c_a, t_b, c_b):
     return t, c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _jitter(state, sigma, lat):
     """Clipped Gaussian jitter (ps) and the new stream state."""
     if sigma <= 0.0:
@@ -403,7 +403,7 @@ def _jitter(state, sigma, lat):
     return jit, state
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _emitter_block(t_out, d_out, n, state, bs, be, t0_ps, t1_ps, period_ps,
                    on_start_ps, on_stop_ps, j_first, j_hi, log_q, every_pulse,
                    pair_frac, tau, tau_xx, sigma, lat):
@@ -465,7 +465,7 @@ def _emitter_block(t_out, d_out, n, state, bs, be, t0_ps, t1_ps, period_ps,
                 n += 2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _poisson_block(t_out, d_out, n, state, bs, block_ps, t0_ps, t1_ps, mean_gap_ps,
                    cum0, cum1, cum2, latency_ps):
     """Uncorrelated events of one block (exponential gaps); returns the new count.
@@ -496,7 +496,7 @@ def _poisson_block(t_out, d_out, n, state, bs, block_ps, t0_ps, t1_ps, mean_gap_
 
 
 # =========================================================================== primaries
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def generate_primaries(t0_ps, t1_ps, block_ps, seed, period_ps,
                        em_source, em_p1, em_p2, em_tau_ps, em_tau_xx_ps,
                        on_start_ps, on_stop_ps, on_ptr,
@@ -636,7 +636,7 @@ def generate_primaries(t0_ps, t1_ps, block_ps, seed, period_ps,
 
 
 # =========================================================================== detectors
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _heap_push(ht, hd, hn, t, d):
     """Push ``(t, d)`` on the min-heap (the caller guarantees room); returns the new size."""
     i = hn
@@ -652,7 +652,7 @@ def _heap_push(ht, hd, hn, t, d):
     return hn + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _heap_pop(ht, hd, hn):
     """Remove the root (the caller read it); returns the new size."""
     hn -= 1
@@ -677,7 +677,7 @@ def _heap_pop(ht, hd, hn):
     return hn
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _detect_run(prim_t, prim_d, i, t_end_ps, out_t, out_d, n_out, heap_t, heap_d, heap_n,
                 state, last_ps, lost, dead_ps, p_afterpulse, afterpulse_mean_ps,
                 p_crosstalk, crosstalk_ps):
@@ -721,7 +721,7 @@ def _detect_run(prim_t, prim_d, i, t_end_ps, out_t, out_d, n_out, heap_t, heap_d
                 heap_n = _heap_push(heap_t, heap_d, heap_n, t + crosstalk_ps, np.uint8(1 - d))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def apply_detectors(prim_t, prim_d, t_end_ps, last_ps, heap_t, heap_d, heap_n, rng, lost,
                     dead_ps, p_afterpulse, afterpulse_mean_ps, p_crosstalk, crosstalk_ps):
     """Dead time, afterpulsing and crosstalk of the two APDs, in time order, up to ``t_end_ps``.
@@ -784,7 +784,7 @@ def apply_detectors(prim_t, prim_d, t_end_ps, last_ps, heap_t, heap_d, heap_n, r
     return out_t[:n_out], out_d[:n_out], i, heap_t, heap_d, heap_n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _to_output(acc_t, acc_d, offset0, offset1):
     """Shift the counted detections of each APD by its offset and re-sort (nearly sorted)."""
     n = acc_t.shape[0]
@@ -796,6 +796,76 @@ def _to_output(acc_t, acc_d, offset0, offset1):
         c[i] = d
     _insertion_sort_pairs(t, c, 0, n)
     return t, c
+
+
+@njit(cache=True, nogil=True)
+def _sync_times(t0_ps, t1_ps, period_ps, divider):
+    """Numba twin of :func:`sync_times_ps` (``t0_ps ≥ 0``)."""
+    step = period_ps * divider
+    first = -(-t0_ps // step) * step
+    if first >= t1_ps:
+        return np.zeros(0, np.int64)
+    n = (t1_ps - first + step - 1) // step
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        out[i] = first + i * step
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _advance_span(t0_ps, t1_ps, block_ps, seed, period_ps,
+                  em_source, em_p1, em_p2, em_tau_ps, em_tau_xx_ps,
+                  on_start_ps, on_stop_ps, on_ptr, background_cps, dark_cps,
+                  jitter_sigma_ps, latency_ps,
+                  pending_t, pending_d, last_ps, heap_t, heap_d, heap_n, rng, lost,
+                  dead_ps, p_afterpulse, afterpulse_mean_ps, p_crosstalk, crosstalk_ps,
+                  offset0, offset1, held_t, held_c, sync_divider, keep0, keep1, counts):
+    """One step of :meth:`HbtStream.advance`: the tags of ``[t0_ps, t1_ps)`` in one call.
+
+    Generates the primaries, merges the pending ones, applies the detectors,
+    shifts to the tag time base, merges the held-back tags and the sync, cuts at
+    ``t1_ps`` and drops the tags of disabled APDs (``keep0`` / ``keep1``).
+    ``counts`` (shape (3,)) is incremented in place with the tags returned.
+
+    Returns
+    -------
+    out_t, out_c : ndarray
+        The tags of the span, ascending, channel index 0/1/2.
+    pending_t, pending_d, held_t, held_c, heap_t, heap_d, heap_n
+        The new stream state.
+    """
+    prim_t, prim_d = generate_primaries(
+        t0_ps, t1_ps, block_ps, seed, period_ps, em_source, em_p1, em_p2, em_tau_ps,
+        em_tau_xx_ps, on_start_ps, on_stop_ps, on_ptr, background_cps, dark_cps,
+        jitter_sigma_ps, latency_ps)
+    if pending_t.shape[0] > 0:
+        prim_t, prim_d = merge_sorted(pending_t, pending_d, prim_t, prim_d)
+    acc_t, acc_d, used, heap_t, heap_d, heap_n = apply_detectors(
+        prim_t, prim_d, t1_ps, last_ps, heap_t, heap_d, heap_n, rng, lost, dead_ps,
+        p_afterpulse, afterpulse_mean_ps, p_crosstalk, crosstalk_ps)
+    new_pending_t = prim_t[used:].copy()
+    new_pending_d = prim_d[used:].copy()
+    out_t, out_c = _to_output(acc_t, acc_d, offset0, offset1)
+    if held_t.shape[0] > 0:
+        out_t, out_c = merge_sorted(held_t, held_c, out_t, out_c)
+    if sync_divider > 0 and period_ps > 0:
+        s_t = _sync_times(t0_ps, t1_ps, period_ps, sync_divider)
+        s_c = np.full(s_t.shape[0], np.uint8(2))
+        out_t, out_c = merge_sorted(out_t, out_c, s_t, s_c)
+    cut = np.searchsorted(out_t, t1_ps)
+    new_held_t = out_t[cut:].copy()
+    new_held_c = out_c[cut:].copy()
+    n = 0
+    for i in range(cut):
+        c = out_c[i]
+        if (c == 0 and not keep0) or (c == 1 and not keep1):
+            continue
+        out_t[n] = out_t[i]
+        out_c[n] = c
+        counts[c] += 1
+        n += 1
+    return (out_t[:n], out_c[:n], new_pending_t, new_pending_d, new_held_t, new_held_c,
+            heap_t, heap_d, heap_n)
 
 
 # =========================================================================== stateful stream
@@ -957,6 +1027,9 @@ class HbtStream:
         self.block_ps = int(block_ps)
         self._state = _StreamState(t_ps=int(t_start_ps))
         self._state.rng[0] = _stream_seed(self.seed, -1 & 0xFFFFFFFF, 0xFFFF)
+        self._consts = _DetectorConstants.of(detectors)
+        self._em_cache: tuple | None = None
+        self._bg_cache: tuple[float, np.ndarray] = (0.0, np.zeros(2))
 
     @property
     def t_ps(self) -> int:
@@ -1005,61 +1078,33 @@ class HbtStream:
         StreamOutput
         """
         st = self._state
-        det = self.detectors
         t_end_ps = int(t_end_ps)
         if t_end_ps < st.t_ps:
             raise ValueError(f"t_end_ps {t_end_ps} is before the stream time {st.t_ps}")
-        p1, p2 = photon_number_probabilities(emitters.detected_per_pulse_per_apd, emitters.g2_0)
-        keep = p1 + p2 > 0
-        if period_ps <= 0:
-            keep[:] = False
-        src = (emitters.source_id + SOURCE_EMITTER_BASE).astype(np.int64)
-        tau = emitters.lifetime_ps.astype(np.float64)
-        bg = np.full(2, max(0.0, float(background_cps_per_apd)) if period_ps > 0 else 0.0)
-        dark = np.asarray(det.dark_cps, np.float64)
-        sigma = float(det.jitter_sigma_ps)
-        lat = int(det.latency_ps)
-        off0, off1 = det.offsets_ps
-        channel_on = np.array([bool(keep_apd[0]), bool(keep_apd[1]), True])
-        filter_channels = not channel_on.all()
+        period_ps = int(period_ps) if period_ps > 0 else 0
+        em = self._emitter_arrays(emitters, period_ps)
+        bg_cps = max(0.0, float(background_cps_per_apd)) if period_ps > 0 else 0.0
+        bg = self._bg_cache
+        if bg[0] != bg_cps:
+            bg = self._bg_cache = (bg_cps, np.full(2, bg_cps))
+        c = self._consts
+        divider = int(sync_divider) if sync_divider else 0
+        keep0, keep1 = bool(keep_apd[0]), bool(keep_apd[1])
         pieces_t: list[np.ndarray] = []
         pieces_c: list[np.ndarray] = []
         counts = np.zeros(3, np.int64)
         n_kept = 0
         n_dropped = 0
-        em_args = (src[keep], p1[keep], p2[keep], tau[keep], tau[keep] / 4.0)
-        on_start, on_stop, on_ptr = _select_intervals(emitters, keep)
         t_begin = t = st.t_ps
         while t < t_end_ps:
             t_next = min(t_end_ps, (t // SUPERCHUNK_PS + 1) * SUPERCHUNK_PS)
-            prim_t, prim_d = generate_primaries(
-                t, t_next, self.block_ps, self.seed, int(period_ps) if period_ps > 0 else 0,
-                *em_args, on_start, on_stop, on_ptr, bg, dark, sigma, lat)
-            if st.pending_t.size:
-                prim_t, prim_d = merge_sorted(st.pending_t, st.pending_d, prim_t, prim_d)
-            acc_t, acc_d, used, st.heap_t, st.heap_d, st.heap_n = apply_detectors(
-                prim_t, prim_d, t_next, st.last_ps, st.heap_t, st.heap_d, st.heap_n, st.rng,
-                st.lost, int(det.dead_time_ps), float(det.afterpulse_probability),
-                float(det.afterpulse_delay_ps), float(det.crosstalk_probability),
-                int(det.crosstalk_delay_ps))
-            st.pending_t = prim_t[used:].copy()
-            st.pending_d = prim_d[used:].copy()
-            out_t, out_c = _to_output(acc_t, acc_d, off0, off1)
-            if st.held_t.size:
-                out_t, out_c = merge_sorted(st.held_t, st.held_c, out_t, out_c)
-            if sync_divider and period_ps > 0:
-                s_t = sync_times_ps(t, t_next, period_ps, sync_divider)
-                out_t, out_c = merge_sorted(out_t, out_c, s_t, np.full(s_t.size, 2, np.uint8))
-            cut = int(np.searchsorted(out_t, t_next, side="left"))
-            st.held_t = out_t[cut:].copy()
-            st.held_c = out_c[cut:].copy()
-            out_t = out_t[:cut]
-            out_c = out_c[:cut]
-            if filter_channels:
-                sel = channel_on[out_c]
-                out_t = out_t[sel]
-                out_c = out_c[sel]
-            counts += np.bincount(out_c, minlength=3)[:3]
+            (out_t, out_c, st.pending_t, st.pending_d, st.held_t, st.held_c,
+             st.heap_t, st.heap_d, st.heap_n) = _advance_span(
+                t, t_next, self.block_ps, self.seed, period_ps, *em, bg[1], c.dark_cps,
+                c.sigma_ps, c.latency_ps, st.pending_t, st.pending_d, st.last_ps,
+                st.heap_t, st.heap_d, st.heap_n, st.rng, st.lost, c.dead_ps,
+                c.p_afterpulse, c.afterpulse_mean_ps, c.p_crosstalk, c.crosstalk_ps,
+                c.offset0, c.offset1, st.held_t, st.held_c, divider, keep0, keep1, counts)
             if max_tags is not None and n_kept + out_t.size > max_tags:
                 room = max(0, max_tags - n_kept)
                 n_dropped += out_t.size - room
@@ -1077,6 +1122,51 @@ class HbtStream:
         else:
             t_all, c_all = np.zeros(0, np.int64), np.zeros(0, np.uint8)
         return StreamOutput(t_all, c_all, t_begin, t_end_ps, n_dropped, counts)
+
+    def _emitter_arrays(self, emitters: Emitters, period_ps: int) -> tuple[np.ndarray, ...]:
+        """Kernel arrays of the emitters that can give photons (cached for the same object).
+
+        Returns ``(source, p1, p2, tau_ps, tau_xx_ps, on_start_ps, on_stop_ps, on_ptr)``.
+        """
+        cached = self._em_cache
+        if cached is not None and cached[0] is emitters and cached[1] == (period_ps > 0):
+            return cached[2]
+        p1, p2 = photon_number_probabilities(emitters.detected_per_pulse_per_apd, emitters.g2_0)
+        keep = p1 + p2 > 0
+        if period_ps <= 0:
+            keep[:] = False
+        src = (emitters.source_id + SOURCE_EMITTER_BASE).astype(np.int64)
+        tau = emitters.lifetime_ps.astype(np.float64)
+        on_start, on_stop, on_ptr = _select_intervals(emitters, keep)
+        arrays = (src[keep], p1[keep], p2[keep], tau[keep], tau[keep] / 4.0,
+                  on_start, on_stop, on_ptr)
+        self._em_cache = (emitters, period_ps > 0, arrays)
+        return arrays
+
+
+@dataclass(frozen=True)
+class _DetectorConstants:
+    """:class:`DetectorModel` in the plain types the kernels take."""
+
+    dark_cps: np.ndarray
+    sigma_ps: float
+    latency_ps: int
+    dead_ps: int
+    p_afterpulse: float
+    afterpulse_mean_ps: float
+    p_crosstalk: float
+    crosstalk_ps: int
+    offset0: int
+    offset1: int
+
+    @classmethod
+    def of(cls, det: DetectorModel) -> _DetectorConstants:
+        off0, off1 = det.offsets_ps
+        return cls(np.asarray(det.dark_cps, np.float64), float(det.jitter_sigma_ps),
+                   int(det.latency_ps), int(det.dead_time_ps),
+                   float(det.afterpulse_probability), float(det.afterpulse_delay_ps),
+                   float(det.crosstalk_probability), int(det.crosstalk_delay_ps),
+                   int(off0), int(off1))
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ class SimScanner:
 
         Not a device call: this is the simulation's ground truth.
         """
+        drift = self.settings.drift_um_per_min
+        if drift[0] == 0.0 and drift[1] == 0.0 and drift[2] == 0.0:
+            return self._position_um
         elapsed_min = (self.world.clock.now() - self._t0_s) / 60.0
         return tuple(p + d * elapsed_min
                      for p, d in zip(self._position_um, self.settings.drift_um_per_min))

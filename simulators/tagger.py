@@ -35,6 +35,7 @@ from micropl.simulators.hbt import (
     period_ps_from_rate,
     sync_divider_for_rate,
 )
+from micropl.simulators.sample import BLOCK_S
 from micropl.simulators.settings import SimTaggerSettings
 from micropl.simulators.world import SimulatedWorld
 
@@ -43,6 +44,11 @@ __all__ = ["SimTimeTagger", "detector_model"]
 log = logging.getLogger(__name__)
 
 _KIND = "tagger"
+#: Length of the sample's blink blocks, ps.
+_BLOCK_PS_SAMPLE = int(round(BLOCK_S * 1e12))
+#: Emitter-block interval sets kept before the cache is emptied.
+_INTERVAL_CACHE_SIZE = 4096
+_NO_EMITTERS = Emitters.none()
 
 
 def detector_model(settings: SimTaggerSettings) -> DetectorModel:
@@ -102,8 +108,9 @@ class SimTimeTagger:
         self._faults = FaultInjector(settings.faults, world.clock, _KIND, self.name)
         self._seed = int(getattr(world.sample, "seed", 0))
         self._stream: HbtStream | None = None
-        self._interval_span: tuple[int, int] | None = None
-        self._interval_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._interval_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._interval_sample: Any = None
+        self._last_emitters: tuple | None = None
         self._enabled: tuple[int, ...] = ()
         self._last_counts: np.ndarray | None = None
         self._last_duration_s = 0.0
@@ -117,24 +124,58 @@ class SimTimeTagger:
     def _now_ps(self) -> int:
         return int(round(self.world.clock.now() * 1e12))
 
-    def _emitters(self, exc: Any, span_ps: tuple[int, int]) -> Emitters:
-        idx = np.asarray(exc.indices, np.int64)
-        if idx.size == 0 or not exc.rep_rate_hz > 0:
-            return Emitters.none()
+    def _block_intervals_ps(self, index: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """ON intervals (ps) of emitter ``index`` over the whole sample blink block ``block``.
+
+        The generator clips intervals to its 10 ms blocks itself, so intervals
+        reaching beyond the read are harmless; the switching times are rounded to
+        the ps exactly as they would be for any shorter query.
+        """
         sample = self.world.sample
-        t0_s, t1_s = span_ps[0] * 1e-12, span_ps[1] * 1e-12
-        if self._interval_span != span_ps:  # short reads share their 10 ms blocks
+        if sample is not self._interval_sample:
             self._interval_cache = {}
-            self._interval_span = span_ps
-        cache = self._interval_cache
-        intervals = []
-        for i in idx.tolist():
-            if i not in cache:
-                cache[i] = sample.on_intervals_s(i, t0_s, t1_s)
-            intervals.append(cache[i])
-        return Emitters.from_intervals(
-            idx, np.asarray(exc.detected_per_pulse_per_apd, np.float64),
-            sample.g2_0[idx], sample.lifetime_ns[idx] * 1e3, intervals)
+            self._interval_sample = sample
+        key = (index, block)
+        got = self._interval_cache.get(key)
+        if got is None:
+            t0_s = block * BLOCK_S
+            starts_s, stops_s = sample.on_intervals_s(index, t0_s, t0_s + BLOCK_S)
+            got = (np.round(starts_s * 1e12).astype(np.int64),
+                   np.round(stops_s * 1e12).astype(np.int64))
+            if len(self._interval_cache) >= _INTERVAL_CACHE_SIZE:
+                self._interval_cache.clear()
+            self._interval_cache[key] = got
+        return got
+
+    def _emitters(self, exc: Any, span_ps: tuple[int, int]) -> Emitters:
+        """Excited emitters with ON intervals covering ``span_ps``; same object while unchanged."""
+        idx = exc.indices
+        if idx.size == 0 or not exc.rep_rate_hz > 0:
+            return _NO_EMITTERS
+        b0 = int(span_ps[0] // _BLOCK_PS_SAMPLE)
+        b1 = int((span_ps[1] - 1) // _BLOCK_PS_SAMPLE)
+        last = self._last_emitters
+        if (last is not None and last[0] is idx and last[1] is exc.detected_per_pulse_per_apd
+                and last[2] == (b0, b1)):
+            return last[3]
+        sample = self.world.sample
+        starts: list[np.ndarray] = []
+        stops: list[np.ndarray] = []
+        ptr = np.zeros(idx.size + 1, np.int64)
+        for e, i in enumerate(idx.tolist()):
+            for block in range(b0, b1 + 1):
+                a, b = self._block_intervals_ps(i, block)
+                starts.append(a)
+                stops.append(b)
+                ptr[e + 1] += a.size
+        ptr = np.cumsum(ptr)
+        idx64 = np.asarray(idx, np.int64)
+        emitters = Emitters(
+            idx64, np.asarray(exc.detected_per_pulse_per_apd, np.float64),
+            sample.g2_0[idx64], sample.lifetime_ns[idx64] * 1e3,
+            np.concatenate(starts), np.concatenate(stops), ptr)
+        self._last_emitters = (idx, exc.detected_per_pulse_per_apd, (b0, b1), emitters)
+        return emitters
 
     # ------------------------------------------------------------------ protocol
     def start(self, channels: tuple[int, ...]) -> None:

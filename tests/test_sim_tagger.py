@@ -183,3 +183,128 @@ def test_fault_injector_timeouts_reach_the_caller():
     tagger.start((1, 2))  # call 1
     with pytest.raises(InstrumentError, match="timed out"):
         tagger.read()  # call 2
+
+
+# ---------------------------------------------------------------- caches (per-read cost)
+def _survey_world(drift_um_per_min=(0.0, 0.0, 0.0)):
+    from micropl.simulators.scanner import SimScanner
+    from micropl.simulators.settings import SampleSettings, SimScannerSettings
+
+    sample = VirtualSample.from_settings(SampleSettings(seed=5, area_um=(8.0, 8.0),
+                                                        density_per_um2=1.0, z_spread_um=0.2))
+    world = SimulatedWorld(sample, VirtualClock("fast"))
+    laser = SimLaser(SimLaserSettings(power_percent=60.0), world)
+    scanner = SimScanner(SimScannerSettings(drift_um_per_min=drift_um_per_min), world)
+    tagger = SimTimeTagger(SimTaggerSettings(), world)
+    return world, laser, scanner, tagger
+
+
+class _UncachedReference:
+    """The tagger's read re-derived from scratch each time, from the public pieces.
+
+    Numpy excitation over every emitter (no spatial index, no cache), blink
+    intervals queried from the sample for the span of each read (clipped to it),
+    a new :class:`Emitters` each read.
+    """
+
+    def __init__(self, world, tagger):
+        from micropl.simulators.hbt import HbtStream
+        from micropl.simulators.tagger import detector_model
+
+        self.world = world
+        self.stream = HbtStream(detector_model(tagger.settings), world.sample.seed,
+                                t_start_ps=int(round(world.clock.now() * 1e12)))
+
+    def read(self):
+        from micropl.simulators.hbt import Emitters
+        from micropl.simulators.world import spot_weight
+
+        world, stream, smp = self.world, self.stream, self.world.sample
+        laser, s = world.laser, world.laser.settings
+        t_end = max(int(round(world.clock.now() * 1e12)), stream.t_ps)
+        x, y, z = world.scanner.true_position_um()
+        w = spot_weight(smp.x_um - x, smp.y_um - y, smp.z_um - z, s.spot_fwhm_um,
+                        s.objective_na)
+        p = -np.expm1(-laser.power_percent * w / s.saturation_power_percent)
+        idx = np.flatnonzero(p > 1e-7)
+        t0, t1 = stream.block_span_ps(t_end)
+        em = Emitters.from_intervals(
+            idx, smp.brightness_cps[idx] / 10e6 * p[idx], smp.g2_0[idx],
+            smp.lifetime_ns[idx] * 1e3,
+            [smp.on_intervals_s(int(i), t0 * 1e-12, t1 * 1e-12) for i in idx])
+        out = stream.advance(t_end, em, PERIOD_PS, smp.background.apd_cps * laser.power_percent
+                             / 100.0)
+        return out.t_ps, out.channel
+
+
+@pytest.mark.parametrize("drift", [(0.0, 0.0, 0.0), (0.5, -0.3, 0.05)])
+def test_cached_reads_equal_an_uncached_reference_through_moves_and_power_changes(drift):
+    """Map-like reads (move, discard, dwell) give the tags of a from-scratch evaluation."""
+    world, laser, scanner, tagger = _survey_world(drift)
+    laser.emission_on = True
+    tagger.start((1, 2))
+    ref = _UncachedReference(world, tagger)
+    smp = world.sample
+    rng = np.random.default_rng(7)
+    # pixels at emitters (several excited at once), between them, and long stays
+    targets = [(float(smp.x_um[i]), float(smp.y_um[i])) for i in rng.choice(smp.n, 12)]
+    targets += [tuple(rng.uniform(1.0, 7.0, 2)) for _ in range(12)]
+    n_tags = n_excited = 0
+    for k, (x, y) in enumerate(targets):
+        scanner.move_to(x, y)
+        if k == 10:
+            laser.power_percent = 100.0  # must invalidate the cached excitation
+        for dwell_s in (0.0, 0.005, 0.013, 0.002):
+            world.clock.sleep(dwell_s)
+            chunk = tagger.read()
+            t_ref, c_ref = ref.read()
+            assert np.array_equal(chunk.t_ps, t_ref)
+            assert np.array_equal(chunk.channel, tagger._lut[c_ref])
+            n_tags += len(chunk)
+        n_excited += world.excitation().indices.size
+    assert n_tags > 2000 and n_excited > 12
+
+
+def test_excitation_cache_is_shared_read_only_and_follows_changes():
+    world, laser, scanner, _ = _survey_world()
+    laser.emission_on = True
+    smp = world.sample
+    scanner.move_to(float(smp.x_um[3]), float(smp.y_um[3]))
+    a = world.excitation()
+    world.clock.sleep(0.01)
+    b = world.excitation()
+    assert b.indices is a.indices and b.t_s == pytest.approx(a.t_s + 0.01)
+    assert 3 in a.indices.tolist()
+    with pytest.raises(ValueError):
+        a.p_exc_per_pulse[0] = 0.5  # shared with later calls: must not be writable
+    laser.power_percent = 10.0
+    c = world.excitation()
+    assert c.indices is not a.indices
+    i3 = a.indices.tolist().index(3)
+    assert c.p_exc_per_pulse[c.indices.tolist().index(3)] < a.p_exc_per_pulse[i3]
+    laser.rep_rate_hz = 5e6
+    assert world.excitation().rep_rate_hz == 5e6
+    laser.emission_on = False
+    assert world.excitation().indices.size == 0
+
+
+def test_excitation_under_drift_is_evaluated_at_the_drifted_position():
+    world, laser, scanner, _ = _survey_world(drift_um_per_min=(0.6, 0.0, 0.0))
+    laser.emission_on = True
+    smp = world.sample
+    i = int(np.argmin(np.abs(smp.x_um - 4.0) + np.abs(smp.y_um - 4.0)))
+    scanner.move_to(float(smp.x_um[i]), float(smp.y_um[i]))
+    p = []
+    for _ in range(4):
+        exc = world.excitation()
+        p.append(float(exc.p_exc_per_pulse[exc.indices.tolist().index(i)]))
+        world.clock.sleep(10.0)  # 0.1 µm of drift each step
+    assert p[0] > p[1] > p[2] > p[3]  # no stale cached value
+
+
+def test_kernels_release_the_gil():
+    from micropl.simulators import hbt, world
+
+    for kernel in (hbt._advance_span, hbt.generate_primaries, hbt.apply_detectors,
+                   world._excite_window):
+        assert kernel.targetoptions.get("nogil") is True

@@ -60,6 +60,8 @@ class Survey(ProcedureBase):
                                    "N QDs (0: never)")
     drift_area_um: float = Field(6.0, ge=1, le=40, description="side of the reference area, µm")
     max_attempts: int = Field(2, ge=1, le=5, description="tries per QD on instrument errors")
+    retry_delay_s: float = Field(2.0, ge=0, le=600, description="clock time waited before "
+                                 "a retry, so a briefly disconnected instrument can come back, s")
     targets: list[Target] | None = Field(None, description="QDs to measure instead of scanning "
                                          "(resume)")
 
@@ -123,6 +125,8 @@ class Survey(ProcedureBase):
                     else str(exc)
                 ctx.log.warning("QD %d attempt %d/%d failed: %s", target.qd_id, attempt,
                                 self.max_attempts, last)
+                if attempt < self.max_attempts:
+                    ctx.sleep(self.retry_delay_s)
         return last
 
     def _check_results(self, ctx: Any, g2: Any) -> str | None:
@@ -131,6 +135,9 @@ class Survey(ProcedureBase):
         fit = ctx.live.latest(ctx.run_id, ctx.tags["qd_id"], SpectrumFit, "accumulated")
         if fit is None or not bool(np.all(fit.success)):
             message = "no fit" if fit is None else str(np.asarray(fit.message).ravel()[0])
+            errors = ctx.live.errors_for(ctx.run_id, ctx.tags["qd_id"]) if fit is None else []
+            if errors:  # the live fitter raised: its error is the reason
+                message = f"no fit: {errors[-1]}"
             return f"spectrum fit failed: {message}"
         if g2 is None:
             errors = ctx.live.errors_for(ctx.run_id, ctx.tags["qd_id"])

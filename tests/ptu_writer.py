@@ -1,0 +1,75 @@
+"""An independent PTU T2 writer for tests (HydraHarp V2 T2 records).
+
+Written from PicoQuant's "unified tag" file description, separately from
+``micropl.analysis.ptu_write``, so that micropl's reader is not only tested
+against micropl's own writer. The tagged-header encoding follows the one in
+``tests/test_tags_ptu.py``.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+TY_EMPTY8 = 0xFFFF0008
+TY_BOOL8 = 0x00000008
+TY_INT8 = 0x10000008
+TY_FLOAT8 = 0x20000008
+TY_ANSI = 0x4001FFFF
+HH2T2 = 0x01010204
+WRAP = 1 << 25
+
+
+def _tag(ident: str, value: object, typ: int | None = None) -> bytes:
+    head = ident.encode("ascii").ljust(32, b"\0") + struct.pack("<i", -1)
+    if typ is None:
+        typ = (TY_BOOL8 if isinstance(value, bool) else TY_INT8 if isinstance(value, int)
+               else TY_FLOAT8 if isinstance(value, float) else TY_ANSI)
+    head += struct.pack("<I", typ)
+    if typ == TY_ANSI:
+        raw = str(value).encode("ascii") + b"\0"
+        raw += b"\0" * (-len(raw) % 8)
+        return head + struct.pack("<q", len(raw)) + raw
+    if typ == TY_FLOAT8:
+        return head + struct.pack("<d", value)
+    if typ == TY_EMPTY8:
+        return head + bytes(8)
+    return head + struct.pack("<q", int(value))
+
+
+def encode_photons(t_ps: np.ndarray, channel: np.ndarray) -> np.ndarray:
+    """HydraHarp V2 T2 records (1 ps units) of photons on inputs 1.., with overflows."""
+    out: list[int] = []
+    wraps = 0
+    for t, c in zip(np.asarray(t_ps, np.int64).tolist(), np.asarray(channel).tolist()):
+        need = t // WRAP - wraps
+        while need > 0:
+            n = min(need, 127)  # ptufile decodes only 7 bits of the count
+            out.append((1 << 31) | (63 << 25) | n)
+            wraps += n
+            need -= n
+        out.append(((int(c) - 1) << 25) | (t - wraps * WRAP))
+    return np.asarray(out, dtype="<u4")
+
+
+def write_t2(path: str | Path, t_ps: np.ndarray, channel: np.ndarray, *,
+             sync_rate_hz: int = 10_000_000, acquisition_ms: int = 1000) -> Path:
+    """Write photons (times in ps, sorted; inputs 1..) to a PTU T2 file."""
+    records = encode_photons(t_ps, channel)
+    head = b"PQTTTR\0\0" + b"1.0.00\0\0"
+    head += _tag("File_Comment", "micropl test writer")
+    head += _tag("Measurement_Mode", 2)
+    head += _tag("Measurement_SubMode", 0)
+    head += _tag("TTResult_SyncRate", int(sync_rate_hz))
+    head += _tag("MeasDesc_GlobalResolution", 1e-12)
+    head += _tag("MeasDesc_Resolution", 1e-12)
+    head += _tag("MeasDesc_AcquisitionTime", int(acquisition_ms))
+    head += _tag("TTResultFormat_TTTRRecType", HH2T2)
+    head += _tag("TTResultFormat_BitsPerRecord", 32)
+    head += _tag("TTResult_NumberOfRecords", int(records.size))
+    head += _tag("Header_End", None, TY_EMPTY8)
+    path = Path(path)
+    path.write_bytes(head + records.tobytes())
+    return path
