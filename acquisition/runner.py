@@ -117,6 +117,7 @@ class _Control:
         self.cond = threading.Condition()
         self.paused = False
         self.abort_reason: str | None = None
+        self.abort_is_failure = False
 
 
 class RunContext:
@@ -296,11 +297,16 @@ class Runner:
             if self._state is RunState.PAUSED:
                 self._state = RunState.RUNNING
 
-    def abort(self, reason: str = "aborted by the user") -> None:
-        """Stop the run at its next checkpoint; the cleanup runs."""
+    def abort(self, reason: str = "aborted by the user", *, failed: bool = False) -> None:
+        """Stop the run at its next checkpoint; the cleanup runs.
+
+        With ``failed=True`` (a fault outside the procedure, e.g. storage) the run
+        ends with status ``failed`` instead of ``aborted``.
+        """
         with self._control.cond:
             if self._control.abort_reason is None:
                 self._control.abort_reason = reason
+                self._control.abort_is_failure = failed
             self._control.cond.notify_all()
         with self._lock:
             if self._state is not RunState.IDLE:
@@ -393,7 +399,8 @@ class Runner:
             value = procedure.run(ctx)
             status = "completed"
         except Aborted as exc:
-            status, reason = "aborted", exc.reason
+            status = "failed" if self._control.abort_is_failure else "aborted"
+            reason = exc.reason
         except InstrumentError as exc:
             status, reason = "failed", str(exc)
             log.error("run %d (%s) failed: %s", run_id, name, exc)

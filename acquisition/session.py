@@ -86,7 +86,7 @@ class Session:
 
     def _storage_failed(self, items: Any, exc: BaseException) -> None:
         # Nothing may be lost: stop the run rather than go on without storage.
-        self.runner.abort(f"storage failed: {exc}")
+        self.runner.abort(f"storage failed: {exc}", failed=True)
 
     def on(self, handler: Callable[[Any], None], *, maxlen: int | None = 1000) -> Any:
         """Attach a display subscriber (coalescing: keeps the newest ``maxlen``)."""

@@ -292,10 +292,11 @@ def test_permanent_disconnect_fails_each_qd_with_reason(role, tmp_path, caplog):
     out.check_safe()
 
 
-def test_permanent_laser_disconnect_is_reported_not_hidden(tmp_path, caplog):
-    """A laser that never answers again cannot be switched off by software. The run
-    must not look fine: it ends ``failed`` naming the laser-off failure, every QD
-    from the outage on is failed, and the cleanup's failure is logged as an error."""
+def test_permanent_laser_disconnect_stops_the_survey(tmp_path, caplog):
+    """A laser that never answers again cannot be switched off by software. The survey
+    stops at once rather than going on: the run ends ``failed`` naming the laser-off
+    failure, the QD being measured is failed with that reason, the QDs after it stay
+    pending (for ``--resume``), and the cleanup's failure is logged as an error."""
     caplog.set_level(logging.WARNING)
     start_s = CALL_TIMES["laser"][len(CALL_TIMES["laser"]) // 2] - 1e-6
     out = run_with(survey(), tmp_path / "s.h5", {"laser": {"faults": {"disconnect_after_s": start_s}}})
@@ -304,7 +305,9 @@ def test_permanent_laser_disconnect_is_reported_not_hidden(tmp_path, caplog):
     assert out.runs[-1].status == "failed" and out.runs[-1].reason == out.result.reason
     assert any(r.levelno >= logging.ERROR and "laser off failed" in r.getMessage()
                for r in caplog.records)
-    assert out.status[TARGETS[2]["qd_id"]].status == "failed"
+    failed = [q for q, st in out.status.items() if st.status == "failed"]
+    assert len(failed) == 1 and "laser" in out.status[failed[0]].reason
+    assert TARGETS[2]["qd_id"] not in out.status or TARGETS[2]["qd_id"] == failed[0]
     out.check_nothing_lost()
     out.check_completed_intact()
 

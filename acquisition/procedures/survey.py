@@ -77,9 +77,7 @@ class Survey(ProcedureBase):
             qctx = ctx.scoped(qd_id=target.qd_id)
             ctx.progress(f"QD {i + 1}/{len(targets)}", i, len(targets))
             reason = self._measure(qctx, target, drift)
-            status = "completed" if reason is None else "failed"
-            ctx.emit(QDStatus(run_id=ctx.run_id, qd_id=target.qd_id, status=status,
-                              reason=reason or "", t_s=time.time()))
+            self._record(ctx, target, reason)
             done += reason is None
             failed += reason is not None
         ctx.progress("survey", len(targets), len(targets))
@@ -127,7 +125,32 @@ class Survey(ProcedureBase):
                                 self.max_attempts, last)
                 if attempt < self.max_attempts:
                     ctx.sleep(self.retry_delay_s)
+        if last.startswith(f"laser '{ctx.setup.laser.name}'"):
+            # The laser itself kept failing: make sure it can still be switched off. If
+            # not, the survey stops (this QD is recorded as failed, the run fails, the
+            # remaining QDs stay pending for --resume).
+            try:
+                self._laser_off(ctx)
+            except InstrumentError as off_error:
+                self._record(ctx, target, f"{last}; then {off_error}")
+                raise
         return last
+
+    def _laser_off(self, ctx: Any) -> None:
+        """Switch the laser off, trying again once after ``retry_delay_s``."""
+        try:
+            ctx.setup.laser.off()
+        except InstrumentError as exc:
+            ctx.log.error("laser off failed, trying again in %g s: %s", self.retry_delay_s, exc)
+            ctx.sleep(self.retry_delay_s)
+            ctx.setup.laser.off()
+
+    @staticmethod
+    def _record(ctx: Any, target: Target, reason: str | None) -> None:
+        """Store the QD's status: completed (``reason`` None) or failed with the reason."""
+        ctx.emit(QDStatus(run_id=ctx.run_id, qd_id=target.qd_id,
+                          status="completed" if reason is None else "failed",
+                          reason=reason or "", t_s=time.time()))
 
     def _check_results(self, ctx: Any, g2: Any) -> str | None:
         if ctx.live is None:
