@@ -80,9 +80,23 @@ def _validate(args: argparse.Namespace) -> Path:
         raise UsageError(f"--exposure-s: {args.exposure_s} must be > 0 and ≤ 3600 s")
     if not 1 <= args.em_gain <= 300:
         raise UsageError(f"--em-gain: {args.em_gain} is outside 1–300")
-    if args.seed < 0:
-        raise UsageError(f"--seed: {args.seed} must be ≥ 0")
-    out = Path(args.out)
+    check_seed(args.seed)
+    return checked_out_path(args.out)
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a negative ``--seed`` (UsageError)."""
+    if seed < 0:
+        raise UsageError(f"--seed: {seed} must be ≥ 0")
+
+
+def checked_out_path(out_arg: str) -> Path:
+    """The ``--out`` file as a Path, refused (UsageError) unless it can be written.
+
+    Refused: an existing directory, a missing parent folder, a parent folder or
+    an existing file without write permission.
+    """
+    out = Path(out_arg)
     if out.is_dir():
         raise UsageError(f"--out: {out} is a directory")
     parent = out.parent if str(out.parent) else Path(".")
@@ -91,6 +105,16 @@ def _validate(args: argparse.Namespace) -> Path:
     if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise UsageError(f"--out: {out} is not writable")
     return out
+
+
+def write_truth(truth: dict) -> None:
+    """Print the simulation truth as one line of JSON on stdout (``--json``)."""
+    sys.stdout.write(json.dumps(truth) + "\n")
+
+
+def p_exc_per_pulse(power_percent: float, saturation_power_percent: float) -> float:
+    """Excitation probability per pulse, ``1 − exp(−P / P_sat)``, of a QD in the focus."""
+    return -math.expm1(-power_percent / saturation_power_percent)
 
 
 def run_spectrum(args: argparse.Namespace) -> int:
@@ -152,11 +176,10 @@ def run_spectrum(args: argparse.Namespace) -> int:
             "e_per_adu": cam_settings.e_per_adu,
             "file": str(out),
         }
-        sys.stdout.write(json.dumps(truth) + "\n")
+        write_truth(truth)
     return 0
 
 
 def _p_exc(laser) -> float:
     """Excitation probability per pulse of a QD in the focus at the laser's power."""
-    s = laser.settings
-    return -math.expm1(-laser.power_percent / s.saturation_power_percent)
+    return p_exc_per_pulse(laser.power_percent, laser.settings.saturation_power_percent)

@@ -12,15 +12,18 @@ fields 0 and 1), ``TTResult_SyncRate`` = 10 MHz.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from micropl.acquisition.cli import UsageError
+from micropl.acquisition.cli_simulate import (
+    check_seed,
+    checked_out_path,
+    p_exc_per_pulse,
+    write_truth,
+)
 
 #: Laser repetition rate of the synthetic measurement, Hz.
 REP_RATE_HZ = 10e6
@@ -67,21 +70,12 @@ def _validate(args: argparse.Namespace) -> Path:
                          "(half the 10 MHz repetition rate per APD)")
     if not (math.isfinite(args.lifetime_ns) and 0 < args.lifetime_ns <= 50):
         raise UsageError(f"--lifetime-ns: {args.lifetime_ns} must be > 0 and ≤ 50 ns")
-    if args.seed < 0:
-        raise UsageError(f"--seed: {args.seed} must be ≥ 0")
+    check_seed(args.seed)
     expected_tags = 2.0 * args.rate_cps * args.duration
     if expected_tags > MAX_TAGS:
         raise UsageError(f"--duration × --rate-cps: about {expected_tags:.3g} tags, more than "
                          f"the {MAX_TAGS:.0e} one file may hold")
-    out = Path(args.out)
-    if out.is_dir():
-        raise UsageError(f"--out: {out} is a directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"--out: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise UsageError(f"--out: {out} is not writable")
-    return out
+    return checked_out_path(args.out)
 
 
 def simulate_single_qd_tags(g2_0: float, rate_cps: float, duration_s: float,
@@ -122,7 +116,7 @@ def simulate_single_qd_tags(g2_0: float, rate_cps: float, duration_s: float,
     laser_settings = SimLaserSettings(rep_rate_hz=REP_RATE_HZ, power_percent=100.0)
     # without a scanner the focus is at the centre of the sample area, z = 0
     area_um = (40.0, 40.0)
-    p_exc = -math.expm1(-laser_settings.power_percent / laser_settings.saturation_power_percent)
+    p_exc = p_exc_per_pulse(laser_settings.power_percent, laser_settings.saturation_power_percent)
     brightness_cps = rate_cps / p_exc * REFERENCE_REP_RATE_HZ / REP_RATE_HZ
     sample = VirtualSample.single(
         x_um=area_um[0] / 2, y_um=area_um[1] / 2, z_um=0.0, brightness_cps=brightness_cps,
@@ -182,5 +176,5 @@ def run(args: argparse.Namespace) -> int:
             "apd_inputs": [1, 2],
             "file": str(out),
         }
-        sys.stdout.write(json.dumps(truth) + "\n")
+        write_truth(truth)
     return 0

@@ -38,6 +38,7 @@ from __future__ import annotations
 import ctypes
 import datetime as _dt
 import errno
+import io
 import json
 import logging
 import os
@@ -657,6 +658,12 @@ class SessionWriter:
                 ds.flush()
             for name, (rows, _) in built.items():
                 self._tables[name].write_rows(rows)
+        except OSError as exc:
+            # HDF5's messages span lines (its error stack); callers report this on one.
+            one_line = OSError(exc.errno, f"{self.path}: write failed: "
+                                          f"{' '.join(str(exc).split())}")
+            self._broken = one_line
+            raise one_line from exc
         except BaseException as exc:
             self._broken = exc
             raise
@@ -860,6 +867,95 @@ def _set_read_attempts(fapl: h5py.h5p.PropFAID, attempts: int) -> bool:
 _H5P_SET_ATTEMPTS: Any = None
 
 
+_UNDEFINED_ADDRESS = {2: 0xFFFF, 4: 0xFFFF_FFFF, 8: 0xFFFF_FFFF_FFFF_FFFF}
+_SUPERBLOCK_HEAD_BYTES = 12 + 4 * 8
+
+
+def _stored_eof(head: bytes) -> int | None:
+    """End-of-file address (bytes) recorded in a v2/v3 superblock at offset 0, or None.
+
+    Layout after the 8-byte signature: version, size of offsets, size of lengths,
+    file-consistency flags (1 byte each), then base address, superblock-extension
+    address, end-of-file address and root-group object-header address (each
+    "size of offsets" bytes, little-endian) and a checksum. The stored address is
+    relative to the base address. None for other superblock versions, an
+    undefined address or a header too short to hold it.
+    """
+    if len(head) < 12 or head[:8] != _HDF5_SIGNATURE or head[8] not in (2, 3):
+        return None
+    size_of_offsets = head[9]
+    if size_of_offsets not in _UNDEFINED_ADDRESS or len(head) < 12 + 3 * size_of_offsets:
+        return None
+    code = {2: "H", 4: "I", 8: "Q"}[size_of_offsets]
+    base, _, eof = struct.unpack_from(f"<3{code}", head, 12)
+    if eof == _UNDEFINED_ADDRESS[size_of_offsets]:
+        return None
+    return base + eof
+
+
+class _ZeroPaddedFile(io.RawIOBase):
+    """Read-only view of a file extended with zeros to ``length_bytes``.
+
+    A write that failed because the disk was full (ENOSPC, or EFBIG past a
+    file-size limit) leaves HDF5's stored end-of-file beyond the file's real
+    size, and HDF5 then refuses to open the file. Through this view HDF5 sees
+    a file of the stored length (reading zeros past the real end, as it does
+    for any read past EOF); the file itself is never modified. The reader
+    checks separately that the data it returns lies within the real size.
+    """
+
+    def __init__(self, path: Path, length_bytes: int) -> None:
+        super().__init__()
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        self.real_size_bytes = os.fstat(self._file.fileno()).st_size
+        self._length = max(int(length_bytes), self.real_size_bytes)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            pos = offset
+        elif whence == os.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == os.SEEK_END:
+            pos = self._length + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise OSError(errno.EINVAL, "negative seek position")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = max(0, min(len(view), self._length - self._pos))
+        got = 0
+        if self._pos < self.real_size_bytes:
+            self._file.seek(self._pos)
+            want = min(n, self.real_size_bytes - self._pos)
+            while got < want:
+                k = self._file.readinto(view[got:want])
+                if not k:
+                    break
+                got += k
+        view[got:n] = bytes(n - got)
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
 def _open_swmr_read(path: Path, *, retry: bool) -> h5py.File:
     """Open ``path`` for SWMR reading without chunk cache; one metadata attempt unless retry."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
@@ -903,11 +999,16 @@ class SessionReader:
         if self.path.is_dir():
             raise IsADirectoryError(21, "Is a directory", str(self.path))
         self._fd: int | None = None
+        self._padded: _ZeroPaddedFile | None = None
+        self._complete_rows: dict[str, int] = {}
         self._h5 = self._open()
         try:
             if self._h5.swmr_mode:
                 self._fd = os.open(self.path, os.O_RDONLY)
-            self._validate()
+            if self._padded is not None:
+                self._validate_padded()
+            else:
+                self._validate()
         except BaseException:
             self.close()
             raise
@@ -915,7 +1016,8 @@ class SessionReader:
     def _open(self) -> h5py.File:
         try:
             with open(self.path, "rb") as fh:
-                head = fh.read(12)
+                head = fh.read(_SUPERBLOCK_HEAD_BYTES)
+                size_bytes = os.fstat(fh.fileno()).st_size
         except OSError as exc:
             raise _not_session(self.path, f"cannot read: {exc}") from None
         if head[:8] != _HDF5_SIGNATURE:
@@ -923,7 +1025,7 @@ class SessionReader:
         alive = writer_alive(self.path)
         # Superblock v2/v3: byte 11 holds the file-consistency flags, set while a
         # writer has (or had, if it was killed) the file open.
-        open_for_write = head[8] >= 2 and head[11] != 0
+        open_for_write = len(head) >= 12 and head[8] >= 2 and head[11] != 0
         errors = []
         if alive or open_for_write:
             # A live writer may be mid-way through a metadata write: HDF5 retries
@@ -934,11 +1036,53 @@ class SessionReader:
                 return _open_swmr_read(self.path, retry=alive)
             except OSError as exc:
                 errors.append(str(exc))
+        stored_eof = _stored_eof(head)
+        if not open_for_write and stored_eof is not None and stored_eof > size_bytes:
+            # Closed, but HDF5 recorded more bytes than the file has: a write past the
+            # end failed (disk full) after the last complete row was flushed. Read it
+            # through a zero-padded view; rows lying past the real end are left out
+            # (see _n_complete), nothing is written to the file.
+            try:
+                return self._open_padded(stored_eof, size_bytes)
+            except OSError as exc:
+                errors.append(str(exc))
         try:
             return h5py.File(self.path, "r", rdcc_nbytes=0)
         except OSError as exc:
             errors.append(str(exc))
         raise _not_session(self.path, f"cannot open as HDF5: {errors[0]}")
+
+    def _open_padded(self, stored_eof: int, size_bytes: int) -> h5py.File:
+        padded = _ZeroPaddedFile(self.path, stored_eof)
+        try:
+            h5 = h5py.File(padded, "r", rdcc_nbytes=0)
+        except BaseException:
+            padded.close()
+            raise
+        self._padded = padded
+        log.warning("%s: the file has %d bytes but HDF5 recorded %d (a write failed, e.g. "
+                    "the disk was full); reading the rows complete before it. "
+                    "'micropl survey --resume' (SessionWriter.resume) repairs the file",
+                    self.path, size_bytes, stored_eof)
+        return h5
+
+    def _validate_padded(self) -> None:
+        """Validate a file read through the zero-padded view, reading all its metadata now.
+
+        Metadata past the real end reads as zeros there, which HDF5 reports in many
+        ways (checksum errors, bad messages, missing links); any of them means the
+        file is damaged beyond a failed append (e.g. a cut copy), not merely full.
+        """
+        try:
+            self._validate()
+            _ = (self.config_text, self.instruments, self.truth, self.created,
+                 self.created_unix_s, self.software_version, self.resume_count)
+            for name in self._specs:
+                self.rows(name)
+        except (OSError, RuntimeError, KeyError, IndexError, ValueError, TypeError) as exc:
+            if isinstance(exc, FileFormatError):
+                raise
+            raise _not_session(self.path, f"damaged past its end: {exc}") from None
 
     def _validate(self) -> None:
         attrs = self._h5.attrs
@@ -1037,9 +1181,23 @@ class SessionReader:
             rows.refresh()
         return rows
 
+    @property
+    def short_by_bytes(self) -> int:
+        """Bytes missing between the file's size and HDF5's stored end of file.
+
+        Non-zero only for a file whose last write failed because the disk was
+        full (read through a zero-padded view; see :meth:`SessionWriter.resume`).
+        """
+        if self._padded is None:
+            return 0
+        return int(self._h5.id.get_filesize()) - self._padded.real_size_bytes
+
     def n_rows(self, table: str) -> int:
         """Number of complete rows of ``table``."""
-        return int(self._refresh_rows(table).shape[0])
+        rows_ds = self._refresh_rows(table)
+        if self._padded is not None:
+            return self._n_complete(table, rows_ds)
+        return int(rows_ds.shape[0])
 
     def rows(self, table: str, *, run_id: int | None = None, qd_id: int | None = None,
              kind: str | None = None) -> np.ndarray:
@@ -1051,8 +1209,11 @@ class SessionReader:
         """
         rows_ds = self._refresh_rows(table)
         try:
-            n = rows_ds.shape[0]
-            self._check_on_disk(table, rows_ds, 0, n)
+            if self._padded is not None:
+                n = self._n_complete(table, rows_ds)
+            else:
+                n = rows_ds.shape[0]
+                self._check_on_disk(table, rows_ds, 0, n)
             rows = rows_ds[:n]
         except OSError as exc:
             raise _not_session(self.path, f"table {table!r} is damaged: {exc}") from None
@@ -1065,24 +1226,72 @@ class SessionReader:
             keep &= rows["kind"] == kind.encode("utf-8")
         return rows if keep.all() else rows[keep]
 
+    def _real_size_bytes(self) -> int:
+        if self._padded is not None:
+            return self._padded.real_size_bytes
+        return os.fstat(self._fd).st_size if self._fd is not None else self.path.stat().st_size
+
+    def _chunk_info(self, ds: h5py.Dataset, index: int) -> Any:
+        try:
+            return ds.id.get_chunk_info_by_coord((index,))
+        except (OSError, RuntimeError) as exc:  # damaged chunk index
+            raise _not_session(self.path, f"{ds.name} is damaged: {exc}") from None
+
+    def _on_disk_prefix(self, ds: h5py.Dataset, lo: int, hi: int) -> int:
+        """First index in ``[lo, hi)`` whose bytes in chunked 1-D ``ds`` lie past the real
+        end of the file (``hi`` when all are on disk)."""
+        chunk = ds.chunks[0]
+        size = self._real_size_bytes()
+        itemsize = ds.dtype.itemsize
+        for k in range(lo // chunk, (hi - 1) // chunk + 1):
+            info = self._chunk_info(ds, k * chunk)
+            used = min(hi, (k + 1) * chunk) - k * chunk
+            if info.byte_offset is None:
+                return max(lo, k * chunk)
+            if info.byte_offset + used * itemsize > size:
+                fits = max(0, (size - info.byte_offset) // itemsize)
+                return max(lo, k * chunk + fits)
+        return hi
+
     def _check_on_disk(self, table: str, ds: h5py.Dataset, lo: int, hi: int) -> None:
         """Raise when elements ``[lo, hi)`` of ``ds`` lie beyond the end of the file.
 
         HDF5 returns zeros for raw data past the end of a file; a file opened in
-        SWMR mode carries no trustworthy end-of-file mark, so a cut copy of a
-        crashed session would otherwise read as zeros instead of failing.
+        SWMR mode carries no trustworthy end-of-file mark (nor does one read
+        through the zero-padded view), so a cut copy of a crashed session would
+        otherwise read as zeros instead of failing.
         """
-        if not self._h5.swmr_mode or hi <= lo:
+        if not (self._h5.swmr_mode or self._padded is not None) or hi <= lo:
             return
-        chunk = ds.chunks[0]
-        size = os.fstat(self._fd).st_size if self._fd is not None else self.path.stat().st_size
-        itemsize = ds.dtype.itemsize
-        for k in range(lo // chunk, (hi - 1) // chunk + 1):
-            info = ds.id.get_chunk_info_by_coord((k * chunk,))
-            used = min(hi, (k + 1) * chunk) - k * chunk
-            if info.byte_offset is None or info.byte_offset + used * itemsize > size:
-                raise _not_session(self.path, f"table {table!r}: data of {ds.name} lies beyond "
-                                              f"the end of the file (truncated copy?)")
+        if self._on_disk_prefix(ds, lo, hi) < hi:
+            raise _not_session(self.path, f"table {table!r}: data of {ds.name} lies beyond "
+                                          f"the end of the file (truncated copy?)")
+
+    def _n_complete(self, table: str, rows_ds: h5py.Dataset) -> int:
+        """Rows of ``table`` that lie within a file whose last write failed (disk full).
+
+        The rows past the real end are the tail of the batch whose write failed:
+        their ``append`` raised, so they were never complete. A row past the end
+        followed by one within the file is damage, not a failed append, and raises.
+        """
+        if table in self._complete_rows:
+            return self._complete_rows[table]
+        n = int(rows_ds.shape[0])
+        complete = self._on_disk_prefix(rows_ds, 0, n) if n else 0
+        if complete < n:
+            chunk = rows_ds.chunks[0]
+            size = self._real_size_bytes()
+            for k in range(complete // chunk + 1, (n - 1) // chunk + 1):
+                info = self._chunk_info(rows_ds, k * chunk)
+                if info.byte_offset is not None and \
+                        info.byte_offset + rows_ds.dtype.itemsize <= size:
+                    raise _not_session(self.path, f"table {table!r}: rows {complete}.. lie "
+                                                  f"beyond the end of the file, later ones "
+                                                  f"do not (damaged file)")
+            log.warning("%s: table %r: %d row(s) past the end of the file were never "
+                        "complete (failed write); left out", self.path, table, n - complete)
+        self._complete_rows[table] = complete
+        return complete
 
     def values(self, table: str, column: str, rows: np.ndarray) -> list[Any]:
         """Decoded values of ``column`` for each of ``rows`` (from :meth:`rows`)."""
@@ -1284,6 +1493,7 @@ class SessionReader:
                 src_ds = src_group[col.name]
                 if self._h5.swmr_mode:
                     src_ds.refresh()
+                self._check_on_disk(name, src_ds, 0, end)  # never copy zeros as data
                 dst_ds = group[col.name]
                 dst_ds.resize((end,))
                 block = max(1, _COPY_BLOCK_BYTES // src_ds.dtype.itemsize)
@@ -1298,6 +1508,9 @@ class SessionReader:
     def close(self) -> None:
         """Close the file. Safe twice."""
         self._h5.close()
+        if self._padded is not None:
+            self._padded.close()
+            self._padded = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

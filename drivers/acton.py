@@ -40,8 +40,10 @@ from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectra import wavelength_axis_nm
 from micropl.drivers._visa_common import (
     AllowedRange,
+    VisaLinkMixin,
     clock_functions,
     is_visa_timeout,
+    open_visa,
     refuse_outside,
 )
 from micropl.drivers.interfaces import (
@@ -49,7 +51,6 @@ from micropl.drivers.interfaces import (
     Grating,
     InstrumentError,
     InstrumentTimeout,
-    MissingExtraError,
     limit_error,
 )
 
@@ -199,7 +200,7 @@ def parse_gratings(reply: str) -> list[Grating]:
 
 
 # --------------------------------------------------------------------------- instrument
-class SpectraPro(Instrument):
+class SpectraPro(VisaLinkMixin, Instrument):
     """Acton / Princeton Instruments SpectraPro spectrograph.
 
     Parameters
@@ -231,20 +232,10 @@ class SpectraPro(Instrument):
         clock: Clock | None = None,
         **kwargs: Any,
     ) -> None:
-        self.settings = settings if settings is not None else ActonSettings(resource="")
-        kwargs.setdefault("asrl", {"baud_rate": self.settings.baud_rate})
-        kwargs.setdefault("timeout", int(self.settings.timeout_s * 1000))
-        super().__init__(
-            adapter,
-            name,
-            includeSCPI=False,
-            read_termination="\r\n",
-            write_termination="\r",
-            **kwargs,
+        self._open_link(
+            adapter, name, settings if settings is not None else ActonSettings(resource=""), clock,
+            read_termination="\r\n", write_termination="\r", **kwargs,
         )
-        self._clock = clock
-        self._closed = False
-        self._last_command = ""
         self._gratings_cache: list[Grating] | None = None
         self._identity: dict[str, str] = {}
         range_nm = AllowedRange(KIND, name, "GOTO {value} nm", "nm", self._wavelength_bounds_nm)
@@ -255,11 +246,6 @@ class SpectraPro(Instrument):
         self.ask("NO-ECHO")
 
     # ------------------------------------------------------------------ protocol layer
-    def write(self, command: str, **kwargs: Any) -> None:
-        """Send ``command`` (CR appended) and remember it for error messages."""
-        self._last_command = command
-        super().write(command, **kwargs)
-
     def read(self, **kwargs: Any) -> str:
         """Read one complete reply, up to and without the final ``ok``.
 
@@ -492,31 +478,13 @@ class SpectraPro(Instrument):
             "detector_angle_deg": self.settings.detector_angle_deg,
         }
 
-    def close(self) -> None:
-        """Close the connection (safe to call twice)."""
-        if self._closed:
-            return
-        self._closed = True
-        self.adapter.close()
-
 
 # --------------------------------------------------------------------------- shared bits
 def open_instrument(settings: ActonSettings, clock: Clock | None = None) -> SpectraPro:
     """Open the spectrograph described by ``settings``."""
-    try:
-        import pyvisa  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"{KIND} '{settings.name}': driver 'acton' needs pyvisa: pip install pyvisa"
-        ) from exc
-    kwargs: dict[str, Any] = {}
-    if settings.visa_library:
-        kwargs["visa_library"] = settings.visa_library
-    try:
-        return SpectraPro(settings.resource, settings.name, settings=settings, clock=clock, **kwargs)
-    except InstrumentError:
-        raise
-    except Exception as exc:
-        raise InstrumentError(
-            f"{KIND} '{settings.name}': cannot open {settings.resource!r}: {exc}"
-        ) from exc
+    return open_visa(
+        KIND, "acton", settings,
+        lambda **kwargs: SpectraPro(
+            settings.resource, settings.name, settings=settings, clock=clock, **kwargs
+        ),
+    )

@@ -26,23 +26,18 @@ with Andor Solis or the Andor SDK2; pylablib loads it when the camera opens.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from collections.abc import Iterator
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from micropl.drivers._camera_common import EM_GAIN_MAX, EM_GAIN_MAX_ADVANCED, SdkCameraMixin
 from micropl.drivers.interfaces import (
     Clock,
     Frame,
     InstrumentError,
-    InstrumentTimeout,
     MissingExtraError,
     ReadMode,
-    limit_error,
 )
 
 __all__ = ["AndorCameraSettings", "AndorCamera", "DRIVERS", "REQUIRES", "open_instrument"]
@@ -54,8 +49,6 @@ REQUIRES: tuple[str, ...] = ("pylablib",)
 #: Vendor shared libraries pylablib needs to open the camera.
 VENDOR_LIBRARIES: tuple[str, ...] = ("atmcd64d.dll", "libandor.so")
 
-EM_GAIN_MAX = 300
-EM_GAIN_MAX_ADVANCED = 1000
 _SDK_READ_MODE: dict[str, str] = {"fvb": "fvb", "roi": "single_track", "image": "image"}
 _SHUTTER_MODES = ("auto", "open", "closed")
 
@@ -93,11 +86,7 @@ class AndorCameraSettings(BaseModel):
     )
 
 
-def _now(clock: Clock | None, t0: float) -> float:
-    return clock.now() if clock is not None else time.monotonic() - t0
-
-
-class AndorCamera:
+class AndorCamera(SdkCameraMixin):
     """Camera protocol on top of an open pylablib ``AndorSDK2Camera``.
 
     Parameters
@@ -110,50 +99,24 @@ class AndorCamera:
         Source of ``Frame.t_s``; wall time since connection when omitted.
     """
 
-    kind = "camera"
+    settings: AndorCameraSettings
+    _log = log
+    _lost_frames_note = " (read too slowly)"
 
     def __init__(self, sdk: Any, settings: AndorCameraSettings, clock: Clock | None = None):
-        self._sdk = sdk
-        self.settings = settings
-        self.name = settings.name
-        self._clock = clock
-        self._t0 = time.monotonic()
-        self._closed = False
-        self._streaming = False
-        self._next_index = 0
-        self._stream_t0_s = 0.0
-        self._frame_period_s = 0.0
-        self.lost_frames = 0
-        width, height = sdk.get_detector_size()
-        self.sensor_shape: tuple[int, int] = (int(height), int(width))
-        self.pixel_um: float = float(sdk.get_pixel_size()[0]) * 1e6
+        self._init_camera_state(sdk, settings, clock)
         gain, advanced = sdk.get_EMCCD_gain()
         self._em_gain = max(int(gain), 1)
         self._em_advanced = bool(advanced)
-        self._exposure_s = float(sdk.get_exposure())
         self._target_temperature_c = float(settings.target_temperature_c)
-        centre = int(height) // 2
-        self._roi_rows: tuple[int, int] = (max(centre - 5, 0), min(centre + 6, int(height)))
+        height = self.sensor_shape[0]
+        centre = height // 2
+        self._roi_rows: tuple[int, int] = (max(centre - 5, 0), min(centre + 6, height))
         self._read_mode: ReadMode = "fvb"
         with self._sdk_errors("SET READ MODE fvb"):
             sdk.set_read_mode("fvb")
 
     # ------------------------------------------------------------------ helpers
-    @contextlib.contextmanager
-    def _sdk_errors(self, action: str) -> Iterator[None]:
-        """Turn SDK failures into InstrumentError naming the camera and the action."""
-        try:
-            yield
-        except InstrumentError:
-            raise
-        except TimeoutError as exc:
-            raise InstrumentTimeout(f"camera '{self.name}': {action} timed out: {exc}") from exc
-        except (RuntimeError, OSError) as exc:
-            raise InstrumentError(f"camera '{self.name}': {action} failed: {exc}") from exc
-
-    def _refuse(self, action: str, allowed: str) -> InstrumentError:
-        return limit_error("camera", self.name, action, allowed)
-
     def _check_open(self, action: str) -> None:
         if self._closed:
             raise InstrumentError(f"camera '{self.name}': {action} refused: camera is closed")
@@ -165,18 +128,10 @@ class AndorCamera:
             )
 
     # ------------------------------------------------------------------ exposure
-    @property
-    def exposure_s(self) -> float:
-        """Exposure time in s (as the SDK applied it)."""
-        return self._exposure_s
-
-    @exposure_s.setter
+    @SdkCameraMixin.exposure_s.setter
     def exposure_s(self, value: float) -> None:
         value = float(value)
-        action = f"SET EXPOSURE {value:g} s"
-        if not 0 < value <= self.settings.max_exposure_s:
-            raise self._refuse(action, f"range 0–{self.settings.max_exposure_s:g} s (exclusive 0)")
-        self._check_open(action)
+        action = self._check_exposure(value)
         with self._sdk_errors(action):
             self._exposure_s = float(self._sdk.set_exposure(value))
 
@@ -191,18 +146,9 @@ class AndorCamera:
         action = f"SET EM GAIN {gain}"
         if gain < 1 or gain > EM_GAIN_MAX_ADVANCED:
             raise self._refuse(action, f"range 1–{EM_GAIN_MAX_ADVANCED}")
-        if gain > EM_GAIN_MAX and not advanced:
-            raise self._refuse(
-                action, f"range 1–{EM_GAIN_MAX} unless em_gain_advanced is on"
-            )
+        self._check_em_gain_advanced(action, gain, advanced)
         if gain > 1:
-            temperature_c = self.temperature_c
-            limit_c = self.settings.em_gain_max_temperature_c
-            if temperature_c > limit_c:
-                raise self._refuse(
-                    action,
-                    f"sensor at {temperature_c:.1f} °C; EM gain above 1 needs ≤ {limit_c:g} °C",
-                )
+            self._check_em_gain_cold(action)
 
     @property
     def em_gain(self) -> int:
@@ -270,11 +216,7 @@ class AndorCamera:
 
     @roi_rows.setter
     def roi_rows(self, rows: tuple[int, int]) -> None:
-        start, stop = (int(r) for r in rows)
-        height = self.sensor_shape[0]
-        action = f"SET ROI ROWS {start}–{stop}"
-        if not 0 <= start < stop <= height:
-            raise self._refuse(action, f"0 ≤ start < stop ≤ {height}")
+        start, stop, action = self._check_roi_rows(rows)
         if (stop - start) % 2 == 0:
             raise self._refuse(
                 action, "an odd number of rows (Andor single track is centred on one row)"
@@ -345,34 +287,12 @@ class AndorCamera:
         return self.settings.e_per_adu_preamp1 / preamp_gain
 
     # ------------------------------------------------------------------ acquisition
-    def _to_frame(self, data: np.ndarray, index: int, t_s: float) -> Frame:
-        counts = np.asarray(data)
-        if self._read_mode == "fvb":
-            counts = counts.reshape(-1)
-        return Frame(
-            counts=counts,
-            exposure_s=self._exposure_s,
-            t_s=t_s,
-            index=int(index),
-            em_gain=self._em_gain,
-            read_mode=self._read_mode,
-        )
-
     def acquire(self) -> Frame:
         """Take one exposure (SDK kinetic series of one frame) and return it."""
         self._check_open("ACQUIRE")
         self._check_not_streaming("ACQUIRE")
-        timeout_s = self._exposure_s + self.settings.frame_timeout_s
-        t_s = _now(self._clock, self._t0)
-        with self._sdk_errors("ACQUIRE"):
-            self._sdk.setup_acquisition(mode="kinetic", nframes=1)
-            self._sdk.start_acquisition()
-            try:
-                got = self._sdk.wait_for_frame(timeout=timeout_s)
-                result = self._sdk.read_multiple_images(return_info=True)
-            finally:
-                self._sdk.stop_acquisition()
-        frames, infos = result if result is not None else (None, None)
+        t_s, got, result = self._acquire_one("kinetic")
+        frames, _infos = result if result is not None else (None, None)
         if not frames:
             why = "no frame arrived" if got else "acquisition stopped without a frame"
             raise InstrumentError(f"camera '{self.name}': ACQUIRE failed: {why}")
@@ -391,17 +311,10 @@ class AndorCamera:
         self._check_not_streaming(action)
         if n_frames is not None and int(n_frames) < 1:
             raise self._refuse(f"START STREAM of {n_frames} frames", "at least 1 frame")
-        with self._sdk_errors(action):
-            if n_frames is None:
-                self._sdk.setup_acquisition(mode="cont")
-            else:
-                self._sdk.setup_acquisition(mode="kinetic", nframes=int(n_frames))
-            self._frame_period_s = float(self._sdk.get_frame_timings()[1])
-            self._stream_t0_s = _now(self._clock, self._t0)
-            self._sdk.start_acquisition()
-        self._streaming = True
-        self._next_index = 0
-        self.lost_frames = 0
+        if n_frames is None:
+            self._begin_stream(action, mode="cont")
+        else:
+            self._begin_stream(action, mode="kinetic", nframes=int(n_frames))
 
     def read_frames(self) -> list[Frame]:
         """Frames acquired since the last call; gaps in ``Frame.index`` are lost frames."""
@@ -417,29 +330,7 @@ class AndorCamera:
             raise InstrumentError(
                 f"camera '{self.name}': {action} failed: the SDK has no acquisition set up"
             )
-        frames, infos = result
-        out: list[Frame] = []
-        for data, info in zip(frames, infos):
-            index = int(info.frame_index)
-            if index > self._next_index:
-                lost = index - self._next_index
-                self.lost_frames += lost
-                log.warning(
-                    "camera '%s': %d frame(s) lost before frame %d (read too slowly)",
-                    self.name, lost, index,
-                )
-            self._next_index = index + 1
-            t_s = self._stream_t0_s + index * self._frame_period_s
-            out.append(self._to_frame(data, index, t_s))
-        return out
-
-    def stop(self) -> None:
-        """Stop any acquisition. Safe when idle."""
-        if self._closed:
-            return
-        with self._sdk_errors("STOP"):
-            self._sdk.stop_acquisition()
-        self._streaming = False
+        return self._frames_from_ring(*result)
 
     # ------------------------------------------------------------------ housekeeping
     def snapshot(self) -> dict[str, Any]:
@@ -449,27 +340,12 @@ class AndorCamera:
             "exposure_s": self._exposure_s,
             "em_gain": self._em_gain,
             "em_gain_advanced": self._em_advanced,
-            "read_mode": self._read_mode,
-            "roi_rows": list(self._roi_rows),
-            "temperature_c": self.temperature_c,
-            "target_temperature_c": self._target_temperature_c,
-            "temperature_status": self.temperature_status,
+            **self._readout_snapshot(),
             "sensor_shape_px": list(self.sensor_shape),
             "pixel_um": self.pixel_um,
             "e_per_adu": self.e_per_adu,
             "lost_frames": self.lost_frames,
         }
-
-    def close(self) -> None:
-        """Stop acquiring and release the camera. Safe to call twice."""
-        if self._closed:
-            return
-        try:
-            self.stop()
-        finally:
-            self._closed = True
-            with self._sdk_errors("CLOSE"):
-                self._sdk.close()
 
 
 def open_instrument(settings: AndorCameraSettings, clock: Clock | None = None) -> AndorCamera:

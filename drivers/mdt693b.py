@@ -31,16 +31,17 @@ from pymeasure.instruments import Channel, Instrument
 
 from micropl.drivers._visa_common import (
     AllowedRange,
+    VisaLinkMixin,
+    checked_targets_um,
     clock_functions,
     is_visa_timeout,
+    open_visa,
     refuse_outside,
 )
 from micropl.drivers.interfaces import (
     Clock,
     InstrumentError,
     InstrumentTimeout,
-    MissingExtraError,
-    limit_error,
 )
 
 __all__ = ["Mdt693bSettings", "MDT693B", "DRIVERS", "REQUIRES", "open_instrument"]
@@ -131,7 +132,7 @@ class PiezoAxis(Channel):
 
 
 # --------------------------------------------------------------------------- instrument
-class MDT693B(Instrument):
+class MDT693B(VisaLinkMixin, Instrument):
     """Thorlabs MDT693B piezo controller with a µm calibration (a Scanner).
 
     Parameters
@@ -164,20 +165,10 @@ class MDT693B(Instrument):
         clock: Clock | None = None,
         **kwargs: Any,
     ) -> None:
-        self.settings = settings
-        kwargs.setdefault("asrl", {"baud_rate": settings.baud_rate})
-        kwargs.setdefault("timeout", int(settings.timeout_s * 1000))
-        super().__init__(
-            adapter,
-            name,
-            includeSCPI=False,
-            read_termination=settings.prompt,
-            write_termination="\r",
-            **kwargs,
+        self._open_link(
+            adapter, name, settings, clock,
+            read_termination=settings.prompt, write_termination="\r", **kwargs,
         )
-        self._clock = clock
-        self._closed = False
-        self._last_command = ""
         self._target_um: tuple[float, float, float] | None = None
         for axis in AXES:
             getattr(self, f"ch_{axis}").voltage_v_values = AllowedRange(
@@ -188,11 +179,6 @@ class MDT693B(Instrument):
         self.limits_um = self._limits_um()
 
     # ------------------------------------------------------------------ protocol layer
-    def write(self, command: str, **kwargs: Any) -> None:
-        """Send ``command`` (CR appended) and remember it for error messages."""
-        self._last_command = command
-        super().write(command, **kwargs)
-
     def read(self, **kwargs: Any) -> str:
         """Read one reply up to the prompt; echo and framing are left in.
 
@@ -290,16 +276,7 @@ class MDT693B(Instrument):
         LimitError
             Before anything is sent, when any target lies outside :attr:`limits_um`.
         """
-        targets = {"x": x_um, "y": y_um}
-        if z_um is not None:
-            targets["z"] = z_um
-        for axis, value in targets.items():
-            low, high = self.limits_um[AXES.index(axis)]
-            number = float(value)
-            if not (math.isfinite(number) and low <= number <= high):
-                raise limit_error(
-                    KIND, self.name, f"move {axis} to {number:g} µm", f"range {low:g}–{high:g} µm"
-                )
+        targets = checked_targets_um(KIND, self.name, self.limits_um, x_um, y_um, z_um)
         for axis, value in targets.items():
             volts = self.um_to_volt(axis, float(value))
             # rounding at the limit (e.g. 74.99999999) must not trip the validator
@@ -330,31 +307,13 @@ class MDT693B(Instrument):
             "limits_um": [list(pair) for pair in self.limits_um],
         }
 
-    def close(self) -> None:
-        """Close the connection (safe to call twice). Voltages are left as they are."""
-        if self._closed:
-            return
-        self._closed = True
-        self.adapter.close()
-
 
 # --------------------------------------------------------------------------- shared bits
 def open_instrument(settings: Mdt693bSettings, clock: Clock | None = None) -> MDT693B:
     """Open the piezo controller described by ``settings``."""
-    try:
-        import pyvisa  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"{KIND} '{settings.name}': driver 'mdt693b' needs pyvisa: pip install pyvisa"
-        ) from exc
-    kwargs: dict[str, Any] = {}
-    if settings.visa_library:
-        kwargs["visa_library"] = settings.visa_library
-    try:
-        return MDT693B(settings.resource, settings.name, settings=settings, clock=clock, **kwargs)
-    except InstrumentError:
-        raise
-    except Exception as exc:
-        raise InstrumentError(
-            f"{KIND} '{settings.name}': cannot open {settings.resource!r}: {exc}"
-        ) from exc
+    return open_visa(
+        KIND, "mdt693b", settings,
+        lambda **kwargs: MDT693B(
+            settings.resource, settings.name, settings=settings, clock=clock, **kwargs
+        ),
+    )

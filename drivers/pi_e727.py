@@ -22,7 +22,6 @@ Axis identifiers are ``1 2 3`` by default (configurable). Targets outside
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,16 +29,17 @@ from pymeasure.instruments import Channel, Instrument
 
 from micropl.drivers._visa_common import (
     AllowedRange,
+    VisaLinkMixin,
+    checked_targets_um,
     clock_functions,
     is_visa_timeout,
+    open_visa,
     refuse_outside,
 )
 from micropl.drivers.interfaces import (
     Clock,
     InstrumentError,
     InstrumentTimeout,
-    MissingExtraError,
-    limit_error,
 )
 
 __all__ = ["E727Settings", "E727", "GCS_ERRORS", "DRIVERS", "REQUIRES", "open_instrument"]
@@ -176,7 +176,7 @@ class GcsAxis(Channel):
 
 
 # --------------------------------------------------------------------------- instrument
-class E727(Instrument):
+class E727(VisaLinkMixin, Instrument):
     """PI E-727 piezo controller (a Scanner), talking GCS 2.0.
 
     Parameters
@@ -208,20 +208,10 @@ class E727(Instrument):
         clock: Clock | None = None,
         **kwargs: Any,
     ) -> None:
-        self.settings = settings if settings is not None else E727Settings(resource="")
-        kwargs.setdefault("asrl", {"baud_rate": self.settings.baud_rate})
-        kwargs.setdefault("timeout", int(self.settings.timeout_s * 1000))
-        super().__init__(
-            adapter,
-            name,
-            includeSCPI=False,
-            read_termination="\n",
-            write_termination="\n",
-            **kwargs,
+        self._open_link(
+            adapter, name, settings if settings is not None else E727Settings(resource=""), clock,
+            read_termination="\n", write_termination="\n", **kwargs,
         )
-        self._clock = clock
-        self._closed = False
-        self._last_command = ""
         self._axes: dict[str, GcsAxis] = {}
         for label, ident in zip("xyz", self.settings.axes):
             axis = self.add_child(GcsAxis, ident, collection="gcs_axes", attr_name=f"axis_{label}")
@@ -250,11 +240,6 @@ class E727(Instrument):
         return wanted
 
     # ------------------------------------------------------------------ protocol layer
-    def write(self, command: str, **kwargs: Any) -> None:
-        """Send ``command`` (LF appended) and remember it for error messages."""
-        self._last_command = command
-        super().write(command, **kwargs)
-
     def read(self, **kwargs: Any) -> str:
         """Read one reply line (LF stripped; a trailing space marks more lines)."""
         try:
@@ -340,16 +325,7 @@ class E727(Instrument):
         InstrumentError
             When ``ERR?`` reports an error after the move.
         """
-        targets = {"x": x_um, "y": y_um}
-        if z_um is not None:
-            targets["z"] = z_um
-        for label, value in targets.items():
-            low, high = self.limits_um["xyz".index(label)]
-            number = float(value)
-            if not (math.isfinite(number) and low <= number <= high):
-                raise limit_error(
-                    KIND, self.name, f"move {label} to {number:g} µm", f"range {low:g}–{high:g} µm"
-                )
+        targets = checked_targets_um(KIND, self.name, self.limits_um, x_um, y_um, z_um)
         for label, value in targets.items():
             self._axes[label].target_um = float(value)
         move = ", ".join(f"{label}={float(v):g}" for label, v in targets.items())
@@ -387,34 +363,16 @@ class E727(Instrument):
             "travel_um": [list(pair) for pair in self.travel_um],
         }
 
-    def close(self) -> None:
-        """Close the connection (safe to call twice). Servo and position are left as they are."""
-        if self._closed:
-            return
-        self._closed = True
-        self.adapter.close()
-
 
 # --------------------------------------------------------------------------- shared bits
 def open_instrument(settings: E727Settings, clock: Clock | None = None) -> E727:
     """Open the controller described by ``settings`` (servo on when configured)."""
-    try:
-        import pyvisa  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"{KIND} '{settings.name}': driver 'pi_e727' needs pyvisa: pip install pyvisa"
-        ) from exc
-    kwargs: dict[str, Any] = {}
-    if settings.visa_library:
-        kwargs["visa_library"] = settings.visa_library
-    try:
-        scanner = E727(settings.resource, settings.name, settings=settings, clock=clock, **kwargs)
-    except InstrumentError:
-        raise
-    except Exception as exc:
-        raise InstrumentError(
-            f"{KIND} '{settings.name}': cannot open {settings.resource!r}: {exc}"
-        ) from exc
+    scanner = open_visa(
+        KIND, "pi_e727", settings,
+        lambda **kwargs: E727(
+            settings.resource, settings.name, settings=settings, clock=clock, **kwargs
+        ),
+    )
     try:
         if settings.servo_on_at_open:
             scanner.servo_on(True)

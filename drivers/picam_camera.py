@@ -25,23 +25,19 @@ pylablib when the camera opens.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from collections.abc import Iterator
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from micropl.drivers._camera_common import EM_GAIN_MAX as EM_GAIN_MAX
+from micropl.drivers._camera_common import EM_GAIN_MAX_ADVANCED, SdkCameraMixin
 from micropl.drivers.interfaces import (
     Clock,
     Frame,
     InstrumentError,
-    InstrumentTimeout,
     MissingExtraError,
     ReadMode,
-    limit_error,
 )
 
 __all__ = ["PicamCameraSettings", "PicamCamera", "DRIVERS", "REQUIRES", "open_instrument"]
@@ -59,8 +55,6 @@ TEMP_READING = "Sensor Temperature Reading"
 TEMP_SET_POINT = "Sensor Temperature Set Point"
 TEMP_STATUS = "Sensor Temperature Status"
 EM_QUALITY = "Electron Multiplied"
-EM_GAIN_MAX = 300
-EM_GAIN_MAX_ADVANCED = 1000
 
 
 class PicamCameraSettings(BaseModel):
@@ -86,50 +80,24 @@ class PicamCameraSettings(BaseModel):
     frame_timeout_s: float = Field(10.0, gt=0, description="Readout time allowed beyond exposure, s.")
 
 
-class PicamCamera:
+class PicamCamera(SdkCameraMixin):
     """Camera protocol on top of an open pylablib ``PicamCamera``."""
 
-    kind = "camera"
+    settings: PicamCameraSettings
+    _log = log
 
     def __init__(self, sdk: Any, settings: PicamCameraSettings, clock: Clock | None = None):
-        self._sdk = sdk
-        self.settings = settings
-        self.name = settings.name
-        self._clock = clock
-        self._t0 = time.monotonic()
-        self._closed = False
-        self._streaming = False
-        self._next_index = 0
-        self._stream_t0_s = 0.0
-        self._frame_period_s = 0.0
-        self.lost_frames = 0
+        self._init_camera_state(sdk, settings, clock)
         self.em_gain_advanced = False
-        width, height = sdk.get_detector_size()
-        self.sensor_shape: tuple[int, int] = (int(height), int(width))
-        self.pixel_um = float(sdk.get_pixel_size()[0]) * 1e6
         self.has_em = sdk.get_attribute(EM_GAIN, error_on_missing=False) is not None
         self._em_gain = int(sdk.get_attribute_value(EM_GAIN)) if self.has_em else 1
-        self._exposure_s = float(sdk.get_exposure())
-        centre = int(height) // 2
-        self._roi_rows = (max(centre - 5, 0), min(centre + 5, int(height)))
+        height = self.sensor_shape[0]
+        centre = height // 2
+        self._roi_rows = (max(centre - 5, 0), min(centre + 5, height))
         self._read_mode: ReadMode = "fvb"
         self._apply_roi("fvb", self._roi_rows)
 
     # ------------------------------------------------------------------ helpers
-    @contextlib.contextmanager
-    def _sdk_errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except InstrumentError:
-            raise
-        except TimeoutError as exc:
-            raise InstrumentTimeout(f"camera '{self.name}': {action} timed out: {exc}") from exc
-        except (RuntimeError, OSError) as exc:
-            raise InstrumentError(f"camera '{self.name}': {action} failed: {exc}") from exc
-
-    def _refuse(self, action: str, allowed: str) -> InstrumentError:
-        return limit_error("camera", self.name, action, allowed)
-
     def _check_open(self, action: str) -> None:
         if self._closed:
             raise InstrumentError(f"camera '{self.name}': {action} refused: camera is closed")
@@ -140,22 +108,11 @@ class PicamCamera:
         with self._sdk_errors(action):
             self._sdk.set_attribute_value(name, value, truncate=False)
 
-    def _now(self) -> float:
-        return self._clock.now() if self._clock is not None else time.monotonic() - self._t0
-
     # ------------------------------------------------------------------ exposure, gains
-    @property
-    def exposure_s(self) -> float:
-        """Exposure time in s."""
-        return self._exposure_s
-
-    @exposure_s.setter
+    @SdkCameraMixin.exposure_s.setter
     def exposure_s(self, value: float) -> None:
         value = float(value)
-        action = f"SET EXPOSURE {value:g} s"
-        if not 0 < value <= self.settings.max_exposure_s:
-            raise self._refuse(action, f"range 0–{self.settings.max_exposure_s:g} s (exclusive 0)")
-        self._check_open(action)
+        action = self._check_exposure(value)
         self._set(EXPOSURE, value * 1e3, action)
         self._exposure_s = value
 
@@ -212,19 +169,13 @@ class PicamCamera:
         action = f"SET EM GAIN {gain}"
         if gain != value or gain < 1 or gain > EM_GAIN_MAX_ADVANCED:
             raise self._refuse(action, f"integer 1–{EM_GAIN_MAX_ADVANCED}")
-        if gain > EM_GAIN_MAX and not self.em_gain_advanced:
-            raise self._refuse(action, f"range 1–{EM_GAIN_MAX} unless em_gain_advanced is on")
+        self._check_em_gain_advanced(action, gain, self.em_gain_advanced)
         if gain > 1:
             if not self.has_em:
                 raise self._refuse(action, "1 (this camera has no EM register)")
             if self.adc_quality != EM_QUALITY:
                 raise self._refuse(action, f"1 unless adc_quality is {EM_QUALITY!r}")
-            temperature_c = self.temperature_c
-            limit_c = self.settings.em_gain_max_temperature_c
-            if temperature_c > limit_c:
-                raise self._refuse(
-                    action, f"sensor at {temperature_c:.1f} °C; EM gain above 1 needs ≤ {limit_c:g} °C"
-                )
+            self._check_em_gain_cold(action)
         self._check_open(action)
         if self.has_em:
             self._set(EM_GAIN, gain, action)
@@ -287,11 +238,7 @@ class PicamCamera:
 
     @roi_rows.setter
     def roi_rows(self, rows: tuple[int, int]) -> None:
-        start, stop = (int(r) for r in rows)
-        height = self.sensor_shape[0]
-        action = f"SET ROI ROWS {start}–{stop}"
-        if not 0 <= start < stop <= height:
-            raise self._refuse(action, f"0 ≤ start < stop ≤ {height}")
+        start, stop, action = self._check_roi_rows(rows)
         self._check_open(action)
         if self._read_mode == "roi":
             self._apply_roi("roi", (start, stop))
@@ -308,25 +255,10 @@ class PicamCamera:
                 self._sdk.set_roi(0, width, 0, height, 1, 1)
 
     # ------------------------------------------------------------------ acquisition
-    def _to_frame(self, data: np.ndarray, index: int, t_s: float) -> Frame:
-        counts = np.asarray(data)
-        if self._read_mode == "fvb":
-            counts = counts.reshape(-1)
-        return Frame(counts=counts, exposure_s=self._exposure_s, t_s=t_s, index=int(index),
-                     em_gain=self._em_gain, read_mode=self._read_mode)
-
     def acquire(self) -> Frame:
         """Take one exposure and return it."""
         self._check_open("ACQUIRE")
-        t_s = self._now()
-        with self._sdk_errors("ACQUIRE"):
-            self._sdk.setup_acquisition(mode="snap", nframes=1)
-            self._sdk.start_acquisition()
-            try:
-                self._sdk.wait_for_frame(timeout=self._exposure_s + self.settings.frame_timeout_s)
-                result = self._sdk.read_multiple_images(return_info=True)
-            finally:
-                self._sdk.stop_acquisition()
+        t_s, _got, result = self._acquire_one("snap")
         if result is None or not result[0]:
             raise InstrumentError(f"camera '{self.name}': ACQUIRE failed: no frame arrived")
         return self._to_frame(result[0][-1], 0, t_s)
@@ -334,14 +266,7 @@ class PicamCamera:
     def start_stream(self) -> None:
         """Start continuous acquisition into a ring of ``buffer_frames`` frames."""
         self._check_open("START STREAM")
-        with self._sdk_errors("START STREAM"):
-            self._sdk.setup_acquisition(mode="sequence", nframes=self.settings.buffer_frames)
-            self._frame_period_s = float(self._sdk.get_frame_timings()[1])
-            self._stream_t0_s = self._now()
-            self._sdk.start_acquisition()
-        self._streaming = True
-        self._next_index = 0
-        self.lost_frames = 0
+        self._begin_stream("START STREAM", mode="sequence", nframes=self.settings.buffer_frames)
 
     def read_frames(self) -> list[Frame]:
         """Frames acquired since the last call; gaps in ``Frame.index`` are lost frames."""
@@ -353,25 +278,7 @@ class PicamCamera:
             result = self._sdk.read_multiple_images(return_info=True)
         if result is None or result[0] is None:
             raise InstrumentError(f"camera '{self.name}': READ FRAMES failed: no acquisition")
-        out = []
-        for data, info in zip(*result):
-            index = int(info.frame_index)
-            if index > self._next_index:
-                lost = index - self._next_index
-                self.lost_frames += lost
-                log.warning("camera '%s': %d frame(s) lost before frame %d", self.name, lost,
-                            index)
-            self._next_index = index + 1
-            out.append(self._to_frame(data, index, self._stream_t0_s + index * self._frame_period_s))
-        return out
-
-    def stop(self) -> None:
-        """Stop any acquisition. Safe when idle."""
-        if self._closed:
-            return
-        with self._sdk_errors("STOP"):
-            self._sdk.stop_acquisition()
-        self._streaming = False
+        return self._frames_from_ring(*result)
 
     def snapshot(self) -> dict[str, Any]:
         """Current settings, with units in the keys."""
@@ -381,25 +288,10 @@ class PicamCamera:
             "em_gain": self._em_gain,
             "adc_quality": self.adc_quality,
             "analog_gain": self.analog_gain,
-            "read_mode": self._read_mode,
-            "roi_rows": list(self._roi_rows),
-            "temperature_c": self.temperature_c,
-            "target_temperature_c": self.target_temperature_c,
-            "temperature_status": self.temperature_status,
+            **self._readout_snapshot(),
             "e_per_adu": self.e_per_adu,
             "lost_frames": self.lost_frames,
         }
-
-    def close(self) -> None:
-        """Stop and release the camera. Safe to call twice."""
-        if self._closed:
-            return
-        try:
-            self.stop()
-        finally:
-            self._closed = True
-            with self._sdk_errors("CLOSE"):
-                self._sdk.close()
 
 
 def open_instrument(settings: PicamCameraSettings, clock: Clock | None = None) -> PicamCamera:

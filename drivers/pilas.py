@@ -25,11 +25,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pymeasure.instruments import Instrument
 
-from micropl.drivers._visa_common import AllowedRange, is_visa_timeout, refuse_outside
+from micropl.drivers._visa_common import (
+    AllowedRange,
+    VisaLinkMixin,
+    is_visa_timeout,
+    open_visa,
+    refuse_outside,
+)
 from micropl.drivers.interfaces import (
     InstrumentError,
     InstrumentTimeout,
-    MissingExtraError,
 )
 
 __all__ = ["PilasSettings", "Pilas", "DRIVERS", "REQUIRES", "open_instrument"]
@@ -138,7 +143,7 @@ def _discrete(value: Any, allowed: tuple[str, ...]) -> str:
 
 
 # --------------------------------------------------------------------------- instrument
-class Pilas(Instrument):
+class Pilas(VisaLinkMixin, Instrument):
     """NKT Photonics PILAS picosecond pulsed diode laser.
 
     Parameters
@@ -166,20 +171,11 @@ class Pilas(Instrument):
         settings: PilasSettings | None = None,
         **kwargs: Any,
     ) -> None:
-        self.settings = settings if settings is not None else PilasSettings(resource="")
-        kwargs.setdefault("asrl", {"baud_rate": self.settings.baud_rate})
-        kwargs.setdefault("timeout", int(self.settings.timeout_s * 1000))
         kwargs.setdefault("encoding", "latin-1")
-        super().__init__(
-            adapter,
-            name,
-            includeSCPI=False,
-            read_termination="\n",
-            write_termination="\n",
-            **kwargs,
+        self._open_link(
+            adapter, name, settings if settings is not None else PilasSettings(resource=""), None,
+            read_termination="\n", write_termination="\n", **kwargs,
         )
-        self._closed = False
-        self._last_command = ""
         self.power_percent_values = AllowedRange(
             KIND, name, "power {value:g} %", "%",
             lambda: (0.0, self.settings.max_power_percent),
@@ -195,11 +191,6 @@ class Pilas(Instrument):
     def wavelength_nm(self) -> float:
         """Emission wavelength of the laser head in nm (from the settings)."""
         return self.settings.wavelength_nm
-
-    def write(self, command: str, **kwargs: Any) -> None:
-        """Send ``command`` (LF appended) and remember it for error messages."""
-        self._last_command = command
-        super().write(command, **kwargs)
 
     def read(self, **kwargs: Any) -> str:
         """Read one reply line (LF stripped); a timeout raises InstrumentTimeout."""
@@ -347,13 +338,6 @@ class Pilas(Instrument):
             "diode_temperature_status": self.diode_temperature_status,
         }
 
-    def close(self) -> None:
-        """Close the connection (safe to call twice). Emission is left as it is."""
-        if self._closed:
-            return
-        self._closed = True
-        self.adapter.close()
-
 
 def open_instrument(settings: PilasSettings) -> Pilas:
     """Open the laser described by ``settings`` and apply its start-up settings.
@@ -362,21 +346,10 @@ def open_instrument(settings: PilasSettings) -> Pilas:
     the trigger source and the repetition rate (when not None). Emission and
     power are not touched.
     """
-    try:
-        import pyvisa  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"{KIND} '{settings.name}': driver 'pilas' needs pyvisa: pip install pyvisa"
-        ) from exc
-    kwargs: dict[str, Any] = {}
-    if settings.visa_library:
-        kwargs["visa_library"] = settings.visa_library
-    try:
-        laser = Pilas(settings.resource, settings.name, settings=settings, **kwargs)
-    except Exception as exc:
-        raise InstrumentError(
-            f"{KIND} '{settings.name}': cannot open {settings.resource!r}: {exc}"
-        ) from exc
+    laser = open_visa(
+        KIND, "pilas", settings,
+        lambda **kwargs: Pilas(settings.resource, settings.name, settings=settings, **kwargs),
+    )
     try:
         if settings.manual_tune_on_open:
             laser.tune_mode = "manual"
