@@ -57,28 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real import problem inside the module
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    from micropl.acquisition.config import ConfigError
     from micropl.analysis.errors import AnalysisInputError
 
-    types: list[type[BaseException]] = [UsageError, AnalysisInputError, FileNotFoundError,
-                                        IsADirectoryError, NotADirectoryError]
-    try:
-        from micropl.acquisition.config import ConfigError
-    except ModuleNotFoundError:
-        pass
-    else:
-        types.append(ConfigError)
-    return tuple(types)
+    return (UsageError, AnalysisInputError, ConfigError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,15 +2,13 @@
 
 ``micropl simulate spectrum`` puts one QD of known peak energy and FWHM under the
 laser spot of the simulated setup (fast clock, 300 g/mm grating centred on the QD,
-cold EMCCD) and writes one full-vertical-binning frame as CSV. Other
-``simulate`` kinds are registered by ``micropl.acquisition.cli_simulate_tags``
-when that module is present.
+cold EMCCD) and writes one full-vertical-binning frame as CSV.
+``micropl simulate tags`` lives in :mod:`micropl.acquisition.cli_simulate_tags`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -19,7 +17,6 @@ from pathlib import Path
 
 from micropl.acquisition.cli import UsageError
 
-_KINDS = ("micropl.acquisition.cli_simulate_tags",)
 _ENERGY_RANGE_EV = (1.5, 3.5)
 _HC_EV_NM = 1239.84198
 
@@ -30,14 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True,
                                   parser_class=type(parser))
     _register_spectrum(kinds)
-    for name in _KINDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(kinds)
+    from micropl.acquisition import cli_simulate_tags  # imports helpers from here
+
+    cli_simulate_tags.register(kinds)
 
 
 def _register_spectrum(kinds: argparse._SubParsersAction) -> None:
