@@ -196,10 +196,10 @@ def _json_default(value: Any) -> Any:
 class _progress_display:  # noqa: N801 - used as a context manager
     """Rich progress bars fed from the stream's Progress records (terminals only)."""
 
-    def __init__(self, session: Session, quiet: bool) -> None:
+    def __init__(self, session: Session, quiet: bool, console: Any = None) -> None:
         from rich.console import Console
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self.enabled = not quiet and self.console.is_terminal
         self.session = session
         self.progress = None
@@ -210,17 +210,16 @@ class _progress_display:  # noqa: N801 - used as a context manager
             return self
         from rich.progress import (
             BarColumn,
+            MofNCompleteColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
-        from rich.progress import (
-            Progress as RichProgress,
-        )
+        from rich.progress import Progress as RichProgress
 
         self.progress = RichProgress(TextColumn("{task.description}"), BarColumn(),
-                                     TextColumn("{task.completed:.0f}/{task.total:.0f}"),
-                                     TimeElapsedColumn(), TimeRemainingColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(),
+                                     TimeRemainingColumn(),
                                      console=self.console, transient=False)
         self.progress.start()
         self.session.on(self._update, maxlen=200)
@@ -229,8 +228,8 @@ class _progress_display:  # noqa: N801 - used as a context manager
     def _update(self, item: Any) -> None:
         if not isinstance(item, Progress) or self.progress is None:
             return
-        top = item.stage.split()[0] if item.stage.startswith("QD") else item.stage
-        key = "qd" if item.stage.startswith("QD") else top
+        # One bar for the QDs ("QD 3/30"), one per other stage ("cooling camera (…)").
+        key = "qd" if item.stage.startswith("QD") else item.stage.split(" (")[0]
         if key not in self.tasks:
             self.tasks[key] = self.progress.add_task(item.stage, total=item.total)
         self.progress.update(self.tasks[key], description=item.stage, completed=item.done,
