@@ -59,6 +59,11 @@ __all__ = [
 # ---------------------------------------------------------------------------
 
 
+#: Fewest counts in all side peaks together for which :func:`pulsed_g2` reports g²(0)
+#: (its relative error is then ≥ 1/√10 ≈ 0.3 from the side peaks alone).
+MIN_SIDE_COUNTS = 10
+
+
 def pulsed_window_ps(rep_rate_hz: float, n_side: int, bin_ps: int) -> int:
     """Half-window of the correlation for a pulsed g²: ``n_side + 1`` periods.
 
@@ -1093,8 +1098,11 @@ def _pulsed_g2_impl(tau_ps, counts, *, period_ps, rep_rate_hz, n_side, zero_dela
     S = areas[side]
     sum_s = float(S.sum())
     mean_s = sum_s / len(side)
-    if mean_s <= 0:
-        raise AnalysisInputError("side peaks hold no counts")
+    if sum_s < MIN_SIDE_COUNTS:
+        raise AnalysisInputError(
+            f"too few coincidences for g²(0): the {len(side)} side peaks hold {sum_s:.0f} counts "
+            f"in all (at least {MIN_SIDE_COUNTS} are needed); is there an emitter under the "
+            "spot, and was the acquisition long enough?")
     g2 = C / mean_s
     g2_err = math.sqrt(max(C, 1.0)) / mean_s * math.sqrt(1.0 + C / sum_s)
 

@@ -26,3 +26,16 @@ def test_readme_shows_the_two_quick_start_commands():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     quick = text.split("## Quick start", 1)[1].split("##", 1)[0]
     assert re.findall(r"^make \w+$", quick, re.M) == ["make demo", "make test"]
+
+
+def test_readme_script_examples_run(tmp_path, monkeypatch, capsys):
+    """The first two Python examples of the README (survey, then map + g²) run as written."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    monkeypatch.chdir(tmp_path)
+    for code in blocks[:2]:
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out
+    assert out.startswith("completed")
+    assert re.search(r"g2\(0\) = 0\.\d+ ± 0\.0\d+", out)
+    assert (tmp_path / "runs" / "my-survey.h5").exists()

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from micropl.acquisition.live import G2Done
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
+from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import G2Result
 
 
@@ -53,7 +54,13 @@ class G2(ProcedureBase):
         if live is None:
             return None
         ctx.sync()
-        return live.latest(ctx.run_id, ctx.tags.get("qd_id", -1), G2Result, "final")
+        qd_id = ctx.tags.get("qd_id", -1)
+        result = live.latest(ctx.run_id, qd_id, G2Result, "final")
+        if result is None:  # the analysis failed: say why instead of finishing quietly
+            errors = live.errors_for(ctx.run_id, qd_id)
+            raise AnalysisInputError(f"g² after {elapsed:.1f} s: "
+                                     + (errors[-1] if errors else "no result"))
+        return result
 
     def _precise_enough(self, ctx: Any, elapsed_s: float) -> bool:
         if self.target_g2_err is None or ctx.live is None or elapsed_s < self.min_duration_s:

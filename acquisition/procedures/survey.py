@@ -114,8 +114,8 @@ class Survey(ProcedureBase):
                 ctx.setup.scanner.move_to(x, y)
                 self.refocus.model_copy(update={"x_um": x, "y_um": y}).run(ctx)
                 self.spectrum.run(ctx)
-                g2 = self.g2.run(ctx)
-                return self._check_results(ctx, g2)
+                self.g2.run(ctx)  # raises when g²(0) could not be computed
+                return self._spectrum_problem(ctx)
             except Aborted:
                 raise
             except (InstrumentError, AnalysisInputError, TimeoutError) as exc:
@@ -152,7 +152,8 @@ class Survey(ProcedureBase):
                           status="completed" if reason is None else "failed",
                           reason=reason or "", t_s=time.time()))
 
-    def _check_results(self, ctx: Any, g2: Any) -> str | None:
+    def _spectrum_problem(self, ctx: Any) -> str | None:
+        """Why the accumulated spectrum's live fit failed, or None when it succeeded."""
         if ctx.live is None:
             return None
         fit = ctx.live.latest(ctx.run_id, ctx.tags["qd_id"], SpectrumFit, "accumulated")
@@ -162,9 +163,6 @@ class Survey(ProcedureBase):
             if errors:  # the live fitter raised: its error is the reason
                 message = f"no fit: {errors[-1]}"
             return f"spectrum fit failed: {message}"
-        if g2 is None:
-            errors = ctx.live.errors_for(ctx.run_id, ctx.tags["qd_id"])
-            return "g² could not be computed" + (f": {errors[-1]}" if errors else "")
         return None
 
     # ------------------------------------------------------------------ drift
