@@ -17,6 +17,7 @@ back onto the stream, where storage records them too (DESIGN §5):
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -86,20 +87,25 @@ class LiveAnalysis:
         self.rep_rate_hz = float(rep_rate_hz)
         self.channels = channels
         self._g2: dict[tuple[int, int], _G2State] = {}
-        self._latest: dict[tuple[int, int, type, str], Any] = {}
-        self._errors: dict[tuple[int, int], list[str]] = {}
+        # Newest derived records and analysis errors of the most recent run/QD pairs
+        # only (the procedures ask about the QD they are measuring; displays and
+        # storage get everything from the stream), so memory stays bounded.
+        self._latest: collections.OrderedDict[tuple[int, int], dict[tuple[type, str], Any]] = \
+            collections.OrderedDict()
+        self._errors: collections.OrderedDict[tuple[int, int], list[str]] = \
+            collections.OrderedDict()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ queries
     def errors_for(self, run_id: int, qd_id: int) -> list[str]:
         """Analysis errors met on this run/QD's records (most recent last)."""
         with self._lock:
-            return list(self._errors.get((run_id, qd_id), []))
+            return list(self._errors.get((run_id, qd_id), ()))
 
     def latest(self, run_id: int, qd_id: int, record_type: type, kind: str) -> Any:
         """The newest derived record of a type and kind for a run/QD (None if none)."""
         with self._lock:
-            return self._latest.get((run_id, qd_id, record_type, kind))
+            return self._latest.get((run_id, qd_id), {}).get((record_type, kind))
 
     # ------------------------------------------------------------------ stream handler
     def handle(self, items: list[Any]) -> None:
@@ -138,7 +144,7 @@ class LiveAnalysis:
         except Exception as exc:  # noqa: BLE001 - kept per QD, then re-raised by handle
             with self._lock:
                 for item in items:
-                    self._errors.setdefault((item.run_id, item.qd_id), []).append(
+                    _recent(self._errors, (item.run_id, item.qd_id), list).append(
                         f"{type(exc).__name__}: {exc}")
             return exc
         return None
@@ -153,7 +159,8 @@ class LiveAnalysis:
 
     def _derived(self, source: Tagged, record: Any, kind: str) -> None:
         with self._lock:
-            self._latest[(source.run_id, source.qd_id, type(record), kind)] = record
+            _recent(self._latest, (source.run_id, source.qd_id), dict)[(type(record), kind)] = \
+                record
         self.publish(Tagged(record, run_id=source.run_id, qd_id=source.qd_id, kind=kind))
 
     # ------------------------------------------------------------------ spectra
@@ -238,6 +245,23 @@ class LiveAnalysis:
         if kind == "final":
             fit = fit_peak_train(tau_ps, counts, period_ps=result.period_ps)
             self._derived(item, fit, kind)
+
+
+#: How many run/QD pairs keep their latest results and errors in memory.
+RECENT_KEYS = 32
+
+
+def _recent(table: collections.OrderedDict, key: tuple[int, int], factory: Callable[[], Any]
+            ) -> Any:
+    """The entry of ``key`` (made with ``factory``), marked most recent; the oldest
+    entries beyond :data:`RECENT_KEYS` are dropped."""
+    entry = table.get(key)
+    if entry is None:
+        entry = table[key] = factory()
+    table.move_to_end(key)
+    while len(table) > RECENT_KEYS:
+        table.popitem(last=False)
+    return entry
 
 
 def _fittable(item: Tagged) -> bool:

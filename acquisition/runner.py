@@ -120,6 +120,13 @@ class _Control:
         self.abort_is_failure = False
 
 
+class _RunLog(logging.LoggerAdapter):
+    """Log records of one run, prefixed with its id (one logger for all runs)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"run {self.extra['run_id']}: {msg}", kwargs
+
+
 class RunContext:
     """What a procedure sees: the setup, emit, checkpoint, progress and sleep.
 
@@ -135,7 +142,7 @@ class RunContext:
         self.tags: dict[str, Any] = dict(tags or {})
         self.setup: Setup = runner.setup
         self.clock = runner.setup.clock
-        self.log = logging.getLogger(f"micropl.run{run_id}")
+        self.log = _RunLog(logging.getLogger("micropl.run"), {"run_id": run_id})
 
     # ------------------------------------------------------------------ records
     def emit(self, record: Any, **tags: Any) -> None:

@@ -152,7 +152,7 @@ def attempt_failures(caplog: pytest.LogCaptureFixture) -> dict[int, list[str]]:
     """QD → reasons of its failed attempts, from the survey's warnings."""
     out: dict[int, list[str]] = collections.defaultdict(list)
     for rec in caplog.records:
-        m = re.match(r"QD (\d+) attempt (\d+)/(\d+) failed: (.*)", rec.getMessage())
+        m = re.search(r"QD (\d+) attempt (\d+)/(\d+) failed: (.*)", rec.getMessage())
         if m:
             out[int(m.group(1))].append(m.group(4))
     return out
