@@ -287,6 +287,34 @@ def _insertion_sort_pairs(t, d, lo, hi):
 
 
 @njit(cache=True, nogil=True)
+def _merge_into(a_t, a_d, i, i_end, b_t, b_d, j, j_end, out_t, out_d, o):
+    """Stable merge of ``a[i:i_end]`` and ``b[j:j_end]`` (times + data) into ``out`` at ``o``.
+
+    On equal times the element of ``a`` comes first.
+    """
+    while i < i_end and j < j_end:
+        if b_t[j] < a_t[i]:
+            out_t[o] = b_t[j]
+            out_d[o] = b_d[j]
+            j += 1
+        else:
+            out_t[o] = a_t[i]
+            out_d[o] = a_d[i]
+            i += 1
+        o += 1
+    while i < i_end:
+        out_t[o] = a_t[i]
+        out_d[o] = a_d[i]
+        i += 1
+        o += 1
+    while j < j_end:
+        out_t[o] = b_t[j]
+        out_d[o] = b_d[j]
+        j += 1
+        o += 1
+
+
+@njit(cache=True, nogil=True)
 def _merge_runs(t, d, bounds):
     """Merge the sorted runs ``t[bounds[i]:bounds[i+1]]`` into one sorted array (stable)."""
     n_runs = bounds.shape[0] - 1
@@ -309,29 +337,7 @@ def _merge_runs(t, d, bounds):
             else:
                 mid = b[r + 1]
                 hi = mid
-            i = lo
-            j = mid
-            o = lo
-            while i < mid and j < hi:
-                if src_t[j] < src_t[i]:
-                    dst_t[o] = src_t[j]
-                    dst_d[o] = src_d[j]
-                    j += 1
-                else:
-                    dst_t[o] = src_t[i]
-                    dst_d[o] = src_d[i]
-                    i += 1
-                o += 1
-            while i < mid:
-                dst_t[o] = src_t[i]
-                dst_d[o] = src_d[i]
-                i += 1
-                o += 1
-            while j < hi:
-                dst_t[o] = src_t[j]
-                dst_d[o] = src_d[j]
-                j += 1
-                o += 1
+            _merge_into(src_t, src_d, lo, mid, src_t, src_d, mid, hi, dst_t, dst_d, lo)
             nb[k] = lo
             k += 1
             r += 2
@@ -363,29 +369,7 @@ def merge_sorted(t_a, c_a, t_b, c_b):
     nb = t_b.shape[0]
     t = np.empty(na + nb, np.int64)
     c = np.empty(na + nb, np.uint8)
-    i = 0
-    j = 0
-    o = 0
-    while i < na and j < nb:
-        if t_b[j] < t_a[i]:
-            t[o] = t_b[j]
-            c[o] = c_b[j]
-            j += 1
-        else:
-            t[o] = t_a[i]
-            c[o] = c_a[i]
-            i += 1
-        o += 1
-    while i < na:
-        t[o] = t_a[i]
-        c[o] = c_a[i]
-        i += 1
-        o += 1
-    while j < nb:
-        t[o] = t_b[j]
-        c[o] = c_b[j]
-        j += 1
-        o += 1
+    _merge_into(t_a, c_a, 0, na, t_b, c_b, 0, nb, t, c, 0)
     return t, c
 
 
