@@ -9,8 +9,8 @@ the APD rates, the QD table rows and the run events. The GUI drains it with
 :meth:`~DisplayBuffer.take` from a QTimer (≥ 10 Hz), receiving only what
 changed since the previous drain.
 
-Everything is bounded: map lines by the map's rows, QD rows by the survey size
-(at most ``max_qds``), per-QD curves by an LRU of ``max_cached_qds`` entries,
+Everything is bounded: map lines by the map's rows, QD rows by ``max_rows``
+(the oldest go first), per-QD curves by an LRU of ``max_cached_qds`` entries,
 events by a deque.
 """
 
@@ -154,13 +154,6 @@ class Update:
     progress: Progress | None = None
     events: list[Any] = field(default_factory=list)
 
-    def empty(self) -> bool:
-        """True when nothing changed."""
-        return not (self.map_reset or self.map_lines or self.qd_rows or self.events) and all(
-            getattr(self, name) is None for name in (
-                "frame", "frame_fit", "accumulated", "accumulated_fit", "histogram", "g2",
-                "lifetime", "rates_cps", "map_rate_cps", "position_um", "progress"))
-
 
 class DisplayBuffer:
     """Thread-safe coalescing state between the stream and the GUI.
@@ -169,6 +162,8 @@ class DisplayBuffer:
     ----------
     max_map_lines : int
         Largest number of map lines kept between two drains.
+    max_rows : int
+        QD rows kept (the session's table and statistics); the oldest go first.
     max_cached_qds : int
         QDs whose curves (spectrum, histogram) are kept for browsing.
     max_events : int
@@ -179,7 +174,8 @@ class DisplayBuffer:
         None runs them in :meth:`handle` (the subscriber thread).
     """
 
-    def __init__(self, *, max_map_lines: int = 5000, max_cached_qds: int = 200,
+    def __init__(self, *, max_map_lines: int = 5000, max_rows: int = 5000,
+                 max_cached_qds: int = 200,
                  max_events: int = 1000, lifetime_executor: Executor | None = None) -> None:
         self._lock = threading.Lock()
         self._pending = Update()
@@ -187,6 +183,7 @@ class DisplayBuffer:
         self._map_lines: collections.deque[MapLine] = collections.deque(maxlen=max_map_lines)
         self._events: collections.deque[Any] = collections.deque(maxlen=max_events)
         self._rows: dict[tuple[int, int], QDRow] = {}
+        self._max_rows = max_rows
         self._changed: dict[tuple[int, int], None] = {}
         self._curves: collections.OrderedDict[tuple[int, int], QDCurves] = \
             collections.OrderedDict()
@@ -333,6 +330,10 @@ class DisplayBuffer:
         row = self._rows.get(key)
         if row is None:
             row = self._rows[key] = QDRow(run_id, qd_id)
+            while len(self._rows) > self._max_rows:
+                oldest = next(iter(self._rows))
+                del self._rows[oldest]
+                self._changed.pop(oldest, None)
         self._changed[key] = None
         return row
 

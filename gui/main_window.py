@@ -7,7 +7,8 @@ without the instrument and procedure controls.
 
 Threads: the GUI thread never calls a driver. Instrument commands go to a
 :class:`~micropl.gui.commands.CommandWorker`; data arrive through a
-:class:`~micropl.gui.bridge.DisplayBuffer` drained by a 10 Hz timer; log
+:class:`~micropl.gui.bridge.DisplayBuffer` drained by a 10 Hz timer whose
+panel updates are spread over four ticks (a tick repaints one group of plots); log
 records through a :class:`~micropl.gui.log_handler.GuiLogHandler`.
 """
 
@@ -44,8 +45,11 @@ __all__ = ["MainWindow", "ESTOP_SHORTCUTS", "DRAIN_INTERVAL_MS"]
 
 #: Keyboard shortcuts of the laser-off / emergency-stop action.
 ESTOP_SHORTCUTS = ("F12", "Ctrl+Space")
-#: Period of the timer that drains the display buffer, ms (10 Hz).
+#: Period of the display refresh: each panel is updated once per period, ms (10 Hz).
 DRAIN_INTERVAL_MS = 100
+#: Panel groups updated on successive display-timer ticks (DRAIN_INTERVAL_MS / 4 apart), so
+#: that one tick never repaints every plot: a repaint costs 5–20 ms per plot.
+PANEL_GROUPS = ("map", "spectrum", "g2", "survey")
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
 
@@ -85,6 +89,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._queue_halted = False
         self._pending_start = False
         self._layout_saved = b""
+        self._held = Update()  # taken from the buffer, not yet shown (see _tick)
+        self._phase = 0
 
         self._build_panels()
         self._build_actions()
@@ -106,8 +112,8 @@ class MainWindow(QtWidgets.QMainWindow):
                                 + (f" → {session.path}" if session.path else ""))
 
         self.drain_timer = QtCore.QTimer(self)
-        self.drain_timer.timeout.connect(self.drain)
-        self.drain_timer.start(DRAIN_INTERVAL_MS)
+        self.drain_timer.timeout.connect(self._tick)
+        self.drain_timer.start(DRAIN_INTERVAL_MS // len(PANEL_GROUPS))
         self.layout_timer = QtCore.QTimer(self)
         self.layout_timer.timeout.connect(self.save_layout)
         self.layout_timer.start(LAYOUT_CHECK_MS)
@@ -341,10 +347,43 @@ class MainWindow(QtWidgets.QMainWindow):
         self.map_panel.set_position(rb.position_um[0], rb.position_um[1])
 
     def drain(self) -> None:
-        """Apply what the stream and the log produced since the last tick (timer slot)."""
-        update = self.buffer.take()
-        if not update.empty():
-            self._apply(update)
+        """Apply everything the stream and the log produced since the last drain, at once."""
+        self._take()
+        for group in PANEL_GROUPS:
+            self._apply_group(group)
+
+    def _tick(self) -> None:
+        """Display timer slot: take the buffer on the first of four ticks, update one group."""
+        if self._phase == 0:
+            self._take()
+        self._apply_group(PANEL_GROUPS[self._phase])
+        self._phase = (self._phase + 1) % len(PANEL_GROUPS)
+
+    def _take(self) -> None:
+        """Take the buffer; apply the cheap widgets now and hold the plot data for the groups."""
+        u = self.buffer.take()
+        held = self._held
+        held.map_reset = held.map_reset or u.map_reset
+        held.map_lines += u.map_lines
+        held.qd_rows += u.qd_rows
+        for name in ("frame", "frame_fit", "accumulated", "accumulated_fit", "histogram", "g2",
+                     "lifetime", "position_um"):
+            if getattr(u, name) is not None:
+                setattr(held, name, getattr(u, name))
+        if u.histogram is not None or u.g2 is not None:
+            held.g2_final = u.g2_final
+        if u.rates_cps:
+            self.instruments_panel.set_rates(u.rates_cps, "from the run's time tags")
+        if u.map_rate_cps is not None:
+            self.instruments_panel.set_rates({}, f"map pixel: {u.map_rate_cps / 1e3:,.1f} kcps "
+                                                 "(both APDs)")
+        if u.position_um is not None:
+            self.instruments_panel.set_position(*u.position_um)
+        if u.progress is not None:
+            self.procedures_panel.set_progress(u.progress.stage, u.progress.done,
+                                               u.progress.total)
+        for event in u.events:
+            self._event(event)
         for level, line in self.log_handler.drain():
             self.log_panel.add(level, line)
         if not self.read_only:
@@ -355,37 +394,36 @@ class MainWindow(QtWidgets.QMainWindow):
                     and self.procedures_panel.queue:
                 self.start_procedure(self.procedures_panel.take_next())
 
-    def _apply(self, u: Update) -> None:
-        if u.map_reset:
-            self.map_panel.reset()
-        self.map_panel.add_lines(u.map_lines)
-        if u.frame is not None or u.frame_fit is not None:
-            self.spectrum_panel.show_frame(u.frame, u.frame_fit)
-        if u.accumulated is not None or u.accumulated_fit is not None:
-            self.spectrum_panel.show_accumulated(u.accumulated, u.accumulated_fit)
-        if u.histogram is not None:
-            self.g2_panel.show_histogram(u.histogram, final=u.g2_final)
-        if u.g2 is not None:
-            self.g2_panel.show_result(u.g2)
-        if u.lifetime is not None:
-            self.g2_panel.show_lifetime(u.lifetime)
-        if u.rates_cps:
-            self.instruments_panel.set_rates(u.rates_cps, "from the run's time tags")
-        if u.map_rate_cps is not None:
-            self.instruments_panel.set_rates({}, f"map pixel: {u.map_rate_cps / 1e3:,.1f} kcps "
-                                                 "(both APDs)")
-        if u.position_um is not None:
-            self.map_panel.set_position(*u.position_um)
-            self.instruments_panel.set_position(*u.position_um)
-        if u.qd_rows:
-            self.survey_panel.update_rows(u.qd_rows)
-            for row in u.qd_rows:
-                self.map_panel.set_spot(row.qd_id, row.x_um, row.y_um)
-        if u.progress is not None:
-            self.procedures_panel.set_progress(u.progress.stage, u.progress.done,
-                                               u.progress.total)
-        for event in u.events:
-            self._event(event)
+    def _apply_group(self, group: str) -> None:
+        """Hand the held data of one panel group to its panels (and forget it)."""
+        u = self._held
+        if group == "map":
+            if u.map_reset:
+                self.map_panel.reset()
+            self.map_panel.add_lines(u.map_lines)
+            if u.position_um is not None:
+                self.map_panel.set_position(*u.position_um)
+            u.map_reset, u.map_lines, u.position_um = False, [], None
+        elif group == "spectrum":
+            if u.frame is not None or u.frame_fit is not None:
+                self.spectrum_panel.show_frame(u.frame, u.frame_fit)
+            if u.accumulated is not None or u.accumulated_fit is not None:
+                self.spectrum_panel.show_accumulated(u.accumulated, u.accumulated_fit)
+            u.frame = u.frame_fit = u.accumulated = u.accumulated_fit = None
+        elif group == "g2":
+            if u.histogram is not None:
+                self.g2_panel.show_histogram(u.histogram, final=u.g2_final)
+            if u.g2 is not None:
+                self.g2_panel.show_result(u.g2)
+            if u.lifetime is not None:
+                self.g2_panel.show_lifetime(u.lifetime)
+            u.histogram = u.g2 = u.lifetime = None
+        elif group == "survey":
+            if u.qd_rows:
+                self.survey_panel.update_rows(u.qd_rows)
+                for row in u.qd_rows:
+                    self.map_panel.set_spot(row.qd_id, row.x_um, row.y_um)
+            u.qd_rows = []
 
     def _event(self, event: Any) -> None:
         if isinstance(event, RunStart):

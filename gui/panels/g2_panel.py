@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt5 import QtWidgets
+from PyQt5 import QtCore, QtWidgets
 
 from micropl.acquisition.records import G2Histogram
 from micropl.analysis.g2 import G2Result, PeakTrainFit
+from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, set_style
 
 __all__ = ["G2Panel"]
 
@@ -18,28 +19,31 @@ class G2Panel(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.plot = pg.PlotWidget()
-        self.plot.setLabel("bottom", "delay τ (ns)")
-        self.plot.setLabel("left", "coincidences per bin")
+        self.plot = plot_widget("delay τ (ns)", "coincidences")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
-        # ~10⁴ bins: draw peak-decimated to the screen's pixels, only the visible range.
+        # ~10⁴ bins: draw peak-decimated to the screen's pixels.
         self.curve = self.plot.plot(pen=pg.mkPen("#ddd", width=1))
         self.model_curve = self.plot.plot(pen=pg.mkPen("#f84", width=1.5))
         for curve in (self.curve, self.model_curve):
             curve.setDownsampling(auto=True, method="peak")
-            curve.setClipToView(True)
+        self.follower = DataFollower(self.plot)
         self._shown_windows: list[tuple[float, float]] = []
         self._windows: list[pg.LinearRegionItem] = []
         self.value = QtWidgets.QLabel("g²(0) = —")
         self.value.setStyleSheet("font-size: 26pt; font-weight: bold")
-        self.detail = QtWidgets.QLabel("")
-        self.detail.setWordWrap(True)
+        self.detail = fixed_lines_label(2)
         self.lifetime = QtWidgets.QLabel("lifetime: —")
         self.lifetime.setStyleSheet("font-size: 14pt")
+        self.lifetime.setAlignment(QtCore.Qt.AlignRight)
+        self.integration = QtWidgets.QLabel("no histogram yet")
+        self.integration.setAlignment(QtCore.Qt.AlignRight)
+        side = QtWidgets.QVBoxLayout()
+        side.addWidget(self.lifetime)
+        side.addWidget(self.integration)
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.value)
         top.addStretch(1)
-        top.addWidget(self.lifetime)
+        top.addLayout(side)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
@@ -53,8 +57,9 @@ class G2Panel(QtWidgets.QWidget):
         tau_ns = np.asarray(histogram.tau_ps, float) / 1e3
         self.curve.setData(tau_ns, np.asarray(histogram.counts, float))
         self.model_curve.setData([], [])
-        self.plot.setTitle(f"{'final' if final else 'live'}: {histogram.integration_s:.1f} s "
-                           f"integrated, {histogram.bin_ps:g} ps bins")
+        self.follower.refresh()
+        self.integration.setText(f"{'final' if final else 'live'}: "
+                                 f"{histogram.integration_s:.1f} s, {histogram.bin_ps:g} ps bins")
 
     def show_result(self, result: G2Result) -> None:
         """Shade the windows and show g²(0) ± 1σ."""
@@ -63,7 +68,7 @@ class G2Panel(QtWidgets.QWidget):
             self._shade(windows)
         self.value.setText(f"g²(0) = {result.g2_0:.3f} ± {result.g2_0_err:.3f}")
         colour = "#2a2" if result.g2_0 + result.g2_0_err < 0.5 else "#c80"
-        self.value.setStyleSheet(f"font-size: 26pt; font-weight: bold; color: {colour}")
+        set_style(self.value, f"font-size: 26pt; font-weight: bold; color: {colour}")
         bg = result.g2_0_bgcorr
         self.detail.setText(
             f"central {result.central_counts:.0f} counts, mean side "
@@ -97,6 +102,7 @@ class G2Panel(QtWidgets.QWidget):
         h = self._histogram
         if h is not None and np.asarray(fit.model).shape == np.asarray(h.counts).shape:
             self.model_curve.setData(np.asarray(h.tau_ps, float) / 1e3, fit.model)
+            self.follower.refresh()
 
     def g2_text(self) -> str:
         """The g²(0) text shown."""

@@ -16,6 +16,7 @@ from PyQt5 import QtCore, QtWidgets
 
 from micropl.gui.commands import Readback
 from micropl.gui.settings import NoWheelComboBox, NoWheelDoubleSpinBox, NoWheelSpinBox
+from micropl.gui.widgets import set_style
 
 __all__ = ["InstrumentsPanel", "rate_colour"]
 
@@ -207,8 +208,8 @@ class InstrumentsPanel(QtWidgets.QWidget):
         """Show instrument readbacks (controls being edited are left alone)."""
         self.readback = rb
         self.laser_state.setText("ON" if rb.laser_on else "off")
-        self.laser_state.setStyleSheet("color: #e22; font-weight: bold" if rb.laser_on
-                                       else "color: #888")
+        set_style(self.laser_state, "color: #e22; font-weight: bold" if rb.laser_on
+                  else "color: #888")
         for spin, value in ((self.power, rb.power_percent), (self.rep_rate, rb.rep_rate_hz / 1e6),
                             (self.wavelength, rb.center_wavelength_nm),
                             (self.exposure, rb.exposure_s)):
@@ -241,8 +242,8 @@ class InstrumentsPanel(QtWidgets.QWidget):
                 continue
             rate = rates_cps[ch]
             label.setText(f"APD {ch}\n{rate / 1e3:,.1f} kcps")
-            label.setStyleSheet(f"font-size: 20pt; font-weight: bold; "
-                                f"color: {rate_colour(rate, self.apd_max_rate_cps)}")
+            set_style(label, f"font-size: 20pt; font-weight: bold; "
+                             f"color: {rate_colour(rate, self.apd_max_rate_cps)}")
         self.rate_source.setText(source)
 
     def rate_text(self, channel: int) -> tuple[str, str]:

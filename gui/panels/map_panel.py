@@ -12,6 +12,7 @@ import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
 from micropl.drivers.interfaces import MapLine
+from micropl.gui.widgets import DataFollower, plot_widget
 
 __all__ = ["MapPanel"]
 
@@ -56,6 +57,7 @@ class _MapViewBox(pg.ViewBox):
             ev.accept()
             delta = self.mapSceneToView(ev.lastScenePos()) - self.mapSceneToView(ev.scenePos())
             self.translateBy(x=delta.x(), y=delta.y())
+            self.sigRangeChangedManually.emit(self.mouseEnabled())
         else:
             super().mouseDragEvent(ev, axis)
 
@@ -77,14 +79,11 @@ class MapPanel(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.view = _MapViewBox()
-        self.plot = pg.PlotWidget(viewBox=self.view)
-        self.plot.setLabel("bottom", "x", units="µm")
-        self.plot.setLabel("left", "y", units="µm")
-        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
-        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot = plot_widget("x", "y", x_units="µm", y_units="µm", view_box=self.view)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setZValue(-10)
         self.view.addItem(self.image)
+        self.follower = DataFollower(self.plot)
         self.colorbar = pg.ColorBarItem(label="PL rate (counts/s)", colorMap="inferno",
                                         interactive=False, width=14)
         self.colorbar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
@@ -159,6 +158,7 @@ class MapPanel(QtWidgets.QWidget):
         x0 = float(self._x_um[0]) - step / 2
         y0 = float(self._y_um[0]) - step / 2
         self.image.setRect(QtCore.QRectF(x0, y0, step * rate.shape[1], step * rate.shape[0]))
+        self.follower.refresh()
 
     def set_map(self, x_um: np.ndarray, y_um: np.ndarray, rate_cps: np.ndarray) -> None:
         """Show a whole map (rows along y), e.g. from a session file."""

@@ -8,6 +8,7 @@ from PyQt5 import QtCore, QtWidgets
 
 from micropl.analysis.spectra import SpectrumFit, energy_ev_from_wavelength_nm
 from micropl.drivers.interfaces import Spectrum
+from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, set_label
 
 __all__ = ["SpectrumPanel", "fit_rows"]
 
@@ -39,19 +40,18 @@ class SpectrumPanel(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.plot = pg.PlotWidget()
+        self.plot = plot_widget("wavelength (nm)", "counts per pixel")
         self.plot.addLegend(offset=(-10, 10))
         self.plot.showGrid(x=True, y=True, alpha=0.2)
-        self.plot.setLabel("left", "counts per pixel")
         self.frame_curve = self.plot.plot(pen=pg.mkPen((150, 150, 150), width=1),
                                           name="frame")
         self.acc_curve = self.plot.plot(pen=pg.mkPen("#4af", width=1.5), name="accumulated")
         self.fit_curve = self.plot.plot(pen=pg.mkPen("#f84", width=2), name="fit")
+        self.follower = DataFollower(self.plot)
         self.axis_box = QtWidgets.QComboBox()
         self.axis_box.addItems(["wavelength (nm)", "energy (eV)"])
         self.axis_box.currentIndexChanged.connect(self._redraw)
-        self.title = QtWidgets.QLabel("no spectrum yet")
-        self.title.setWordWrap(True)
+        self.title = fixed_lines_label(2, "no spectrum yet")
         self.table = QtWidgets.QTableWidget(len(_TABLE_ROWS), 3)
         self.table.setHorizontalHeaderLabels(["quantity", "value", "± 1σ"])
         self.table.verticalHeader().hide()
@@ -106,8 +106,12 @@ class SpectrumPanel(QtWidgets.QWidget):
             else np.asarray(wavelength_nm)
 
     def _redraw(self) -> None:
-        self.plot.setLabel("bottom", "photon energy (eV)" if self.energy_axis
-                           else "wavelength (nm)")
+        self._draw()
+        self.follower.refresh()
+
+    def _draw(self) -> None:
+        set_label(self.plot, "bottom", "photon energy (eV)" if self.energy_axis
+                  else "wavelength (nm)")
         for curve, spectrum in ((self.frame_curve, self._frame), (self.acc_curve, self._acc)):
             if spectrum is None:
                 curve.setData([], [])
@@ -121,7 +125,8 @@ class SpectrumPanel(QtWidgets.QWidget):
         self.fit_curve.setData(self._x(axis_nm), fit.model_counts(axis_nm))
         ok = bool(np.all(fit.success))
         unit = self._fit_of.counts_unit
-        self.plot.setLabel("left", f"counts per pixel ({'photoelectrons' if unit == 'e' else 'ADU'})")
+        set_label(self.plot, "left",
+                  f"{'photoelectrons' if unit == 'e' else 'ADU'} / pixel")
         source = "accumulated" if self._fit_of is self._acc else "frame"
         self.title.setText(f"{fit.model} fit of the {source} spectrum"
                            + ("" if ok else f" — FAILED: {np.asarray(fit.message).ravel()[0]}"))

@@ -11,6 +11,7 @@ from PyQt5 import QtCore, QtWidgets
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.statistics import fwhm_histogram
 from micropl.gui.bridge import QDRow
+from micropl.gui.widgets import DataFollower, plot_widget
 
 __all__ = ["SurveyPanel", "COLUMNS"]
 
@@ -33,6 +34,11 @@ def _cells(row: QDRow) -> list[str]:
 class SurveyPanel(QtWidgets.QWidget):
     """QD table (click a row to go back to that QD) and statistics plots.
 
+    Parameters
+    ----------
+    max_rows : int
+        QDs kept in the table and the statistics; the oldest go first.
+
     Signals
     -------
     qd_selected(run_id, qd_id, x_um, y_um)
@@ -41,8 +47,9 @@ class SurveyPanel(QtWidgets.QWidget):
 
     qd_selected = QtCore.pyqtSignal(int, int, float, float)
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, parent: QtWidgets.QWidget | None = None, *, max_rows: int = 5000) -> None:
         super().__init__(parent)
+        self.max_rows = max_rows
         self.table = QtWidgets.QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.verticalHeader().hide()
@@ -51,15 +58,10 @@ class SurveyPanel(QtWidgets.QWidget):
         self.table.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
         self.table.cellClicked.connect(self._clicked)
-        self.fwhm_plot = pg.PlotWidget(title="FWHM histogram")
-        self.fwhm_plot.setLabel("bottom", "FWHM (meV)")
-        self.fwhm_plot.setLabel("left", "QDs")
-        self.scatter_plot = pg.PlotWidget(title="FWHM vs peak energy")
-        self.scatter_plot.setLabel("bottom", "peak energy (eV)")
-        self.scatter_plot.setLabel("left", "FWHM (meV)")
-        self.g2_plot = pg.PlotWidget(title="g²(0) histogram")
-        self.g2_plot.setLabel("bottom", "g²(0)")
-        self.g2_plot.setLabel("left", "QDs")
+        self.fwhm_plot = plot_widget("FWHM (meV)", "QDs", title="FWHM histogram")
+        self.scatter_plot = plot_widget("peak energy (eV)", "FWHM (meV)",
+                                        title="FWHM vs peak energy")
+        self.g2_plot = plot_widget("g²(0)", "QDs", title="g²(0) histogram")
         self.g2_plot.addItem(pg.InfiniteLine(0.5, angle=90, pen=pg.mkPen("#c80",
                                                                           style=QtCore.Qt.DashLine)))
         self.fwhm_bars = pg.BarGraphItem(x0=[], x1=[], height=[], brush="#4af")
@@ -70,6 +72,8 @@ class SurveyPanel(QtWidgets.QWidget):
         self.errors = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), pen="#888")
         self.scatter_plot.addItem(self.errors)
         self.scatter_plot.addItem(self.scatter)
+        self.followers = [DataFollower(plot) for plot in
+                          (self.fwhm_plot, self.scatter_plot, self.g2_plot)]
         plots = QtWidgets.QHBoxLayout()
         for plot in (self.fwhm_plot, self.scatter_plot, self.g2_plot):
             plot.setMinimumHeight(160)
@@ -82,6 +86,7 @@ class SurveyPanel(QtWidgets.QWidget):
         layout.addLayout(plots, 1)
         self._rows: dict[tuple[int, int], QDRow] = {}
         self._index: dict[tuple[int, int], int] = {}
+        self._shown = b""
 
     # ------------------------------------------------------------------ data
     def clear(self) -> None:
@@ -107,9 +112,23 @@ class SurveyPanel(QtWidgets.QWidget):
                 if col != 5:
                     item.setTextAlignment(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
                 self.table.setItem(index, col, item)
+        self._drop_oldest(self.table.rowCount() - self.max_rows)
         if self.table.rowCount() <= 2:  # size the columns once there is content
             self.table.resizeColumnsToContents()
         self._statistics()
+
+    def _drop_oldest(self, n: int) -> None:
+        """Remove the ``n`` oldest QDs (the first table rows)."""
+        if n <= 0:
+            return
+        for _ in range(n):
+            self.table.removeRow(0)
+        for key, index in list(self._index.items()):
+            if index < n:
+                del self._index[key]
+                del self._rows[key]
+            else:
+                self._index[key] = index - n
 
     def row(self, run_id: int, qd_id: int) -> QDRow | None:
         """The QD row shown for (run, QD)."""
@@ -140,6 +159,10 @@ class SurveyPanel(QtWidgets.QWidget):
         single = int(np.sum(g2 < 0.5))
         self.summary.setText(f"{len(rows)} QDs: {done} completed, {failed} failed; "
                              f"{single} with g²(0) < 0.5")
+        shown = np.concatenate([energy, energy_err, fwhm, fwhm_err, g2]).tobytes()
+        if shown == self._shown:  # a status changed, not a result: leave the plots alone
+            return
+        self._shown = shown
         try:
             edges, counts = fwhm_histogram(fwhm, bin_mev=5.0)
         except AnalysisInputError:
@@ -157,3 +180,5 @@ class SurveyPanel(QtWidgets.QWidget):
             self.g2_bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)
         else:
             self.g2_bars.setOpts(x0=[], x1=[], height=[])
+        for follower in self.followers:
+            follower.refresh()
