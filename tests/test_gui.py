@@ -239,3 +239,50 @@ def test_open_bad_file_is_a_status_message(qtbot, gui, tmp_path):
     bad.write_bytes(b"not hdf5")
     assert gui.open_session_file(bad) is None
     assert "not a micropl session file" in gui.statusBar().currentMessage()
+
+
+class _ThreadWatch:
+    """Stands in for an instrument and notes every attribute used from the GUI thread."""
+
+    def __init__(self, role, instrument, calls):
+        object.__setattr__(self, "_role", role)
+        object.__setattr__(self, "_instrument", instrument)
+        object.__setattr__(self, "_calls", calls)
+
+    def __getattr__(self, name):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._calls.append(f"{self._role}.{name}")
+        return getattr(self._instrument, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._instrument, name, value)
+
+
+def test_gui_thread_never_touches_an_instrument(qtbot, settings_file):
+    """From the window's creation on: commands, a survey, the emergency stop, closing."""
+    from micropl.acquisition.setup import ROLES
+
+    calls: list[str] = []
+    with load_setup(clock_mode="fast") as setup, Session(setup) as session:
+        originals = {role: getattr(setup, role) for role in ROLES}
+        for role, instrument in originals.items():
+            object.__setattr__(setup, role, _ThreadWatch(role, instrument, calls))
+        try:
+            window = MainWindow(session)
+            qtbot.addWidget(window)
+            window.show()
+            window._map_clicked(3.0, 4.0)  # a move command
+            qtbot.waitUntil(lambda: window.instruments_panel.position.text()
+                            .startswith("x 3.00"), timeout=10_000)
+            window.start_procedure(small_survey(max_qds=1))
+            assert wait_run_end(qtbot, window).ok
+            window.emergency_stop()
+            qtbot.waitUntil(lambda: not originals["laser"].emission_on, timeout=5_000)
+            window.ask = lambda question: True
+            window.close()
+        finally:
+            for role, instrument in originals.items():
+                object.__setattr__(setup, role, instrument)
+    assert calls == []

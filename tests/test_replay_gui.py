@@ -89,3 +89,26 @@ def test_play_pause_seek_and_speed_show_the_fits(qtbot, replay_window, recorded)
 def original_qd(path):
     with SessionReader(path) as reader:
         return reader.qds()[0].qd_id
+
+
+def test_seek_backwards_restarts_the_replay_from_the_target(qtbot, replay_window):
+    window, panel = replay_window
+    source = panel.source
+    events = []
+    window.session.on(lambda item: events.append(item), maxlen=10_000)
+    panel.speed_box.setCurrentText("2×")
+    panel.play()
+    qtbot.waitUntil(lambda: source.position_s > 2.0, timeout=15_000)
+    panel.seek(1.0)
+    # The first run is aborted; once it ended the panel starts a second one that
+    # plays the recording again from 0 s, fast-forwarding through the first second.
+    qtbot.waitUntil(lambda: any(type(e).__name__ == "RunStart" and e.run_id == 2
+                                for e in events), timeout=15_000)
+    stops = [e for e in events if type(e).__name__ == "RunStop"]
+    assert [(s.run_id, s.status) for s in stops] == [(1, "aborted")]
+    qtbot.waitUntil(lambda: 1.0 <= source.position_s < 2.0, timeout=10_000)
+    panel.speed_box.setCurrentText("max")
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=60_000)
+    result = window.runner.wait(0)
+    assert result.run_id == 2 and result.ok, result.reason
+    assert source.position_s == pytest.approx(source.duration_s, abs=0.1)
