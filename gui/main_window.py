@@ -7,14 +7,15 @@ without the instrument and procedure controls.
 
 Threads: the GUI thread never calls a driver. Instrument commands go to a
 :class:`~micropl.gui.commands.CommandWorker`; data arrive through a
-:class:`~micropl.gui.bridge.DisplayBuffer` drained by a 10 Hz timer whose
-panel updates are spread over four ticks (a tick repaints one group of plots); log
+:class:`~micropl.gui.bridge.DisplayBuffer` drained by a 40 Hz timer, each tick
+updating at most one group of plots (each group at ≥ 10 Hz while data flow); log
 records through a :class:`~micropl.gui.log_handler.GuiLogHandler`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -45,11 +46,14 @@ __all__ = ["MainWindow", "ESTOP_SHORTCUTS", "DRAIN_INTERVAL_MS"]
 
 #: Keyboard shortcuts of the laser-off / emergency-stop action.
 ESTOP_SHORTCUTS = ("F12", "Ctrl+Space")
-#: Period of the display refresh: each panel is updated once per period, ms (10 Hz).
-DRAIN_INTERVAL_MS = 100
-#: Panel groups updated on successive display-timer ticks (DRAIN_INTERVAL_MS / 4 apart), so
-#: that one tick never repaints every plot: a repaint costs 5–20 ms per plot.
+#: Period of the display timer, ms: each tick takes the buffer and updates one panel group.
+DRAIN_INTERVAL_MS = 25
+#: Panel groups; one tick never repaints more than one (a repaint costs 5–20 ms per plot).
 PANEL_GROUPS = ("map", "spectrum", "g2", "survey")
+#: Shortest interval between two updates of one group, s (every other tick at most, 20 Hz).
+#: A group with new data and no recent update goes at the next tick; with every group
+#: busy, each is updated every fourth tick (10 Hz).
+GROUP_INTERVAL_S = 0.045
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
 
@@ -90,7 +94,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._pending_start = False
         self._layout_saved = b""
         self._held = Update()  # taken from the buffer, not yet shown (see _tick)
-        self._phase = 0
+        self._shown_at = dict.fromkeys(PANEL_GROUPS, -math.inf)  # monotonic s
 
         self._build_panels()
         self._build_actions()
@@ -113,7 +117,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.drain_timer = QtCore.QTimer(self)
         self.drain_timer.timeout.connect(self._tick)
-        self.drain_timer.start(DRAIN_INTERVAL_MS // len(PANEL_GROUPS))
+        self.drain_timer.start(DRAIN_INTERVAL_MS)
         self.layout_timer = QtCore.QTimer(self)
         self.layout_timer.timeout.connect(self.save_layout)
         self.layout_timer.start(LAYOUT_CHECK_MS)
@@ -353,11 +357,27 @@ class MainWindow(QtWidgets.QMainWindow):
             self._apply_group(group)
 
     def _tick(self) -> None:
-        """Display timer slot: take the buffer on the first of four ticks, update one group."""
-        if self._phase == 0:
-            self._take()
-        self._apply_group(PANEL_GROUPS[self._phase])
-        self._phase = (self._phase + 1) % len(PANEL_GROUPS)
+        """Display timer slot: take the buffer, update the group that has waited longest."""
+        self._take()
+        now = time.monotonic()
+        due = [group for group in PANEL_GROUPS if self._pending(group)
+               and now - self._shown_at[group] >= GROUP_INTERVAL_S]
+        if due:
+            group = min(due, key=self._shown_at.__getitem__)
+            self._apply_group(group)
+            self._shown_at[group] = now
+
+    def _pending(self, group: str) -> bool:
+        """True when ``group`` has held data not yet shown."""
+        u = self._held
+        if group == "map":
+            return u.map_reset or bool(u.map_lines) or u.position_um is not None
+        if group == "spectrum":
+            return any(x is not None for x in (u.frame, u.frame_fit, u.accumulated,
+                                               u.accumulated_fit))
+        if group == "g2":
+            return any(x is not None for x in (u.histogram, u.g2, u.lifetime))
+        return bool(u.qd_rows)
 
     def _take(self) -> None:
         """Take the buffer; apply the cheap widgets now and hold the plot data for the groups."""

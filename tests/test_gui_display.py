@@ -14,7 +14,7 @@ from micropl.acquisition.session import Session
 from micropl.analysis.g2 import pulsed_g2
 from micropl.drivers.interfaces import MapLine, Spectrum
 from micropl.gui.bridge import DisplayBuffer, QDRow
-from micropl.gui.main_window import PANEL_GROUPS, MainWindow
+from micropl.gui.main_window import GROUP_INTERVAL_S, PANEL_GROUPS, MainWindow
 from micropl.gui.panels.g2_panel import G2Panel
 from micropl.gui.panels.spectrum_panel import SpectrumPanel
 from micropl.gui.panels.survey_panel import SurveyPanel
@@ -166,6 +166,13 @@ def test_display_tick_updates_one_panel_group_at_a_time(qtbot, monkeypatch, tmp_
         for i, group in enumerate(PANEL_GROUPS):
             window._tick()
             assert calls == list(PANEL_GROUPS[:i + 1]), group
+        # New map data right away waits until the map's last update is GROUP_INTERVAL_S old.
+        window.buffer.handle(Tagged(record=records[0], run_id=1, qd_id=0))
+        window._tick()
+        assert calls == list(PANEL_GROUPS)
+        qtbot.wait(int(GROUP_INTERVAL_S * 1e3) + 10)
+        window._tick()
+        assert calls == [*PANEL_GROUPS, "map"]
         window.ask = lambda question: True
         window.close()
 
