@@ -54,12 +54,17 @@ def settle(qtbot) -> None:
         qtbot.wait(10)
 
 
-def test_g2_update_paints_the_plot_once_with_the_new_range(qtbot, paints):
-    panel = G2Panel()
+def shown(qtbot, panel):
+    """``panel`` on screen (offscreen) with its first paints done."""
     qtbot.addWidget(panel)
     panel.resize(700, 450)
     panel.show()
     settle(qtbot)
+    return panel
+
+
+def test_g2_update_paints_the_plot_once_with_the_new_range(qtbot, paints):
+    panel = shown(qtbot, G2Panel())
     for i, scale in enumerate((5.0, 50.0, 500.0)):
         paints.clear()
         h = histogram(scale, i)
@@ -72,11 +77,7 @@ def test_g2_update_paints_the_plot_once_with_the_new_range(qtbot, paints):
 
 
 def test_spectrum_update_paints_the_plot_once(qtbot, paints):
-    panel = SpectrumPanel()
-    qtbot.addWidget(panel)
-    panel.resize(700, 450)
-    panel.show()
-    settle(qtbot)
+    panel = shown(qtbot, SpectrumPanel())
     wavelength = np.linspace(480.0, 540.0, 512)
     for peak in (300.0, 3000.0):
         paints.clear()
