@@ -129,6 +129,7 @@ def _resume(args: argparse.Namespace, path: Path, extra: dict[str, Any]) -> int:
 
     with SessionReader(path) as reader:
         plan = reader.resume_plan()
+        film = reader.film_reference()
     if plan is None:
         raise UsageError(f"{path}: holds no survey to resume")
     parameters, pending = plan
@@ -140,7 +141,7 @@ def _resume(args: argparse.Namespace, path: Path, extra: dict[str, Any]) -> int:
     parameters.update(extra)
     parameters["targets"] = pending
     try:
-        procedure = Survey.model_validate(parameters)
+        procedure = Survey.model_validate(parameters).reusing_film(film)
     except ValidationError as exc:
         raise UsageError(f"{path}: stored survey parameters: "
                          f"{format_validation_error(exc)}") from None

@@ -1441,6 +1441,13 @@ class SessionReader:
                    for q in self.qds() if q.status == "pending"]
         return parameters, pending
 
+    def film_reference(self) -> Any:
+        """The newest stored film reference (kind ``film_accumulated``), a Spectrum, or None."""
+        from micropl.drivers.interfaces import Spectrum
+
+        stored = self.records(Spectrum, kind="film_accumulated")
+        return stored[-1].record if stored else None
+
     def tags(self, *, qd_id: int | None = None, run_id: int | None = None,
              kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """All tags of the selected ``tag_chunk`` rows, concatenated in append order.

@@ -43,6 +43,7 @@ __all__ = [
     "Gaussian2DFit",
     "ImageShift",
     "SpotList",
+    "emptiest_position_um",
     "find_spots",
     "fit_gaussian_2d",
     "register_shift_um",
@@ -927,6 +928,45 @@ def find_spots(image: np.ndarray, x_um: np.ndarray, y_um: np.ndarray, *,
         psf_fwhm_um=float(psf_fwhm_um), isolation_um=iso_um, snr_min=float(snr_min),
         n_candidates=n_cand, n_failed_fits=n_failed, n_below_snr=n_below,
         n_rejected_not_isolated=n_rej)
+
+
+def emptiest_position_um(image: np.ndarray, x_um: np.ndarray, y_um: np.ndarray, *,
+                         radius_um: float = 1.5) -> tuple[float, float]:
+    """The centre of the darkest disc of a PL map: where to measure the bare film.
+
+    The map is averaged over discs of ``radius_um`` (a box of the same area, for
+    speed) and the darkest one that lies wholly inside the map is returned.
+
+    Parameters
+    ----------
+    image : ndarray, shape (n_y, n_x)
+        PL map, counts per pixel.
+    x_um, y_um : ndarray, shapes (n_x,) and (n_y,)
+        Pixel centres, µm.
+    radius_um : float
+        Radius of the disc that must be free of emitters, µm.
+
+    Returns
+    -------
+    (x_um, y_um) : tuple of float
+        Centre of the darkest disc.
+    """
+    from scipy.ndimage import uniform_filter
+
+    image, x_um, y_um = _check_axes(image, x_um, y_um)
+    if not radius_um > 0:
+        raise AnalysisInputError(f"radius_um must be > 0, got {radius_um}")
+    pitch = np.nanmin([_pixel_um(x_um), _pixel_um(y_um)])
+    side = max(1, int(round(radius_um * math.sqrt(math.pi) / pitch)) if math.isfinite(pitch)
+               else 1)
+    if side > min(image.shape):
+        raise AnalysisInputError(f"the map ({image.shape[1]} × {image.shape[0]} px) is "
+                                 f"smaller than a disc of {radius_um} µm radius")
+    mean = uniform_filter(image, size=side, mode="nearest")
+    half = side // 2
+    inner = mean[half:image.shape[0] - (side - 1 - half), half:image.shape[1] - (side - 1 - half)]
+    iy, ix = np.unravel_index(int(np.argmin(inner)), inner.shape)
+    return float(x_um[ix + half]), float(y_um[iy + half])
 
 
 def register_shift_um(reference_image: np.ndarray, image: np.ndarray,

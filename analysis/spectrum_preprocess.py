@@ -2,6 +2,8 @@
 
 * :func:`mean_frame` — average a stack of dark/background frames, with the
   variance of the mean from their scatter;
+* :func:`frame_noise_rms` — the signal-independent noise of one frame, from the
+  scatter of a stack of dark/background frames;
 * :func:`subtract_background_frame` — subtract a dark or background frame and
   propagate the variance;
 * :func:`remove_cosmic_rays_spatial` — single-frame spikes, found against a
@@ -25,6 +27,7 @@ from micropl.analysis.errors import AnalysisInputError
 
 __all__ = [
     "combine_accumulations",
+    "frame_noise_rms",
     "mean_frame",
     "remove_cosmic_rays_spatial",
     "remove_cosmic_rays_temporal",
@@ -67,6 +70,39 @@ def mean_frame(frames) -> tuple[np.ndarray, np.ndarray]:
     if f.ndim < 2 or f.shape[0] < 2:
         raise AnalysisInputError(f"need a stack of at least 2 frames, got shape {f.shape}")
     return f.mean(axis=0), f.var(axis=0, ddof=1) / f.shape[0]
+
+
+def frame_noise_rms(frames, *, clip_quantile: float = 0.995) -> float:
+    """Signal-independent noise of one frame, from a stack of dark or background frames.
+
+    The per-pixel sample variance across the frames, averaged over the pixels,
+    leaving out the largest ``1 − clip_quantile`` of them (cosmic rays). An
+    average of variances is unbiased whatever the noise's shape, but for the
+    clipped tail (a few % low for the clock-induced charge of an EMCCD); the
+    median of per-pixel standard deviations is not: with two frames it reads
+    about 0.67σ for Gaussian noise and about 0.5σ for an EMCCD's skewed
+    clock-induced charge, and outlier cuts set from it then clip genuine noise.
+
+    Parameters
+    ----------
+    frames : array_like, shape (n_frames, ...)
+        At least two frames, in counts.
+    clip_quantile : float
+        Pixels whose variance is above this quantile are left out.
+
+    Returns
+    -------
+    float
+        Noise of one frame, counts rms per pixel.
+    """
+    f = _finite("frames", frames)
+    if f.ndim < 2 or f.shape[0] < 2:
+        raise AnalysisInputError(f"need a stack of at least 2 frames, got shape {f.shape}")
+    if not 0.5 <= clip_quantile <= 1.0:
+        raise AnalysisInputError(f"clip_quantile must be in [0.5, 1], got {clip_quantile}")
+    variance = f.var(axis=0, ddof=1).ravel()
+    kept = variance[variance <= np.quantile(variance, clip_quantile)]
+    return float(np.sqrt(np.mean(kept)))
 
 
 def subtract_background_frame(counts, background, *, counts_variance=None,

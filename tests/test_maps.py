@@ -240,3 +240,29 @@ def test_descending_axes_and_rectangular_map():
         k = int(np.argmin(d))
         assert abs(spots.x_um[k] - tx) < 4 * spots.x_err_um[k]
         assert abs(spots.y_um[k] - ty) < 4 * spots.y_err_um[k]
+
+
+def test_emptiest_position_is_the_darkest_disc_found_by_brute_force():
+    from micropl.analysis.maps import emptiest_position_um
+
+    rng = np.random.default_rng(3)
+    x_um, y_um = np.arange(0, 20, 0.2), np.arange(0, 16, 0.2)
+    rate = np.full((y_um.size, x_um.size), 50.0)
+    xx, yy = np.meshgrid(x_um, y_um)
+    for cx, cy in rng.uniform(0, 20, (40, 2)):  # bright spots
+        rate += 2000 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 0.25 ** 2))
+    image = rng.poisson(rate).astype(float)
+    x0, y0 = emptiest_position_um(image, x_um, y_um, radius_um=1.0)
+    # Brute force: mean of the map within 1 µm of every pixel centre that has the whole
+    # disc inside the map; the answer's disc must be as dark as the darkest (within noise).
+    means = {}
+    for iy in range(image.shape[0]):
+        for ix in range(image.shape[1]):
+            cx, cy = x_um[ix], y_um[iy]
+            if 1.0 <= cx <= x_um[-1] - 1.0 and 1.0 <= cy <= y_um[-1] - 1.0:
+                disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= 1.0
+                means[(cx, cy)] = image[disc].mean()
+    darkest = min(means.values())
+    nearest = min(means, key=lambda c: np.hypot(c[0] - x0, c[1] - y0))
+    assert means[nearest] <= darkest + 4 * np.sqrt(50.0 / 78)
+    assert means[nearest] < 52.0  # no emitter in it: the 50 counts/px of the film only

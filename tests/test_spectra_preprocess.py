@@ -6,6 +6,7 @@ import pytest
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectrum_preprocess import (
     combine_accumulations,
+    frame_noise_rms,
     mean_frame,
     remove_cosmic_rays_spatial,
     remove_cosmic_rays_temporal,
@@ -94,3 +95,30 @@ def test_combine_sum_and_mean():
     assert 0.85 < pull.std() < 1.15
     with pytest.raises(AnalysisInputError):
         combine_accumulations(frames, mode="median")
+
+
+def _dark(rng, shape, read_noise=1.2, cic_per_px=0.05, gain_e=30.0):
+    """Read noise plus clock-induced charge through an EM register (skewed), in e."""
+    cic = rng.poisson(cic_per_px, shape)
+    return rng.normal(0.0, read_noise, shape) + rng.gamma(np.maximum(cic, 1), gain_e) \
+        * (cic > 0) / gain_e * 3.0
+
+
+@pytest.mark.parametrize("n_frames", [2, 5])
+@pytest.mark.parametrize("cic_per_px, tolerance", [(0.0, 0.02), (0.05, 0.06)])
+def test_frame_noise_rms_reads_the_true_noise(n_frames, cic_per_px, tolerance):
+    rng = np.random.default_rng(7)
+    truth = float(np.std(_dark(rng, (2_000_000,), cic_per_px=cic_per_px)))  # brute force
+    estimates, medians = [], []
+    for _ in range(40):
+        frames = _dark(rng, (n_frames, N_PX), cic_per_px=cic_per_px)
+        frames[0, rng.integers(0, N_PX, 3)] += 500.0  # cosmic rays
+        estimates.append(frame_noise_rms(frames))
+        medians.append(np.median(frames.std(axis=0, ddof=1)))
+    assert np.mean(estimates) == pytest.approx(truth, rel=tolerance)
+    assert np.mean(medians) < 0.95 * truth  # the median of per-pixel σ reads low
+
+
+def test_frame_noise_rms_refuses_a_single_frame():
+    with pytest.raises(AnalysisInputError, match="at least 2 frames"):
+        frame_noise_rms(np.zeros((1, 10)))

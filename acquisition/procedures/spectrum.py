@@ -9,7 +9,9 @@ from pydantic import Field
 from scipy.ndimage import median_filter
 
 from micropl.acquisition.procedures.base import ProcedureBase, laser_on
+from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectrum_preprocess import (
+    frame_noise_rms,
     remove_cosmic_rays_spatial,
     remove_cosmic_rays_temporal,
 )
@@ -23,6 +25,11 @@ class SpectrumAcquisition(ProcedureBase):
     detected photoelectrons (background frame subtracted, divided by the EM
     gain, cosmic rays removed), which the live analysis core fits. The
     accumulated spectrum (temporal cosmic-ray removal, then the sum) follows.
+
+    Given a ``film`` spectrum (the laser-on spectrum of the bare film next to
+    the QD, see :class:`~micropl.acquisition.procedures.survey.Survey`), its
+    share per frame is subtracted too, and its noise added to the spectra's
+    signal-independent noise.
     """
 
     name: ClassVar[str] = "spectrum"
@@ -42,7 +49,9 @@ class SpectrumAcquisition(ProcedureBase):
     cooldown_timeout_s: float = Field(900.0, gt=0, description="longest wait for the camera "
                                       "to cool before EM gain is applied, s")
 
-    def run(self, ctx: Any) -> Spectrum:
+    def run(self, ctx: Any, *, film: Spectrum | None = None, label: str = "") -> Spectrum:
+        """Acquire; ``label`` prefixes the kinds of the published records ("film_": a
+        film reference, stored but not fitted)."""
         setup = ctx.setup
         camera, spectrograph = setup.camera, setup.spectrograph
         if self.grating is not None and spectrograph.grating != self.grating:
@@ -62,11 +71,13 @@ class SpectrumAcquisition(ProcedureBase):
         e_per_count = camera.e_per_adu / gain
         noise_factor = 2.0 if gain > 1 else 1.0
 
-        background_adu, frame_noise_adu, background_noise_adu = self._background(ctx)
+        background_adu, frame_noise_adu, background_noise_adu = self._background(ctx, label)
         frame_noise_e = frame_noise_adu * e_per_count
         background_noise_e = background_noise_adu * e_per_count
-        # Signal-independent noise of one background-subtracted frame.
-        read_noise_e = float(np.hypot(frame_noise_e, background_noise_e))
+        film_per_frame, film_noise_e = self._film_per_frame(film, wavelength_nm)
+        # Signal-independent noise of one background- (and film-) subtracted frame.
+        read_noise_e = float(np.sqrt(frame_noise_e ** 2 + background_noise_e ** 2
+                                     + film_noise_e ** 2))
         unit = "e" if self.background else "adu"
         scale = e_per_count if self.background else 1.0
 
@@ -76,16 +87,17 @@ class SpectrumAcquisition(ProcedureBase):
         for i in range(self.accumulations):
             ctx.checkpoint()
             frame = camera.acquire()
-            ctx.emit(frame, kind="raw")
+            ctx.emit(frame, kind=f"{label}raw")
             counts = (np.asarray(frame.counts, float) - background_adu) * scale
             if self.remove_cosmics:
                 counts, _ = remove_cosmic_rays_spatial(counts, noise_factor=noise_factor,
                                                        read_noise=read_noise_e)
+            counts = counts - film_per_frame
             frames.append(counts)
             ctx.emit(Spectrum(wavelength_nm=wavelength_nm, counts=counts,
                               exposure_s=self.exposure_s, t_s=frame.t_s, accumulations=1,
                               em_gain=gain, bias_subtracted=self.background, counts_unit=unit,
-                              read_noise=read_noise_e), kind="frame")
+                              read_noise=read_noise_e), kind=f"{label}frame")
             ctx.progress("spectrum", i + 1, self.accumulations)
         stack = np.asarray(frames)
         if self.remove_cosmics and len(frames) >= 2:
@@ -95,20 +107,45 @@ class SpectrumAcquisition(ProcedureBase):
         spectrum = Spectrum(wavelength_nm=wavelength_nm, counts=total, exposure_s=self.exposure_s,
                             t_s=t_first, accumulations=self.accumulations, em_gain=gain,
                             bias_subtracted=self.background, counts_unit=unit,
-                            read_noise=self._sum_noise(frame_noise_e, background_noise_e))
-        ctx.emit(spectrum, kind="accumulated")
+                            read_noise=self._sum_noise(frame_noise_e, background_noise_e,
+                                                       film_noise_e))
+        ctx.emit(spectrum, kind=f"{label}accumulated")
         return spectrum
 
-    def _sum_noise(self, frame_noise: float, background_noise: float) -> float:
+    def _sum_noise(self, frame_noise: float, background_noise: float,
+                   film_noise: float) -> float:
         """Signal-independent noise of the sum of the accumulations.
 
         Each frame's own noise adds in quadrature, but the one mean background
-        subtracted from every frame adds coherently.
+        and the one film reference subtracted from every frame add coherently.
         """
         n = self.accumulations
-        return float(np.hypot(np.sqrt(n) * frame_noise, n * background_noise))
+        return float(np.sqrt(n * frame_noise ** 2 + (n * background_noise) ** 2
+                             + (n * film_noise) ** 2))
 
-    def _background(self, ctx: Any) -> tuple[np.ndarray | float, float, float]:
+    def _film_per_frame(self, film: Spectrum | None,
+                        wavelength_nm: np.ndarray) -> tuple[np.ndarray | float, float]:
+        """The film reference's share of one frame (e⁻ per pixel) and its noise (e⁻ rms).
+
+        The reference is scaled to one frame's exposure; its noise is the mean over
+        the pixels of its shot noise (excess factor 2 with EM gain) and its
+        signal-independent noise, scaled the same way.
+        """
+        if film is None:
+            return 0.0, 0.0
+        if film.counts_unit != "e" or not self.background:
+            raise AnalysisInputError("a film reference needs background-subtracted spectra in "
+                                     "photoelectrons (background: true)")
+        if film.counts.shape != wavelength_nm.shape \
+                or not np.allclose(film.wavelength_nm, wavelength_nm):
+            raise AnalysisInputError("the film reference was taken with another wavelength "
+                                     "axis (grating or centre wavelength changed)")
+        share = self.exposure_s / (film.exposure_s * film.accumulations)
+        excess = 2.0 if film.em_gain > 1 else 1.0
+        variance = excess * np.mean(np.maximum(film.counts, 0.0)) + film.read_noise ** 2
+        return np.asarray(film.counts, float) * share, float(share * np.sqrt(variance))
+
+    def _background(self, ctx: Any, label: str) -> tuple[np.ndarray | float, float, float]:
         """Mean background frame (ADU), one frame's signal-independent noise and
         the noise of the mean background (both ADU rms per pixel)."""
         if not self.background:
@@ -120,13 +157,13 @@ class SpectrumAcquisition(ProcedureBase):
         for _ in range(self.background_frames):
             ctx.checkpoint()
             frame = setup.camera.acquire()
-            ctx.emit(frame, kind="background")
+            ctx.emit(frame, kind=f"{label}background")
             frames.append(np.asarray(frame.counts, float))
         if was_on:
             setup.laser.emission_on = True
         stack = np.asarray(frames)
         if len(frames) >= 2:
-            noise = float(np.median(stack.std(axis=0, ddof=1)))
+            noise = frame_noise_rms(stack)
         else:
             resid = stack[0] - median_filter(stack[0], size=7, mode="nearest")
             noise = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
