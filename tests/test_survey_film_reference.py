@@ -124,3 +124,9 @@ def test_resumed_survey_subtracts_the_stored_film_reference(small_survey_file, t
         / (film.exposure_s * film.accumulations)
     film_noise = share * np.sqrt(2 * np.mean(np.maximum(film.counts, 0)) + film.read_noise ** 2)
     assert accumulated.read_noise > film_noise
+
+
+def test_film_reference_without_background_frames_is_refused_with_the_way_out():
+    with pytest.raises(ValueError, match="set film_reference: false"):
+        Survey(spectrum=SpectrumAcquisition(background=False))
+    Survey(spectrum=SpectrumAcquisition(background=False), film_reference=False)

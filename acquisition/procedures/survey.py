@@ -21,7 +21,7 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from micropl.acquisition.procedures.base import ProcedureBase
 from micropl.acquisition.procedures.g2 import G2
@@ -82,6 +82,13 @@ class Survey(ProcedureBase):
                                          "(resume)")
 
     _film: Spectrum | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _film_needs_photoelectrons(self) -> Survey:
+        if self.film_reference and not self.spectrum.background:
+            raise ValueError("film_reference needs spectrum.background: true (the film is "
+                             "subtracted in photoelectrons); or set film_reference: false")
+        return self
 
     def reusing_film(self, film: Spectrum | None) -> Survey:
         """This survey, subtracting ``film`` (a stored film reference) instead of taking one:
