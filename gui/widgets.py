@@ -98,12 +98,13 @@ class DataFollower:
         self.following = True
         self.view.disableAutoRange()
         self.view.sigRangeChangedManually.connect(self._stop)
-        plot.getPlotItem().autoBtn.clicked.connect(self._resume)
+        plot.getPlotItem().autoBtn.clicked.connect(self.resume)
 
     def _stop(self, *_: object) -> None:
         self.following = False
 
-    def _resume(self, *_: object) -> None:
+    def resume(self, *_: object) -> None:
+        """Follow the data again (after a zoom), and show them now."""
         self.view.disableAutoRange()
         self.following = True
         self.refresh()

@@ -193,3 +193,16 @@ def test_plot_widget_reserves_a_fixed_axis_width(qtbot):
         widths.append(plot.getViewBox().geometry().width())
     assert widths[0] == widths[1]
     assert QtCore.QRectF(plot.getViewBox().geometry()).isValid()
+
+
+def test_switching_the_spectrum_axis_to_ev_shows_the_data_even_after_a_zoom(qtbot):
+    panel = shown(qtbot, SpectrumPanel())
+    wavelength = np.linspace(480.0, 540.0, 512)
+    panel.show_frame(Spectrum(wavelength_nm=wavelength, counts=np.ones(512), exposure_s=1.0,
+                              counts_unit="e"), None)
+    view = panel.plot.getViewBox()
+    view.setXRange(500.0, 505.0, padding=0)
+    view.sigRangeChangedManually.emit([True, True])
+    panel.set_energy_axis(True)
+    (x_lo, x_hi), _ = view.viewRange()
+    assert x_lo <= 1239.84198 / 540.0 and x_hi >= 1239.84198 / 480.0

@@ -50,7 +50,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         self.follower = DataFollower(self.plot)
         self.axis_box = QtWidgets.QComboBox()
         self.axis_box.addItems(["wavelength (nm)", "energy (eV)"])
-        self.axis_box.currentIndexChanged.connect(self._redraw)
+        self.axis_box.currentIndexChanged.connect(self._axis_changed)
         self.title = fixed_lines_label(2, "no spectrum yet")
         self.table = QtWidgets.QTableWidget(len(_TABLE_ROWS), 3)
         self.table.setHorizontalHeaderLabels(["quantity", "value", "± 1σ"])
@@ -104,6 +104,11 @@ class SpectrumPanel(QtWidgets.QWidget):
     def _x(self, wavelength_nm: np.ndarray) -> np.ndarray:
         return energy_ev_from_wavelength_nm(wavelength_nm) if self.energy_axis \
             else np.asarray(wavelength_nm)
+
+    def _axis_changed(self) -> None:
+        """Other units on x: a zoom in the old units means nothing, show all the data."""
+        self._draw()
+        self.follower.resume()
 
     def _redraw(self) -> None:
         self._draw()
