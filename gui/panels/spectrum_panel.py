@@ -131,7 +131,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         ok = bool(np.all(fit.success))
         unit = self._fit_of.counts_unit
         set_label(self.plot, "left",
-                  f"{'photoelectrons' if unit == 'e' else 'ADU'} / pixel")
+                  f"{'e⁻' if unit == 'e' else 'ADU'} per pixel")
         source = "accumulated" if self._fit_of is self._acc else "frame"
         self.title.setText(f"{fit.model} fit of the {source} spectrum"
                            + ("" if ok else f" — FAILED: {np.asarray(fit.message).ravel()[0]}"))
