@@ -12,7 +12,8 @@ from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, se
 
 __all__ = ["SpectrumPanel", "fit_rows"]
 
-_TABLE_ROWS = ("peak energy (eV)", "peak wavelength (nm)", "FWHM (meV)", "area (counts)",
+# The two numbers looked at most come first: they stay visible in a short panel.
+_TABLE_ROWS = ("peak energy (eV)", "FWHM (meV)", "peak wavelength (nm)", "area (counts)",
                "background (counts/px)", "reduced χ²")
 
 
@@ -26,8 +27,8 @@ def fit_rows(fit: SpectrumFit) -> list[tuple[str, str, str]]:
     """(quantity with unit, value, 1σ error) of a single-spectrum fit, as table text."""
     values = [
         _pair(fit.peak_energy_ev, fit.peak_energy_err_ev, ".5f"),
-        _pair(fit.peak_wavelength_nm, fit.peak_wavelength_err_nm, ".3f"),
         _pair(fit.fwhm_mev, fit.fwhm_err_mev, ".2f"),
+        _pair(fit.peak_wavelength_nm, fit.peak_wavelength_err_nm, ".3f"),
         _pair(fit.area, fit.area_err, ".4g"),
         _pair(fit.background, fit.background_err, ".3g"),
         _pair(fit.reduced_chi2, None, ".3f"),
@@ -55,6 +56,11 @@ class SpectrumPanel(QtWidgets.QWidget):
         self.table = QtWidgets.QTableWidget(len(_TABLE_ROWS), 3)
         self.table.setHorizontalHeaderLabels(["quantity", "value", "± 1σ"])
         self.table.verticalHeader().hide()
+        row_px = self.table.fontMetrics().height() + 6
+        self.table.verticalHeader().setDefaultSectionSize(row_px)
+        # Header + the first two rows (energy, FWHM) always in view.
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
+                                    + 2 * row_px + 2 * self.table.frameWidth())
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
         self.table.setMaximumHeight(200)
