@@ -10,10 +10,8 @@ that prefix. Run: ``python benchmarks/bench_correlator.py``.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
+from timing import median_s
 
 from micropl.analysis.g2 import cross_correlate, histogram_bins
 
@@ -26,13 +24,6 @@ def poisson_stream(rng: np.random.Generator, rate_hz: float, duration_s: float) 
     return np.sort(rng.integers(0, int(duration_s * 1e12), n)).astype(np.int64)
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -48,7 +39,7 @@ def main() -> None:
         t1 = poisson_stream(rng, rate_hz, duration_s)
         t2 = poisson_stream(rng, rate_hz, duration_s)
         cross_correlate(t1[:1000], t2[:1000], BIN_PS, WINDOW_PS)  # warm-up / compile
-        ours_s = timed(lambda t1=t1, t2=t2: cross_correlate(t1, t2, BIN_PS, WINDOW_PS), 7)
+        ours_s, _ = median_s(lambda t1=t1, t2=t2: cross_correlate(t1, t2, BIN_PS, WINDOW_PS), 7)
         ours_rate = (t1.size + t2.size) / ours_s / 1e6
         label = f"cross_correlate {rate_hz / 1e6:.0f} Mcps/ch"
         if pcorrelate is None:
@@ -58,7 +49,7 @@ def main() -> None:
         p1 = t1[:peer_tags]
         p2 = t2[t2 < p1[-1] + WINDOW_PS + span]
         pcorrelate(p1[:50], p2[:50], edges)  # warm-up / compile
-        peer_s = timed(lambda p1=p1, p2=p2: pcorrelate(p1, p2, edges), 3)
+        peer_s, _ = median_s(lambda p1=p1, p2=p2: pcorrelate(p1, p2, edges), 3)
         peer_rate = (p1.size + p2.size) / peer_s / 1e6
         peer_counts = np.rint(pcorrelate(p1, p2, edges) * BIN_PS).astype(np.int64)
         _, our_counts = cross_correlate(p1, p2, BIN_PS, WINDOW_PS)

@@ -15,6 +15,7 @@ import time
 import numba
 import numpy as np
 from scipy.optimize import curve_fit
+from timing import median_s
 
 from micropl.analysis.spectra import HC_EV_NM, fit_spectra, pixel_edges_nm
 
@@ -40,13 +41,6 @@ def make_spectra(n: int, seed: int = 0):
     return truth, counts
 
 
-def median_time(fn, repeats=5):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def _guess(counts):
@@ -82,7 +76,7 @@ def main() -> None:
     fit_spectra(WL, counts[:64])          # compile / load the numba cache before timing
     fit_spectra(WL, counts[0])
 
-    t_batch = median_time(lambda: fit_spectra(WL, counts), repeats=3)
+    t_batch, _ = median_s(lambda: fit_spectra(WL, counts), 3)
     batch = fit_spectra(WL, counts)
     rate = n_batch / t_batch
     print(f"lorentzian batch fits, {N_PX} px, {numba.get_num_threads()} threads: "

@@ -18,6 +18,7 @@ import time
 import numpy as np
 from scipy import special
 from scipy.optimize import curve_fit
+from timing import median_s
 
 from micropl.analysis.g2 import fit_peak_train
 
@@ -70,13 +71,6 @@ def peer_fit(tau, counts, p0):
     return p, np.sqrt(np.diag(cov) * max(1.0, chi2_red))
 
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -86,8 +80,8 @@ def main() -> None:
     fit_peak_train(*hists[0], period_ps=PERIOD_PS)  # numba compile / cache load
     ours_t, peer_t, worst_g2, worst_tl = [], [], 0.0, 0.0
     for tau, counts in hists:
-        ours_t.append(median_time(lambda tau=tau, c=counts: fit_peak_train(
-            tau, c, period_ps=PERIOD_PS), 15))
+        ours_t.append(median_s(lambda tau=tau, c=counts: fit_peak_train(
+            tau, c, period_ps=PERIOD_PS), 15)[0])
         fit = fit_peak_train(tau, counts, period_ps=PERIOD_PS)
         # the peer starts from rough values a user would guess (true-ish, not our result)
         p0 = [counts.max(), 0.5, 3_000.0, 400.0, 0.0, 0.1]

@@ -11,12 +11,10 @@ Run: ``.venv/bin/python benchmarks/bench_maps.py``
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 from scipy.optimize import curve_fit
 from skimage.feature import blob_log
+from timing import median_s
 
 from micropl.analysis.maps import FWHM_PER_SIGMA, find_spots, fit_gaussian_2d
 
@@ -38,13 +36,6 @@ def make_map(rng: np.random.Generator, n_px: int = 100, n_spots: int = 60,
     return rng.poisson(lam).astype(float), x_um, y_um
 
 
-def median_time_s(func, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -61,8 +52,8 @@ def main() -> None:
 
     spots = ours()  # compile / warm up
     blobs = peer()
-    t_ours = median_time_s(ours, 21)
-    t_peer = median_time_s(peer, 21)
+    t_ours = median_s(ours, 21)[0]
+    t_peer = median_s(peer, 21)[0]
     print(f"find_spots 100x100 ({len(spots)} spots with fits): {t_ours * 1e3:.1f} ms "
           f"(peer skimage blob_log, {len(blobs)} blobs, no fits: {t_peer * 1e3:.1f} ms, "
           f"ratio {t_ours / t_peer:.2f}) target < 200 ms: "
@@ -89,8 +80,8 @@ def main() -> None:
 
     ours_fit()
     peer_fit()
-    t_fit = median_time_s(ours_fit, 201)
-    t_cf = median_time_s(peer_fit, 201)
+    t_fit = median_s(ours_fit, 201)[0]
+    t_cf = median_s(peer_fit, 201)[0]
     print(f"fit_gaussian_2d 11x11 window: {t_fit * 1e6:.0f} us "
           f"(peer scipy curve_fit: {t_cf * 1e6:.0f} us, ratio {t_fit / t_cf:.2f})")
 

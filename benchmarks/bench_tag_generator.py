@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import median_s
 
 from micropl.analysis.ptu_write import write_ptu_t2
 from micropl.simulators.hbt import (
@@ -45,14 +46,6 @@ REP_HZ = 10e6
 PERIOD_PS = 100_000
 
 
-def timed(fn, repeats):
-    times = []
-    result = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
 
 
 def numpy_peer(duration_s: float, det: DetectorModel, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -222,12 +215,12 @@ def main() -> None:
     through_tagger(1)
 
     duration = 60.0
-    t_gen, (t, c) = timed(lambda: simulate_constant_emitters(
-        duration, [RATE_CPS], [G2_0], [TAU_NS], detectors=det, seed=1), repeats=3)
+    t_gen, (t, c) = median_s(lambda: simulate_constant_emitters(
+        duration, [RATE_CPS], [G2_0], [TAU_NS], detectors=det, seed=1), 3)
     gen_rate = t.size / t_gen / 1e6
 
     peer_duration = 5.0
-    t_peer, (tp, _) = timed(lambda: numpy_peer(peer_duration, det, seed=1), repeats=3)
+    t_peer, (tp, _) = median_s(lambda: numpy_peer(peer_duration, det, seed=1), 3)
     peer_rate = tp.size / t_peer / 1e6
     print(f"tag generator (60 s, 1e5 cps/APD QD): {gen_rate:.1f} M tags/s "
           f"(peer numpy: {peer_rate:.1f} M tags/s, ratio {gen_rate / peer_rate:.2f}x)")
@@ -235,7 +228,7 @@ def main() -> None:
           f"(peer numpy: {t_peer * duration / peer_duration:.3f} s, "
           f"ratio {t_peer * duration / peer_duration / t_gen:.2f}x)")
 
-    t_tag, n_tag = timed(lambda: through_tagger(20), repeats=3)
+    t_tag, n_tag = median_s(lambda: through_tagger(20), 3)
     tag_rate = n_tag / t_tag / 1e6
     print(f"SimTimeTagger, 1 s reads: {tag_rate:.1f} M tags/s "
           f"(peer numpy: {peer_rate:.1f} M tags/s, ratio {tag_rate / peer_rate:.2f}x)")
@@ -243,10 +236,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.ptu"
         ch = (c + 1).astype(np.uint8)
-        t_ptu, _ = timed(lambda: write_ptu_t2(path, t, ch, sync_rate_hz=REP_HZ), repeats=3)
+        t_ptu, _ = median_s(lambda: write_ptu_t2(path, t, ch, sync_rate_hz=REP_HZ), 3)
         ptu_rate = t.size / t_ptu / 1e6
         raw = np.empty(t.size, "<u4")
-        t_peer_io, _ = timed(lambda: raw.tofile(path), repeats=3)
+        t_peer_io, _ = median_s(lambda: raw.tofile(path), 3)
         print(f"PTU T2 writer: {ptu_rate:.1f} M tags/s "
               f"(peer raw numpy tofile of the same size: {t.size / t_peer_io / 1e6:.1f} M tags/s, "
               f"ratio {t_peer_io / t_ptu:.2f}x)")

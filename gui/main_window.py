@@ -54,6 +54,13 @@ PANEL_GROUPS = ("map", "spectrum", "g2", "survey")
 #: A group with new data and no recent update goes at the next tick; with every group
 #: busy, each is updated every fourth tick (10 Hz).
 GROUP_INTERVAL_S = 0.045
+#: The fields of a held :class:`~micropl.gui.bridge.Update` that each panel group shows.
+GROUP_FIELDS = {
+    "map": ("map_reset", "map_lines", "position_um"),
+    "spectrum": ("frame", "frame_fit", "accumulated", "accumulated_fit"),
+    "g2": ("histogram", "g2", "lifetime"),
+    "survey": ("qd_rows",),
+}
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
 
@@ -369,15 +376,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _pending(self, group: str) -> bool:
         """True when ``group`` has held data not yet shown."""
-        u = self._held
-        if group == "map":
-            return u.map_reset or bool(u.map_lines) or u.position_um is not None
-        if group == "spectrum":
-            return any(x is not None for x in (u.frame, u.frame_fit, u.accumulated,
-                                               u.accumulated_fit))
-        if group == "g2":
-            return any(x is not None for x in (u.histogram, u.g2, u.lifetime))
-        return bool(u.qd_rows)
+        return any(getattr(self._held, name) for name in GROUP_FIELDS[group])
 
     def _take(self) -> None:
         """Take the buffer; apply the cheap widgets now and hold the plot data for the groups."""
@@ -423,13 +422,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.map_panel.add_lines(u.map_lines)
             if u.position_um is not None:
                 self.map_panel.set_position(*u.position_um)
-            u.map_reset, u.map_lines, u.position_um = False, [], None
         elif group == "spectrum":
             if u.frame is not None or u.frame_fit is not None:
                 self.spectrum_panel.show_frame(u.frame, u.frame_fit)
             if u.accumulated is not None or u.accumulated_fit is not None:
                 self.spectrum_panel.show_accumulated(u.accumulated, u.accumulated_fit)
-            u.frame = u.frame_fit = u.accumulated = u.accumulated_fit = None
         elif group == "g2":
             if u.histogram is not None:
                 self.g2_panel.show_histogram(u.histogram, final=u.g2_final)
@@ -437,13 +434,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.g2_panel.show_result(u.g2)
             if u.lifetime is not None:
                 self.g2_panel.show_lifetime(u.lifetime)
-            u.histogram = u.g2 = u.lifetime = None
         elif group == "survey":
             if u.qd_rows:
                 self.survey_panel.update_rows(u.qd_rows)
                 for row in u.qd_rows:
                     self.map_panel.set_spot(row.qd_id, row.x_um, row.y_um)
-            u.qd_rows = []
+        empty = Update()
+        for name in GROUP_FIELDS[group]:
+            setattr(u, name, getattr(empty, name))
 
     def _event(self, event: Any) -> None:
         if isinstance(event, RunStart):

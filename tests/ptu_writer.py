@@ -2,8 +2,8 @@
 
 Written from PicoQuant's "unified tag" file description, separately from
 ``micropl.analysis.ptu_write``, so that micropl's reader is not only tested
-against micropl's own writer. The tagged-header encoding follows the one in
-``tests/test_tags_ptu.py``.
+against micropl's own writer. ``tests/test_tags_ptu.py`` builds its headers
+with :func:`tag` too.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ HH2T2 = 0x01010204
 WRAP = 1 << 25
 
 
-def _tag(ident: str, value: object, typ: int | None = None) -> bytes:
-    head = ident.encode("ascii").ljust(32, b"\0") + struct.pack("<i", -1)
+def tag(ident: str, value: object, typ: int | None = None, index: int = -1) -> bytes:
+    """One tagged-header entry: 32-byte name, index, type code, 8-byte value (or text)."""
+    head = ident.encode("ascii").ljust(32, b"\0") + struct.pack("<i", index)
     if typ is None:
         typ = (TY_BOOL8 if isinstance(value, bool) else TY_INT8 if isinstance(value, int)
                else TY_FLOAT8 if isinstance(value, float) else TY_ANSI)
@@ -59,17 +60,17 @@ def write_t2(path: str | Path, t_ps: np.ndarray, channel: np.ndarray, *,
     """Write photons (times in ps, sorted; inputs 1..) to a PTU T2 file."""
     records = encode_photons(t_ps, channel)
     head = b"PQTTTR\0\0" + b"1.0.00\0\0"
-    head += _tag("File_Comment", "micropl test writer")
-    head += _tag("Measurement_Mode", 2)
-    head += _tag("Measurement_SubMode", 0)
-    head += _tag("TTResult_SyncRate", int(sync_rate_hz))
-    head += _tag("MeasDesc_GlobalResolution", 1e-12)
-    head += _tag("MeasDesc_Resolution", 1e-12)
-    head += _tag("MeasDesc_AcquisitionTime", int(acquisition_ms))
-    head += _tag("TTResultFormat_TTTRRecType", HH2T2)
-    head += _tag("TTResultFormat_BitsPerRecord", 32)
-    head += _tag("TTResult_NumberOfRecords", int(records.size))
-    head += _tag("Header_End", None, TY_EMPTY8)
+    head += tag("File_Comment", "micropl test writer")
+    head += tag("Measurement_Mode", 2)
+    head += tag("Measurement_SubMode", 0)
+    head += tag("TTResult_SyncRate", int(sync_rate_hz))
+    head += tag("MeasDesc_GlobalResolution", 1e-12)
+    head += tag("MeasDesc_Resolution", 1e-12)
+    head += tag("MeasDesc_AcquisitionTime", int(acquisition_ms))
+    head += tag("TTResultFormat_TTTRRecType", HH2T2)
+    head += tag("TTResultFormat_BitsPerRecord", 32)
+    head += tag("TTResult_NumberOfRecords", int(records.size))
+    head += tag("Header_End", None, TY_EMPTY8)
     path = Path(path)
     path.write_bytes(head + records.tobytes())
     return path

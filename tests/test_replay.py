@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from ptu_writer import write_t2
+from record_compare import same
 
 from micropl.acquisition import cli, load_setup
 from micropl.acquisition import run as run_procedure
@@ -60,19 +61,6 @@ def _derived(path, run_id=None):
     return out
 
 
-def _same(a, b):
-    for name in a.__dataclass_fields__:
-        x, y = getattr(a, name), getattr(b, name)
-        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
-            x, y = np.asarray(x), np.asarray(y)
-            numeric = x.dtype.kind in "fc" and y.dtype.kind in "fc"
-            assert np.array_equal(x, y, equal_nan=numeric), name
-        elif isinstance(x, float) and math.isnan(x):
-            assert isinstance(y, float) and math.isnan(y), name
-        else:
-            assert x == y, name
-
-
 def test_replay_gives_identical_results_and_records_provenance(recorded, tmp_path, capsys):
     out = tmp_path / "replay.h5"
     assert cli.main(["replay", str(recorded), "--out", str(out), "--json"]) == 0
@@ -86,7 +74,7 @@ def test_replay_gives_identical_results_and_records_provenance(recorded, tmp_pat
     for key, records in original.items():
         assert len(records) == len(replayed[key]), key
         for a, b in zip(records, replayed[key]):
-            _same(a, b)
+            assert same(a, b), (key, a, b)
 
     with SessionReader(out) as reader, SessionReader(recorded) as source:
         (run,) = reader.runs()

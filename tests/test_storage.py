@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 import pytest
+from record_compare import same
 
 from micropl.acquisition import storage_schema as schema
 from micropl.acquisition.records import (
@@ -30,26 +31,6 @@ from micropl.analysis.errors import FileFormatError
 from micropl.analysis.g2 import pulsed_g2
 from micropl.analysis.spectra import SpectrumFit, fit_spectra
 from micropl.drivers.interfaces import Frame, MapLine, Spectrum, TagChunk
-
-
-def same(a, b) -> bool:
-    """Field-by-field identity; arrays compared by dtype, shape and bytes."""
-    if type(a) is not type(b):
-        return False
-    for f in dataclasses.fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
-            x, y = np.asarray(x), np.asarray(y)
-            if x.dtype.kind == "U":  # str arrays: value identity
-                if x.shape != y.shape or x.tolist() != y.tolist():
-                    return False
-            elif x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
-                return False
-        elif isinstance(x, float) and isinstance(y, float) and np.isnan(x) and np.isnan(y):
-            continue
-        elif x != y or type(x) is not type(y):
-            return False
-    return True
 
 
 def fake_record(spec: schema.TableSpec, rng: np.random.Generator):

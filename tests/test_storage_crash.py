@@ -9,7 +9,6 @@ neither loses nor duplicates a row.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from record_compare import same
 
 from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter
@@ -59,21 +59,6 @@ def make_step(seed: int, step: int, run_id: int) -> list:
 
 def _bare(item):
     return item.record if isinstance(item, Tagged) else item
-
-
-def same(a, b) -> bool:
-    """Bit-identical field by field (arrays: dtype, shape and bytes)."""
-    if type(a) is not type(b):
-        return False
-    for f in dataclasses.fields(a):
-        x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
-            x, y = np.asarray(x), np.asarray(y)
-            if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
-                return False
-        elif x != y:
-            return False
-    return True
 
 
 # --------------------------------------------------------------------------- subprocess

@@ -5,41 +5,18 @@ import struct
 import numpy as np
 import ptufile
 import pytest
+from ptu_writer import HH2T2, TY_ANSI, TY_EMPTY8, tag
 
 from micropl.analysis.errors import AnalysisInputError, FileFormatError
 from micropl.analysis.tags import decode_t2_records, read_ptu_t2
 
 # ---------------------------------------------------------------------------
-# A small PTU writer written from the PicoQuant "unified tag" file description
+# PTU files built from the PicoQuant "unified tag" file description (tests/ptu_writer)
 # ---------------------------------------------------------------------------
 
-TY_EMPTY8 = 0xFFFF0008
-TY_BOOL8 = 0x00000008
-TY_INT8 = 0x10000008
-TY_FLOAT8 = 0x20000008
-TY_ANSI = 0x4001FFFF
-
-HH2T2 = 0x01010204
 HH1T2 = 0x00010204
 PHT2 = 0x00010203
 HH2T3 = 0x01010304
-
-
-def tag(ident, value, typ=None, index=-1):
-    head = ident.encode("ascii").ljust(32, b"\0") + struct.pack("<iI", index, 0)
-    if typ is None:
-        typ = (TY_BOOL8 if isinstance(value, bool) else TY_INT8 if isinstance(value, int)
-               else TY_FLOAT8 if isinstance(value, float) else TY_ANSI)
-    head = head[:36] + struct.pack("<I", typ)
-    if typ == TY_ANSI:
-        raw = value.encode("ascii") + b"\0"
-        raw += b"\0" * (-len(raw) % 8)
-        return head + struct.pack("<q", len(raw)) + raw
-    if typ == TY_FLOAT8:
-        return head + struct.pack("<d", value)
-    if typ == TY_EMPTY8:
-        return head + bytes(8)
-    return head + struct.pack("<q", int(value))
 
 
 def ptu_bytes(records, *, record_type=HH2T2, resolution_s=1e-12, sync_rate=10_000_000,

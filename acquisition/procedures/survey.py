@@ -154,17 +154,19 @@ class Survey(ProcedureBase):
                                     radius_um=self.film_radius_um)
         ctx.log.info("film reference at (%.2f, %.2f) µm", x, y)
         acquisition = self.spectrum.model_copy(update={"accumulations": self.film_accumulations})
-        for attempt in range(1, self.max_attempts + 1):
+
+        def take() -> Spectrum:
+            ctx.setup.scanner.move_to(x, y)
+            return acquisition.run(ctx, label="film_")
+
+        for attempt in range(1, self.max_attempts):
             try:
-                ctx.setup.scanner.move_to(x, y)
-                return acquisition.run(ctx, label="film_")
+                return take()
             except InstrumentError as exc:
-                if attempt == self.max_attempts:
-                    raise
                 ctx.log.warning("film reference attempt %d/%d failed: %s", attempt,
                                 self.max_attempts, exc)
                 ctx.sleep(self.retry_delay_s)
-        raise AssertionError("unreachable")
+        return take()  # the last attempt: its error ends the survey
 
     def _measure(self, ctx: Any, target: Target, drift_um: np.ndarray,
                  film: Spectrum | None) -> str | None:
