@@ -21,20 +21,22 @@ from typing import Any
 import numpy as np
 
 from micropl.drivers.interfaces import (
+    EM_GAIN_MAX,
+    EM_GAIN_MAX_ADVANCED,
     Clock,
     Frame,
     InstrumentError,
     InstrumentTimeout,
     ReadMode,
+    em_gain_refusal,
     limit_error,
+    range_refusal,
 )
 
 __all__ = ["EM_GAIN_MAX", "EM_GAIN_MAX_ADVANCED", "SdkCameraMixin"]
 
-#: Highest EM gain accepted without "advanced EM gain".
-EM_GAIN_MAX = 300
-#: Highest EM gain accepted at all.
-EM_GAIN_MAX_ADVANCED = 1000
+#: Shortest exposure the adapters accept, s.
+MIN_EXPOSURE_S = 1e-6
 
 
 class SdkCameraMixin:
@@ -104,11 +106,25 @@ class SdkCameraMixin:
         """Exposure time in s (as the SDK applied it)."""
         return self._exposure_s
 
+    @property
+    def exposure_range_s(self) -> tuple[float, float]:
+        """Shortest and longest exposure accepted, s (``max_exposure_s``; no SDK call)."""
+        return MIN_EXPOSURE_S, float(self.settings.max_exposure_s)
+
+    def em_gain_range(self, advanced: bool | None = None) -> tuple[int, int]:
+        """Lowest and highest EM gain accepted with advanced mode ``advanced`` (None: as
+        it is now); 1–1 on a camera without an EM register. No SDK call."""
+        if not getattr(self, "has_em", True):
+            return 1, 1
+        on = bool(getattr(self, "em_gain_advanced", False)) if advanced is None else advanced
+        return 1, EM_GAIN_MAX_ADVANCED if on else EM_GAIN_MAX
+
     def _check_exposure(self, value_s: float) -> str:
-        """Refuse an exposure outside ``(0, max_exposure_s]``; return the action text."""
+        """Refuse an exposure outside :attr:`exposure_range_s`; return the action text."""
         action = f"SET EXPOSURE {value_s:g} s"
-        if not 0 < value_s <= self.settings.max_exposure_s:
-            raise self._refuse(action, f"range 0–{self.settings.max_exposure_s:g} s (exclusive 0)")
+        allowed = range_refusal(value_s, *self.exposure_range_s, "s")
+        if allowed is not None:
+            raise self._refuse(action, allowed)
         self._check_open(action)
         return action
 
@@ -123,7 +139,7 @@ class SdkCameraMixin:
 
     def _check_em_gain_advanced(self, action: str, gain: int, advanced: bool) -> None:
         """Refuse a gain above :data:`EM_GAIN_MAX` unless advanced EM gain is on."""
-        if gain > EM_GAIN_MAX and not advanced:
+        if gain > EM_GAIN_MAX and em_gain_refusal(gain, advanced) is not None:
             raise self._refuse(action, f"range 1–{EM_GAIN_MAX} unless em_gain_advanced is on")
 
     def _check_em_gain_cold(self, action: str) -> None:

@@ -19,13 +19,18 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from micropl.drivers.interfaces import Clock, InstrumentError, MissingExtraError, limit_error
+from micropl.drivers.interfaces import (
+    Clock,
+    InstrumentError,
+    MissingExtraError,
+    limit_error,
+    range_refusal,
+)
 
 __all__ = [
     "AllowedRange",
@@ -153,7 +158,7 @@ def refuse_outside(value: Any, allowed: AllowedRange) -> float:
     """
     number = float(value)
     low, high = allowed.bounds()
-    if not (math.isfinite(number) and low <= number <= high):
+    if range_refusal(number, low, high) is not None:
         raise limit_error(
             allowed.kind,
             allowed.name,
@@ -229,10 +234,9 @@ def checked_targets_um(
     for axis, value in targets.items():
         low, high = limits_um["xyz".index(axis)]
         number = float(value)
-        if not (math.isfinite(number) and low <= number <= high):
-            raise limit_error(
-                kind, name, f"move {axis} to {number:g} µm", f"range {low:g}–{high:g} µm"
-            )
+        allowed = range_refusal(number, low, high, "µm")
+        if allowed is not None:
+            raise limit_error(kind, name, f"move {axis} to {number:g} µm", allowed)
     return targets
 
 

@@ -18,6 +18,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -40,7 +41,19 @@ __all__ = [
     "TimeTagger",
     "Scanner",
     "ReadMode",
+    "EM_GAIN_MAX",
+    "EM_GAIN_MAX_ADVANCED",
+    "range_refusal",
+    "em_gain_refusal",
+    "grating_refusal",
+    "channels_refusal",
+    "bin_refusal",
 ]
+
+#: Largest EM gain without advanced mode (EMCCD ageing protection).
+EM_GAIN_MAX = 300
+#: Largest EM gain with advanced mode on.
+EM_GAIN_MAX_ADVANCED = 1000
 
 ReadMode = Literal["fvb", "image", "roi"]
 
@@ -75,6 +88,105 @@ class MissingExtraError(InstrumentError, ImportError):
 def limit_error(kind: str, name: str, action: str, allowed: str) -> LimitError:
     """Build the standard refusal message ``kind 'name': action refused: allowed``."""
     return LimitError(f"{kind} '{name}': {action} refused: {allowed}")
+
+
+# --------------------------------------------------------------------------- limit rules
+# One function decides each kind of limit. Drivers call it when a value is sent;
+# the pre-flight check of the procedures (micropl.acquisition.procedures.preflight)
+# calls it with the limits the instruments report, so both refuse the same values.
+def range_refusal(value: float, low: float, high: float, unit: str = "") -> str | None:
+    """Whether ``value`` lies in the inclusive range ``[low, high]``.
+
+    Parameters
+    ----------
+    value : float
+        The value to check (NaN and infinities are refused).
+    low, high : float
+        Inclusive bounds, in ``unit``.
+    unit : str
+        Unit for the message, e.g. ``"µm"``.
+
+    Returns
+    -------
+    str or None
+        None when allowed, else the allowed range as text (``"range 0–80 µm"``).
+    """
+    number = float(value)
+    if math.isfinite(number) and low <= number <= high:
+        return None
+    return f"range {low:g}–{high:g}" + (f" {unit}" if unit else "")
+
+
+def em_gain_refusal(gain: int, advanced: bool, *, maximum: int = EM_GAIN_MAX_ADVANCED,
+                    normal_maximum: int = EM_GAIN_MAX) -> str | None:
+    """Whether a camera accepts EM gain ``gain`` (the temperature is checked apart).
+
+    Parameters
+    ----------
+    gain : int
+        Requested EM gain (1 = conventional amplifier).
+    advanced : bool
+        Whether advanced EM gain mode is on.
+    maximum : int
+        Largest gain the camera can do at all.
+    normal_maximum : int
+        Largest gain without advanced mode.
+
+    Returns
+    -------
+    str or None
+        None when allowed, else what is allowed, e.g. ``"maximum 300 unless advanced
+        mode is on"``.
+    """
+    if gain < 1:
+        return "minimum 1"
+    if gain > maximum:
+        return f"maximum {maximum}"
+    if gain > normal_maximum and not advanced:
+        return f"maximum {normal_maximum} unless advanced mode is on"
+    return None
+
+
+def grating_refusal(slot: int, gratings: list[Grating] | tuple[Grating, ...]) -> str | None:
+    """Whether turret slot ``slot`` holds one of ``gratings``.
+
+    Returns
+    -------
+    str or None
+        None when installed, else the installed slots (``"installed slots 1, 2, 3"``).
+    """
+    slots = [int(g.slot) for g in gratings]
+    if int(slot) in slots:
+        return None
+    return "installed slots " + ", ".join(str(s) for s in slots)
+
+
+def channels_refusal(wanted: tuple[int, ...], available: tuple[int, ...]) -> str | None:
+    """Whether a time tagger with inputs ``available`` can stream ``wanted``.
+
+    Returns
+    -------
+    str or None
+        None when every wanted channel exists (and at least one is wanted), else
+        the available channels as text.
+    """
+    if wanted and all(int(c) in available for c in wanted):
+        return None
+    return f"available channels {tuple(available)}"
+
+
+def bin_refusal(bin_ps: float, resolution_ps: float) -> str | None:
+    """Whether a histogram bin of ``bin_ps`` can be made from tags of ``resolution_ps``.
+
+    Returns
+    -------
+    str or None
+        None for a whole multiple of the resolution (at least one), else the rule.
+    """
+    ratio = float(bin_ps) / float(resolution_ps)
+    if math.isfinite(ratio) and ratio >= 1 - 1e-9 and abs(ratio - round(ratio)) <= 1e-6:
+        return None
+    return f"a whole multiple of the resolution {resolution_ps:g} ps"
 
 
 # --------------------------------------------------------------------------- clock
@@ -278,6 +390,8 @@ class Laser(Instrument, Protocol):
     emission_on: bool
     power_percent: float
     rep_rate_hz: float
+    #: Highest ``power_percent`` the driver accepts (the configured limit), %.
+    max_power_percent: float
 
     def off(self) -> None:
         """Switch emission off. Must never raise for a reachable device."""
@@ -302,6 +416,11 @@ class Spectrograph(Instrument, Protocol):
         """
         ...
 
+    def wavelength_range_nm(self, grating: int | None = None) -> tuple[float, float]:
+        """Centre wavelengths (inclusive, nm) the driver accepts with turret slot ``grating``
+        (None: the grating in place)."""
+        ...
+
 
 @runtime_checkable
 class Camera(Instrument, Protocol):
@@ -322,6 +441,13 @@ class Camera(Instrument, Protocol):
     sensor_shape: tuple[int, int]
     pixel_um: float
     e_per_adu: float
+    #: Shortest and longest exposure the driver accepts (inclusive), s.
+    exposure_range_s: tuple[float, float]
+
+    def em_gain_range(self, advanced: bool | None = None) -> tuple[int, int]:
+        """Lowest and highest EM gain accepted with advanced mode ``advanced`` (None: as
+        it is now); a warm sensor is refused apart (an interlock at run time)."""
+        ...
 
     def acquire(self) -> Frame:
         """Take one exposure and return it (blocks for the exposure time)."""
@@ -345,6 +471,8 @@ class TimeTagger(Instrument, Protocol):
     """Time tagger fed by the APDs (and optionally the laser sync)."""
 
     channels: tuple[int, ...]
+    #: Time resolution (tag time unit), ps; histogram bins are multiples of it.
+    resolution_ps: float
 
     def start(self, channels: tuple[int, ...]) -> None:
         """Start streaming tags of ``channels`` into the buffer."""

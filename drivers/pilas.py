@@ -188,6 +188,11 @@ class Pilas(VisaLinkMixin, Instrument):
 
     # ------------------------------------------------------------------ protocol layer
     @property
+    def max_power_percent(self) -> float:
+        """Highest power setting accepted (the configured limit), % (no device call)."""
+        return float(self.settings.max_power_percent)
+
+    @property
     def wavelength_nm(self) -> float:
         """Emission wavelength of the laser head in nm (from the settings)."""
         return self.settings.wavelength_nm

@@ -28,7 +28,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from micropl.drivers.interfaces import InstrumentError, MissingExtraError, limit_error
+from micropl.drivers.interfaces import (
+    InstrumentError,
+    MissingExtraError,
+    limit_error,
+    range_refusal,
+)
 
 __all__ = ["SepiaSettings", "SepiaLaser", "DRIVERS", "REQUIRES", "open_instrument",
            "SLM_RATES_HZ"]
@@ -140,6 +145,11 @@ class SepiaLaser:
 
     # ------------------------------------------------------------------ power
     @property
+    def max_power_percent(self) -> float:
+        """Highest power setting accepted (the configured limit), % (no device call)."""
+        return float(self.settings.max_power_percent)
+
+    @property
     def power_percent(self) -> float:
         """Intensity setting in percent (SLM 828 fine step / 10)."""
         return self._get("SLM_GetIntensityFineStep", self.settings.slm_slot, ctypes.c_ushort) / 10
@@ -148,9 +158,9 @@ class SepiaLaser:
     def power_percent(self, value: float) -> None:
         value = float(value)
         action = f"SET POWER {value:g} %"
-        limit = self.settings.max_power_percent
-        if not 0 <= value <= limit:
-            raise limit_error("laser", self.name, action, f"range 0–{limit:g} %")
+        allowed = range_refusal(value, 0.0, self.max_power_percent, "%")
+        if allowed is not None:
+            raise limit_error("laser", self.name, action, allowed)
         self._check_open(action)
         self._call("SLM_SetIntensityFineStep", self._dev, self.settings.slm_slot,
                    int(round(value * 10)))

@@ -25,7 +25,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from micropl.drivers.interfaces import Grating, InstrumentError, MissingExtraError, limit_error
+from micropl.drivers.interfaces import (
+    Grating,
+    InstrumentError,
+    MissingExtraError,
+    limit_error,
+    range_refusal,
+)
 
 __all__ = ["ShamrockSettings", "ShamrockSpectrograph", "DRIVERS", "REQUIRES", "open_instrument"]
 
@@ -100,6 +106,10 @@ class ShamrockSpectrograph:
         return (max(lo_m * 1e9, self.settings.min_wavelength_nm),
                 min(hi_m * 1e9, self.settings.max_wavelength_nm))
 
+    def wavelength_range_nm(self, grating: int | None = None) -> tuple[float, float]:
+        """Centre wavelengths accepted with ``grating`` (None: in place), nm (an SDK call)."""
+        return self.wavelength_limits_nm(grating)
+
     @property
     def center_wavelength_nm(self) -> float:
         """Centre wavelength in nm."""
@@ -112,7 +122,7 @@ class ShamrockSpectrograph:
         action = f"GOTO {value:.1f} nm"
         self._check_open(action)
         lo, hi = self.wavelength_limits_nm()
-        if not lo <= value <= hi:
+        if range_refusal(value, lo, hi) is not None:
             raise limit_error("spectrograph", self.name, action,
                               f"range {lo:g}–{hi:g} nm with grating {self.grating}")
         with self._sdk_errors(action):

@@ -107,6 +107,8 @@ class SwabianTagger:
         self._check_channels(tuple(settings.channels))
         self._configure_inputs(tuple(settings.channels))
         self.channels = tuple(settings.channels)
+        #: Tags are counted in ps.
+        self.resolution_ps = 1.0
 
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager

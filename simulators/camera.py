@@ -49,7 +49,16 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
-from micropl.drivers.interfaces import Frame, InstrumentError, ReadMode, limit_error
+from micropl.drivers.interfaces import (
+    EM_GAIN_MAX,
+    EM_GAIN_MAX_ADVANCED,
+    Frame,
+    InstrumentError,
+    ReadMode,
+    em_gain_refusal,
+    limit_error,
+    range_refusal,
+)
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimCameraSettings
 from micropl.simulators.spectra_model import sensor_photons_per_column
@@ -62,8 +71,9 @@ log = logging.getLogger(__name__)
 _KIND = "camera"
 #: Largest value of the 16-bit ADC.
 ADU_MAX = 65535
-_GAIN_NORMAL_MAX = 300
-_GAIN_ADVANCED_MAX = 1000
+_GAIN_NORMAL_MAX = EM_GAIN_MAX
+_GAIN_ADVANCED_MAX = EM_GAIN_MAX_ADVANCED
+_EXPOSURE_MIN_S = 1e-6
 _EXPOSURE_MAX_S = 3600.0
 _COSMIC_E_RANGE = (1.0e3, 1.0e4)
 _CAMERA_STREAM = 0xCA
@@ -147,7 +157,7 @@ class SimCamera:
         self._temp_t_s = world.clock.now()
         self._advanced = bool(settings.em_gain_advanced)
         gain = int(settings.em_gain)
-        if gain > _GAIN_NORMAL_MAX and not self._advanced:
+        if em_gain_refusal(gain, self._advanced) is not None:
             raise self._gain_refusal(gain)
         if gain > 1 and self._temp_c > settings.max_gain_temperature_c:
             log.info("camera '%s': sensor at %.1f °C, starting at EM gain 1 instead of %d",
@@ -212,12 +222,21 @@ class SimCamera:
 
     # ------------------------------------------------------------------ gain
     def _gain_refusal(self, gain: int):
-        if gain > _GAIN_ADVANCED_MAX:
-            return limit_error(_KIND, self.name, f"EM gain {gain}", f"maximum {_GAIN_ADVANCED_MAX}")
-        if gain < 1:
-            return limit_error(_KIND, self.name, f"EM gain {gain}", "minimum 1")
         return limit_error(_KIND, self.name, f"EM gain {gain}",
-                           f"maximum {_GAIN_NORMAL_MAX} unless advanced mode is on")
+                           em_gain_refusal(gain, self._advanced) or "refused")
+
+    def em_gain_range(self, advanced: bool | None = None) -> tuple[int, int]:
+        """Lowest and highest EM gain accepted with advanced mode ``advanced`` (None: now).
+
+        Not a device call. A warm sensor refuses any gain above 1 apart from this.
+        """
+        on = self._advanced if advanced is None else bool(advanced)
+        return 1, _GAIN_ADVANCED_MAX if on else _GAIN_NORMAL_MAX
+
+    @property
+    def exposure_range_s(self) -> tuple[float, float]:
+        """Shortest and longest exposure accepted, s (not a device call)."""
+        return _EXPOSURE_MIN_S, _EXPOSURE_MAX_S
 
     def _check_gain_temperature(self, gain: int, action: str) -> None:
         temp = self._update_temperature()
@@ -236,7 +255,7 @@ class SimCamera:
         if isinstance(value, bool) or int(value) != value:
             raise limit_error(_KIND, self.name, f"EM gain {value!r}", "an integer 1–1000")
         gain = int(value)
-        if gain < 1 or gain > _GAIN_ADVANCED_MAX or (gain > _GAIN_NORMAL_MAX and not self._advanced):
+        if em_gain_refusal(gain, self._advanced) is not None:
             raise self._gain_refusal(gain)
         self._check_gain_temperature(gain, f"EM gain {gain}")
         self._faults.check(f"EM gain {gain}")
@@ -270,9 +289,9 @@ class SimCamera:
     @exposure_s.setter
     def exposure_s(self, value: float) -> None:
         value = float(value)
-        if not (math.isfinite(value) and 0.0 < value <= _EXPOSURE_MAX_S):
-            raise limit_error(_KIND, self.name, f"exposure {value:g} s",
-                              f"range > 0 and ≤ {_EXPOSURE_MAX_S:g} s")
+        allowed = range_refusal(value, *self.exposure_range_s, "s")
+        if allowed is not None:
+            raise limit_error(_KIND, self.name, f"exposure {value:g} s", allowed)
         self._refuse_while_streaming(f"exposure {value:g} s")
         self._faults.check(f"exposure {value:g} s")
         self._exposure_s = value

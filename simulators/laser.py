@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from micropl.drivers.interfaces import InstrumentError, limit_error
+from micropl.drivers.interfaces import InstrumentError, limit_error, range_refusal
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimLaserSettings
 from micropl.simulators.world import SimulatedWorld
@@ -76,11 +76,16 @@ class SimLaser:
     @power_percent.setter
     def power_percent(self, value: float) -> None:
         value = float(value)
-        limit = self.settings.max_power_percent
-        if not 0.0 <= value <= limit:
-            raise limit_error(_KIND, self.name, f"power {value:g} %", f"range 0–{limit:g} %")
+        allowed = range_refusal(value, 0.0, self.max_power_percent, "%")
+        if allowed is not None:
+            raise limit_error(_KIND, self.name, f"power {value:g} %", allowed)
         self._faults.check(f"power {value:g} %")
         self._power_percent = value
+
+    @property
+    def max_power_percent(self) -> float:
+        """Highest power setting accepted (the configured limit), % (not a device call)."""
+        return float(self.settings.max_power_percent)
 
     @property
     def rep_rate_hz(self) -> float:

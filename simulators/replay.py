@@ -51,6 +51,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from micropl.analysis.errors import FileFormatError
 from micropl.drivers.interfaces import (
+    EM_GAIN_MAX,
+    EM_GAIN_MAX_ADVANCED,
     Frame,
     Grating,
     InstrumentError,
@@ -484,6 +486,10 @@ class ReplaySpectrograph(_ReplayInstrument):
         self.grating = int(self._recorded("grating", 1))
         self.center_wavelength_nm = float(self._recorded("center_wavelength_nm", float("nan")))
 
+    def wavelength_range_nm(self, grating: int | None = None) -> tuple[float, float]:
+        """Any centre wavelength: the replayed spectra carry their own axis, nm."""
+        return 0.0, math.inf
+
     def wavelength_axis_nm(self, n_px: int, pixel_um: float) -> np.ndarray:
         """The recorded axis of the spectrum being replayed (else the first recorded).
 
@@ -534,6 +540,14 @@ class ReplayCamera(_ReplayInstrument):
         self.cooler_on = bool(self._recorded("cooler_on", True))
         self._streaming = False
 
+    #: Any exposure: the recorded frames are served whatever is asked, s.
+    exposure_range_s: tuple[float, float] = (0.0, math.inf)
+
+    def em_gain_range(self, advanced: bool | None = None) -> tuple[int, int]:
+        """EM gains a camera accepts with advanced mode ``advanced`` (None: as recorded)."""
+        on = self.em_gain_advanced if advanced is None else bool(advanced)
+        return 1, EM_GAIN_MAX_ADVANCED if on else EM_GAIN_MAX
+
     def acquire(self) -> Frame:
         """The next recorded frame (its settings become the camera's)."""
         frame = self.source.take_frame()
@@ -578,6 +592,7 @@ class ReplayTimeTagger(_ReplayInstrument):
         recorded = self._recorded("channels", list(settings.apd_channels))
         self.channels = tuple(int(c) for c in recorded)
         self.apd_channels = settings.apd_channels
+        self.resolution_ps = float(self._recorded("resolution_ps", 1.0))
         self._running = False
         self._last_stop_ps: int | None = None
         self._rates: dict[int, float] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from micropl.drivers.interfaces import limit_error
+from micropl.drivers.interfaces import limit_error, range_refusal
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimScannerSettings
 from micropl.simulators.world import SimulatedWorld
@@ -72,9 +72,9 @@ class SimScanner:
         target = (float(x_um), float(y_um),
                   self._position_um[2] if z_um is None else float(z_um))
         for axis, value, (low, high) in zip("xyz", target, self.limits_um):
-            if not (math.isfinite(value) and low <= value <= high):
-                raise limit_error(_KIND, self.name, f"move {axis} = {value:g} µm",
-                                  f"range {low:g}–{high:g} µm")
+            allowed = range_refusal(value, low, high, "µm")
+            if allowed is not None:
+                raise limit_error(_KIND, self.name, f"move {axis} = {value:g} µm", allowed)
         self._faults.check(f"move to ({target[0]:g}, {target[1]:g}, {target[2]:g}) µm")
         distance_um = math.dist(self._position_um, target)
         self.world.clock.sleep(distance_um / self.settings.speed_um_per_s + self.settings.settle_s)

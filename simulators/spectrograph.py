@@ -14,7 +14,7 @@ import numpy as np
 
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectra import wavelength_axis_nm as _grating_axis_nm
-from micropl.drivers.interfaces import Grating, limit_error
+from micropl.drivers.interfaces import Grating, grating_refusal, limit_error, range_refusal
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimSpectrographSettings
 from micropl.simulators.world import SimulatedWorld
@@ -57,7 +57,7 @@ class SimSpectrograph:
     @grating.setter
     def grating(self, slot: int) -> None:
         slot = int(slot)
-        if not 1 <= slot <= len(self.gratings):
+        if grating_refusal(slot, self.gratings) is not None:
             raise limit_error(_KIND, self.name, f"grating {slot}",
                               f"installed slots 1–{len(self.gratings)}")
         self._check_center(self._center_nm, slot)
@@ -80,17 +80,30 @@ class SimSpectrograph:
         self.world.clock.sleep(abs(value - self._center_nm) / self.settings.move_speed_nm_per_s)
         self._center_nm = value
 
+    def _reach_nm(self, slot: int | None = None) -> float:
+        """Longest centre wavelength grating ``slot`` (None: in place) can diffract to, nm."""
+        g = self.gratings[(self._grating if slot is None else int(slot)) - 1]
+        return float(2e6 / g.grooves_per_mm
+                     * np.cos(np.radians(self.settings.inclusion_angle_deg) / 2))
+
+    def wavelength_range_nm(self, grating: int | None = None) -> tuple[float, float]:
+        """Centre wavelengths accepted with turret slot ``grating`` (None: in place), nm.
+
+        The configured range, cut at the grating's reach. Not a device call.
+        """
+        lo, hi = self.settings.wavelength_range_nm
+        return float(lo), float(min(hi, self._reach_nm(grating)))
+
     def _check_center(self, value_nm: float, slot: int | None = None) -> None:
         lo, hi = self.settings.wavelength_range_nm
-        if not (np.isfinite(value_nm) and lo <= value_nm <= hi):
+        allowed = range_refusal(value_nm, lo, hi, "nm")
+        if allowed is not None:
+            raise limit_error(_KIND, self.name, f"GOTO {value_nm:.1f} nm", allowed)
+        if range_refusal(value_nm, *self.wavelength_range_nm(slot)) is not None:
+            g = self.gratings[(self._grating if slot is None else slot) - 1]
             raise limit_error(_KIND, self.name, f"GOTO {value_nm:.1f} nm",
-                              f"range {lo:g}–{hi:g} nm")
-        g = self.gratings[(self._grating if slot is None else slot) - 1]
-        reach_nm = 2e6 / g.grooves_per_mm * np.cos(np.radians(self.settings.inclusion_angle_deg) / 2)
-        if value_nm >= reach_nm:
-            raise limit_error(_KIND, self.name, f"GOTO {value_nm:.1f} nm",
-                              f"grating {g.slot} ({g.grooves_per_mm:g} g/mm) reaches below "
-                              f"{reach_nm:.0f} nm")
+                              f"grating {g.slot} ({g.grooves_per_mm:g} g/mm) reaches up to "
+                              f"{self._reach_nm(slot):.0f} nm")
 
     def axis_nm(self, n_px: int, pixel_um: float, center_pixel: float | None = None) -> np.ndarray:
         """Wavelength axis without a device call (the simulation's ground truth).

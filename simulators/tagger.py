@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from micropl.drivers.interfaces import InstrumentError, TagChunk, limit_error
+from micropl.drivers.interfaces import InstrumentError, TagChunk, channels_refusal, limit_error
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.hbt import (
     DetectorModel,
@@ -102,6 +102,8 @@ class SimTimeTagger:
         if sync is not None and int(sync) in (apd1, apd2):
             raise limit_error(_KIND, self.name, f"sync channel {sync}",
                               f"must differ from the APD channels {apd1}, {apd2}")
+        #: Tag times are whole ps.
+        self.resolution_ps = 1.0
         self.channels: tuple[int, ...] = (apd1, apd2) + ((int(sync),) if sync is not None else ())
         self._lut = np.array([apd1, apd2, int(sync) if sync is not None else 0], np.uint8)
         self._detectors = detector_model(settings)
@@ -187,8 +189,7 @@ class SimTimeTagger:
             A channel this tagger does not have, or no channel at all.
         """
         wanted = tuple(int(c) for c in channels)
-        unknown = [c for c in wanted if c not in self.channels]
-        if unknown or not wanted:
+        if channels_refusal(wanted, self.channels) is not None:
             raise limit_error(_KIND, self.name, f"start on channels {wanted}",
                               f"available channels {self.channels}")
         self._faults.check(f"start {wanted}")
