@@ -155,6 +155,7 @@ def execute(procedure: Any, config: Path | None, out: Path, *, fast: bool, quiet
             resume: bool = False) -> RunResult:
     """Load the setup, run ``procedure`` into ``out`` with progress bars, close everything."""
     with load_setup(config, clock_mode="fast" if fast else None) as setup:
+        procedure.check(setup)  # refused parameters leave no session file behind
         with Session(setup, out, resume=resume) as session:
             with _progress_display(session, quiet):
                 return session.run(procedure)

@@ -271,9 +271,22 @@ class Runner:
 
     def start(self, procedure: Procedure, *, on_start: Callable[[int], None] | None = None,
               run_id: int | None = None) -> int:
-        """Start ``procedure`` in the worker thread; returns its run id."""
+        """Start ``procedure`` in the worker thread; returns its run id.
+
+        Raises
+        ------
+        RuntimeError
+            A run is in progress.
+        ParameterError
+            (a ``RuntimeError`` and a user error) The procedure's parameters are
+            outside what the instruments accept (its ``check``): nothing ran, no
+            run id was used, nothing is stored.
+        """
         if self.busy:
             raise RuntimeError("a run is already in progress; abort it or wait")
+        check = getattr(procedure, "check", None)
+        if check is not None:  # pre-flight: before the laser goes on, before any move
+            check(self.setup, analysis=getattr(self.live, "settings", None))
         with self._lock:
             rid = self._next_run_id if run_id is None else run_id
             self._next_run_id = rid + 1

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
 from micropl.drivers.interfaces import TagChunk
 
 
@@ -22,6 +23,58 @@ class ProcedureBase(BaseModel):
 
     def run(self, ctx: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ pre-flight
+    def check(self, setup: Any, *, analysis: Any = None) -> None:
+        """Refuse parameters the instruments of ``setup`` cannot do, before anything runs.
+
+        :meth:`Runner.start <micropl.acquisition.runner.Runner.start>` calls it.
+
+        Parameters
+        ----------
+        setup : Setup
+            Open instruments (driver calls: not from the GUI thread).
+        analysis : AnalysisSettings, optional
+            Live analysis settings (for the g² bin).
+
+        Raises
+        ------
+        ParameterError
+            One line naming the parameter, its value and the instrument's limit.
+        """
+        self.check_limits(Limits.of(setup, analysis))
+
+    def check_limits(self, limits: Limits, prefix: str | None = None) -> None:
+        """:meth:`check` against limits already read (a GUI form uses this).
+
+        Parameters
+        ----------
+        limits : Limits
+            What the instruments accept.
+        prefix : str, optional
+            Prefix of the parameter names in messages (``"survey: spectrum."`` for a
+            nested procedure); ``"<name>: "`` by default.
+        """
+        prefix = f"{self.name}: " if prefix is None else prefix
+        for field, bound in self.field_bounds(limits).items():
+            if "." in field:
+                continue  # a nested procedure checks its own fields
+            value = getattr(self, field)
+            if value is not None:
+                refuse_outside(prefix + field, value, bound)
+        self._check_more(limits, prefix)
+
+    @classmethod
+    def field_bounds(cls, limits: Limits) -> dict[str, Bound]:
+        """Instrument range of each bounded field (dotted names for nested models).
+
+        The GUI sets its spin-box ranges from these; :meth:`check_limits` refuses
+        values outside them.
+        """
+        return {}
+
+    def _check_more(self, limits: Limits, prefix: str) -> None:
+        """Checks that involve several fields or derived values (none by default)."""
 
 
 def apd_channels(ctx: Any) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from micropl.acquisition.live import G2Done
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
+from micropl.acquisition.procedures.preflight import Bound, Limits
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import G2Result
 
@@ -31,6 +32,14 @@ class G2(ProcedureBase):
     read_interval_s: float = Field(0.02, gt=0, le=0.04, description="tag read period, s")
     update_interval_s: float = Field(0.5, gt=0, le=10, description="precision check period, s")
     power_percent: float | None = Field(None, ge=0, le=100, description="laser power, %")
+
+    @classmethod
+    def field_bounds(cls, limits: Limits) -> dict[str, Bound]:
+        return {"power_percent": limits.power_bound()}
+
+    def _check_more(self, limits: Limits, prefix: str) -> None:
+        limits.refuse_channels(prefix + "tagger apd_channels", limits.apd_channels)
+        limits.refuse_g2_bin(prefix.rstrip(". :") or self.name)
 
     def run(self, ctx: Any) -> G2Result | None:
         tagger = ctx.setup.tagger

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
+from micropl.acquisition.procedures.preflight import Limits, refuse_outside
 from micropl.acquisition.records import PowerSeriesData
 
 
@@ -21,6 +22,11 @@ class PowerSeries(ProcedureBase):
         default_factory=lambda: [1, 2, 4, 7, 10, 15, 20, 30, 45, 60, 80, 100],
         min_length=3, description="laser powers to visit, %")
     dwell_s: float = Field(0.5, gt=0, le=600, description="counting time per power, s")
+
+    def _check_more(self, limits: Limits, prefix: str) -> None:
+        for i, power in enumerate(self.powers_percent):
+            refuse_outside(f"{prefix}powers_percent[{i}]", power, limits.power_bound())
+        limits.refuse_channels(prefix + "tagger apd_channels", limits.apd_channels)
 
     def run(self, ctx: Any) -> PowerSeriesData:
         ctx.setup.tagger.start(apd_channels(ctx))

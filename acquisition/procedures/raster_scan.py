@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
+from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
 from micropl.drivers.interfaces import MapLine
 
 
@@ -72,6 +73,24 @@ class RasterScan(ProcedureBase):
         if n[0].size * n[1].size > 1_000_000:
             raise ValueError(f"{n[0].size}×{n[1].size} pixels: at most 10⁶ per map")
         return self
+
+    @classmethod
+    def field_bounds(cls, limits: Limits) -> dict[str, Bound]:
+        x, y = limits.axis_bound("x"), limits.axis_bound("y")
+        return {"x_min_um": x, "x_max_um": x, "y_min_um": y, "y_max_um": y,
+                "power_percent": limits.power_bound()}
+
+    def _check_more(self, limits: Limits, prefix: str) -> None:
+        # The pixels the scanner visits (the last one may lie up to half a step past
+        # x_max_um / y_max_um), and the camera exposure when the camera counts.
+        x_um, y_um = self.axes_um()
+        for axis, edge, values in (("x", "x_max_um", x_um), ("y", "y_max_um", y_um)):
+            last = float(values[-1])
+            refuse_outside(prefix + edge, getattr(self, edge), limits.axis_bound(axis),
+                           f"the last pixel at {last:g} µm", tested=last)
+        if self.source == "camera":
+            refuse_outside(prefix + "dwell_s", self.dwell_s, limits.exposure_bound(),
+                           "the camera's exposure per pixel")
 
     def axes_um(self) -> tuple[np.ndarray, np.ndarray]:
         """Pixel-centre x and y positions in µm."""

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
+from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
 from micropl.acquisition.records import RefocusResult
 from micropl.analysis.maps import fit_gaussian_2d
 
@@ -34,6 +35,28 @@ class Refocus(ProcedureBase):
     z_range_um: float = Field(1.0, gt=0, le=10.0, description="z scan range, µm")
     z_step_um: float = Field(0.2, gt=0, le=2.0, description="z step, µm")
     power_percent: float | None = Field(None, ge=0, le=100, description="laser power, %")
+
+    @classmethod
+    def field_bounds(cls, limits: Limits) -> dict[str, Bound]:
+        return {"x_um": limits.axis_bound("x"), "y_um": limits.axis_bound("y"),
+                "power_percent": limits.power_bound()}
+
+    def _check_more(self, limits: Limits, prefix: str) -> None:
+        # The window is clipped to the travel (a clipped window stays put, see _decide);
+        # the focus scan must fit in the z travel around the current height.
+        if not self.z_scan:
+            return
+        bound = limits.axis_bound("z")
+        if limits.position_um is None:
+            refuse_outside(prefix + "z_range_um", self.z_range_um,
+                           Bound(0.0, bound.high - bound.low, "µm", bound.source + " travel"))
+            return
+        z0 = limits.position_um[2]
+        half = self.z_range_um / 2
+        for end in (z0 - half, z0 + half):
+            refuse_outside(prefix + "z_range_um", self.z_range_um, bound,
+                           f"focus scan {z0 - half:g}–{z0 + half:g} µm around z = {z0:g} µm",
+                           tested=end)
 
     def run(self, ctx: Any) -> RefocusResult:
         scanner = ctx.setup.scanner

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from micropl.acquisition.procedures.base import ProcedureBase
+from micropl.acquisition.procedures.preflight import Bound, Limits
 from micropl.acquisition.procedures.spectrum import SpectrumAcquisition
 
 
@@ -23,6 +24,14 @@ class SpectralSeries(ProcedureBase):
     n_spectra: int = Field(50, ge=2, le=100_000, description="number of spectra")
     spectrum: SpectrumAcquisition = Field(
         default_factory=lambda: SpectrumAcquisition(exposure_s=0.2, accumulations=1))
+
+    @classmethod
+    def field_bounds(cls, limits: Limits) -> dict[str, Bound]:
+        return {f"spectrum.{k}": v
+                for k, v in SpectrumAcquisition.field_bounds(limits).items()}
+
+    def _check_more(self, limits: Limits, prefix: str) -> None:
+        self.spectrum.check_limits(limits, prefix + "spectrum.")
 
     def run(self, ctx: Any) -> int:
         # One background frame, then every frame is published and fitted on its own.

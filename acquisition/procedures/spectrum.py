@@ -9,6 +9,7 @@ from pydantic import Field
 from scipy.ndimage import median_filter
 
 from micropl.acquisition.procedures.base import ProcedureBase, laser_on
+from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectrum_preprocess import (
     frame_noise_rms,
@@ -48,6 +49,38 @@ class SpectrumAcquisition(ProcedureBase):
     power_percent: float | None = Field(None, ge=0, le=100, description="laser power, %")
     cooldown_timeout_s: float = Field(900.0, gt=0, description="longest wait for the camera "
                                       "to cool before EM gain is applied, s")
+
+    @classmethod
+    def field_bounds(cls, limits: Limits) -> dict[str, Bound]:
+        bounds = {"exposure_s": limits.exposure_bound(), "em_gain": limits.em_gain_bound(),
+                  "power_percent": limits.power_bound(), "grating": limits.grating_bound()}
+        centre = limits.wavelength_bound()
+        if centre is not None:  # of the grating in place; the check uses the one chosen
+            bounds["center_wavelength_nm"] = centre
+        return bounds
+
+    def check_limits(self, limits: Limits, prefix: str | None = None) -> None:
+        prefix = f"{self.name}: " if prefix is None else prefix
+        if self.grating is not None:
+            limits.refuse_grating(prefix + "grating", self.grating)
+        bounds = self.field_bounds(limits)
+        bounds.pop("center_wavelength_nm", None)
+        for field, bound in bounds.items():
+            if field != "em_gain" and getattr(self, field) is not None:
+                refuse_outside(prefix + field, getattr(self, field), bound)
+        gain = self.em_gain or limits.em_gain_default
+        if gain is not None:
+            name = "em_gain" if self.em_gain else "em_gain (None: the setup's camera.em_gain)"
+            limits.refuse_em_gain(prefix + name, int(gain))
+        centre = limits.wavelength_bound(self.grating)
+        if centre is None:
+            return
+        if self.center_wavelength_nm is not None:
+            refuse_outside(prefix + "center_wavelength_nm", self.center_wavelength_nm, centre)
+        elif self.grating is not None and limits.center_wavelength_nm is not None:
+            refuse_outside(prefix + "grating", self.grating, centre,
+                           f"the centre wavelength in place, {limits.center_wavelength_nm:g} nm",
+                           tested=limits.center_wavelength_nm)
 
     def run(self, ctx: Any, *, film: Spectrum | None = None, label: str = "") -> Spectrum:
         """Acquire; ``label`` prefixes the kinds of the published records ("film_": a

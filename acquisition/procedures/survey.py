@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from micropl.acquisition.procedures.base import ProcedureBase
 from micropl.acquisition.procedures.g2 import G2
+from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
 from micropl.acquisition.procedures.raster_scan import MapImage, RasterScan
 from micropl.acquisition.procedures.refocus import Refocus
 from micropl.acquisition.procedures.spectrum import SpectrumAcquisition
@@ -89,6 +90,32 @@ class Survey(ProcedureBase):
             raise ValueError("film_reference needs spectrum.background: true (the film is "
                              "subtracted in photoelectrons); or set film_reference: false")
         return self
+
+    @classmethod
+    def field_bounds(cls, limits: Limits) -> dict[str, Bound]:
+        bounds: dict[str, Bound] = {}
+        for field, nested in (("scan", RasterScan), ("refocus", Refocus),
+                              ("spectrum", SpectrumAcquisition), ("g2", G2)):
+            bounds.update({f"{field}.{k}": v for k, v in nested.field_bounds(limits).items()})
+        return bounds
+
+    def _check_more(self, limits: Limits, prefix: str) -> None:
+        # Everything the survey will do, before it scans: the map (or the resumed
+        # targets), then per QD refocus, spectrum and g²; the film reference is a
+        # spectrum with the same settings, the drift area a part of the map.
+        if self.targets is None:
+            self.scan.check_limits(limits, prefix + "scan.")
+        else:
+            for i, target in enumerate(self.targets):
+                for axis in ("x", "y"):
+                    refuse_outside(f"{prefix}targets[{i}].{axis}_um",
+                                   getattr(target, f"{axis}_um"), limits.axis_bound(axis))
+            if self.scan.power_percent is not None and self.drift_every_n_qds:
+                refuse_outside(prefix + "scan.power_percent", self.scan.power_percent,
+                               limits.power_bound())
+        self.refocus.check_limits(limits, prefix + "refocus.")
+        self.spectrum.check_limits(limits, prefix + "spectrum.")
+        self.g2.check_limits(limits, prefix + "g2.")
 
     def reusing_film(self, film: Spectrum | None) -> Survey:
         """This survey, subtracting ``film`` (a stored film reference) instead of taking one:

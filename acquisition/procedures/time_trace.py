@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
+from micropl.acquisition.procedures.preflight import Bound, Limits
 
 
 class TimeTrace(ProcedureBase):
@@ -22,6 +23,13 @@ class TimeTrace(ProcedureBase):
     duration_s: float = Field(10.0, gt=0, le=86_400, description="acquisition time, s")
     read_interval_s: float = Field(0.02, gt=0, le=0.04, description="tag read period, s")
     power_percent: float | None = Field(None, ge=0, le=100, description="laser power, %")
+
+    @classmethod
+    def field_bounds(cls, limits: Limits) -> dict[str, Bound]:
+        return {"power_percent": limits.power_bound()}
+
+    def _check_more(self, limits: Limits, prefix: str) -> None:
+        limits.refuse_channels(prefix + "tagger apd_channels", limits.apd_channels)
 
     def run(self, ctx: Any) -> float:
         tagger = ctx.setup.tagger
