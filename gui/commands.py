@@ -24,6 +24,7 @@ from typing import Any
 
 from PyQt5 import QtCore
 
+from micropl.acquisition.procedures.preflight import Limits
 from micropl.acquisition.runner import Runner
 from micropl.acquisition.setup import Setup
 from micropl.drivers.interfaces import InstrumentError
@@ -55,6 +56,8 @@ class Readback:
     position_um: tuple[float, float, float]
     limits_um: tuple[tuple[float, float], ...]
     rates_cps: dict[int, float]
+    #: What the instruments accept (procedure forms stop at it); None when unknown.
+    limits: Any = None
 
 
 def read_instruments(setup: Setup) -> Readback:
@@ -69,7 +72,8 @@ def read_instruments(setup: Setup) -> Readback:
         temperature_c=float(cam.temperature_c), read_mode=str(cam.read_mode),
         position_um=tuple(float(v) for v in scanner.position_um),
         limits_um=tuple(tuple(float(v) for v in lim) for lim in scanner.limits_um),
-        rates_cps={int(k): float(v) for k, v in setup.tagger.count_rates_hz().items()})
+        rates_cps={int(k): float(v) for k, v in setup.tagger.count_rates_hz().items()},
+        limits=Limits.of(setup))
 
 
 class CommandWorker(QtCore.QObject):

@@ -7,10 +7,16 @@ box beside the spin box for optional values, a line of numbers for lists of
 numbers, and a group box for a nested model. The field's description (which
 states its unit) is the label; the field name is the tooltip. Validation is
 pydantic's: :meth:`ModelForm.model` raises ``ValidationError``.
+
+:meth:`ModelForm.set_bounds` narrows the spin boxes further to what the setup's
+instruments accept (a procedure's ``field_bounds``, see
+:mod:`micropl.acquisition.procedures.preflight`), so a form cannot hold a scan
+edge beyond the scanner's travel.
 """
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from typing import Any
@@ -88,6 +94,7 @@ class _NumberEditor(_Editor):
             step = 1e-9
             spin.setRange((lo if lo is not None else -_BIG) + (step if lo_open else 0.0),
                           (hi if hi is not None else _BIG) - (step if hi_open else 0.0))
+        self.model_range = (spin.minimum(), spin.maximum())
         spin.setSuffix(unit_suffix(name))
         spin.setKeyboardTracking(False)
         spin.valueChanged.connect(self.changed)
@@ -106,6 +113,24 @@ class _NumberEditor(_Editor):
         if self.auto is not None and self.auto.isChecked():
             return None
         return self.kind(self.spin.value())
+
+    def narrow(self, low: float, high: float, note: str) -> None:
+        """Limit the spin box to ``[low, high]`` within the model's own range.
+
+        Parameters
+        ----------
+        low, high : float
+            What the instrument accepts, in the field's unit.
+        note : str
+            The instrument's limit, shown in the tooltip.
+        """
+        lo, hi = max(self.model_range[0], low), min(self.model_range[1], high)
+        if self.kind is int:
+            lo, hi = math.ceil(lo), math.floor(hi)
+        if lo > hi:  # nothing the instrument accepts fits the model: leave the model's range
+            return
+        self.spin.setRange(lo, hi)
+        self.spin.setToolTip(note)
 
     def set_value(self, value: Any) -> None:
         if value is None:
@@ -263,6 +288,28 @@ class ModelForm(QtWidgets.QWidget):
     def model(self) -> BaseModel:
         """The validated model (raises ``pydantic.ValidationError``)."""
         return self.cls.model_validate(self.values())
+
+    def set_bounds(self, bounds: dict[str, Any]) -> None:
+        """Narrow spin boxes to instrument ranges.
+
+        Parameters
+        ----------
+        bounds : dict
+            Field name (dotted for nested models) → an object with ``low``, ``high``,
+            ``unit`` and ``source`` (a :class:`~micropl.acquisition.procedures.preflight.Bound`).
+            Fields without a number editor are ignored.
+        """
+        for name, bound in bounds.items():
+            head, _, rest = name.partition(".")
+            if rest:
+                if head in self.subforms:
+                    self.subforms[head].set_bounds({rest: bound})
+                continue
+            editor = self.editors.get(name)
+            if isinstance(editor, _NumberEditor):
+                unit = f" {bound.unit}" if bound.unit else ""
+                editor.narrow(bound.low, bound.high,
+                              f"{name}: {bound.source} {bound.low:g}–{bound.high:g}{unit}")
 
 
 def _defaults(cls: type[BaseModel]) -> dict[str, Any]:

@@ -288,7 +288,8 @@ class MainWindow(QtWidgets.QMainWindow):
         except ValueError as exc:
             self.report_error(f"region scan: {str(exc).splitlines()[-1].strip()}")
             return
-        self.start_procedure(scan)
+        if self.procedures_panel.checked(scan) is not None:  # else refused: scanner limits
+            self.start_procedure(scan)
 
     def start_procedure(self, procedure: Any) -> None:
         """Start ``procedure`` now, or queue it when a run is in progress."""
@@ -355,6 +356,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ GUI-thread updates
     def _readback(self, rb: Readback) -> None:
         self.instruments_panel.set_readback(rb)
+        self.procedures_panel.set_limits(rb.limits)
         self.map_panel.set_position(rb.position_um[0], rb.position_um[1])
 
     def drain(self) -> None:

@@ -1,6 +1,9 @@
 """Procedures panel: parameter forms from the pydantic models, run controls and a queue.
 
-The last-used parameters of every procedure are saved on every change.
+The last-used parameters of every procedure are saved on every change. Once the
+setup's instrument limits are known (:meth:`ProceduresPanel.set_limits`, from a
+readback of the command thread) the spin boxes stop at them, and a procedure is
+only handed on when it passes the same pre-flight check the runner applies.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from PyQt5 import QtCore, QtWidgets
 
 from micropl.acquisition.config import format_validation_error
 from micropl.acquisition.procedures import PROCEDURES
+from micropl.acquisition.procedures.preflight import Limits, ParameterError
 from micropl.gui.forms import ModelForm
 from micropl.gui.settings import load_json, save_json
 
@@ -52,6 +56,7 @@ class ProceduresPanel(QtWidgets.QWidget):
         self.choice = QtWidgets.QComboBox()
         self.stack = QtWidgets.QStackedWidget()
         self.forms: dict[str, ModelForm] = {}
+        self.limits: Limits | None = None
         for name, cls in PROCEDURES.items():
             form = ModelForm(cls)
             saved = load_json(settings, f"params/{name}", {})
@@ -125,15 +130,40 @@ class ProceduresPanel(QtWidgets.QWidget):
     def _save(self, name: str) -> None:
         save_json(self.settings, f"params/{name}", self.forms[name].values())
 
+    def set_limits(self, limits: Limits | None) -> None:
+        """Stop every form's spin boxes at what the instruments accept (None: unknown)."""
+        if limits is None or limits == self.limits:
+            return
+        self.limits = limits
+        for name, form in self.forms.items():
+            form.set_bounds(PROCEDURES[name].field_bounds(limits))
+
     def procedure(self, name: str | None = None) -> Any | None:
-        """The validated procedure of a form (None and ``invalid`` emitted when invalid)."""
+        """The validated procedure of a form (None and ``invalid`` emitted when invalid).
+
+        Valid means: the model validates and, once the limits are known, the
+        procedure passes the pre-flight check (the message is the runner's).
+        """
         name = name or self.current_name
         try:
-            return self.forms[name].model()
+            procedure = self.forms[name].model()
         except ValidationError as exc:
             message = f"{name}: {format_validation_error(exc)}"
             self.invalid.emit(message)
             return None
+        return self.checked(procedure)
+
+    def checked(self, procedure: Any) -> Any | None:
+        """``procedure`` when it passes the pre-flight check against the known limits;
+        else None, and ``invalid`` is emitted with the check's message."""
+        if self.limits is None:
+            return procedure  # Runner.start checks it against the instruments
+        try:
+            procedure.check_limits(self.limits)
+        except ParameterError as exc:
+            self.invalid.emit(str(exc))
+            return None
+        return procedure
 
     # ------------------------------------------------------------------ run controls
     def _start(self) -> None:
