@@ -389,3 +389,55 @@ def test_what_passes_the_check_meets_no_driver_limit(tight_setup, procedure):
     assert result is not None
     assert "refused" not in result.reason, result.reason
     assert result.ok, result.reason
+
+
+# --------------------------------------------------------------------------- drivers
+def test_real_drivers_report_the_limits_they_enforce():
+    """Each real driver answers the limit queries the check uses (no device call for
+    the static ones) and refuses, when a value is sent, beyond what it reports."""
+    from fakes.andor import FakeAndorSDK2Camera
+    from fakes.picam import FakePicamCamera
+    from fakes.picoquant import FakePicoQuantLib
+    from fakes.sepia import FakeSepia2Lib
+    from fakes.shamrock import FakeShamrockSpectrograph
+    from fakes.swabian import FakeTagger, make_module
+    from pymeasure.test import expected_protocol
+
+    from micropl.drivers import andor_camera, picam_camera, picoquant, sepia, shamrock, swabian
+    from micropl.drivers.interfaces import LimitError
+    from micropl.drivers.pilas import Pilas, PilasSettings
+
+    andor = andor_camera.AndorCamera(FakeAndorSDK2Camera(), andor_camera.AndorCameraSettings(
+        driver="andor", max_exposure_s=120.0))
+    assert andor.em_gain_range(False) == (1, 300) and andor.em_gain_range(True) == (1, 1000)
+    assert andor.em_gain_range() == (1, 1000 if andor.em_gain_advanced else 300)
+    low, high = andor.exposure_range_s
+    assert high == 120.0 and 0 < low < 1e-3
+    with pytest.raises(LimitError, match="range 1e-06–120 s"):
+        andor.exposure_s = 121.0
+    picam = picam_camera.PicamCamera(FakePicamCamera(), picam_camera.PicamCameraSettings(
+        driver="picam"))
+    assert picam.em_gain_range() == ((1, 300) if picam.has_em else (1, 1))
+    assert picam.exposure_range_s[1] == picam.settings.max_exposure_s
+    tt = make_module(FakeTagger())
+    assert swabian.SwabianTagger(tt.createTimeTagger(""), tt, swabian.SwabianSettings(
+        driver="swabian")).resolution_ps == 1.0
+    harp = picoquant.PicoQuantTagger(FakePicoQuantLib("PH", resolution_ps=4.0),
+                                     picoquant.PicoQuantSettings(driver="picoquant",
+                                                                 device="picoharp",
+                                                                 channels=(1, 2)))
+    assert harp.resolution_ps == 4.0
+    spec = shamrock.ShamrockSpectrograph(FakeShamrockSpectrograph(),
+                                         shamrock.ShamrockSettings(driver="shamrock"))
+    low, high = spec.wavelength_range_nm()
+    assert (low, high) == spec.wavelength_limits_nm()
+    with pytest.raises(LimitError, match=f"range {low:g}–{high:g} nm"):
+        spec.center_wavelength_nm = high + 1.0
+    laser = sepia.SepiaLaser(FakeSepia2Lib(), sepia.SepiaSettings(driver="sepia",
+                                                                  max_power_percent=60))
+    assert laser.max_power_percent == 60.0
+    with pytest.raises(LimitError, match="range 0–60 %"):
+        laser.power_percent = 61
+    with expected_protocol(Pilas, [], settings=PilasSettings(resource="",
+                                                             max_power_percent=40)) as pilas:
+        assert pilas.max_power_percent == 40.0  # nothing sent
