@@ -441,3 +441,19 @@ def test_real_drivers_report_the_limits_they_enforce():
     with expected_protocol(Pilas, [], settings=PilasSettings(resource="",
                                                              max_power_percent=40)) as pilas:
         assert pilas.max_power_percent == 40.0  # nothing sent
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(x=st.floats(-5, 85), y=st.floats(-5, 85), step=st.floats(0.05, 3.0),
+       area=st.floats(1.0, 40.0))
+def test_drift_area_stays_inside_the_travel(x, y, step, area):
+    """The survey's drift reference area is cut to the travel and to whole steps, so
+    none of its pixels is beyond the scanner's limits, wherever the first QD is."""
+    from micropl.acquisition.procedures.survey import Target
+
+    limits = ((0.0, 80.0), (0.0, 80.0), (-10.0, 10.0))
+    scan = Survey(scan=RasterScan(step_um=step), drift_area_um=area).drift_scan(
+        limits, Target(qd_id=0, x_um=x, y_um=y))
+    x_um, y_um = scan.axes_um()
+    assert 0.0 <= x_um.min() and x_um.max() <= 80.0
+    assert 0.0 <= y_um.min() and y_um.max() <= 80.0

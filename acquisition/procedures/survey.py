@@ -260,14 +260,26 @@ class Survey(ProcedureBase):
     def _reference(self, ctx: Any, targets: list[Target]) -> tuple[RasterScan, MapImage] | None:
         if not targets:
             return None
-        t = targets[0]
-        half = self.drift_area_um / 2
-        (xlo, xhi), (ylo, yhi), _ = ctx.setup.scanner.limits_um
-        scan = self.scan.model_copy(update={
-            "x_min_um": max(xlo, t.x_um - half), "x_max_um": min(xhi, t.x_um + half),
-            "y_min_um": max(ylo, t.y_um - half), "y_max_um": min(yhi, t.y_um + half),
-            "emit_lines": False})
+        scan = self.drift_scan(ctx.setup.scanner.limits_um, targets[0])
         return scan, scan.run(ctx)
+
+    def drift_scan(self, limits_um: Any, target: Target) -> RasterScan:
+        """The reference-area scan around ``target``: the map's settings on a square of
+        ``drift_area_um`` cut to the travel, and to whole steps so that its last pixel
+        stays inside it too."""
+        half = self.drift_area_um / 2
+        step = self.scan.step_um
+        region = {}
+        for axis, centre, (low, high) in (("x", target.x_um, limits_um[0]),
+                                          ("y", target.y_um, limits_um[1])):
+            start = min(max(low, centre - half), high)
+            stop = min(high, centre + half)
+            steps = int(np.floor(max(stop - start, 0.0) / step + 1e-9))
+            while steps > 0 and start + step * steps > high:  # rounding at the edge
+                steps -= 1
+            region[f"{axis}_min_um"] = start
+            region[f"{axis}_max_um"] = start + step * steps
+        return self.scan.model_copy(update={**region, "emit_lines": False})
 
     def _drift(self, ctx: Any, reference: tuple[RasterScan, MapImage]) -> np.ndarray:
         scan, first = reference
