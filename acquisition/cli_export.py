@@ -86,9 +86,9 @@ _HINT = "choose another folder, or move the existing file away (export never ove
 
 
 def _out_dir(path: Path) -> Path:
-    if path.exists() and not path.is_dir():
+    if os.path.lexists(path) and not os.path.isdir(path):
         raise UsageError(f"{path}: not a directory")
-    if not path.exists():
+    if not os.path.exists(path):
         prepare_output(path, hint="choose another folder")
         try:
             path.mkdir(exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -96,7 +97,7 @@ def checked_out_path(out_arg: str) -> Path:
     from micropl.acquisition.storage import prepare_output
 
     out = Path(out_arg)
-    if out.is_dir():
+    if os.path.isdir(out):
         raise UsageError(f"--out: {out} is a directory")
     return prepare_output(out, hint=_OUT_HINT, make_parents=False)
 

@@ -171,9 +171,9 @@ def prepare_output(path: str | os.PathLike[str], *, hint: str = "choose another 
     if os.path.lexists(path):
         raise _exists_error(path, hint)
     parent = path.parent
-    if os.path.lexists(parent) and not parent.is_dir():
+    if os.path.lexists(parent) and not os.path.isdir(parent):
         raise _output_error(path, f"{parent} is not a folder", hint)
-    if not parent.exists():
+    if not os.path.exists(parent):
         if not make_parents:
             raise _output_error(path, f"folder {parent} does not exist", hint)
         try:
@@ -1697,6 +1697,8 @@ class SessionReader:
         sizes = rows[f"{column}_size"].astype(np.int64)
         if rows.shape[0] == 0:
             return []
+        if column in SAME_LENGTH.get(table, ()):
+            self._check_lengths(table, rows)
         self._check_extents(table, column, ds, rows, offsets, sizes)
         lo = int(offsets.min())
         hi = int((offsets + sizes).max())
