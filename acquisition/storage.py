@@ -1964,15 +1964,19 @@ class SessionReader:
                 continue
             rows = self.rows(name)
             src_group = self._group(name)
+            self._check_lengths(name, rows)
             for col in spec.columns:
                 if not col.variable or rows.shape[0] == 0:
-                    continue
-                end = int((rows[f"{col.name}_offset"] + rows[f"{col.name}_size"]).max())
-                if end == 0:
                     continue
                 src_ds = src_group[col.name]
                 if self._h5.swmr_mode:
                     src_ds.refresh()
+                offsets = rows[f"{col.name}_offset"].astype(np.int64)
+                sizes = rows[f"{col.name}_size"].astype(np.int64)
+                self._check_extents(name, col.name, src_ds, rows, offsets, sizes)
+                end = int((offsets + sizes).max())
+                if end == 0:
+                    continue
                 self._check_on_disk(name, src_ds, 0, end)  # never copy zeros as data
                 dst_ds = group[col.name]
                 dst_ds.resize((end,))
