@@ -12,7 +12,10 @@
   ``qd<id>_run<run>_<kind>_seq<seq>.csv``.
 
 The session file is only read. Every output is written under a temporary name
-and renamed when complete.
+and placed under its final name only if no file has that name (exclusively, so
+a file created meanwhile by another process is not replaced either): export
+never overwrites a file. When one output exists, the export stops with one
+line naming it, and the files it had written are removed again.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ from typing import Any
 import numpy as np
 
 from micropl.acquisition.cli import UsageError
-from micropl.acquisition.storage import SessionReader
+from micropl.acquisition.storage import (
+    OutputPathError,
+    SessionReader,
+    prepare_output,
+    write_new_file,
+)
 from micropl.analysis.errors import AnalysisInputError
 
 __all__ = ["register", "run", "export_ptu", "export_csv"]
@@ -55,10 +63,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("export: give --ptu DIR and/or --csv DIR")
     written: dict[str, list[str]] = {"ptu": [], "csv": []}
     with SessionReader(args.file) as reader:
-        if args.ptu is not None:
-            written["ptu"] = [str(p) for p in export_ptu(reader, args.ptu)]
-        if args.csv is not None:
-            written["csv"] = [str(p) for p in export_csv(reader, args.csv)]
+        done: list[Path] = []
+        try:
+            if args.ptu is not None:
+                written["ptu"] = [str(p) for p in export_ptu(reader, args.ptu, done)]
+            if args.csv is not None:
+                written["csv"] = [str(p) for p in export_csv(reader, args.csv, done)]
+        except BaseException:
+            _remove(done)  # all or nothing: no partial export is left behind
+            raise
     if args.json:
         sys.stdout.write(json.dumps(written, indent=2) + "\n")
     else:
@@ -69,11 +82,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+_HINT = "choose another folder, or move the existing file away (export never overwrites)"
+
+
 def _out_dir(path: Path) -> Path:
-    if path.exists() and not path.is_dir():
+    if os.path.lexists(path) and not os.path.isdir(path):
         raise UsageError(f"{path}: not a directory")
-    path.mkdir(parents=True, exist_ok=True)
+    if not os.path.exists(path):
+        prepare_output(path, hint="choose another folder")
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise OutputPathError(f"{path}: cannot create the folder "
+                                  f"({exc.strerror or exc}); choose another folder") from None
+    elif not os.access(path, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{path}: folder is not writable; choose another folder")
     return path
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def _name(qd_id: int, run_id: int) -> str:
@@ -114,11 +143,17 @@ def _increasing_runs(t_ps: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def export_ptu(reader: SessionReader, out_dir: str | os.PathLike[str]) -> list[Path]:
+def export_ptu(reader: SessionReader, out_dir: str | os.PathLike[str],
+               done: list[Path] | None = None) -> list[Path]:
     """Write the raw tags of each (QD, run) as PTU T2 files; the paths written.
+
+    Each file is created exclusively (never overwriting); ``done``, when given,
+    gets every path as soon as it is written (for the caller's clean-up).
 
     Raises
     ------
+    OutputExistsError
+        When an output file exists already.
     AnalysisInputError
         When no sync rate is known for a measurement, or the tags cannot be
         encoded (negative times, channels outside 1–64).
@@ -146,10 +181,14 @@ def export_ptu(reader: SessionReader, out_dir: str | os.PathLike[str]) -> list[P
         for k, part in enumerate(parts):
             suffix = "" if len(parts) == 1 else f"_part{k}"
             path = out / f"{_name(qd_id, run_id)}{suffix}.ptu"
-            write_ptu_t2(path, t_ps[part], channel[part], sync_rate_hz=rate,
-                         header_extra={"File_Comment": f"micropl export of {reader.path.name}: "
-                                                       f"{_name(qd_id, run_id)}{suffix}"})
+            comment = f"micropl export of {reader.path.name}: {_name(qd_id, run_id)}{suffix}"
+            write_new_file(path, lambda tmp, t=t_ps[part], ch=channel[part], r=rate,
+                           c=comment: write_ptu_t2(tmp, t, ch, sync_rate_hz=r,
+                                                   header_extra={"File_Comment": c}),
+                           hint=_HINT)
             written.append(path)
+            if done is not None:
+                done.append(path)
     return written
 
 
@@ -157,11 +196,13 @@ def export_ptu(reader: SessionReader, out_dir: str | os.PathLike[str]) -> list[P
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def export_csv(reader: SessionReader, out_dir: str | os.PathLike[str]) -> list[Path]:
+def export_csv(reader: SessionReader, out_dir: str | os.PathLike[str],
+               done: list[Path] | None = None) -> list[Path]:
     """Write each stored spectrum as ``wavelength_nm,counts`` CSV; the paths written.
 
     Numbers are written with 17 significant digits, so reading the CSV back
-    gives the stored float64 values exactly.
+    gives the stored float64 values exactly. Each file is created exclusively
+    (never overwriting; see :func:`export_ptu` for ``done``).
     """
     out = _out_dir(Path(out_dir))
     rows = reader.rows("spectrum")
@@ -174,13 +215,11 @@ def export_csv(reader: SessionReader, out_dir: str | os.PathLike[str]) -> list[P
             kind = _SAFE.sub("_", row["kind"].decode("utf-8")) or "spectrum"
             name = f"{_name(int(row['qd_id']), int(row['run_id']))}_{kind}_seq{int(row['seq'])}"
             path = out / f"{name}.csv"
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            try:
-                np.savetxt(tmp, np.column_stack([wl, c]), delimiter=",", fmt="%.17g",
-                           header="wavelength_nm,counts", comments="")
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            data = np.column_stack([wl, c])
+            write_new_file(path, lambda tmp, d=data: np.savetxt(
+                tmp, d, delimiter=",", fmt="%.17g", header="wavelength_nm,counts",
+                comments=""), hint=_HINT)
             written.append(path)
+            if done is not None:
+                done.append(path)
     return written

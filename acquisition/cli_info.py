@@ -77,6 +77,17 @@ def _instruments(as_json: bool) -> int:
 
 
 # --------------------------------------------------------------------------- summary
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities (which JSON output cannot hold) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _num(value: Any) -> float | None:
     """A finite float, or None (JSON has no NaN)."""
     if value is None:
@@ -197,7 +208,9 @@ def session_summary(reader: SessionReader) -> dict[str, Any]:
         "reason": r.reason or None,
         "start": _iso(r.start_s),
         "end": _iso(r.end_s),
-        "parameters": json.loads(r.parameters_json) if r.parameters_json else None,
+        "parameters": _finite(reader.json_field(r.parameters_json,
+                                                f"run {r.run_id} parameters_json"))
+        if r.parameters_json else None,
     } for r in reader.runs()]
     fits = _fits(reader)
     g2 = _g2(reader)

@@ -85,7 +85,9 @@ def session_source(path: Path, settings: Any) -> rp.ReplaySource:
                 continue
             stored += reader.records(table)
         runs = [{"run_id": r.run_id, "procedure": r.procedure,
-                 "parameters": json.loads(r.parameters_json or "{}"), "status": r.status,
+                 "parameters": reader.json_field(r.parameters_json or "{}",
+                                                 f"run {r.run_id} parameters_json"),
+                 "status": r.status,
                  "reason": r.reason} for r in reader.runs()]
         snapshot = reader.instruments
         provenance = {"path": str(path), "kind": "session", "sha256": rp.file_sha256(path),
@@ -355,8 +357,10 @@ def run(args: argparse.Namespace) -> int:
         if not read_ptu_t2(path).sync_rate_hz > 0:
             raise UsageError(f"{path}: the PTU header has no sync rate; give --rep-rate HZ")
     out = args.out or Path("runs") / f"replay-{_dt.datetime.now():%Y%m%d-%H%M%S}.h5"
-    if out.exists():
-        raise UsageError(f"{out}: already exists; choose another --out")
+    from micropl.acquisition.storage import prepare_output
+
+    # Early check; creating the session file is exclusive as well (never replaces a file).
+    prepare_output(out, hint="choose another --out")
     if args.gui:
         from micropl.gui.app import run_replay_gui
 

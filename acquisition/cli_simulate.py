@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from micropl.acquisition.cli import UsageError
@@ -82,21 +83,30 @@ def check_seed(seed: int) -> None:
         raise UsageError(f"--seed: {seed} must be ≥ 0")
 
 
-def checked_out_path(out_arg: str) -> Path:
-    """The ``--out`` file as a Path, refused (UsageError) unless it can be written.
+_OUT_HINT = "choose another --out"
 
-    Refused: an existing directory, a missing parent folder, a parent folder or
-    an existing file without write permission.
+
+def checked_out_path(out_arg: str) -> Path:
+    """The ``--out`` file as a Path, refused unless it can be created.
+
+    Refused (one line, exit 2): an existing file or directory (nothing is
+    overwritten), a missing parent folder, a parent that is a file, a folder
+    without write permission, a name too long. The file itself is later
+    created exclusively (:func:`write_out`).
     """
+    from micropl.acquisition.storage import prepare_output
+
     out = Path(out_arg)
-    if out.is_dir():
+    if os.path.isdir(out):
         raise UsageError(f"--out: {out} is a directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"--out: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise UsageError(f"--out: {out} is not writable")
-    return out
+    return prepare_output(out, hint=_OUT_HINT, make_parents=False)
+
+
+def write_out(out: Path, write: Callable[[Path], object]) -> None:
+    """Create ``out`` with ``write(tmp)``: exclusively, never replacing a file."""
+    from micropl.acquisition.storage import write_new_file
+
+    write_new_file(out, write, hint=_OUT_HINT)
 
 
 def write_truth(truth: dict) -> None:
@@ -148,10 +158,8 @@ def run_spectrum(args: argparse.Namespace) -> int:
     counts = frame.counts.astype(int) - (0 if args.raw else int(round(cam_settings.bias_adu)))
     lines = ["wavelength_nm,counts"]
     lines += [f"{wl:.5f},{c}" for wl, c in zip(wavelength_nm.tolist(), counts.tolist())]
-    try:
-        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"--out: cannot write {out}: {exc.strerror or exc}") from exc
+    text = "\n".join(lines) + "\n"
+    write_out(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     if args.json:
         truth = {
             "energy_ev": args.energy_ev,

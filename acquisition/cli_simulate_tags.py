@@ -22,6 +22,7 @@ from micropl.acquisition.cli_simulate import (
     check_seed,
     checked_out_path,
     p_exc_per_pulse,
+    write_out,
     write_truth,
 )
 
@@ -159,11 +160,8 @@ def run(args: argparse.Namespace) -> int:
     comment = (f"micropl simulate tags: one QD, g2(0)={args.g2_zero:g}, "
                f"rate={args.rate_cps:g} cps/APD, lifetime={args.lifetime_ns:g} ns, "
                f"seed={args.seed}")
-    try:
-        write_ptu_t2(out, t_ps, channel, sync_rate_hz=REP_RATE_HZ,
-                     header_extra={"File_Comment": comment})
-    except OSError as exc:
-        raise UsageError(f"--out: cannot write {out}: {exc.strerror or exc}") from exc
+    write_out(out, lambda tmp: write_ptu_t2(tmp, t_ps, channel, sync_rate_hz=REP_RATE_HZ,
+                                            header_extra={"File_Comment": comment}))
     if args.json:
         truth = {
             "g2_0": args.g2_zero,

@@ -49,10 +49,21 @@ class Session:
         Live fit settings.
     resume : bool
         Continue an existing session file instead of creating one.
+    resume_lock : SessionLock, optional
+        The file's lock, taken by the caller before it read the file (resume).
+
+    Raises
+    ------
+    OutputExistsError, OutputPathError
+        When ``out`` exists or cannot be created (a new session never
+        replaces a file, also when another process creates it meanwhile).
+    SessionBusyError
+        When resuming a file that another live process writes.
     """
 
     def __init__(self, setup: Setup, out: str | Path | None = None, *,
-                 analysis: AnalysisSettings | None = None, resume: bool = False) -> None:
+                 analysis: AnalysisSettings | None = None, resume: bool = False,
+                 resume_lock: Any = None) -> None:
         self.setup = setup
         self.stream = Stream()
         self.runner = Runner(setup, self.stream)
@@ -65,17 +76,21 @@ class Session:
         self.writer = None
         self.path = None if out is None else Path(out)
         if self.path is not None:
-            self.writer = self._open_writer(self.path, resume)
+            try:
+                self.writer = self._open_writer(self.path, resume, resume_lock)
+            except BaseException:
+                self.stream.close()  # no session: stop the subscriber threads again
+                raise
             self.runner.reserve_run_ids(self.writer.next_run_id())
             self.stream.attach("storage", self._store, on_error=self._storage_failed,
                                batch=True)
 
-    def _open_writer(self, path: Path, resume: bool) -> Any:
-        from micropl.acquisition.storage import SessionWriter
+    def _open_writer(self, path: Path, resume: bool, lock: Any) -> Any:
+        from micropl.acquisition.storage import SessionWriter, prepare_output
 
         if resume:
-            return SessionWriter.resume(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+            return SessionWriter.resume(path, lock=lock)
+        prepare_output(path, hint="choose another file name")
         return SessionWriter.create(path, config_text=self.setup.config_text,
                                     instruments_json=self.setup.snapshot_json(),
                                     truth=self.setup.truth())

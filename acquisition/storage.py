@@ -42,6 +42,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import struct
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,6 +59,7 @@ from micropl.acquisition.storage_schema import (
     FORMAT_NAME,
     FORMAT_VERSION,
     KIND_BYTES,
+    SAME_LENGTH,
     Column,
     SchemaError,
     TableSpec,
@@ -71,6 +73,12 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "SessionBusyError",
+    "SessionLock",
+    "OutputPathError",
+    "OutputExistsError",
+    "prepare_output",
+    "place_new",
+    "write_new_file",
     "SessionWriter",
     "SessionReader",
     "StoredRecord",
@@ -92,6 +100,172 @@ _INTERRUPTED_REASON = ("interrupted: the session writer stopped without closing 
 
 class SessionBusyError(AnalysisInputError):
     """The session file is open for writing by another live process."""
+
+
+class OutputPathError(AnalysisInputError):
+    """An output file cannot be created where asked (the message is one line naming it)."""
+
+
+class OutputExistsError(OutputPathError, FileExistsError):
+    """The output file exists already: micropl never overwrites a file."""
+
+
+# =========================================================================== new files
+# Every file micropl writes is built under a temporary name in the target folder and
+# then placed with os.link(tmp, path), which fails with EEXIST when ``path`` exists: of
+# two writers racing for one name exactly one wins, and nobody ever sees a half-written
+# file under the final name.
+_NAME_MAX_BYTES = 255
+_TMP_NAME_BYTES = 200  # room for a writer that adds its own temporary suffix (PTU)
+_REASONS = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ENOTDIR: "a parent is not a folder",
+    errno.ENOENT: "the folder does not exist",
+    errno.EISDIR: "is a folder",
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large",
+    errno.ELOOP: "too many symbolic links",
+}
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+
+
+def _output_error(path: Path, exc: OSError | str, hint: str) -> OutputPathError:
+    if isinstance(exc, str):
+        reason = exc
+    else:
+        reason = _REASONS.get(exc.errno or -1) or " ".join(str(exc.strerror or exc).split())
+    return OutputPathError(f"{path}: cannot be written ({reason}); {hint}")
+
+
+def _exists_error(path: Path, hint: str) -> OutputExistsError:
+    return OutputExistsError(f"{path}: already exists; {hint}")
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return _NAME_MAX_BYTES
+
+
+def prepare_output(path: str | os.PathLike[str], *, hint: str = "choose another file name",
+                   make_parents: bool = True) -> Path:
+    """Check, before any work, that the new file ``path`` can be created.
+
+    Missing parent folders are created (``make_parents``). This is an early,
+    friendly check only; the creation itself (:func:`place_new`) is exclusive.
+
+    Raises
+    ------
+    OutputExistsError
+        When ``path`` exists (also a dangling symbolic link).
+    OutputPathError
+        When the folder cannot hold it: a parent is a file, no permission,
+        read-only file system, name too long (one line, naming ``path``).
+    """
+    path = Path(path)
+    if os.path.lexists(path):
+        raise _exists_error(path, hint)
+    parent = path.parent
+    if os.path.lexists(parent) and not os.path.isdir(parent):
+        raise _output_error(path, f"{parent} is not a folder", hint)
+    if not os.path.exists(parent):
+        if not make_parents:
+            raise _output_error(path, f"folder {parent} does not exist", hint)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _output_error(path, exc, hint) from None
+    if len(os.fsencode(path.name)) > _name_max(parent):
+        raise _output_error(path, "file name too long", hint)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _output_error(path, f"folder {parent} is not writable", hint)
+    return path
+
+
+def _tmp_path(path: Path, suffix: str) -> Path:
+    """A unique temporary name beside ``path`` (within the name-length limit)."""
+    tail = f".{os.getpid()}.{secrets.token_hex(4)}.{suffix}"
+    room = _TMP_NAME_BYTES - len(tail) - 1
+    stem = os.fsencode(path.name)[:max(1, room)].decode("utf-8", "ignore") or "out"
+    return path.with_name(f".{stem}{tail}")
+
+
+def place_new(tmp: str | os.PathLike[str], path: str | os.PathLike[str], *,
+              hint: str = "choose another file name") -> Path:
+    """Give the complete file ``tmp`` the name ``path``, only if ``path`` does not exist.
+
+    Atomic and exclusive: a hard link fails when ``path`` exists, so two
+    writers racing for one name cannot both succeed. ``tmp`` is removed on
+    success. On file systems without hard links, ``path`` is first reserved
+    with ``O_CREAT | O_EXCL`` and then replaced by ``tmp``.
+
+    Raises
+    ------
+    OutputExistsError
+        When ``path`` exists (``tmp`` is left for the caller to remove).
+    OutputPathError
+        For any other reason the name cannot be created.
+    """
+    tmp, path = Path(tmp), Path(path)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise _exists_error(path, hint) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise _output_error(path, exc, hint) from None
+        _reserve_then_replace(tmp, path, hint)
+    else:
+        tmp.unlink()
+    return path
+
+
+def _reserve_then_replace(tmp: Path, path: Path, hint: str) -> None:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise _exists_error(path, hint) from None
+    except OSError as exc:
+        raise _output_error(path, exc, hint) from None
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise _output_error(path, exc, hint) from None
+
+
+def write_new_file(path: str | os.PathLike[str], write: Any, *,
+                   hint: str = "choose another file name") -> Path:
+    """Create the new file ``path`` with ``write(tmp_path)``, never overwriting anything.
+
+    ``write`` writes the whole file under a temporary name in the same folder
+    (its suffix is that of ``path``); the file is then placed with
+    :func:`place_new`. The temporary file is removed whatever happens.
+
+    Raises
+    ------
+    OutputExistsError, OutputPathError
+        As :func:`prepare_output` and :func:`place_new` (a write that fails
+        with an OSError, e.g. a full disk, is an OutputPathError too).
+    """
+    path = Path(path)
+    if os.path.lexists(path):
+        raise _exists_error(path, hint)
+    tmp = _tmp_path(path, f"partial{path.suffix}")
+    try:
+        try:
+            write(tmp)
+        except OSError as exc:
+            raise _output_error(path, exc, hint) from None
+        return place_new(tmp, path, hint=hint)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # =========================================================================== locking
@@ -169,6 +343,80 @@ def writer_alive(path: str | os.PathLike[str]) -> bool:
         return True
     os.close(fd)
     return False
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino)
+
+
+class SessionLock:
+    """The writer lock of an existing session file, held while it is resumed.
+
+    Taken first (before the file is read or any instrument is opened), so of
+    two resumes of one file exactly one proceeds; the other gets
+    :class:`SessionBusyError`. :meth:`SessionWriter.resume` takes it over and
+    releases it once the repaired file (locked in turn) has replaced the old one.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        # Use acquire().
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, path: str | os.PathLike[str]) -> SessionLock:
+        """Lock ``path`` for writing, or raise at once.
+
+        Raises
+        ------
+        FileNotFoundError
+            When ``path`` does not exist.
+        SessionBusyError
+            When a live writer (or another resume) holds it.
+        OutputPathError
+            When the file cannot be opened for writing (e.g. no permission).
+        """
+        path = Path(path)
+        for _ in range(3):
+            if not path.exists():
+                raise FileNotFoundError(2, "No such file or directory", str(path))
+            if path.is_dir():
+                raise IsADirectoryError(21, "Is a directory", str(path))
+            try:
+                fd = _try_lock(path, exclusive=True)
+            except FileNotFoundError:
+                continue  # replaced between the check and the open: look again
+            except OSError as exc:
+                raise _output_error(path, exc, "cannot resume it here") from None
+            if fd is None:
+                break
+            if _same_file(fd, path):
+                return cls(path, fd)
+            os.close(fd)  # another resume replaced the file meanwhile: it is theirs now
+        raise SessionBusyError(f"{path}: session file is being written by another process "
+                               f"(a survey or a resume); wait until it ends")
+
+    @property
+    def held(self) -> bool:
+        """True until released."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Release the lock. Safe twice."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> SessionLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 # =========================================================================== encoding
@@ -261,6 +509,10 @@ def _encode(spec: TableSpec, record: Any, seq: int, run_id: int, qd_id: int,
                                 f"{target} without loss")
             flats[col.name] = np.ascontiguousarray(arr, dtype=target).reshape(-1)
             shapes[col.name] = arr.shape
+    group = [c for c in SAME_LENGTH.get(spec.name, ()) if c in flats]
+    if len({flats[c].size for c in group}) > 1:
+        raise ValueError(f"{spec.name}: {', '.join(group)} must have equally many values, "
+                         f"got {[flats[c].size for c in group]}")
     return _Encoded(spec, seq, row, flats, shapes)
 
 
@@ -465,8 +717,9 @@ class SessionWriter:
                instruments_json: str | None = None) -> SessionWriter:
         """Create a new session file and return a writer on it.
 
-        The file is built under a temporary name and renamed into place, so
-        ``path`` never holds a half-created session.
+        The file is built under a temporary name and then linked into place,
+        which fails when ``path`` exists: ``path`` never holds a half-created
+        session, and of two writers racing for one path exactly one wins.
 
         Parameters
         ----------
@@ -490,29 +743,44 @@ class SessionWriter:
 
         Raises
         ------
-        FileExistsError
-            When ``path`` exists and ``overwrite`` is false.
+        OutputExistsError
+            (a FileExistsError) When ``path`` exists and ``overwrite`` is false,
+            also when another writer created it meanwhile.
+        OutputPathError
+            When the file cannot be created there (permission, read-only file
+            system, name too long, missing folder).
         SessionBusyError
             When ``overwrite`` would replace a file that a live writer holds.
         ValueError
             For truth arrays that are not 1-D or not of equal length.
         """
         path = Path(path)
-        if path.exists():
+        hint = "choose another file name (or resume it)"
+        if os.path.lexists(path):
             if not overwrite:
-                raise FileExistsError(f"{path}: session file exists (use overwrite or resume)")
+                raise _exists_error(path, hint)
             if path.is_file() and writer_alive(path):
                 raise SessionBusyError(f"{path}: session file is being written by another "
                                        f"process")
         if instruments is not None and instruments_json is not None:
             raise ValueError("give instruments or instruments_json, not both")
         if instruments_json is not None:
-            json.loads(instruments_json)  # must be valid JSON
+            if not isinstance(json.loads(instruments_json), dict):  # must be a JSON object
+                raise ValueError("instruments_json must be a JSON object")
             instruments = instruments_json
         specs = tuple(registered_tables() if tables is None else tables)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
-        h5 = h5py.File(tmp, "w", libver="latest", rdcc_nbytes=_WRITER_RDCC_BYTES)
+        tmp = _tmp_path(path, "creating")
         try:
+            h5 = h5py.File(tmp, "w", libver="latest", rdcc_nbytes=_WRITER_RDCC_BYTES)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _output_error(path, exc, hint) from None
+        fd: int | None = None
+        try:
+            # Locked before it has its name: no resume can slip in between.
+            fd = _try_lock(tmp, exclusive=True)
+            if fd is None:  # nobody else knows this name
+                raise SessionBusyError(f"{tmp}: locked by another process")
             _write_header(h5, config_text=config_text, instruments=instruments or {},
                           truth=truth, created_unix_s=time.time(),
                           software_version=__version__)
@@ -520,36 +788,30 @@ class SessionWriter:
             for spec in specs:
                 _create_table(tables_group, spec)
             h5.swmr_mode = True
-            os.replace(tmp, path)
-        except BaseException:
-            h5.close()
-            tmp.unlink(missing_ok=True)
-            raise
-        return cls._locked(path, h5)
-
-    @classmethod
-    def _locked(cls, path: Path, h5: h5py.File) -> SessionWriter:
-        fd = _try_lock(path, exclusive=True)
-        if fd is None:
-            h5.close()
-            raise SessionBusyError(f"{path}: session file is being written by another process")
-        try:
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                place_new(tmp, path, hint=hint)
             return cls(path, h5, fd)
         except BaseException:
             h5.close()
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
+            tmp.unlink(missing_ok=True)
             raise
 
     @classmethod
-    def resume(cls, path: str | os.PathLike[str], *,
-               close_open_runs: bool = True) -> SessionWriter:
+    def resume(cls, path: str | os.PathLike[str], *, close_open_runs: bool = True,
+               lock: SessionLock | None = None) -> SessionWriter:
         """Make a session file writable again (also after a crash) and append to it.
 
         Every complete row is copied into a new file beside ``path``, which is
         fsynced and atomically renamed over ``path``; the writer returned is
         positioned after the last complete row. Rows that a killed writer had
         only half written are dropped; no complete row is lost or duplicated.
-        ``seq`` and run numbers continue where they stopped.
+        ``seq`` and run numbers continue where they stopped. The file stays
+        locked from the first step to the writer's close, so two resumes of
+        one file cannot both proceed.
 
         Parameters
         ----------
@@ -558,6 +820,8 @@ class SessionWriter:
         close_open_runs : bool
             Append a ``RunStop(status="failed")`` with an "interrupted" reason
             for every run that has no stop record.
+        lock : SessionLock, optional
+            The file's lock, taken earlier by the caller (it is released here).
 
         Raises
         ------
@@ -567,30 +831,52 @@ class SessionWriter:
             When ``path`` is not a micropl session file.
         """
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(2, "No such file or directory", str(path))
-        if writer_alive(path):
-            raise SessionBusyError(f"{path}: session file is being written by another process")
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.resuming")
+        held = lock if lock is not None else SessionLock.acquire(path)
         try:
-            with SessionReader(path) as src:
+            if not held.held or held.path != path:
+                raise ValueError(f"{path}: the lock given is not held on this file")
+            return cls._resume_locked(path, close_open_runs)
+        finally:
+            held.release()
+
+    @classmethod
+    def _resume_locked(cls, path: Path, close_open_runs: bool) -> SessionWriter:
+        hint = "free some space or copy the file to a writable folder and resume the copy"
+        tmp = _tmp_path(path, "resuming")
+        fd: int | None = None
+        try:
+            with SessionReader(path, assume_no_writer=True) as src:
                 open_runs = [r.run_id for r in src.runs() if r.status in ("running",
                                                                           "interrupted")]
-                with h5py.File(tmp, "w", libver="latest") as dst:
+                try:
+                    dst = h5py.File(tmp, "w", libver="latest")
+                except OSError as exc:
+                    raise _output_error(tmp, exc, hint) from None
+                with dst:
                     src._copy_into(dst)
             _fsync_path(tmp)
+            fd = _try_lock(tmp, exclusive=True)
+            if fd is None:
+                raise SessionBusyError(f"{tmp}: locked by another process")
             os.replace(tmp, path)
             _fsync_path(path.parent, directory=True)
         except BaseException:
+            if fd is not None:
+                os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
-        h5 = h5py.File(path, "r+", libver="latest", rdcc_nbytes=_WRITER_RDCC_BYTES)
+        try:
+            h5 = h5py.File(path, "r+", libver="latest", rdcc_nbytes=_WRITER_RDCC_BYTES)
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             h5.swmr_mode = True
+            writer = cls(path, h5, fd)
         except BaseException:
             h5.close()
+            os.close(fd)
             raise
-        writer = cls._locked(path, h5)
         if close_open_runs and open_runs:
             now = time.time()
             writer.append_many([RunStop(run_id, "failed", _INTERRUPTED_REASON, now)
@@ -777,6 +1063,37 @@ class QDInfo:
     snr: float
     status: str
     reason: str
+
+
+@dataclass(frozen=True)
+class SurveyState:
+    """A stored survey's progress, as :meth:`SessionReader.survey_state` reads it.
+
+    Attributes
+    ----------
+    run_id : int
+        The survey run that mapped the sample (or was killed mapping it).
+    parameters : dict
+        That run's parameters.
+    spots : SpotList or None
+        The spots found in its map; None when the map did not finish.
+    map_lines : list of MapLine
+        Its stored map lines (kind ``map``), in append order.
+    qds : list of QDInfo
+        Every stored selected QD with its latest status.
+    open_runs : list of int
+        Runs without a stop record (interrupted).
+    film : Spectrum or None
+        The newest stored film reference.
+    """
+
+    run_id: int
+    parameters: dict[str, Any]
+    spots: Any
+    map_lines: list[Any]
+    qds: list[QDInfo]
+    open_runs: list[int]
+    film: Any
 
 
 @dataclass(frozen=True)
@@ -992,8 +1309,10 @@ class SessionReader:
         truncated, foreign, newer format).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, assume_no_writer: bool = False) -> None:
+        # assume_no_writer: the caller holds the file's writer lock itself (a resume).
         self.path = Path(path)
+        self._no_writer = assume_no_writer
         if not self.path.exists():
             raise FileNotFoundError(2, "No such file or directory", str(self.path))
         if self.path.is_dir():
@@ -1022,7 +1341,7 @@ class SessionReader:
             raise _not_session(self.path, f"cannot read: {exc}") from None
         if head[:8] != _HDF5_SIGNATURE:
             raise _not_session(self.path, "not an HDF5 file" if head else "empty file")
-        alive = writer_alive(self.path)
+        alive = not self._no_writer and writer_alive(self.path)
         # Superblock v2/v3: byte 11 holds the file-consistency flags, set while a
         # writer has (or had, if it was killed) the file open.
         open_for_write = len(head) >= 12 and head[8] >= 2 and head[11] != 0
@@ -1109,47 +1428,114 @@ class SessionReader:
             self._specs[name] = spec
 
     # ----------------------------------------------------------------- metadata
+    def _attr(self, name: str, convert: Any, default: Any = None) -> Any:
+        try:
+            value = self._h5.attrs[name] if default is None else \
+                self._h5.attrs.get(name, default)
+            return convert(value)
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise _not_session(self.path, f"attribute {name!r} is missing or damaged: "
+                                          f"{exc}") from None
+
+    def _text(self, name: str) -> str:
+        try:
+            value = self._h5[name].asstr()[()]
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise _not_session(self.path, f"{name} is missing or damaged: {exc}") from None
+        if not isinstance(value, str):
+            raise _not_session(self.path, f"{name} is not a text")
+        return value
+
     @property
     def software_version(self) -> str:
         """micropl version that created the file."""
-        return str(self._h5.attrs["software_version"])
+        return self._attr("software_version", str)
 
     @property
     def created(self) -> str:
         """Creation time, ISO 8601 (UTC)."""
-        return str(self._h5.attrs["created"])
+        return self._attr("created", str)
 
     @property
     def created_unix_s(self) -> float:
         """Creation time, Unix seconds."""
-        return float(self._h5.attrs["created_unix_s"])
+        return self._attr("created_unix_s", float)
 
     @property
     def simulated(self) -> bool:
         """True for a session recorded on simulated instruments (has ``/truth``)."""
-        return bool(self._h5.attrs["simulated"])
+        return self._attr("simulated", bool)
 
     @property
     def resume_count(self) -> int:
         """How many times the session was resumed."""
-        return int(self._h5.attrs.get("resume_count", 0))
+        return self._attr("resume_count", int, default=0)
 
     @property
     def config_text(self) -> str:
         """The setup configuration (YAML text)."""
-        return self._h5["config_text"].asstr()[()]
+        return self._text("config_text")
 
     @property
     def instruments(self) -> dict[str, Any]:
-        """Instrument settings snapshot taken at creation."""
-        return json.loads(self._h5["instruments_json"].asstr()[()])
+        """Instrument settings snapshot taken at creation.
+
+        Raises
+        ------
+        FileFormatError
+            When ``instruments_json`` is not a JSON object (one line).
+        """
+        return self.json_field(self._text("instruments_json"), "instruments_json", want=dict)
 
     @property
     def truth(self) -> dict[str, np.ndarray] | None:
-        """The virtual sample of a simulated session (None otherwise)."""
+        """The virtual sample of a simulated session (None otherwise).
+
+        Raises
+        ------
+        FileFormatError
+            When the arrays are not 1-D of one length, or claim more data
+            than the file holds.
+        """
         if "truth" not in self._h5:
             return None
-        return {name: ds[()] for name, ds in self._h5["truth"].items()}
+        out = {}
+        try:
+            for name, ds in self._h5["truth"].items():
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+                    raise _not_session(self.path, f"truth/{name} is not a 1-D array")
+                self._check_stored(f"truth/{name}", ds, int(ds.shape[0]))
+                out[name] = ds[()]
+        except (OSError, TypeError, ValueError) as exc:
+            if isinstance(exc, FileFormatError):
+                raise
+            raise _not_session(self.path, f"truth is damaged: {exc}") from None
+        lengths = {arr.shape[0] for arr in out.values()}
+        if len(lengths) > 1:
+            raise _not_session(self.path, f"truth arrays have different lengths "
+                                          f"{sorted(lengths)}")
+        return out
+
+    def _check_stored(self, what: str, ds: h5py.Dataset, n_elements: int) -> None:
+        """Refuse reading ``n_elements`` of ``ds`` when the file cannot hold them.
+
+        A dataset's extent is only a claim: HDF5 returns fill values for what
+        was never written. Reading is bounded by the bytes actually allocated
+        to the dataset (x1000 for compressed ones), so memory and time stay
+        bounded whatever the file claims.
+        """
+        need = n_elements * ds.dtype.itemsize
+        if need <= 0:
+            return
+        try:
+            stored = int(ds.id.get_storage_size())
+            filtered = ds.id.get_create_plist().get_nfilters() > 0
+        except (OSError, RuntimeError) as exc:
+            raise _not_session(self.path, f"{what} is damaged: {exc}") from None
+        if need > stored * (1000 if filtered else 1):
+            raise _not_session(self.path, f"{what} claims {n_elements} elements "
+                                          f"({need} bytes), more than the file holds "
+                                          f"({stored} bytes)")
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -1162,7 +1548,7 @@ class SessionReader:
 
     def writer_alive(self) -> bool:
         """True while a live writer holds the file."""
-        return writer_alive(self.path)
+        return not self._no_writer and writer_alive(self.path)
 
     # ----------------------------------------------------------------- rows
     def _group(self, table: str) -> h5py.Group:
@@ -1214,6 +1600,7 @@ class SessionReader:
             else:
                 n = rows_ds.shape[0]
                 self._check_on_disk(table, rows_ds, 0, n)
+            self._check_stored(f"table {table!r}: rows", rows_ds, int(n))
             rows = rows_ds[:n]
         except OSError as exc:
             raise _not_session(self.path, f"table {table!r} is damaged: {exc}") from None
@@ -1298,7 +1685,11 @@ class SessionReader:
         spec = self._specs[table]
         col = spec.column(column)
         if not col.variable:
-            return [_python(col, v) for v in rows[col.name]]
+            try:
+                return [_python(col, v) for v in rows[col.name]]
+            except UnicodeDecodeError as exc:
+                raise _not_session(self.path, f"table {table!r}: column {column!r}: "
+                                              f"{exc}") from None
         ds = self._group(table)[col.name]
         if self._h5.swmr_mode:
             ds.refresh()
@@ -1306,11 +1697,11 @@ class SessionReader:
         sizes = rows[f"{column}_size"].astype(np.int64)
         if rows.shape[0] == 0:
             return []
+        if column in SAME_LENGTH.get(table, ()):
+            self._check_lengths(table, rows)
+        self._check_extents(table, column, ds, rows, offsets, sizes)
         lo = int(offsets.min())
         hi = int((offsets + sizes).max())
-        if hi > ds.shape[0]:
-            raise _not_session(self.path, f"table {table!r}: column {column!r} is shorter "
-                                          f"than its rows say ({ds.shape[0]} < {hi})")
         try:
             self._check_on_disk(table, ds, lo, hi)
             if (hi - lo) * ds.dtype.itemsize <= _READ_SPAN_BYTES:
@@ -1320,19 +1711,46 @@ class SessionReader:
                 flats = [ds[o: o + s] for o, s in zip(offsets, sizes)]
         except OSError as exc:
             raise _not_session(self.path, f"table {table!r} is damaged: {exc}") from None
-        out: list[Any] = []
-        for i, flat in enumerate(flats):
-            if col.kind == "text":
-                out.append(flat.tobytes().decode("utf-8"))
-            elif col.kind == "json":
-                out.append(_decode_json(col, flat.tobytes()))
-            else:
-                if col.has_shape:
-                    shape = tuple(int(d) for d in rows[f"{column}_shape"][i] if d >= 0)
-                else:
-                    shape = (flat.size,)
-                out.append(flat.reshape(shape))
-        return out
+        try:
+            return [self._decode(col, rows, i, flat) for i, flat in enumerate(flats)]
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON (incl. FileFormatError)
+            if isinstance(exc, FileFormatError):
+                raise
+            raise _not_session(self.path, f"table {table!r}: column {column!r}: "
+                                          f"{' '.join(str(exc).split())[:200]}") from None
+
+    def _decode(self, col: Column, rows: np.ndarray, i: int, flat: np.ndarray) -> Any:
+        if col.kind == "text":
+            return flat.tobytes().decode("utf-8")
+        if col.kind == "json":
+            return _decode_json(col, flat.tobytes())
+        if col.has_shape:
+            dims = [int(d) for d in rows[f"{col.name}_shape"][i]]
+            shape = tuple(d for d in dims if d >= 0)
+            if len(shape) > col.max_ndim or int(np.prod(shape)) != flat.size or \
+                    any(d < 0 for d in dims[: len(shape)]):
+                raise FileFormatError(f"{self.path}: not a micropl session file (column "
+                                      f"{col.name!r}: shape {dims} does not fit its "
+                                      f"{flat.size} values (seq {int(rows['seq'][i])}))")
+            return flat.reshape(shape)
+        return flat.reshape((flat.size,))
+
+    def _check_extents(self, table: str, column: str, ds: h5py.Dataset, rows: np.ndarray,
+                       offsets: np.ndarray, sizes: np.ndarray) -> None:
+        """Every row's values must lie inside the values dataset, apart, and be stored."""
+        n = int(ds.shape[0])
+        bad = (offsets < 0) | (sizes < 0) | (offsets > n) | (sizes > n - np.minimum(offsets, n))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise _not_session(self.path, f"table {table!r}: row seq {int(rows['seq'][k])} "
+                                          f"points outside column {column!r} (offset "
+                                          f"{int(offsets[k])}, size {int(sizes[k])}, the "
+                                          f"column holds {n})")
+        total = int(sizes.sum())
+        if total > n:  # rows of one table never share values
+            raise _not_session(self.path, f"table {table!r}: rows claim {total} values of "
+                                          f"column {column!r}, which holds {n}")
+        self._check_stored(f"table {table!r}: column {column!r}", ds, total)
 
     def records(self, table: str | type, *, run_id: int | None = None,
                 qd_id: int | None = None, kind: str | None = None) -> list[StoredRecord]:
@@ -1352,6 +1770,7 @@ class SessionReader:
         if spec.record_type is None:
             raise _not_session(self.path, f"table {name!r} holds {spec.type_name}, which this "
                                           f"micropl does not know")
+        self._check_lengths(name, rows)
         columns = {c.name: self.values(name, c.name, rows) for c in spec.columns}
         out = []
         for i in range(rows.shape[0]):
@@ -1362,13 +1781,28 @@ class SessionReader:
                 kwargs["qd_id"] = int(rows["qd_id"][i])
             try:
                 record = spec.record_type(**kwargs)
-            except TypeError as exc:
-                raise _not_session(self.path, f"table {name!r} does not fit "
-                                              f"{spec.type_name}: {exc}") from None
+                kind = rows["kind"][i].decode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise _not_session(self.path, f"table {name!r} (seq {int(rows['seq'][i])}) "
+                                              f"does not fit {spec.type_name}: {exc}") from None
             out.append(StoredRecord(int(rows["seq"][i]), name, int(rows["run_id"][i]),
-                                    int(rows["qd_id"][i]), rows["kind"][i].decode("utf-8"),
-                                    record))
+                                    int(rows["qd_id"][i]), kind, record))
         return out
+
+    def _check_lengths(self, name: str, rows: np.ndarray) -> None:
+        """Refuse rows whose arrays that belong together have different lengths."""
+        spec = self._specs[name]
+        present = {c.name for c in spec.columns if c.variable}
+        group = [c for c in SAME_LENGTH.get(name, ()) if c in present]
+        if len(group) < 2 or rows.shape[0] == 0:
+            return
+        sizes = np.stack([rows[f"{c}_size"].astype(np.int64) for c in group])
+        bad = (sizes != sizes[0]).any(axis=0)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            lengths = ", ".join(f"{c} {int(sizes[j, k])}" for j, c in enumerate(group))
+            raise _not_session(self.path, f"table {name!r}: row seq {int(rows['seq'][k])} "
+                                          f"has arrays of different lengths ({lengths})")
 
     # ----------------------------------------------------------------- views
     def runs(self) -> list[RunInfo]:
@@ -1427,19 +1861,57 @@ class SessionReader:
         Returns
         -------
         (parameters, pending) or None
-            ``parameters``: the latest ``survey`` run's parameters (dict from
-            its JSON); ``pending``: ``{qd_id, x_um, y_um, amplitude, snr}`` of
-            every selected QD without a stored status (neither completed nor
-            failed), by QD number. None when the file holds no survey run.
+            ``parameters``: the parameters of the survey run that mapped the
+            sample (see :meth:`survey_state`); ``pending``: ``{qd_id, x_um,
+            y_um, amplitude, snr}`` of every stored selected QD without a
+            stored status (neither completed nor failed), by QD number. None
+            when the file holds no survey run.
+        """
+        state = self.survey_state()
+        if state is None:
+            return None
+        pending = [{"qd_id": q.qd_id, "x_um": q.x_um, "y_um": q.y_um,
+                    "amplitude": q.amplitude, "snr": q.snr}
+                   for q in state.qds if q.status == "pending"]
+        return state.parameters, pending
+
+    def survey_state(self) -> SurveyState | None:
+        """Where a survey stands: the facts a resume is planned from (None: no survey).
+
+        The survey run is the latest ``survey`` run that was not itself a
+        resume (whose parameters have no ``targets``), else the latest one.
         """
         surveys = [r for r in self.runs() if r.procedure == "survey"]
         if not surveys:
             return None
-        parameters = json.loads(surveys[-1].parameters_json or "{}")
-        pending = [{"qd_id": q.qd_id, "x_um": q.x_um, "y_um": q.y_um,
-                    "amplitude": q.amplitude, "snr": q.snr}
-                   for q in self.qds() if q.status == "pending"]
-        return parameters, pending
+        decoded = [(r, self.json_field(r.parameters_json or "{}",
+                                       f"run {r.run_id} parameters_json", want=dict))
+                   for r in surveys]
+        mapping = [(r, p) for r, p in decoded if p.get("targets") is None]
+        run, parameters = (mapping or decoded)[-1]
+        spots = self.records("spot_list", run_id=run.run_id) if "spot_list" in self._specs \
+            else []
+        lines = self.records("map_line", run_id=run.run_id, kind="map") \
+            if "map_line" in self._specs else []
+        return SurveyState(
+            run_id=run.run_id, parameters=parameters,
+            spots=spots[-1].record if spots else None,
+            map_lines=[s.record for s in lines], qds=self.qds(),
+            open_runs=[r.run_id for r in self.runs() if r.status in ("running", "interrupted")],
+            film=self.film_reference())
+
+    def json_field(self, text: str, field: str, *, want: type | None = None) -> Any:
+        """Decode the stored JSON ``text`` of ``field``; one-line FileFormatError if bad."""
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise FileFormatError(f"{self.path}: {field} is not valid JSON "
+                                  f"({' '.join(str(exc).split())[:200]})") from None
+        if want is not None and not isinstance(value, want):
+            raise FileFormatError(f"{self.path}: {field} must be a JSON "
+                                  f"{'object' if want is dict else want.__name__}, got "
+                                  f"{type(value).__name__}")
+        return value
 
     def film_reference(self) -> Any:
         """The newest stored film reference (kind ``film_accumulated``), a Spectrum, or None."""
@@ -1460,6 +1932,7 @@ class SessionReader:
             Channel of each tag.
         """
         rows = self.rows("tag_chunk", qd_id=qd_id, run_id=run_id, kind=kind)
+        self._check_lengths("tag_chunk", rows)
         t = self.values("tag_chunk", "t_ps", rows)
         c = self.values("tag_chunk", "channel", rows)
         if not t:
@@ -1491,15 +1964,19 @@ class SessionReader:
                 continue
             rows = self.rows(name)
             src_group = self._group(name)
+            self._check_lengths(name, rows)
             for col in spec.columns:
                 if not col.variable or rows.shape[0] == 0:
-                    continue
-                end = int((rows[f"{col.name}_offset"] + rows[f"{col.name}_size"]).max())
-                if end == 0:
                     continue
                 src_ds = src_group[col.name]
                 if self._h5.swmr_mode:
                     src_ds.refresh()
+                offsets = rows[f"{col.name}_offset"].astype(np.int64)
+                sizes = rows[f"{col.name}_size"].astype(np.int64)
+                self._check_extents(name, col.name, src_ds, rows, offsets, sizes)
+                end = int((offsets + sizes).max())
+                if end == 0:
+                    continue
                 self._check_on_disk(name, src_ds, 0, end)  # never copy zeros as data
                 dst_ds = group[col.name]
                 dst_ds.resize((end,))

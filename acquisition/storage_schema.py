@@ -71,6 +71,7 @@ __all__ = [
     "ENVELOPE",
     "KIND_BYTES",
     "SchemaError",
+    "SAME_LENGTH",
     "Column",
     "TableSpec",
     "F",
@@ -431,6 +432,20 @@ def register_table(spec: TableSpec) -> TableSpec:
     _BY_NAME[spec.name] = spec
     _BY_TYPE[spec.record_type] = spec
     return spec
+
+
+#: Per table, the array columns of one record that must hold equally many values
+#: (the reader refuses a row where they differ: such arrays do not belong together).
+SAME_LENGTH: dict[str, tuple[str, ...]] = {
+    "spectrum": ("wavelength_nm", "counts"),
+    "tag_chunk": ("t_ps", "channel"),
+    "map_line": ("x_um", "counts"),
+    "g2_histogram": ("tau_ps", "counts"),
+    "power_series": ("power_percent", "rate_cps", "rate_err_cps"),
+    "spot_list": ("x_um", "x_err_um", "y_um", "y_err_um", "amplitude", "amplitude_err",
+                  "offset", "fwhm_um", "fwhm_err_um", "fwhm_major_um", "snr", "isolated",
+                  "nearest_um", "at_edge"),
+}
 
 
 def table_for(record_type: type) -> TableSpec:

@@ -36,6 +36,7 @@ from micropl.drivers.interfaces import Frame, MapLine, Spectrum, TagChunk
 def fake_record(spec: schema.TableSpec, rng: np.random.Generator):
     """A record of ``spec.record_type`` with random values of every declared column."""
     kwargs = {}
+    same_length: dict[str, int] = {}
     for own in spec.own_ids:
         kwargs[own] = int(rng.integers(0, 1000))
     for col in spec.columns:
@@ -58,6 +59,8 @@ def fake_record(spec: schema.TableSpec, rng: np.random.Generator):
         else:
             ndim = int(rng.integers(0 if col.max_ndim > 1 else 1, col.max_ndim + 1))
             shape = tuple(int(n) for n in rng.integers(0, 6, ndim))
+            if col.name in schema.SAME_LENGTH.get(spec.name, ()):  # arrays that belong together
+                shape = (same_length.setdefault("n", int(rng.integers(0, 6))),)
             dtype = np.dtype(col.dtype)
             if dtype.kind == "f":
                 value = rng.normal(size=shape) * 1e6

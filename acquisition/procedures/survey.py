@@ -18,6 +18,7 @@ QD spectrum, and stored (kinds ``film_raw``, ``film_frame``,
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -83,6 +84,8 @@ class Survey(ProcedureBase):
                                          "(resume)")
 
     _film: Spectrum | None = PrivateAttr(None)
+    _map: MapImage | None = PrivateAttr(None)
+    _announce: frozenset[int] = PrivateAttr(frozenset())
 
     @model_validator(mode="after")
     def _film_needs_photoelectrons(self) -> Survey:
@@ -124,10 +127,49 @@ class Survey(ProcedureBase):
         survey._film = film
         return survey
 
+    def resuming(self, *, film: Spectrum | None, image: MapImage | None = None,
+                 announce: Iterable[int] = ()) -> Survey:
+        """This survey continuing a stored one (``targets`` are the QDs left to measure).
+
+        Parameters
+        ----------
+        film : Spectrum or None
+            The stored film reference, subtracted instead of taking a new one.
+        image : MapImage, optional
+            The stored PL map: when no film reference was stored, it is taken
+            at the darkest place of this map (as the original survey would have).
+        announce : iterable of int
+            QD numbers whose :class:`QDTarget` record was not stored before the
+            interruption; this run stores it before measuring them.
+        """
+        survey = self.reusing_film(film)
+        survey._map = image
+        survey._announce = frozenset(int(i) for i in announce)
+        return survey
+
+    def select(self, spots: Any) -> list[Target]:
+        """The QDs to measure among the ``spots`` found in the map, numbered from 0.
+
+        Deterministic: a resume recomputes the same list from the stored spot list.
+        """
+        rate = np.asarray(spots.amplitude) / self.scan.dwell_s
+        keep = (rate >= self.min_rate_cps) & (rate <= self.max_rate_cps) & \
+            ~np.asarray(spots.at_edge, dtype=bool)
+        if self.isolated_only:
+            keep &= np.asarray(spots.isolated, dtype=bool)
+        index = np.flatnonzero(keep)[: self.max_qds]
+        return [Target(qd_id=qd_id, x_um=float(spots.x_um[k]), y_um=float(spots.y_um[k]),
+                       amplitude=float(spots.amplitude[k]), snr=float(spots.snr[k]))
+                for qd_id, k in enumerate(index)]
+
     def run(self, ctx: Any) -> dict[str, Any]:
         image = None
         if self.targets is not None:
             targets = list(self.targets)
+            image = self._map
+            for target in targets:
+                if target.qd_id in self._announce:
+                    self._announce_target(ctx, target)
         else:
             targets, image = self._find(ctx)
         film = self._film
@@ -159,21 +201,18 @@ class Survey(ProcedureBase):
         image: MapImage = self.scan.run(ctx)
         spots = find_spots(image.counts, image.x_um, image.y_um, psf_fwhm_um=self.psf_fwhm_um,
                            snr_min=self.min_snr)
+        # Stored before the QD targets (one row): a resume rebuilds the selection from it.
         ctx.emit(spots, kind="spots")
-        rate = spots.amplitude / self.scan.dwell_s
-        keep = (rate >= self.min_rate_cps) & (rate <= self.max_rate_cps) & ~spots.at_edge
-        if self.isolated_only:
-            keep &= spots.isolated
-        index = np.flatnonzero(keep)[: self.max_qds]
-        ctx.log.info("map: %d spots, %d selected", len(spots), index.size)
-        targets = []
-        for qd_id, k in enumerate(index):
-            target = Target(qd_id=qd_id, x_um=float(spots.x_um[k]), y_um=float(spots.y_um[k]),
-                            amplitude=float(spots.amplitude[k]), snr=float(spots.snr[k]))
-            ctx.emit(QDTarget(run_id=ctx.run_id, qd_id=qd_id, x_um=target.x_um,
-                              y_um=target.y_um, amplitude=target.amplitude, snr=target.snr))
-            targets.append(target)
+        targets = self.select(spots)
+        ctx.log.info("map: %d spots, %d selected", len(spots), len(targets))
+        for target in targets:
+            self._announce_target(ctx, target)
         return targets, image
+
+    @staticmethod
+    def _announce_target(ctx: Any, target: Target) -> None:
+        ctx.emit(QDTarget(run_id=ctx.run_id, qd_id=target.qd_id, x_um=target.x_um,
+                          y_um=target.y_um, amplitude=target.amplitude, snr=target.snr))
 
     def _film_reference(self, ctx: Any, image: MapImage) -> Spectrum:
         """Take the film reference at the darkest place of the map (retried like a QD)."""
