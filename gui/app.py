@@ -171,6 +171,8 @@ def application() -> QtWidgets.QApplication:
         app = QtWidgets.QApplication(sys.argv[:1])
         app.setApplicationName("micropl")
         app.setOrganizationName("micropl")
+    # Qt's own dialogs only: the emergency-stop keys must reach Qt (see main_window).
+    QtCore.QCoreApplication.setAttribute(QtCore.Qt.AA_DontUseNativeDialogs, True)
     # No antialiasing: curves of 10⁴ points redraw several times faster.
     pg.setConfigOptions(antialias=False)
     # Hand the GIL back to the GUI thread sooner while acquisition and fit threads

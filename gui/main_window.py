@@ -15,15 +15,14 @@ The emergency stop (F12, Ctrl+Space) is an application-wide event filter
 (:class:`EmergencyStopFilter`), not only a shortcut: Qt delivers no main-window
 shortcut to a window blocked by a modal dialog, but every key press of every
 window (dialogs, file dialogs, menus) passes the application's event filters.
-The dialogs micropl opens are Qt's own (no native file dialog, which would
-keep the keys from Qt), and the close confirmation has a "Laser off now"
+Every dialog is Qt's own (``AA_DontUseNativeDialogs``; a native file dialog
+would keep the keys from Qt), and the close confirmation has a "Laser off now"
 button. :meth:`MainWindow.shutdown` ends the window without asking (used on
 SIGTERM, SIGHUP, SIGINT; see :mod:`micropl.gui.app`).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import multiprocessing
@@ -54,8 +53,8 @@ from micropl.gui.settings import make_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MainWindow", "EmergencyStopFilter", "ESTOP_SHORTCUTS", "DRAIN_INTERVAL_MS",
-           "close_dialogs"]
+__all__ = ["MainWindow", "EmergencyStopFilter", "LifetimePool", "ESTOP_SHORTCUTS",
+           "DRAIN_INTERVAL_MS", "close_dialogs"]
 
 #: Keyboard shortcuts of the laser-off / emergency-stop action.
 ESTOP_SHORTCUTS = ("F12", "Ctrl+Space")
@@ -64,18 +63,6 @@ LASER_OFF_BUTTON = "■ Laser off now"
 #: A key press that follows its shortcut-override event within this time (s) is the
 #: same press (Qt sends both for one press; the stop runs once).
 SAME_PRESS_S = 1.0
-#: Signals the lifetime-fit worker process blocks: Ctrl-C and a closed terminal reach
-#: the whole process group, and the GUI process ends the worker itself.
-WORKER_BLOCKED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGHUP")
-                               if hasattr(signal, name))
-
-
-def _worker_initializer() -> Callable[[], Any]:
-    """What the lifetime-fit worker process runs first: block (or ignore) those signals."""
-    if hasattr(signal, "pthread_sigmask"):
-        return functools.partial(signal.pthread_sigmask, signal.SIG_BLOCK,
-                                 WORKER_BLOCKED_SIGNALS)
-    return functools.partial(signal.signal, signal.SIGINT, signal.SIG_IGN)
 #: Period of the display timer, ms: each tick takes the buffer and updates one panel group.
 DRAIN_INTERVAL_MS = 25
 #: Panel groups; one tick never repaints more than one (a repaint costs 5–20 ms per plot).
@@ -93,6 +80,32 @@ GROUP_FIELDS = {
 }
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
+#: Signals the lifetime-fit worker process blocks: Ctrl-C and a closed terminal reach
+#: the whole process group, and the GUI process ends the worker itself.
+WORKER_BLOCKED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGHUP")
+                               if hasattr(signal, name))
+
+
+class LifetimePool(ProcessPoolExecutor):
+    """The one-process pool of the lifetime fits; its worker never sees Ctrl-C.
+
+    The worker is spawned by the first :meth:`submit`, with
+    :data:`WORKER_BLOCKED_SIGNALS` blocked in the submitting thread for that
+    call: a new process inherits the mask from its first instruction, so a
+    Ctrl-C while it still imports (seconds) cannot end it with a traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if not hasattr(signal, "pthread_sigmask"):
+            return super().submit(fn, *args, **kwargs)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_BLOCKED_SIGNALS)
+        try:
+            return super().submit(fn, *args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _key_combos(shortcuts: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -207,9 +220,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.read_only = session is None
         self.settings = settings or make_settings()
         # Lifetime fits take ~1 s of CPU each: a separate process keeps them off the GIL.
-        self._executor = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_initializer())
+        self._executor = LifetimePool()
         self.buffer = DisplayBuffer(lifetime_executor=self._executor)
         self.log_handler = GuiLogHandler()
         package_logger = logging.getLogger("micropl")
@@ -245,6 +256,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.worker.poll_now()
             self.estop_filter = EmergencyStopFilter(self.emergency_stop, parent=self)
             QtWidgets.QApplication.instance().installEventFilter(self.estop_filter)
+            # Every dialog Qt's own (pyqtgraph's export dialogs too): a native dialog
+            # (GTK, KDE, Windows) takes the keys before Qt, and so before the filter.
+            QtCore.QCoreApplication.setAttribute(QtCore.Qt.AA_DontUseNativeDialogs, True)
             self.setWindowTitle(f"micropl — {session.setup.source}"
                                 + (f" → {session.path}" if session.path else ""))
 

@@ -28,7 +28,12 @@ from micropl.acquisition.procedures import G2, RasterScan, Refocus, SpectrumAcqu
 from micropl.acquisition.session import Session
 from micropl.acquisition.storage import SessionReader, writer_alive
 from micropl.gui.app import SHUTDOWN_SIGNALS, signal_reason, signal_shutdown
-from micropl.gui.main_window import LASER_OFF_BUTTON, EmergencyStopFilter, MainWindow
+from micropl.gui.main_window import (
+    LASER_OFF_BUTTON,
+    EmergencyStopFilter,
+    LifetimePool,
+    MainWindow,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -199,6 +204,8 @@ def test_emergency_stop_key_works_inside_dialog(qtbot, live, dialog_name, key):
     if "error" in outcome:
         raise outcome["error"]
     assert outcome["dialog"] == kind
+    # No native dialog anywhere (a native one would keep the keys from Qt).
+    assert QtCore.QCoreApplication.testAttribute(QtCore.Qt.AA_DontUseNativeDialogs)
     assert live.isVisible()  # "No" to the close confirmation keeps the window
     assert active_dialog() is None
     assert live.session.setup.laser.emission_on is False
@@ -240,16 +247,18 @@ def test_emergency_stop_key_in_main_window_stops_once_per_press(qtbot, live, mon
 
 
 @pytest.mark.parametrize(("key", "modifiers", "stops"), [
-    (QtCore.Qt.Key_F12, QtCore.Qt.NoModifier, True),
-    (QtCore.Qt.Key_F12, QtCore.Qt.ShiftModifier, True),
-    (QtCore.Qt.Key_F12, QtCore.Qt.ControlModifier | QtCore.Qt.AltModifier, True),
-    (QtCore.Qt.Key_F12, QtCore.Qt.KeypadModifier, True),
-    (QtCore.Qt.Key_Space, QtCore.Qt.ControlModifier, True),
-    (QtCore.Qt.Key_Space, QtCore.Qt.ControlModifier | QtCore.Qt.ShiftModifier, True),
-    (QtCore.Qt.Key_Space, QtCore.Qt.NoModifier, False),
-    (QtCore.Qt.Key_Space, QtCore.Qt.ShiftModifier, False),
-    (QtCore.Qt.Key_F11, QtCore.Qt.NoModifier, False),
-    (QtCore.Qt.Key_Return, QtCore.Qt.ControlModifier, False),
+    pytest.param(QtCore.Qt.Key_F12, QtCore.Qt.NoModifier, True, id="F12"),
+    pytest.param(QtCore.Qt.Key_F12, QtCore.Qt.ShiftModifier, True, id="Shift+F12"),
+    pytest.param(QtCore.Qt.Key_F12, QtCore.Qt.ControlModifier | QtCore.Qt.AltModifier, True,
+                 id="Ctrl+Alt+F12"),
+    pytest.param(QtCore.Qt.Key_F12, QtCore.Qt.KeypadModifier, True, id="keypad-F12"),
+    pytest.param(QtCore.Qt.Key_Space, QtCore.Qt.ControlModifier, True, id="Ctrl+Space"),
+    pytest.param(QtCore.Qt.Key_Space, QtCore.Qt.ControlModifier | QtCore.Qt.ShiftModifier, True,
+                 id="Ctrl+Shift+Space"),
+    pytest.param(QtCore.Qt.Key_Space, QtCore.Qt.NoModifier, False, id="Space"),
+    pytest.param(QtCore.Qt.Key_Space, QtCore.Qt.ShiftModifier, False, id="Shift+Space"),
+    pytest.param(QtCore.Qt.Key_F11, QtCore.Qt.NoModifier, False, id="F11"),
+    pytest.param(QtCore.Qt.Key_Return, QtCore.Qt.ControlModifier, False, id="Ctrl+Return"),
 ])
 def test_emergency_stop_filter_matches_only_its_keys(qapp, key, modifiers, stops):
     calls = []
@@ -323,11 +332,56 @@ def test_second_signal_is_ignored_and_handlers_restored(qtbot, settings_file):
     assert {sig: signal.getsignal(sig) for sig in SHUTDOWN_SIGNALS} == before
 
 
-def test_lifetime_worker_process_blocks_terminal_signals(qtbot, live):
-    """Ctrl-C and a closed terminal reach the whole process group; the fit worker blocks
-    them (the GUI ends it), so it prints no KeyboardInterrupt traceback."""
-    blocked = live._executor.submit(signal.pthread_sigmask, signal.SIG_BLOCK, []).result(60)
-    assert {signal.SIGINT, signal.SIGHUP} <= set(blocked)
+def test_signal_without_a_run_closes_the_window(qtbot, settings_file):
+    """SIGTERM with no run (the laser switched on by hand): laser off, window closed."""
+    with load_setup(clock_mode="fast") as setup, Session(setup) as session, \
+            signal_shutdown() as guard:
+        window = MainWindow(session)
+        qtbot.addWidget(window)
+        guard.window = window
+        window.show()
+        QTest.mouseClick(window.instruments_panel.laser_button, QtCore.Qt.LeftButton)
+        qtbot.waitUntil(lambda: setup.laser.emission_on, timeout=10_000)
+        os.kill(os.getpid(), signal.SIGTERM)
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+        qtbot.waitUntil(lambda: not setup.laser.emission_on, timeout=10_000)
+        assert guard.exit_code == 128 + signal.SIGTERM
+
+
+def test_signal_before_the_event_loop_ends_without_running_it(qtbot, settings_file, qapp):
+    """A signal while the setup loads: the loop never runs, the window ends the same way."""
+    from micropl.gui.app import SignalShutdown, _exec
+
+    with load_setup(clock_mode="fast") as setup, Session(setup) as session:
+        window = MainWindow(session)
+        qtbot.addWidget(window)
+        window.show()
+        guard = SignalShutdown()
+        guard.window = window
+        guard.signum = signal.SIGHUP  # as the handler records it
+        _exec(qapp, guard)
+        assert not guard.loop_running
+        assert not window.isVisible()
+        assert guard.exit_code == 128 + signal.SIGHUP
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_lifetime_worker_survives_terminal_signals_while_it_starts():
+    """Ctrl-C and a closed terminal reach the whole process group: the fit worker, hit by
+    SIGINT and SIGHUP while it is still importing, lives on (no KeyboardInterrupt
+    traceback, no broken pool) and blocks both (the GUI ends it)."""
+    pool = LifetimePool()
+    try:
+        future = pool.submit(signal.pthread_sigmask, signal.SIG_BLOCK, [])
+        pids = list(pool._processes)
+        assert len(pids) == 1
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            os.kill(pids[0], sig)
+        blocked = future.result(timeout=120)
+        assert {signal.SIGINT, signal.SIGHUP} <= set(blocked)
+        assert pool.submit(os.getpid).result(timeout=60) == pids[0]
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _stderr_lines(proc: subprocess.Popen) -> queue.Queue:
@@ -389,7 +443,7 @@ def test_signal_ends_micropl_gui_safely(tmp_path, first):
     assert "Traceback" not in text
     assert text.strip().splitlines()[-1].startswith(f"micropl: {first} received: ")
     assert not writer_alive(path)
-    with h5py.File(path, "r"):  # a plain (non-SWMR) open: refused while the file is open
+    with h5py.File(path, "r"):  # plain (non-SWMR): refused unless the writer closed the file
         pass
     with SessionReader(path) as reader:
         run = reader.runs()[-1]
