@@ -16,9 +16,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 from PyQt5 import QtCore, QtGui, QtWidgets
 from PyQt5.QtTest import QTest
@@ -37,7 +37,6 @@ from micropl.gui.main_window import (
 
 pytestmark = pytest.mark.timeout(180)
 
-REPO = Path(__file__).resolve().parents[1]
 KEYS = {"F12": (QtCore.Qt.Key_F12, QtCore.Qt.NoModifier),
         "Ctrl+Space": (QtCore.Qt.Key_Space, QtCore.Qt.ControlModifier)}
 
@@ -61,18 +60,15 @@ def settings_file(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def live(qapp, tmp_path_factory):
     """One live window on the simulated setup for the module (each test starts its run)."""
-    os.environ["MICROPL_GUI_SETTINGS"] = str(tmp_path_factory.mktemp("gui") / "gui.ini")
-    setup = load_setup(clock_mode="fast")
-    session = Session(setup)
-    window = MainWindow(session)
-    window.resize(1000, 700)
-    window.show()
-    yield window
-    window.ask = lambda question: True
-    window.close()
-    session.close()
-    setup.close()
-    os.environ.pop("MICROPL_GUI_SETTINGS", None)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MICROPL_GUI_SETTINGS", str(tmp_path_factory.mktemp("gui") / "gui.ini"))
+        with load_setup(clock_mode="fast") as setup, Session(setup) as session:
+            window = MainWindow(session)
+            window.resize(1000, 700)
+            window.show()
+            yield window
+            window.ask = lambda question: True
+            window.close()
 
 
 def start_survey(qtbot, window: MainWindow) -> None:
@@ -148,6 +144,19 @@ def stopped_while_open(qtbot, window: MainWindow, dialog: QtWidgets.QWidget) -> 
     assert laser.emission_on is False
 
 
+def map_pixels(window: MainWindow) -> int:
+    """Map pixels shown so far."""
+    rate = window.map_panel.map_rate()
+    return 0 if rate is None else int(np.isfinite(rate).sum())
+
+
+def still_displayed(qtbot, window: MainWindow) -> None:
+    """The survey goes on under the dialog and its map keeps reaching the screen."""
+    before = map_pixels(window)
+    qtbot.waitUntil(lambda: map_pixels(window) > before, timeout=15_000)
+    assert window.runner.busy
+
+
 def press(dialog: QtWidgets.QWidget, key: str) -> None:
     code, modifiers = KEYS[key]
     QTest.keyClick(key_target(dialog), code, modifiers)
@@ -196,6 +205,7 @@ def test_emergency_stop_key_works_inside_dialog(qtbot, live, dialog_name, key):
 
     def check(dialog):
         assert type(dialog).__name__ == kind
+        still_displayed(qtbot, live)
         press(dialog, key)
         stopped_while_open(qtbot, live, dialog)
 
