@@ -3,12 +3,19 @@
 ``--screenshot FILE.png --run survey`` runs a small fast survey, saves a
 picture of the main window and quits; it works offscreen
 (``QT_QPA_PLATFORM=offscreen``).
+
+SIGTERM, SIGHUP and SIGINT end it safely (laser off, run aborted naming the
+signal, session file closed) with exit code 128 + the signal's number and one
+line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
+import signal
+import sys
 from pathlib import Path
 
 from micropl.acquisition.cli import UsageError
@@ -67,5 +74,22 @@ def run(args: argparse.Namespace) -> int:
 
     from micropl.gui.app import run_gui
 
-    return run_gui(args.config, fast=args.fast, out=out, screenshot=args.screenshot,
+    code = run_gui(args.config, fast=args.fast, out=out, screenshot=args.screenshot,
                    run=args.run, exit_after_s=args.exit_after, size=size)
+    if code > 128:
+        report_signal_exit(code, out)
+    return code
+
+
+def report_signal_exit(code: int, out: Path | None) -> None:
+    """One line on stderr after signal ``code - 128`` ended the GUI."""
+    try:
+        name = signal.Signals(code - 128).name
+    except ValueError:
+        name = f"signal {code - 128}"
+    stored = f", {out} closed" if out is not None else ""
+    # After SIGHUP the terminal may be gone: a failed write must not change the exit code.
+    with contextlib.suppress(OSError):
+        sys.stderr.write(f"micropl: {name} received: window closed, a run in progress "
+                         f"aborted, instruments were made safe{stored}\n")
+        sys.stderr.flush()

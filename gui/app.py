@@ -4,13 +4,25 @@
 (``run``), waits until it ended (or ``exit_after`` seconds passed), saves a
 picture of the main window and quits — this works offscreen
 (``QT_QPA_PLATFORM=offscreen``).
+
+SIGTERM, SIGHUP and SIGINT (Ctrl-C in the terminal) end the GUI safely
+(:class:`SignalShutdown`): laser off, the run aborted with a reason naming the
+signal, the window closed, the session file closed, exit code 128 + the
+signal's number. Qt's event loop waits in C++, where Python runs no signal
+handler; the handler's wake-up byte on a socket pair
+(:func:`signal.set_wakeup_fd`) wakes it through a
+:class:`~PyQt5.QtCore.QSocketNotifier`, so the handler runs at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +43,125 @@ from micropl.gui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
-__all__ = ["application", "demo_survey", "ScriptedRun", "run_gui"]
+__all__ = ["application", "demo_survey", "ScriptedRun", "SignalShutdown", "run_gui",
+           "signal_shutdown", "SHUTDOWN_SIGNALS"]
 
 #: Python thread switch interval set by the GUI, s.
 GIL_SWITCH_INTERVAL_S = 0.001
+#: Signals that end the GUI safely, and what each one means.
+SHUTDOWN_SIGNALS = {getattr(signal, name): what for name, what in (
+    ("SIGTERM", "termination request"), ("SIGHUP", "terminal closed"), ("SIGINT", "Ctrl-C"))
+    if hasattr(signal, name)}
+
+
+def signal_reason(signum: int) -> str:
+    """The stored reason of a run ended by signal ``signum``, e.g. ``SIGTERM (...)``."""
+    sig = signal.Signals(signum)
+    what = SHUTDOWN_SIGNALS.get(sig)
+    return f"{sig.name} received" + (f" ({what})" if what else "") + ": GUI closed"
+
+
+class SignalShutdown(QtCore.QObject):
+    """Ends the GUI safely on SIGTERM, SIGHUP or SIGINT (install once, main thread).
+
+    The first signal calls :meth:`MainWindow.shutdown` of :attr:`window`
+    (laser off, run aborted with :func:`signal_reason`, dialogs closed, window
+    closed) from the event loop, then quits the loop; :attr:`exit_code` is then
+    128 + the signal's number. Later signals are logged and ignored: the
+    cleanup in progress (the run's stop record, the file's close) is never
+    cut short. The previous handlers and wake-up fd are restored by
+    :meth:`uninstall`.
+
+    Parameters
+    ----------
+    signals : iterable of signal.Signals
+        The signals handled.
+    parent : QObject, optional
+    """
+
+    def __init__(self, signals: Any = tuple(SHUTDOWN_SIGNALS),
+                 parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.signals = tuple(signal.Signals(s) for s in signals)
+        self.window: MainWindow | None = None
+        #: True while ``app.exec_()`` runs (set by :func:`run_gui`): the loop is quit after
+        #: the window closed. (Quitting outside ``exec_`` would end every later event loop.)
+        self.loop_running = False
+        self.signum: int | None = None
+        self.ignored: list[int] = []
+        self._previous: dict[signal.Signals, Any] = {}
+        self._old_wakeup_fd: int | None = None
+        self._sockets: tuple[socket.socket, socket.socket] | None = None
+        self._notifier: QtCore.QSocketNotifier | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal's number once a signal arrived, else None."""
+        return None if self.signum is None else 128 + int(self.signum)
+
+    def install(self) -> None:
+        """Set the handlers and the wake-up socket (main thread only)."""
+        read, write = socket.socketpair()
+        for sock in (read, write):
+            sock.setblocking(False)
+        self._sockets = (read, write)
+        self._notifier = QtCore.QSocketNotifier(read.fileno(), QtCore.QSocketNotifier.Read, self)
+        self._notifier.activated.connect(self._wake)
+        self._old_wakeup_fd = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+        for sig in self.signals:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        """Restore the previous handlers and wake-up fd; close the sockets."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+        if self._old_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._old_wakeup_fd)
+            self._old_wakeup_fd = None
+        if self._notifier is not None:
+            self._notifier.setEnabled(False)
+            self._notifier = None
+        if self._sockets is not None:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = None
+
+    def _wake(self, _fd: int) -> None:
+        """The loop woke on the socket: Python has run the handler by now; empty it."""
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while self._sockets is not None and self._sockets[0].recv(64):
+                pass
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.signum is not None:
+            self.ignored.append(signum)
+            log.warning("%s during the shutdown (%s): ignored, the cleanup goes on", name,
+                        signal.Signals(self.signum).name)
+            return
+        self.signum = signum
+        log.warning("%s received: laser off, run aborted, closing", name)
+        # Not here: the handler may interrupt any Python line of the GUI thread.
+        QtCore.QTimer.singleShot(0, self._shut_down)
+
+    def _shut_down(self) -> None:
+        reason = signal_reason(self.signum)
+        if self.window is not None:
+            self.window.shutdown(reason)
+        if self.loop_running:
+            QtWidgets.QApplication.instance().quit()
+
+
+@contextlib.contextmanager
+def signal_shutdown(signals: Any = tuple(SHUTDOWN_SIGNALS)) -> Iterator[SignalShutdown]:
+    """A :class:`SignalShutdown` installed for the ``with`` block (handlers restored after)."""
+    guard = SignalShutdown(signals)
+    guard.install()
+    try:
+        yield guard
+    finally:
+        guard.uninstall()
 
 
 def application() -> QtWidgets.QApplication:
@@ -44,6 +171,8 @@ def application() -> QtWidgets.QApplication:
         app = QtWidgets.QApplication(sys.argv[:1])
         app.setApplicationName("micropl")
         app.setOrganizationName("micropl")
+    # Qt's own dialogs only: the emergency-stop keys must reach Qt (see main_window).
+    QtCore.QCoreApplication.setAttribute(QtCore.Qt.AA_DontUseNativeDialogs, True)
     # No antialiasing: curves of 10⁴ points redraw several times faster.
     pg.setConfigOptions(antialias=False)
     # Hand the GIL back to the GUI thread sooner while acquisition and fit threads
@@ -133,6 +262,19 @@ class ScriptedRun(QtCore.QObject):
         window.close()
 
 
+def _exec(app: QtWidgets.QApplication, guard: SignalShutdown) -> None:
+    """Run the event loop, unless a signal arrived before it could start."""
+    if guard.signum is None:
+        guard.loop_running = True
+        try:
+            app.exec_()
+        finally:
+            guard.loop_running = False
+    if guard.signum is not None and guard.window is not None:
+        # A signal after the loop ended (or before it started): the same safe end.
+        guard.window.shutdown(signal_reason(guard.signum))
+
+
 def run_gui(config: str | Path | None = None, *, fast: bool = False,
             out: str | Path | None = None, screenshot: str | Path | None = None,
             run: str | None = None, exit_after_s: float | None = None,
@@ -160,33 +302,37 @@ def run_gui(config: str | Path | None = None, *, fast: bool = False,
     Returns
     -------
     int
-        Exit code: 0, or 1 when the screenshot could not be saved or the run failed.
+        Exit code: 0, or 1 when the screenshot could not be saved or the run failed;
+        128 + N after signal N (SIGTERM, SIGHUP, SIGINT) ended the GUI.
     """
     app = application()
-    setup = load_setup(config, clock_mode="fast" if fast else None)
-    try:
-        session = Session(setup, out)
+    with signal_shutdown() as guard:
+        setup = load_setup(config, clock_mode="fast" if fast else None)
         try:
-            window = MainWindow(session)
-            window.resize(*size)
-            window.show()
-            script = None
-            if run is not None or screenshot is not None or exit_after_s is not None:
-                procedure = None
-                if run == "survey":
-                    procedure = demo_survey()
-                elif run is not None:
-                    procedure = window.procedures_panel.procedure(run)
-                script = ScriptedRun(window, procedure,
-                                     screenshot=None if screenshot is None else Path(screenshot),
-                                     exit_after_s=exit_after_s)
-                QtCore.QTimer.singleShot(200, script.start)
-            app.exec_()
-            result = session.runner.wait(0)
+            session = Session(setup, out)
+            try:
+                window = MainWindow(session)
+                guard.window = window
+                window.resize(*size)
+                window.show()
+                script = None
+                if run is not None or screenshot is not None or exit_after_s is not None:
+                    procedure = None
+                    if run == "survey":
+                        procedure = demo_survey()
+                    elif run is not None:
+                        procedure = window.procedures_panel.procedure(run)
+                    script = ScriptedRun(window, procedure, screenshot=None if screenshot is None
+                                         else Path(screenshot), exit_after_s=exit_after_s)
+                    QtCore.QTimer.singleShot(200, script.start)
+                _exec(app, guard)
+                result = session.runner.wait(0)
+            finally:
+                session.close()
         finally:
-            session.close()
-    finally:
-        setup.close()
+            setup.close()
+    if guard.exit_code is not None:
+        return guard.exit_code
     if script is not None and script.screenshot is not None and not script.saved:
         return 1
     if run is not None and (result is None or not result.ok):
@@ -222,20 +368,22 @@ def run_replay_gui(path: str | Path, *, out: str | Path | None, speed: float = 1
 
     app = application()
     analysis = analysis or AnalysisSettings()
-    # Real clock: the speed (and a pause) can change while playing.
-    setup = open_replay(path, speed=1.0, config=None if config is None else Path(config))
-    try:
-        source = replay_source_of(setup)
-        source.set_speed(speed)
-        session = Session(setup, out, analysis=analysis)
+    with signal_shutdown() as guard:
+        # Real clock: the speed (and a pause) can change while playing.
+        setup = open_replay(path, speed=1.0, config=None if config is None else Path(config))
         try:
-            window = MainWindow(session)
-            window.add_replay_controls(source, analysis)
-            window.resize(*size)
-            window.show()
-            app.exec_()
+            source = replay_source_of(setup)
+            source.set_speed(speed)
+            session = Session(setup, out, analysis=analysis)
+            try:
+                window = MainWindow(session)
+                guard.window = window
+                window.add_replay_controls(source, analysis)
+                window.resize(*size)
+                window.show()
+                _exec(app, guard)
+            finally:
+                session.close()
         finally:
-            session.close()
-    finally:
-        setup.close()
-    return 0
+            setup.close()
+    return 0 if guard.exit_code is None else guard.exit_code

@@ -10,6 +10,15 @@ Threads: the GUI thread never calls a driver. Instrument commands go to a
 :class:`~micropl.gui.bridge.DisplayBuffer` drained by a 40 Hz timer, each tick
 updating at most one group of plots (each group at ≥ 10 Hz while data flow); log
 records through a :class:`~micropl.gui.log_handler.GuiLogHandler`.
+
+The emergency stop (F12, Ctrl+Space) is an application-wide event filter
+(:class:`EmergencyStopFilter`), not only a shortcut: Qt delivers no main-window
+shortcut to a window blocked by a modal dialog, but every key press of every
+window (dialogs, file dialogs, menus) passes the application's event filters.
+Every dialog is Qt's own (``AA_DontUseNativeDialogs``; a native file dialog
+would keep the keys from Qt), and the close confirmation has a "Laser off now"
+button. :meth:`MainWindow.shutdown` ends the window without asking (used on
+SIGTERM, SIGHUP, SIGINT; see :mod:`micropl.gui.app`).
 """
 
 from __future__ import annotations
@@ -17,7 +26,9 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,10 +53,16 @@ from micropl.gui.settings import make_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MainWindow", "ESTOP_SHORTCUTS", "DRAIN_INTERVAL_MS"]
+__all__ = ["MainWindow", "EmergencyStopFilter", "LifetimePool", "ESTOP_SHORTCUTS",
+           "DRAIN_INTERVAL_MS", "close_dialogs"]
 
 #: Keyboard shortcuts of the laser-off / emergency-stop action.
 ESTOP_SHORTCUTS = ("F12", "Ctrl+Space")
+#: Text of the emergency-stop button that micropl's dialogs carry.
+LASER_OFF_BUTTON = "■ Laser off now"
+#: A key press that follows its shortcut-override event within this time (s) is the
+#: same press (Qt sends both for one press; the stop runs once).
+SAME_PRESS_S = 1.0
 #: Period of the display timer, ms: each tick takes the buffer and updates one panel group.
 DRAIN_INTERVAL_MS = 25
 #: Panel groups; one tick never repaints more than one (a repaint costs 5–20 ms per plot).
@@ -63,6 +80,121 @@ GROUP_FIELDS = {
 }
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
+#: Signals the lifetime-fit worker process blocks: Ctrl-C and a closed terminal reach
+#: the whole process group, and the GUI process ends the worker itself.
+WORKER_BLOCKED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGHUP")
+                               if hasattr(signal, name))
+
+
+class LifetimePool(ProcessPoolExecutor):
+    """The one-process pool of the lifetime fits; its worker never sees Ctrl-C.
+
+    The worker is spawned by the first :meth:`submit`, with
+    :data:`WORKER_BLOCKED_SIGNALS` blocked in the submitting thread for that
+    call: a new process inherits the mask from its first instruction, so a
+    Ctrl-C while it still imports (seconds) cannot end it with a traceback.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if not hasattr(signal, "pthread_sigmask"):
+            return super().submit(fn, *args, **kwargs)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_BLOCKED_SIGNALS)
+        try:
+            return super().submit(fn, *args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _key_combos(shortcuts: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(key, required modifiers) of each shortcut's first key, e.g. ``Ctrl+Space``."""
+    mask = int(QtCore.Qt.KeyboardModifierMask)
+    combos = []
+    for text in shortcuts:
+        code = QtGui.QKeySequence(text)[0]
+        combos.append((code & ~mask, code & mask))
+    return combos
+
+
+class EmergencyStopFilter(QtCore.QObject):
+    """Application-wide event filter: the emergency-stop keys stop, in every window.
+
+    Installed on the :class:`~PyQt5.QtWidgets.QApplication`, it sees the key
+    events of every window, including modal dialogs, file dialogs and popup
+    menus, before any widget or shortcut does. A key matches a shortcut of
+    ``shortcuts`` when its key is the shortcut's and at least the shortcut's
+    modifiers are held (F12 with Shift still stops). Qt sends a
+    shortcut-override event, then the key press, for one press: the first
+    calls ``callback``, both are consumed (no widget and no shortcut sees the
+    key), and auto-repeats do nothing.
+
+    Parameters
+    ----------
+    callback : callable
+        ``callback()`` — the one emergency-stop path (:meth:`MainWindow.emergency_stop`).
+    shortcuts : tuple of str
+        Key sequences (:class:`~PyQt5.QtGui.QKeySequence` text).
+    parent : QObject, optional
+        Owner (the filter goes with it).
+    """
+
+    def __init__(self, callback: Callable[[], None], shortcuts: tuple[str, ...] = ESTOP_SHORTCUTS,
+                 parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.callback = callback
+        self._combos = _key_combos(shortcuts)
+        self._override_at: dict[int, float] = {}  # key → monotonic s of its override
+        self.triggered = 0
+
+    def matches(self, event: QtGui.QKeyEvent) -> bool:
+        """True when ``event`` is one of the emergency-stop keys."""
+        modifiers = int(event.modifiers()) & ~int(QtCore.Qt.KeypadModifier)
+        return any(event.key() == key and modifiers & needed == needed
+                   for key, needed in self._combos)
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        kind = event.type()
+        if kind not in (QtCore.QEvent.ShortcutOverride, QtCore.QEvent.KeyPress) \
+                or not self.matches(event):
+            return False
+        event.accept()
+        now = time.monotonic()
+        if kind == QtCore.QEvent.ShortcutOverride:
+            self._override_at[event.key()] = now
+            fire = not event.isAutoRepeat()
+        else:  # the press of an override already acted on is the same press
+            fire = not event.isAutoRepeat() and \
+                now - self._override_at.pop(event.key(), -math.inf) > SAME_PRESS_S
+        if fire:
+            self.triggered += 1
+            log.info("emergency-stop key pressed in %s", type(obj).__name__)
+            self.callback()
+        return True
+
+
+def close_dialogs(max_dialogs: int = 20) -> int:
+    """Close every popup and modal dialog (rejected: "no", "cancel"); how many were open.
+
+    Used before the window closes without asking, so that no dialog's event
+    loop keeps waiting for an answer.
+    """
+    app = QtWidgets.QApplication.instance()
+    closed = 0
+    for _ in range(max_dialogs):
+        widget = app.activePopupWidget() or app.activeModalWidget()
+        if widget is None:
+            break
+        log.info("closing %s %r", type(widget).__name__, widget.windowTitle())
+        if isinstance(widget, QtWidgets.QDialog):
+            widget.reject()
+        else:
+            widget.close()
+        if widget.isVisible():
+            widget.hide()
+        closed += 1
+    return closed
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -88,8 +220,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.read_only = session is None
         self.settings = settings or make_settings()
         # Lifetime fits take ~1 s of CPU each: a separate process keeps them off the GIL.
-        self._executor = ProcessPoolExecutor(max_workers=1,
-                                             mp_context=multiprocessing.get_context("spawn"))
+        self._executor = LifetimePool()
         self.buffer = DisplayBuffer(lifetime_executor=self._executor)
         self.log_handler = GuiLogHandler()
         package_logger = logging.getLogger("micropl")
@@ -97,6 +228,10 @@ class MainWindow(QtWidgets.QMainWindow):
             package_logger.setLevel(logging.INFO)
         package_logger.addHandler(self.log_handler)
         self._closing = False
+        self._closed = False
+        self._shutdown_reason: str | None = None
+        #: Without a screen (offscreen), :meth:`ask` answers yes instead of showing a dialog.
+        self.auto_answer_offscreen = True
         self._queue_halted = False
         self._pending_start = False
         self._layout_saved = b""
@@ -119,6 +254,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.worker.readback.connect(self._readback)
             self.worker.run_started.connect(self._run_started)
             self.worker.poll_now()
+            self.estop_filter = EmergencyStopFilter(self.emergency_stop, parent=self)
+            QtWidgets.QApplication.instance().installEventFilter(self.estop_filter)
+            # Every dialog Qt's own (pyqtgraph's export dialogs too): a native dialog
+            # (GTK, KDE, Windows) takes the keys before Qt, and so before the filter.
+            QtCore.QCoreApplication.setAttribute(QtCore.Qt.AA_DontUseNativeDialogs, True)
             self.setWindowTitle(f"micropl — {session.setup.source}"
                                 + (f" → {session.path}" if session.path else ""))
 
@@ -136,8 +276,8 @@ class MainWindow(QtWidgets.QMainWindow):
         dock.setObjectName(f"dock_{name}")
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
-        for signal in (dock.dockLocationChanged, dock.topLevelChanged, dock.visibilityChanged):
-            signal.connect(self.save_layout)
+        for changed in (dock.dockLocationChanged, dock.topLevelChanged, dock.visibilityChanged):
+            changed.connect(self.save_layout)
         self.docks[name] = dock
         return dock
 
@@ -216,6 +356,7 @@ class MainWindow(QtWidgets.QMainWindow):
         open_action = menu.addAction("&Open session file…")
         open_action.setShortcut(QtGui.QKeySequence.Open)
         open_action.triggered.connect(self._ask_open)
+        self.open_action = open_action
         menu.addSeparator()
         menu.addAction("&Close window", self.close)
         view = self.menuBar().addMenu("&View")
@@ -467,8 +608,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ files
     def _ask_open(self) -> None:
+        # Qt's own dialog: a native one would keep the emergency-stop keys from Qt.
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open a session file", str(Path.cwd()), "micropl sessions (*.h5 *.hdf5)")
+            self, "Open a session file", str(Path.cwd()), "micropl sessions (*.h5 *.hdf5)",
+            options=QtWidgets.QFileDialog.DontUseNativeDialog)
         if path:
             self.open_session_file(path)
 
@@ -502,30 +645,82 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def ask(self, question: str) -> bool:
-        """Ask the user a yes/no question (tests replace this).
+        """Ask the user a yes/no question; the dialog has a "Laser off now" button.
 
-        Without a screen (the ``offscreen`` platform) nobody can answer: the
-        answer is yes, which stops the run safely (laser off) instead of
-        waiting forever in a dialog no one sees.
+        The button (like F12 / Ctrl+Space) calls :meth:`emergency_stop` at
+        once and leaves the question open. Without a screen (the ``offscreen``
+        platform) nobody can answer: unless :attr:`auto_answer_offscreen` is
+        False, the answer is yes, which stops the run safely (laser off)
+        instead of waiting forever in a dialog no one sees.
         """
-        if QtGui.QGuiApplication.platformName() == "offscreen":
+        if self.auto_answer_offscreen \
+                and QtGui.QGuiApplication.platformName() == "offscreen":
             log.warning("%s — no screen to ask on: answering yes", question)
             return True
-        answer = QtWidgets.QMessageBox.question(self, "micropl", question,
-                                                QtWidgets.QMessageBox.Yes
-                                                | QtWidgets.QMessageBox.No,
-                                                QtWidgets.QMessageBox.No)
-        return answer == QtWidgets.QMessageBox.Yes
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Question, "micropl", question,
+                                    QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, self)
+        box.setDefaultButton(QtWidgets.QMessageBox.No)
+        box.setEscapeButton(QtWidgets.QMessageBox.No)
+        if not self.read_only:
+            self._add_laser_off_button(box)
+        box.exec_()
+        return box.clickedButton() is box.button(QtWidgets.QMessageBox.Yes)
+
+    def _add_laser_off_button(self, box: QtWidgets.QMessageBox) -> QtWidgets.QPushButton:
+        """Give ``box`` a red "Laser off now" button that stops without closing it."""
+        button = box.addButton(LASER_OFF_BUTTON, QtWidgets.QMessageBox.ActionRole)
+        button.setObjectName("laser_off_now")
+        button.setStyleSheet("QPushButton { background: #c00; color: white; font-weight: bold }")
+        button.setToolTip("Laser off now and abort the run (" + " or ".join(ESTOP_SHORTCUTS)
+                          + "); the question stays open")
+        button.setAutoDefault(False)
+        button.clicked.disconnect()  # a message box closes on every button: not on this one
+        button.clicked.connect(self.emergency_stop)
+        return button
+
+    def shutdown(self, reason: str) -> None:
+        """Close without asking (a signal): laser off and run aborted with ``reason``.
+
+        Open dialogs are rejected, the run is aborted with ``reason`` and the
+        laser switched off at once (command worker, not this thread), then
+        the window closes once the run's cleanup ran. Safe to call again and
+        from inside a dialog's event loop.
+        """
+        if self._closed:
+            return
+        if self._shutdown_reason is not None:
+            log.warning("already closing (%s); %s ignored", self._shutdown_reason, reason)
+            return
+        self._shutdown_reason = reason
+        log.warning("closing the window: %s", reason)
+        if not self.read_only:
+            self._queue_halted = True
+            self.procedures_panel.clear_queue()
+            self.runner.abort(reason)  # first: the run's stored reason is this one
+            self.worker.emergency_stop(reason)
+        close_dialogs()
+        self.close()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt API
-        if not self.read_only and self.runner.busy:
-            if not self.ask("A run is in progress. Stop it (the laser is switched off) and "
-                            "close?"):
+        if self._closed:
+            event.accept()
+            return
+        if self._closing:  # already closing further down the stack; it finishes
+            event.ignore()
+            return
+        if not self.read_only and self.runner.busy and self._shutdown_reason is None:
+            answer = self.ask("A run is in progress. Stop it (the laser is switched off) and "
+                              "close?")
+            if self._closed:  # closed while the question was open (a signal)
+                event.accept()
+                return
+            if not answer and self._shutdown_reason is None:
                 event.ignore()
                 return
-            self.stop_run_and_wait()
-        self.save_layout()
         self._closing = True
+        if not self.read_only and self.runner.busy:
+            self.stop_run_and_wait(reason=self._shutdown_reason or "window closed")
+        self.save_layout()
         self.drain_timer.stop()
         self.layout_timer.stop()
         for window in self.open_windows:
@@ -533,17 +728,20 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.read_only:
             self.reader.close()
         else:
+            QtWidgets.QApplication.instance().removeEventFilter(self.estop_filter)
             self.session.stream.unsubscribe(self.subscriber.subscription)
             self.worker.stop()
         logging.getLogger("micropl").removeHandler(self.log_handler)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
         event.accept()
 
-    def stop_run_and_wait(self, timeout_s: float = 120.0) -> bool:
+    def stop_run_and_wait(self, timeout_s: float = 120.0, *,
+                          reason: str = "window closed") -> bool:
         """Abort the run and keep the GUI alive until its cleanup ran; True when it ended."""
         self._queue_halted = True
         self.procedures_panel.clear_queue()
-        self.runner.abort("window closed")
+        self.runner.abort(reason)
         self.statusBar().showMessage("stopping the run…")
         deadline = time.monotonic() + timeout_s
         while self.runner.busy and time.monotonic() < deadline:
