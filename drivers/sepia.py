@@ -26,8 +26,9 @@ import logging
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from micropl.drivers._settings import StrictSettings
 from micropl.drivers.interfaces import InstrumentError, MissingExtraError, limit_error
 
 __all__ = ["SepiaSettings", "SepiaLaser", "DRIVERS", "REQUIRES", "open_instrument",
@@ -44,10 +45,8 @@ SLM_RATES_HZ: dict[int, float] = {0: 80e6, 1: 40e6, 2: 20e6, 3: 10e6, 4: 5e6, 5:
 PULSED = 1
 
 
-class SepiaSettings(BaseModel):
+class SepiaSettings(StrictSettings):
     """Settings of a PicoQuant PDL 828 Sepia II with an SLM 828 laser driver."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["sepia"] = Field(description="Driver name: PicoQuant Sepia II via Sepia2_Lib.dll.")
     name: str = Field("laser", description="Instrument name used in messages and files.")
