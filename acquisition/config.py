@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
@@ -172,14 +173,20 @@ def _check_simulated_optics(config: Any) -> None:
                          f"not spectrograph driver {show(spectrograph.driver)}")
     n_cols = camera.sensor_shape[1]
     grating = spectrograph.gratings[spectrograph.grating - 1]
+    what = (f"spectrograph/camera: {n_cols} columns of {show(camera.pixel_um)} µm at "
+            f"{show(spectrograph.center_wavelength_nm)} nm with grating {spectrograph.grating} "
+            f"and focal_length_mm {show(spectrograph.focal_length_mm)}")
     try:
-        wavelength_axis_nm(n_cols + 1, camera.pixel_um, spectrograph.center_wavelength_nm,
-                           grating.grooves_per_mm, spectrograph.focal_length_mm,
-                           spectrograph.inclusion_angle_deg, center_pixel=n_cols / 2.0)
+        edges_nm = wavelength_axis_nm(
+            n_cols + 1, camera.pixel_um, spectrograph.center_wavelength_nm,
+            grating.grooves_per_mm, spectrograph.focal_length_mm,
+            spectrograph.inclusion_angle_deg, center_pixel=n_cols / 2.0)
     except AnalysisInputError as exc:
-        raise ValueError(f"spectrograph/camera: no wavelength axis for {n_cols} columns of "
-                         f"{show(camera.pixel_um)} µm at {show(spectrograph.center_wavelength_nm)}"
-                         f" nm with grating {spectrograph.grating}: {exc}") from None
+        raise ValueError(f"{what}: no wavelength axis ({exc})") from None
+    if not (edges_nm[0] > 0 and bool(np.all(np.diff(edges_nm) > 0))):
+        raise ValueError(f"{what}: the sensor reaches beyond the diffracted spectrum "
+                         f"({edges_nm[0]:.0f}–{edges_nm[-1]:.0f} nm); use fewer columns, "
+                         "smaller pixel_um or a longer focal_length_mm")
 
 
 def _check_apd_channels(tagger: Any) -> None:
@@ -249,7 +256,7 @@ def load_config(path: str | Path | None = None, *, text: str | None = None,
     elif len(text) > MAX_CONFIG_BYTES:
         raise _error(source, f"{len(text) / 1e6:.1f} MB of setup text, more than a setup file "
                      f"may have ({MAX_CONFIG_BYTES / 1e6:g} MB)")
-    data = parse_yaml(text, source)
+    data = None if _blank(text) else parse_yaml(text, source)
     if data is None:
         raise _error(source, "empty setup file; give at least one section, e.g. "
                      "'clock: {mode: real}' (configs/README.md lists them)")
@@ -268,6 +275,11 @@ def load_config(path: str | Path | None = None, *, text: str | None = None,
         raise _error(source, format_validation_error(exc)) from None
     except RecursionError:
         raise _error(source, "nested too deeply") from None
+
+
+def _blank(text: str) -> bool:
+    """True when ``text`` holds only whitespace and comments."""
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
 
 
 def _read_setup_file(file: Path, source: str) -> str:
@@ -385,22 +397,27 @@ def parse_yaml(text: str, source: str = "<text>") -> Any:
     ConfigError
         One line naming the source, the line and the problem.
     """
-    loader = SetupLoader(text)
+    loader = None
     try:
+        loader = SetupLoader(text)  # the reader already refuses control characters
         return loader.get_single_data()
     except _YamlRefused as exc:
         raise _error(source, exc.message) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+            where = f"character {exc.position + 1}: "
+            problem = f"control character #x{exc.character:04x} is not allowed"
         raise _error(source, f"{where}not valid YAML ({_cut(problem, 80)})") from None
     except (ValueError, OverflowError) as exc:  # e.g. an integer of 5000 digits
         raise _error(source, f"not a usable value: {_cut(str(exc), 80)}") from None
     except RecursionError:
         raise _error(source, "nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _cut(text: str, limit: int) -> str:
@@ -455,7 +472,8 @@ def format_validation_error(exc: ValidationError) -> str:
         text = f"{_show(value)} {words} {_show_limit(ctx.get(key))}"
     elif kind == "finite_number":
         text = f"expected a finite number, got {_show(value)}"
-    elif kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+    elif kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float",
+                  "int_parsing_size"):
         wanted = "a whole number" if kind.startswith("int") else "a number"
         text = f"expected {wanted}, got {_show(value)}"
     elif kind in ("bool_parsing", "bool_type"):

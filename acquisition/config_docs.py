@@ -42,6 +42,8 @@ This page is generated from the code by `python -m micropl.acquisition.config_do
 
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _type_name(typing.get_args(annotation)[0])
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in typing.get_args(annotation))
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -69,13 +71,39 @@ def _default(field: Any) -> str:
 
 
 def _limits(field: Any) -> str:
+    own = _bounds_text(field.metadata)
+    if own:
+        return own
+    return _item_limits(field.annotation)
+
+
+def _bounds_text(metadata: Any) -> str:
     parts = []
-    for meta in field.metadata:
+    flat = []
+    for meta in metadata:  # a Field(...) inside Annotated carries its bounds in .metadata
+        flat += list(getattr(meta, "metadata", None) or [meta])
+    for meta in flat:
         for key, sym in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
             value = getattr(meta, key, None)
             if value is not None:
                 parts.append(f"{sym} {value:g}" if isinstance(value, float | int) else "")
     return ", ".join(p for p in parts if p)
+
+
+def _item_limits(annotation: Any) -> str:
+    """Bounds declared on the items of a tuple, list or mapping (``Annotated`` items)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and len(args) == 2:
+        args = (args[1],)
+    elif origin not in (tuple, list):
+        return ""
+    items = [_bounds_text(typing.get_args(a)[1:]) if typing.get_origin(a) is typing.Annotated
+             else "" for a in args if a is not Ellipsis]
+    if not any(items):
+        return ""
+    if len(set(items)) == 1:
+        return f"each {items[0]}"
+    return "; ".join(f"item {i}: {text or 'any'}" for i, text in enumerate(items, 1))
 
 
 def _table(model: type[BaseModel], prefix: str) -> list[str]:
