@@ -14,7 +14,14 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from micropl.acquisition.config import ROLES, ClockSettings, SafetySettings, driver_models
+from micropl.acquisition.config import (
+    MAX_CONFIG_BYTES,
+    MAX_YAML_DEPTH,
+    ROLES,
+    ClockSettings,
+    SafetySettings,
+    driver_models,
+)
 from micropl.simulators.settings import SampleSettings
 
 _HEADER = """# Setup files: configuration reference
@@ -24,6 +31,15 @@ A setup file is YAML with one section per instrument role plus `clock`, `safety`
 the remaining keys depend on the driver. Unknown keys are errors, and every error is
 one line naming the key path, the bad value and what is allowed, e.g.
 `camera.em_gain: 5000 is above the maximum 1000` (exit code 2).
+
+Protective settings cannot be switched off by a value that merely parses: NaN, `.inf`
+and `true`/`false` are refused for every number (and numbers for every `true`/`false`
+key), each `safety` key has the range shown below, and rules between keys (channels,
+(low, high) ranges, initial power below the maximum, sensor size, sample size) are
+checked here, so a file `micropl check-config` calls valid opens without a
+configuration error. A key given twice in a section, a section given twice, YAML
+aliases (`*name`), nesting deeper than {depth} levels, files above {size} and empty files are
+refused too. Numbers may be written `2e6` or `2.0e6`.
 
 Files shipped here:
 
@@ -127,7 +143,8 @@ def _table(model: type[BaseModel], prefix: str) -> list[str]:
 
 def render_markdown() -> str:
     """The whole reference page as Markdown text."""
-    out = [_HEADER]
+    out = [_HEADER.replace("{depth}", str(MAX_YAML_DEPTH))
+           .replace("{size}", f"{MAX_CONFIG_BYTES / 1e6:g} MB")]
     for title, model, prefix in (("clock", ClockSettings, "clock"),
                                  ("safety", SafetySettings, "safety"),
                                  ("sample (simulated setups)", SampleSettings, "sample")):

@@ -26,7 +26,7 @@ import logging
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from micropl.drivers._settings import StrictSettings
 from micropl.drivers.interfaces import InstrumentError, MissingExtraError, limit_error
@@ -58,6 +58,13 @@ class SepiaSettings(StrictSettings):
     max_power_percent: float = Field(
         100.0, ge=0, le=100, description="Highest intensity setting accepted, in percent."
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> SepiaSettings:
+        if self.scm_slot == self.slm_slot:
+            raise ValueError(f"slm_slot: {self.slm_slot} is also scm_slot; the SCM 828 and the "
+                             "SLM 828 sit in different slots")
+        return self
 
 
 class SepiaLaser:

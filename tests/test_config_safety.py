@@ -330,6 +330,7 @@ CROSS_FIELD = [
     ("camera: {dark_e_per_px_s: -0.1}", "camera.dark_e_per_px_s: -0.1 is below"),
     ("camera: {cic_e_per_px: -0.1}", "camera.cic_e_per_px"),
     ("camera: {cosmic_rays_per_min: -3}", "camera.cosmic_rays_per_min"),
+    ("laser: {driver: sepia, scm_slot: 200, slm_slot: 200}", "laser.slm_slot: 200 is also"),
     # laser power
     ("laser: {power_percent: 50, max_power_percent: 40}",
      "laser.power_percent: 50 % is above max_power_percent 40 %"),
