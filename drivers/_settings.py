@@ -15,7 +15,7 @@ model derived from it:
 
 Integers are still accepted for floats, and numbers written as text (``'2e6'``,
 as YAML 1.1 loads ``2e6``) are still parsed. Range limits are declared per field
-with ``Field(ge=..., le=...)``; rules between fields are ``model_validator``\\ s of
+with ``Field(ge=..., le=...)``; rules between fields are model validators of
 each model, so that validating a setup file checks everything that opening its
 instruments would check.
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-__all__ = ["StrictSettings", "show", "check_range"]
+__all__ = ["StrictSettings", "check_cooling", "check_range", "kind_problem", "show"]
 
 #: Largest magnitude of an integer setting (signed 64 bit).
 INT_LIMIT = 2**63 - 1
