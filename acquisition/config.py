@@ -20,12 +20,22 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
+from micropl.analysis.errors import AnalysisInputError
+from micropl.analysis.spectra import wavelength_axis_nm
+from micropl.drivers._settings import (
+    GAIN_TEMPERATURE_MAX_C,
+    GAIN_TEMPERATURE_MIN_C,
+    StrictSettings,
+    show,
+)
 from micropl.simulators import settings as sim
 
 log = logging.getLogger(__name__)
@@ -62,8 +72,21 @@ class ConfigError(ValueError):
     """A setup file is missing, unreadable or invalid; the message is one line."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+#: Largest setup file read, bytes (the packaged ones are a few kB).
+MAX_CONFIG_BYTES = 1_000_000
+
+#: Deepest nesting of YAML collections in a setup file (the schema needs 4).
+MAX_YAML_DEPTH = 32
+
+#: Longest error message, characters (the rest is cut).
+MAX_MESSAGE_CHARS = 400
+
+#: Allowed APD protection thresholds, counts/s. Below 1 kcps the dark counts and the
+#: background alone would trip it; above 10 Mcps an SPCM-type APD (saturating in the
+#: Mcps range, damaged at ~10–30 Mcps; PHYSICS.md) is no longer protected.
+APD_MAX_RATE_RANGE_CPS = (1.0e3, 1.0e7)
+
+_Strict = StrictSettings
 
 
 class ClockSettings(_Strict):
@@ -78,10 +101,14 @@ class SafetySettings(_Strict):
     """Interlocks watched by the runner."""
 
     apd_max_rate_cps: float = Field(
-        2.0e6, gt=0, le=5.0e7, description="APD count rate above which the laser is switched off"
+        2.0e6, ge=APD_MAX_RATE_RANGE_CPS[0], le=APD_MAX_RATE_RANGE_CPS[1],
+        description="APD count rate above which the laser is switched off, counts/s "
+        "(below 1 kcps the dark counts trip it; above 10 Mcps APDs are damaged)",
     )
     camera_max_temperature_c: float = Field(
-        -60.0, le=30, description="warmest sensor temperature allowed while EM gain is used"
+        -60.0, ge=GAIN_TEMPERATURE_MIN_C, le=GAIN_TEMPERATURE_MAX_C,
+        description="warmest sensor temperature allowed while EM gain is used, °C "
+        "(a cooled EMCCD runs at −60 to −100 °C; EM gain warmer than −20 °C ages the sensor)",
     )
 
 
@@ -126,6 +153,55 @@ def _import_optional(name: str) -> Any:
         raise
 
 
+class _SetupBase(StrictSettings):
+    """Rules between the sections of a setup (each section checks its own)."""
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> Any:
+        _check_simulated_optics(self)
+        _check_apd_channels(getattr(self, "tagger", None))
+        return self
+
+
+def _check_simulated_optics(config: Any) -> None:
+    """The simulated camera images the simulated spectrograph: both, and a valid axis."""
+    camera, spectrograph = getattr(config, "camera", None), getattr(config, "spectrograph", None)
+    if camera is None or spectrograph is None or camera.driver != "simulated":
+        return
+    if spectrograph.driver != "simulated":
+        raise ValueError(f"camera: the simulated camera needs the simulated spectrograph, "
+                         f"not spectrograph driver {show(spectrograph.driver)}")
+    n_cols = camera.sensor_shape[1]
+    grating = spectrograph.gratings[spectrograph.grating - 1]
+    what = (f"spectrograph/camera: {n_cols} columns of {show(camera.pixel_um)} µm at "
+            f"{show(spectrograph.center_wavelength_nm)} nm with grating {spectrograph.grating} "
+            f"and focal_length_mm {show(spectrograph.focal_length_mm)}")
+    try:
+        edges_nm = wavelength_axis_nm(
+            n_cols + 1, camera.pixel_um, spectrograph.center_wavelength_nm,
+            grating.grooves_per_mm, spectrograph.focal_length_mm,
+            spectrograph.inclusion_angle_deg, center_pixel=n_cols / 2.0)
+    except AnalysisInputError as exc:
+        raise ValueError(f"{what}: no wavelength axis ({exc})") from None
+    if not (edges_nm[0] > 0 and bool(np.all(np.diff(edges_nm) > 0))):
+        raise ValueError(f"{what}: the sensor reaches beyond the diffracted spectrum "
+                         f"({edges_nm[0]:.0f}–{edges_nm[-1]:.0f} nm); use fewer columns, "
+                         "smaller pixel_um or a longer focal_length_mm")
+
+
+def _check_apd_channels(tagger: Any) -> None:
+    """A real tagger's first two channels are the HBT APDs (``Setup.apd_channels``)."""
+    if tagger is None or hasattr(tagger, "apd_channels") or not hasattr(tagger, "channels"):
+        return
+    channels = tuple(tagger.channels)
+    if len(channels) < 2 or channels[0] == channels[1]:
+        raise ValueError(f"tagger.channels: {show(channels)} must start with the two "
+                         "different APD inputs of the HBT")
+    if getattr(tagger, "device", None) in ("hydraharp", "multiharp") and 0 in channels[:2]:
+        raise ValueError(f"tagger.channels: {show(channels)}: channel 0 is the sync input; "
+                         "list the two APD inputs first")
+
+
 @functools.cache
 def setup_model() -> type[BaseModel]:
     """The pydantic model of a whole setup file (built from the registered drivers)."""
@@ -141,11 +217,7 @@ def setup_model() -> type[BaseModel]:
         else:
             annotation = Annotated[Union[models], Field(discriminator="driver")]  # noqa: UP007
         fields[role] = (annotation, models[0]())
-    model = create_model(
-        "SetupConfig",
-        __config__=ConfigDict(extra="forbid", frozen=True),
-        **fields,
-    )
+    model = create_model("SetupConfig", __base__=_SetupBase, **fields)
     model.__doc__ = "A micropl setup: clock, safety, optional virtual sample and five instruments."
     return model
 
@@ -179,25 +251,18 @@ def load_config(path: str | Path | None = None, *, text: str | None = None,
     source = "<text>"
     if text is None:
         file = Path(path) if path is not None else default_config_path()
-        source = str(file)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{file}: no such setup file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{file}: cannot read setup file: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}: {where}not valid YAML ({problem})") from None
+        source = _one_line(str(file))
+        text = _read_setup_file(file, source)
+    elif len(text) > MAX_CONFIG_BYTES:
+        raise _error(source, f"{len(text) / 1e6:.1f} MB of setup text, more than a setup file "
+                     f"may have ({MAX_CONFIG_BYTES / 1e6:g} MB)")
+    data = None if _blank(text) else parse_yaml(text, source)
     if data is None:
-        data = {}
+        raise _error(source, "empty setup file; give at least one section, e.g. "
+                     "'clock: {mode: real}' (configs/README.md lists them)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a setup file must be a mapping of sections, "
-                          f"got {type(data).__name__}")
+        raise _error(source, f"a setup file must be a mapping of sections, "
+                     f"got {type(data).__name__}")
     if overrides:
         data = _merge(data, overrides)
     for role in ROLES:  # a section without a driver configures the simulated instrument
@@ -207,7 +272,157 @@ def load_config(path: str | Path | None = None, *, text: str | None = None,
     try:
         return setup_model().model_validate(data), text
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
+        raise _error(source, format_validation_error(exc)) from None
+    except RecursionError:
+        raise _error(source, "nested too deeply") from None
+
+
+def _blank(text: str) -> bool:
+    """True when ``text`` holds only whitespace and comments."""
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def _read_setup_file(file: Path, source: str) -> str:
+    """The text of a setup file, refusing files larger than ``MAX_CONFIG_BYTES``."""
+    try:
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise _error(source, "no such setup file") from None
+    except OSError as exc:
+        raise _error(source, f"cannot read setup file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise _error(source, f"larger than {MAX_CONFIG_BYTES / 1e6:g} MB, too large for a setup "
+                     "file; is it the right file?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _error(source, f"not UTF-8 text (byte {exc.start}); is it a setup file?") from None
+
+
+def _error(source: str, text: str) -> ConfigError:
+    """A one-line ``ConfigError``: ``SOURCE: TEXT``, without line breaks, cut to length."""
+    line = _one_line(f"{source}: {text}")
+    if len(line) > MAX_MESSAGE_CHARS:
+        line = line[: MAX_MESSAGE_CHARS - 3] + "..."
+    return ConfigError(line)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+# --------------------------------------------------------------------------- YAML
+class _YamlRefused(yaml.YAMLError):
+    """A construct refused in setup files (alias, duplicate key, deep nesting)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SetupLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, hardened for setup files.
+
+    * a key that appears twice in one mapping (or a section twice) is an error
+      naming the key and both lines, instead of the last one silently winning;
+    * aliases (``*name``) are refused, so no alias bomb can expand;
+    * collections nest at most ``MAX_YAML_DEPTH`` deep;
+    * numbers in exponent notation without a dot or exponent sign (``2e6``,
+      ``2.0e6``, YAML 1.2 floats) are read as numbers, not as text.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _YamlRefused(f"line {event.start_mark.line + 1}: alias *{show(event.anchor)} "
+                               "is not allowed in a setup file; write the value out")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _YamlRefused(f"line {mark.line + 1}: nested deeper than {MAX_YAML_DEPTH} "
+                                   "levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first_line.get(key)
+                except TypeError:  # unhashable key: refused by SafeLoader below
+                    continue
+                line = key_node.start_mark.line + 1
+                if earlier is not None:
+                    raise _YamlRefused(f"line {line}: duplicate key {show(key)} (first at line "
+                                       f"{earlier}); each key may appear once in a section")
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+SetupLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                            SetupLoader.construct_mapping)
+SetupLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, source: str = "<text>") -> Any:
+    """Parse setup YAML with :class:`SetupLoader`.
+
+    Parameters
+    ----------
+    text : str
+        YAML text (at most ``MAX_CONFIG_BYTES`` characters are expected).
+    source : str, optional
+        File name used in messages.
+
+    Returns
+    -------
+    Any
+        The document (None for an empty one).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the source, the line and the problem.
+    """
+    loader = None
+    try:
+        loader = SetupLoader(text)  # the reader already refuses control characters
+        return loader.get_single_data()
+    except _YamlRefused as exc:
+        raise _error(source, exc.message) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+            where = f"character {exc.position + 1}: "
+            problem = f"control character #x{exc.character:04x} is not allowed"
+        raise _error(source, f"{where}not valid YAML ({_cut(problem, 80)})") from None
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of 5000 digits
+        raise _error(source, f"not a usable value: {_cut(str(exc), 80)}") from None
+    except RecursionError:
+        raise _error(source, "nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _cut(text: str, limit: int) -> str:
+    text = _one_line(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def default_config_path() -> Path:
@@ -250,13 +465,15 @@ def format_validation_error(exc: ValidationError) -> str:
     errors = exc.errors(include_url=False)
     # Prefer the error of the union member the user chose (by its driver tag).
     err = errors[0]
-    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
-    path = ".".join(loc) or "(top level)"
+    path = _key_path(p for p in err["loc"] if not _is_union_tag(p))
     kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
     if kind in _BOUNDS:
         key, words = _BOUNDS[kind]
-        text = f"{_show(value)} {words} {ctx.get(key)}"
-    elif kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+        text = f"{_show(value)} {words} {_show_limit(ctx.get(key))}"
+    elif kind == "finite_number":
+        text = f"expected a finite number, got {_show(value)}"
+    elif kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float",
+                  "int_parsing_size"):
         wanted = "a whole number" if kind.startswith("int") else "a number"
         text = f"expected {wanted}, got {_show(value)}"
     elif kind in ("bool_parsing", "bool_type"):
@@ -270,7 +487,7 @@ def format_validation_error(exc: ValidationError) -> str:
     elif kind == "literal_error":
         text = f"{_show(value)} is not one of {ctx.get('expected')}"
     elif kind == "union_tag_invalid":
-        text = f"driver {_show(ctx.get('tag'))} is not one of {ctx.get('expected_tags')}"
+        text = f"driver {_show(ctx.get('tag'))} is not one of {_cut(str(ctx.get('expected_tags')), 120)}"
     elif kind == "union_tag_not_found":
         text = "needs a 'driver' key"
     elif kind in ("tuple_type", "list_type", "too_short", "too_long"):
@@ -278,11 +495,31 @@ def format_validation_error(exc: ValidationError) -> str:
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
         text = f"expected a mapping of keys, got {_show(value)}"
     else:
-        msg = err["msg"]
-        text = msg.removeprefix("Value error, ")
+        text = _cut(err["msg"].removeprefix("Value error, "), 240)
+        key = re.match(r"([a-z][a-z0-9_]*): ", text)
+        if kind == "value_error" and key and path:
+            path, text = f"{path}.{key.group(1)}", text[key.end():]
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" \
         if len(errors) > 1 else ""
-    return f"{path}: {text}{more}"
+    return f"{path}: {text}{more}" if path else f"{text}{more}"
+
+
+def _key_path(parts: Any) -> str:
+    """``camera.sensor_shape[1]``: keys joined by dots, list positions in brackets."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            name = str(part)
+            if not re.fullmatch(r"[A-Za-z0-9_\-]{1,40}", name):
+                name = show(name)
+            out += f".{name}" if out else name
+    return out
+
+
+def _show_limit(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else _show(value)
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -295,9 +532,5 @@ def _all_driver_tags() -> frozenset[str]:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A value as shown in a message: short, one line (see :func:`~micropl.drivers._settings.show`)."""
+    return show(value)

@@ -14,7 +14,14 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from micropl.acquisition.config import ROLES, ClockSettings, SafetySettings, driver_models
+from micropl.acquisition.config import (
+    MAX_CONFIG_BYTES,
+    MAX_YAML_DEPTH,
+    ROLES,
+    ClockSettings,
+    SafetySettings,
+    driver_models,
+)
 from micropl.simulators.settings import SampleSettings
 
 _HEADER = """# Setup files: configuration reference
@@ -24,6 +31,15 @@ A setup file is YAML with one section per instrument role plus `clock`, `safety`
 the remaining keys depend on the driver. Unknown keys are errors, and every error is
 one line naming the key path, the bad value and what is allowed, e.g.
 `camera.em_gain: 5000 is above the maximum 1000` (exit code 2).
+
+Protective settings cannot be switched off by a value that merely parses: NaN, `.inf`
+and `true`/`false` are refused for every number (and numbers for every `true`/`false`
+key), each `safety` key has the range shown below, and rules between keys (channels,
+(low, high) ranges, initial power below the maximum, sensor size, sample size) are
+checked here, so a file `micropl check-config` calls valid opens without a
+configuration error. A key given twice in a section, a section given twice, YAML
+aliases (`*name`), nesting deeper than {depth} levels, files above {size} and empty files are
+refused too. Numbers may be written `2e6` or `2.0e6`.
 
 Files shipped here:
 
@@ -42,6 +58,8 @@ This page is generated from the code by `python -m micropl.acquisition.config_do
 
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _type_name(typing.get_args(annotation)[0])
     if origin is typing.Literal:
         return " \\| ".join(repr(a) for a in typing.get_args(annotation))
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -69,13 +87,39 @@ def _default(field: Any) -> str:
 
 
 def _limits(field: Any) -> str:
+    own = _bounds_text(field.metadata)
+    if own:
+        return own
+    return _item_limits(field.annotation)
+
+
+def _bounds_text(metadata: Any) -> str:
     parts = []
-    for meta in field.metadata:
+    flat = []
+    for meta in metadata:  # a Field(...) inside Annotated carries its bounds in .metadata
+        flat += list(getattr(meta, "metadata", None) or [meta])
+    for meta in flat:
         for key, sym in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
             value = getattr(meta, key, None)
             if value is not None:
                 parts.append(f"{sym} {value:g}" if isinstance(value, float | int) else "")
     return ", ".join(p for p in parts if p)
+
+
+def _item_limits(annotation: Any) -> str:
+    """Bounds declared on the items of a tuple, list or mapping (``Annotated`` items)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and len(args) == 2:
+        args = (args[1],)
+    elif origin not in (tuple, list):
+        return ""
+    items = [_bounds_text(typing.get_args(a)[1:]) if typing.get_origin(a) is typing.Annotated
+             else "" for a in args if a is not Ellipsis]
+    if not any(items):
+        return ""
+    if len(set(items)) == 1:
+        return f"each {items[0]}"
+    return "; ".join(f"item {i}: {text or 'any'}" for i, text in enumerate(items, 1))
 
 
 def _table(model: type[BaseModel], prefix: str) -> list[str]:
@@ -99,7 +143,8 @@ def _table(model: type[BaseModel], prefix: str) -> list[str]:
 
 def render_markdown() -> str:
     """The whole reference page as Markdown text."""
-    out = [_HEADER]
+    out = [_HEADER.replace("{depth}", str(MAX_YAML_DEPTH))
+           .replace("{size}", f"{MAX_CONFIG_BYTES / 1e6:g} MB")]
     for title, model, prefix in (("clock", ClockSettings, "clock"),
                                  ("safety", SafetySettings, "safety"),
                                  ("sample (simulated setups)", SampleSettings, "sample")):

@@ -30,14 +30,15 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pymeasure.instruments import Instrument
 
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectra import wavelength_axis_nm
+from micropl.drivers._settings import StrictSettings, check_range
 from micropl.drivers._visa_common import (
     AllowedRange,
     VisaLinkMixin,
@@ -65,10 +66,8 @@ REQUIRES: tuple[str, ...] = ("pymeasure", "pyvisa")
 
 
 # --------------------------------------------------------------------------- settings
-class ActonSettings(BaseModel):
+class ActonSettings(StrictSettings):
     """Settings of an Acton SpectraPro spectrograph (role ``spectrograph``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["acton"] = Field("acton", description="Driver name: Acton / Princeton Instruments SpectraPro over pyvisa.")
     name: str = Field("spectrograph", description="name used in messages and data files")
@@ -86,7 +85,7 @@ class ActonSettings(BaseModel):
     grating_timeout_s: float = Field(
         40.0, gt=0, description="reply timeout of a grating change (the turret takes up to 20 s), s"
     )
-    wavelength_range_nm: tuple[float, float] = Field(
+    wavelength_range_nm: tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]] = Field(
         (0.0, 1400.0),
         description="allowed centre wavelength range in nm for a grating of "
         "range_grooves_per_mm (the manual's mechanical range: 0–1400 nm at 1200 g/mm)",
@@ -113,9 +112,7 @@ class ActonSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ActonSettings:
-        low, high = self.wavelength_range_nm
-        if not low < high:
-            raise ValueError(f"wavelength_range_nm: {low}–{high} nm is empty")
+        check_range("wavelength_range_nm", self.wavelength_range_nm, " nm")
         if self.diffraction_order == 0:
             raise ValueError("diffraction_order: 0 is the specular order, use ±1, ±2 …")
         return self

@@ -29,9 +29,17 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
 from micropl.drivers._camera_common import EM_GAIN_MAX, EM_GAIN_MAX_ADVANCED, SdkCameraMixin
+from micropl.drivers._settings import (
+    GAIN_TEMPERATURE_MAX_C,
+    GAIN_TEMPERATURE_MIN_C,
+    SENSOR_TEMPERATURE_MAX_C,
+    SENSOR_TEMPERATURE_MIN_C,
+    StrictSettings,
+    check_cooling,
+)
 from micropl.drivers.interfaces import (
     Clock,
     Frame,
@@ -53,10 +61,8 @@ _SDK_READ_MODE: dict[str, str] = {"fvb": "fvb", "roi": "single_track", "image": 
 _SHUTTER_MODES = ("auto", "open", "closed")
 
 
-class AndorCameraSettings(BaseModel):
+class AndorCameraSettings(StrictSettings):
     """Settings of an Andor SDK2 camera (iXon, Newton, Idus)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["andor"] = Field(description="Driver name: Andor SDK2 camera via pylablib.")
     name: str = Field("camera", description="Instrument name used in messages and files.")
@@ -64,12 +70,14 @@ class AndorCameraSettings(BaseModel):
     ini_path: str = Field("", description="Path to the camera .ini file, if the model needs one.")
     fan_mode: Literal["full", "low", "off"] = Field("full", description="Cooling fan mode.")
     target_temperature_c: float = Field(
-        -80.0, description="Cooling set point applied at connection, in °C."
+        -80.0, ge=SENSOR_TEMPERATURE_MIN_C, le=SENSOR_TEMPERATURE_MAX_C, description="Cooling set point applied at connection, in °C."
     )
-    min_temperature_c: float = Field(-100.0, description="Lowest set point accepted, in °C.")
-    max_temperature_c: float = Field(20.0, description="Highest set point accepted, in °C.")
+    min_temperature_c: float = Field(-100.0, ge=SENSOR_TEMPERATURE_MIN_C, le=SENSOR_TEMPERATURE_MAX_C,
+                                     description="Lowest set point accepted, in °C.")
+    max_temperature_c: float = Field(20.0, ge=SENSOR_TEMPERATURE_MIN_C, le=SENSOR_TEMPERATURE_MAX_C,
+                                     description="Highest set point accepted, in °C.")
     em_gain_max_temperature_c: float = Field(
-        -60.0,
+        -60.0, ge=GAIN_TEMPERATURE_MIN_C, le=GAIN_TEMPERATURE_MAX_C,
         description="EM gain above 1 is refused while the sensor is warmer than this, in °C.",
     )
     max_exposure_s: float = Field(600.0, gt=0, description="Longest exposure accepted, in s.")
@@ -84,6 +92,11 @@ class AndorCameraSettings(BaseModel):
     frame_timeout_s: float = Field(
         10.0, gt=0, description="Time allowed for readout beyond the exposure, in s."
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> AndorCameraSettings:
+        check_cooling(self)
+        return self
 
 
 class AndorCamera(SdkCameraMixin):

@@ -26,9 +26,10 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pymeasure.instruments import Channel, Instrument
 
+from micropl.drivers._settings import StrictSettings
 from micropl.drivers._visa_common import (
     AllowedRange,
     VisaLinkMixin,
@@ -59,10 +60,8 @@ Triple = tuple[float, float, float]
 
 
 # --------------------------------------------------------------------------- settings
-class Mdt693bSettings(BaseModel):
+class Mdt693bSettings(StrictSettings):
     """Settings of a Thorlabs MDT693B piezo controller (role ``scanner``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["mdt693b"] = Field("mdt693b", description="Driver name: Thorlabs MDT693B piezo controller over pyvisa.")
     name: str = Field("scanner", description="name used in messages and data files")

@@ -24,9 +24,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pymeasure.instruments import Channel, Instrument
 
+from micropl.drivers._settings import StrictSettings
 from micropl.drivers._visa_common import (
     AllowedRange,
     VisaLinkMixin,
@@ -67,10 +68,8 @@ Limits = tuple[tuple[float, float], tuple[float, float], tuple[float, float]]
 
 
 # --------------------------------------------------------------------------- settings
-class E727Settings(BaseModel):
+class E727Settings(StrictSettings):
     """Settings of a PI E-727 piezo controller (role ``scanner``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["pi_e727"] = Field("pi_e727", description="Driver name: PI E-727 piezo controller (GCS 2.0) over pyvisa.")
     name: str = Field("scanner", description="name used in messages and data files")

@@ -26,12 +26,20 @@ pylablib when the camera opens.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
 from micropl.drivers._camera_common import EM_GAIN_MAX as EM_GAIN_MAX
 from micropl.drivers._camera_common import EM_GAIN_MAX_ADVANCED, SdkCameraMixin
+from micropl.drivers._settings import (
+    GAIN_TEMPERATURE_MAX_C,
+    GAIN_TEMPERATURE_MIN_C,
+    SENSOR_TEMPERATURE_MAX_C,
+    SENSOR_TEMPERATURE_MIN_C,
+    StrictSettings,
+    check_cooling,
+)
 from micropl.drivers.interfaces import (
     Clock,
     Frame,
@@ -57,27 +65,34 @@ TEMP_STATUS = "Sensor Temperature Status"
 EM_QUALITY = "Electron Multiplied"
 
 
-class PicamCameraSettings(BaseModel):
+class PicamCameraSettings(StrictSettings):
     """Settings of a PICam camera (ProEM EMCCD, PyLoN/PIXIS CCD)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["picam"] = Field(description="Driver name: Princeton Instruments PICam via pylablib.")
     name: str = Field("camera", description="Instrument name used in messages and files.")
     serial_number: str = Field("", description="Camera serial number; empty = first camera.")
-    target_temperature_c: float = Field(-70.0, description="Sensor set point at connection, °C.")
-    min_temperature_c: float = Field(-100.0, description="Lowest set point accepted, °C.")
-    max_temperature_c: float = Field(20.0, description="Highest set point accepted, °C.")
+    target_temperature_c: float = Field(-70.0, ge=SENSOR_TEMPERATURE_MIN_C, le=SENSOR_TEMPERATURE_MAX_C,
+                                        description="Sensor set point at connection, °C.")
+    min_temperature_c: float = Field(-100.0, ge=SENSOR_TEMPERATURE_MIN_C, le=SENSOR_TEMPERATURE_MAX_C,
+                                     description="Lowest set point accepted, °C.")
+    max_temperature_c: float = Field(20.0, ge=SENSOR_TEMPERATURE_MIN_C, le=SENSOR_TEMPERATURE_MAX_C,
+                                     description="Highest set point accepted, °C.")
     em_gain_max_temperature_c: float = Field(
-        -60.0, description="EM gain above 1 is refused while the sensor is warmer than this, °C."
+        -60.0, ge=GAIN_TEMPERATURE_MIN_C, le=GAIN_TEMPERATURE_MAX_C,
+        description="EM gain above 1 is refused while the sensor is warmer than this, °C."
     )
     max_exposure_s: float = Field(600.0, gt=0, description="Longest exposure accepted, s.")
-    e_per_adu: dict[str, float] = Field(
+    e_per_adu: dict[str, Annotated[float, Field(gt=0)]] = Field(
         default_factory=lambda: {"Low": 4.0, "Medium": 2.0, "High": 1.0},
         description="Electrons per ADU for each ADC analog gain, from the camera's test sheet.",
     )
     buffer_frames: int = Field(100, ge=2, description="Frames in the streaming ring buffer.")
     frame_timeout_s: float = Field(10.0, gt=0, description="Readout time allowed beyond exposure, s.")
+
+    @model_validator(mode="after")
+    def _check(self) -> PicamCameraSettings:
+        check_cooling(self)
+        return self
 
 
 class PicamCamera(SdkCameraMixin):

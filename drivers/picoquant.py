@@ -46,9 +46,10 @@ import os
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
 from micropl.analysis.tags import SYNC_CHANNEL, T2StreamDecoder
+from micropl.drivers._settings import StrictSettings, show
 from micropl.drivers.interfaces import (
     InstrumentError,
     MissingExtraError,
@@ -101,10 +102,8 @@ DEVICES: dict[str, dict[str, Any]] = {
 }
 
 
-class PicoQuantSettings(BaseModel):
+class PicoQuantSettings(StrictSettings):
     """Settings of a PicoQuant TCSPC unit used as a T2 time tagger."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["picoquant"] = Field(description="Driver name: PicoQuant T2 via hhlib/mhlib/phlib.")
     name: str = Field("tagger", description="Instrument name used in messages and files.")
@@ -140,6 +139,39 @@ class PicoQuantSettings(BaseModel):
     record_format: Literal[
         "auto", "picoharp_t2", "hydraharp_v1_t2", "hydraharp_v2_t2", "generic_t2"
     ] = Field("auto", description="T2 record layout; auto picks it from device and library version.")
+
+    @model_validator(mode="after")
+    def _check(self) -> PicoQuantSettings:
+        dev = DEVICES[self.device]
+        if self.sync_divider not in dev["syncdiv"]:
+            raise ValueError(f"sync_divider: {show(self.sync_divider)} is not one of "
+                             f"{dev['syncdiv']} ({self.device})")
+        for key in ("sync_level_mv", "input_level_mv"):
+            _check_within(key, getattr(self, key), dev["level_mv"], self.device)
+        if dev["zerox_mv"] is not None:
+            for key in ("sync_zero_cross_mv", "input_zero_cross_mv"):
+                _check_within(key, getattr(self, key), dev["zerox_mv"], self.device)
+        for channel, offset in self.input_offsets_ps.items():
+            _check_within(f"input_offsets_ps[{channel}]", offset, (-99999, 99999), self.device,
+                          " ps")
+        if self.device == "picoharp":
+            allowed = (1, 2)  # 1 = Channel 0 (sync connector), 2 = Channel 1
+        else:
+            allowed = tuple(range(9))  # 0 = sync, inputs 1–8
+        bad = [c for c in self.channels if c not in allowed]
+        if bad or not self.channels:
+            raise ValueError(f"channels: {show(self.channels)} must be a non-empty subset of "
+                             f"{allowed} ({self.device})")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels: {show(self.channels)} lists a channel twice")
+        return self
+
+
+def _check_within(key: str, value: int, bounds: tuple[int, int], device: str,
+                  unit: str = " mV") -> None:
+    low, high = bounds
+    if not low <= value <= high:
+        raise ValueError(f"{key}: {show(value)}{unit} is outside {low}–{high}{unit} ({device})")
 
 
 class PicoQuantTagger:

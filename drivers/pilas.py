@@ -22,9 +22,10 @@ import logging
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from pymeasure.instruments import Instrument
 
+from micropl.drivers._settings import StrictSettings
 from micropl.drivers._visa_common import (
     AllowedRange,
     VisaLinkMixin,
@@ -54,10 +55,8 @@ MAX_REP_RATE_HZ = 40e6
 
 
 # --------------------------------------------------------------------------- settings
-class PilasSettings(BaseModel):
+class PilasSettings(StrictSettings):
     """Settings of an NKT PILAS pulsed diode laser (role ``laser``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["pilas"] = Field("pilas", description="Driver name: NKT Photonics (A.L.S.) PiLas diode laser over pyvisa.")
     name: str = Field("laser", description="name used in messages and data files")

@@ -26,8 +26,9 @@ import logging
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
+from micropl.drivers._settings import StrictSettings
 from micropl.drivers.interfaces import (
     InstrumentError,
     MissingExtraError,
@@ -49,10 +50,8 @@ SLM_RATES_HZ: dict[int, float] = {0: 80e6, 1: 40e6, 2: 20e6, 3: 10e6, 4: 5e6, 5:
 PULSED = 1
 
 
-class SepiaSettings(BaseModel):
+class SepiaSettings(StrictSettings):
     """Settings of a PicoQuant PDL 828 Sepia II with an SLM 828 laser driver."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["sepia"] = Field(description="Driver name: PicoQuant Sepia II via Sepia2_Lib.dll.")
     name: str = Field("laser", description="Instrument name used in messages and files.")
@@ -64,6 +63,13 @@ class SepiaSettings(BaseModel):
     max_power_percent: float = Field(
         100.0, ge=0, le=100, description="Highest intensity setting accepted, in percent."
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> SepiaSettings:
+        if self.scm_slot == self.slm_slot:
+            raise ValueError(f"slm_slot: {self.slm_slot} is also scm_slot; the SCM 828 and the "
+                             "SLM 828 sit in different slots")
+        return self
 
 
 class SepiaLaser:

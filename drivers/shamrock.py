@@ -23,8 +23,9 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
+from micropl.drivers._settings import StrictSettings, check_range
 from micropl.drivers.interfaces import (
     Grating,
     InstrumentError,
@@ -40,16 +41,20 @@ REQUIRES: tuple[str, ...] = ("pylablib",)
 VENDOR_LIBRARIES: tuple[str, ...] = ("ShamrockCIF.dll", "atspectrograph.dll")
 
 
-class ShamrockSettings(BaseModel):
+class ShamrockSettings(StrictSettings):
     """Settings of an Andor Shamrock/Kymera spectrograph."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["shamrock"] = Field(description="Driver name: Andor Shamrock/Kymera via pylablib.")
     name: str = Field("spectrograph", description="Instrument name used in messages and files.")
     index: int = Field(0, ge=0, description="Spectrograph index in the Shamrock SDK.")
     min_wavelength_nm: float = Field(0.0, ge=0, description="Lowest centre wavelength accepted, nm.")
     max_wavelength_nm: float = Field(1400.0, gt=0, description="Highest centre wavelength accepted, nm.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ShamrockSettings:
+        check_range("min_wavelength_nm/max_wavelength_nm",
+                    (self.min_wavelength_nm, self.max_wavelength_nm), " nm")
+        return self
 
 
 def _blaze_nm(text: Any) -> float:

@@ -24,8 +24,9 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
+from micropl.drivers._settings import StrictSettings, check_range, show
 from micropl.drivers.interfaces import (
     InstrumentError,
     MissingExtraError,
@@ -47,10 +48,8 @@ TAG_TIME_TAG = 0
 TAG_MISSED_EVENTS = 4
 
 
-class SwabianSettings(BaseModel):
+class SwabianSettings(StrictSettings):
     """Settings of a Swabian Instruments Time Tagger."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     driver: Literal["swabian"] = Field(description="Driver name: Swabian Time Tagger.")
     name: str = Field("tagger", description="Instrument name used in messages and files.")
@@ -71,11 +70,41 @@ class SwabianSettings(BaseModel):
         2_000_000, gt=0, description="Largest input delay magnitude accepted, in ps."
     )
     deadtime_ps: int | None = Field(
-        None, description="Dead time set on each used input in ps; None = leave the default."
+        None, ge=0, description="Dead time set on each used input in ps; None = leave the default."
     )
     buffer_events: int = Field(
         10_000_000, ge=1000, description="TimeTagStream buffer size (tags between two reads)."
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> SwabianSettings:
+        n = self.n_inputs
+        inputs = f"rising-edge inputs 1–{n}"
+        if not self.channels:
+            raise ValueError(f"channels: list at least one of the {inputs}")
+        bad = [c for c in self.channels if not 1 <= c <= n]
+        if bad:
+            raise ValueError(f"channels: {show(bad[0])} is not one of the {inputs}")
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels: {show(self.channels)} lists an input twice")
+        check_range("trigger_level_range_v", self.trigger_level_range_v, " V")
+        lo, hi = self.trigger_level_range_v
+        levels = {"trigger_level_v": self.trigger_level_v}
+        levels.update({f"trigger_levels_v[{c}]": v for c, v in self.trigger_levels_v.items()})
+        for key, level in levels.items():
+            if not lo <= level <= hi:
+                raise ValueError(f"{key}: {show(level)} V is outside trigger_level_range_v "
+                                 f"{show(lo)}–{show(hi)} V")
+        for key, per_input in (("trigger_levels_v", self.trigger_levels_v),
+                               ("input_delays_ps", self.input_delays_ps)):
+            bad = [c for c in per_input if not 1 <= c <= n]
+            if bad:
+                raise ValueError(f"{key}: input {show(bad[0])} is not one of the {inputs}")
+        for c, delay in self.input_delays_ps.items():
+            if abs(delay) > self.max_input_delay_ps:
+                raise ValueError(f"input_delays_ps[{c}]: {show(delay)} ps is beyond "
+                                 f"±max_input_delay_ps {self.max_input_delay_ps} ps")
+        return self
 
 
 class SwabianTagger:

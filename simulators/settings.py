@@ -7,13 +7,30 @@ follow ``PHYSICS.md``; units are in the key names.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from micropl.drivers._camera_common import EM_GAIN_MAX
+from micropl.drivers._settings import (
+    GAIN_TEMPERATURE_MAX_C,
+    GAIN_TEMPERATURE_MIN_C,
+    SENSOR_MAX_PX,
+    StrictSettings,
+    check_range,
+    show,
+)
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+#: Most emitters (QDs plus aggregates) a virtual sample may hold: area × density.
+MAX_EMITTERS = 1_000_000
+
+#: Inputs of the simulated time tagger (channels 1–8).
+SIM_TAGGER_INPUTS = 8
+
+_Strict = StrictSettings
+NonNegative = Annotated[float, Field(ge=0.0)]
+Positive = Annotated[float, Field(gt=0.0)]
 
 
 # --------------------------------------------------------------------------- faults
@@ -65,8 +82,9 @@ class SampleSettings(_Strict):
     """The seeded virtual sample shared by all simulated instruments."""
 
     seed: int = Field(1, ge=0, description="random seed; same seed, same sample and data")
-    area_um: tuple[float, float] = Field(
-        (40.0, 40.0), description="(width, height) of the populated area, starting at (0, 0), µm"
+    area_um: tuple[Positive, Positive] = Field(
+        (40.0, 40.0), description="(width, height) of the populated area, starting at (0, 0), µm; "
+        f"(density_per_um2 + aggregates_per_um2) × area at most {MAX_EMITTERS:.0e} emitters"
     )
     density_per_um2: float = Field(0.1, gt=0.0, le=5.0, description="QD surface density, 1/µm²")
     batch: BatchSettings = BatchSettings()
@@ -77,8 +95,8 @@ class SampleSettings(_Strict):
     brightness_cps_mean: float = Field(
         3.0e4, gt=0.0, description="mean detected rate per APD of a QD at saturation, counts/s"
     )
-    lifetime_ns_range: tuple[float, float] = Field(
-        (2.0, 10.0), description="range of PL lifetimes, ns"
+    lifetime_ns_range: tuple[Positive, Positive] = Field(
+        (2.0, 10.0), description="(shortest, longest) PL lifetime, ns; 0 < shortest < longest"
     )
     blink_on_s_mean: float = Field(0.3, gt=0.0, description="mean bright-state duration, s")
     blink_off_s_mean: float = Field(0.05, gt=0.0, description="mean dark-state duration, s")
@@ -91,9 +109,16 @@ class SampleSettings(_Strict):
     z_spread_um: float = Field(0.05, ge=0.0, description="rms height of the QDs around z = 0, µm")
 
     @model_validator(mode="after")
-    def _positive_area(self) -> SampleSettings:
-        if min(self.area_um) <= 0:
-            raise ValueError(f"area_um: {self.area_um} must be two positive lengths")
+    def _check(self) -> SampleSettings:
+        check_range("lifetime_ns_range", self.lifetime_ns_range, " ns")
+        width_um, height_um = self.area_um
+        expected = (self.density_per_um2 + self.aggregates_per_um2) * width_um * height_um
+        if not expected <= MAX_EMITTERS:
+            raise ValueError(
+                f"area_um {show(width_um)} × {show(height_um)} µm with density_per_um2 "
+                f"{show(self.density_per_um2)} (+ aggregates_per_um2 {show(self.aggregates_per_um2)})"
+                f" makes {expected:.3g} emitters, at most {MAX_EMITTERS:.0e}: "
+                "use a smaller area or density")
         return self
 
 
@@ -116,6 +141,13 @@ class SimLaserSettings(_Strict):
     )
     faults: FaultSettings = FaultSettings()
 
+    @model_validator(mode="after")
+    def _check(self) -> SimLaserSettings:
+        if self.power_percent > self.max_power_percent:
+            raise ValueError(f"power_percent: {show(self.power_percent)} % is above "
+                             f"max_power_percent {show(self.max_power_percent)} %")
+        return self
+
 
 class GratingSettings(_Strict):
     grooves_per_mm: float = Field(gt=0, le=3600)
@@ -136,7 +168,9 @@ class SimSpectrographSettings(_Strict):
     gratings: list[GratingSettings] = Field(default_factory=_default_gratings, min_length=1)
     grating: int = Field(2, ge=1, description="initial 1-based turret slot")
     center_wavelength_nm: float = Field(515.0, ge=0, le=1400)
-    wavelength_range_nm: tuple[float, float] = (0.0, 1400.0)
+    wavelength_range_nm: tuple[NonNegative, NonNegative] = Field(
+        (0.0, 1400.0), description="allowed centre wavelengths (low, high), nm; low < high"
+    )
     move_speed_nm_per_s: float = Field(100.0, gt=0, description="turret drive speed, nm/s")
     grating_change_s: float = Field(10.0, ge=0, description="time to change grating, s")
     faults: FaultSettings = FaultSettings()
@@ -145,6 +179,18 @@ class SimSpectrographSettings(_Strict):
     def _grating_installed(self) -> SimSpectrographSettings:
         if self.grating > len(self.gratings):
             raise ValueError(f"grating: {self.grating} is not installed (slots 1–{len(self.gratings)})")
+        check_range("wavelength_range_nm", self.wavelength_range_nm, " nm")
+        low, high = self.wavelength_range_nm
+        center = self.center_wavelength_nm
+        if not low <= center <= high:
+            raise ValueError(f"center_wavelength_nm: {show(center)} nm is outside "
+                             f"wavelength_range_nm {show(low)}–{show(high)} nm")
+        grooves = self.gratings[self.grating - 1].grooves_per_mm
+        reach_nm = 2e6 / grooves * math.cos(math.radians(self.inclusion_angle_deg) / 2)
+        if center >= reach_nm:
+            raise ValueError(f"center_wavelength_nm: {show(center)} nm is beyond the reach of "
+                             f"grating {self.grating} ({show(grooves)} g/mm, below "
+                             f"{reach_nm:.0f} nm)")
         return self
 
 
@@ -153,7 +199,10 @@ class SimCameraSettings(_Strict):
 
     driver: Literal["simulated"] = "simulated"
     name: str = "camera"
-    sensor_shape: tuple[int, int] = Field((200, 1600), description="(rows, columns) of pixels")
+    sensor_shape: tuple[
+        Annotated[int, Field(ge=1, le=SENSOR_MAX_PX)], Annotated[int, Field(ge=2, le=SENSOR_MAX_PX)]
+    ] = Field((200, 1600), description=f"(rows, columns) of pixels: 1–{SENSOR_MAX_PX} rows, "
+              f"2–{SENSOR_MAX_PX} columns (a wavelength axis needs two)")
     pixel_um: float = Field(16.0, gt=0)
     exposure_s: float = Field(1.0, gt=0, le=3600)
     em_gain: int = Field(100, ge=1, le=1000)
@@ -170,7 +219,8 @@ class SimCameraSettings(_Strict):
     target_temperature_c: float = Field(-80.0, ge=-100, le=20)
     cooling_rate_c_per_s: float = Field(2.0, gt=0)
     max_gain_temperature_c: float = Field(
-        -60.0, description="EM gain above 1 is refused while warmer than this, °C"
+        -60.0, ge=GAIN_TEMPERATURE_MIN_C, le=GAIN_TEMPERATURE_MAX_C,
+        description="EM gain above 1 is refused while warmer than this, °C",
     )
     readout_s: float = Field(0.01, ge=0, description="readout time per frame, s")
     photons_per_apd_count: float = Field(
@@ -184,28 +234,51 @@ class SimCameraSettings(_Strict):
     )
     faults: FaultSettings = FaultSettings()
 
+    @model_validator(mode="after")
+    def _check(self) -> SimCameraSettings:
+        if self.em_gain > EM_GAIN_MAX and not self.em_gain_advanced:
+            raise ValueError(f"em_gain: {self.em_gain} is above {EM_GAIN_MAX}; "
+                             "higher gain needs em_gain_advanced: true")
+        return self
+
 
 class SimTaggerSettings(_Strict):
     """Simulated time tagger with two APDs in an HBT arrangement."""
 
     driver: Literal["simulated"] = "simulated"
     name: str = "tagger"
-    apd_channels: tuple[int, int] = (1, 2)
-    sync_channel: int | None = Field(None, ge=1, le=8, description="laser sync input, or none")
-    dark_cps: tuple[float, float] = (150.0, 200.0)
-    dead_time_ns: float = Field(22.0, ge=0)
-    jitter_fwhm_ps: float = Field(350.0, ge=0)
+    apd_channels: tuple[
+        Annotated[int, Field(ge=1, le=SIM_TAGGER_INPUTS)],
+        Annotated[int, Field(ge=1, le=SIM_TAGGER_INPUTS)],
+    ] = Field((1, 2), description=f"inputs of the two APDs: two different inputs 1–{SIM_TAGGER_INPUTS}")
+    sync_channel: int | None = Field(None, ge=1, le=SIM_TAGGER_INPUTS,
+                                     description="laser sync input (not an APD input), or none")
+    dark_cps: tuple[Annotated[float, Field(ge=0, le=1e6)], Annotated[float, Field(ge=0, le=1e6)]] = Field(
+        (150.0, 200.0), description="dark count rate of each APD, counts/s (0–1e6)")
+    dead_time_ns: float = Field(22.0, ge=0, le=1e6, description="APD dead time, ns")
+    jitter_fwhm_ps: float = Field(350.0, ge=0, le=1e6, description="timing jitter FWHM, ps")
     afterpulse_probability: float = Field(0.005, ge=0, le=0.2)
-    afterpulse_delay_ns: float = Field(100.0, gt=0, description="mean afterpulse delay, ns")
-    channel_delay_ps: int = Field(3000, description="extra cable delay of the second APD, ps")
+    afterpulse_delay_ns: float = Field(100.0, gt=0, le=1e6, description="mean afterpulse delay, ns")
+    channel_delay_ps: int = Field(3000, ge=-1_000_000, le=1_000_000,
+                                  description="extra cable delay of the second APD, ps")
     crosstalk_probability: float = Field(
         0.0, ge=0, le=0.1, description="breakdown-flash crosstalk per detection (artefact)"
     )
-    crosstalk_delay_ns: float = Field(30.0, gt=0)
+    crosstalk_delay_ns: float = Field(30.0, gt=0, le=1e6, description="crosstalk delay, ns")
     buffer_tags: int = Field(
         32_000_000, gt=0, description="tags the device buffer holds before it overflows"
     )
     faults: FaultSettings = FaultSettings()
+
+    @model_validator(mode="after")
+    def _check(self) -> SimTaggerSettings:
+        apd1, apd2 = self.apd_channels
+        if apd1 == apd2:
+            raise ValueError(f"apd_channels: both APDs on input {apd1}; use two different inputs")
+        if self.sync_channel is not None and self.sync_channel in (apd1, apd2):
+            raise ValueError(f"sync_channel: {self.sync_channel} is also an APD input "
+                             f"(apd_channels {apd1}, {apd2})")
+        return self
 
 
 class SimScannerSettings(_Strict):
@@ -227,8 +300,7 @@ class SimScannerSettings(_Strict):
     @model_validator(mode="after")
     def _start_inside(self) -> SimScannerSettings:
         for axis, (value, (low, high)) in zip("xyz", zip(self.start_um, self.limits_um)):
-            if low >= high:
-                raise ValueError(f"limits_um: {axis} range {low}–{high} is empty")
+            check_range(f"limits_um: {axis}", (low, high), " µm")
             if not low <= value <= high:
                 raise ValueError(f"start_um: {axis} = {value} µm is outside {low}–{high} µm")
         return self

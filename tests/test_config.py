@@ -20,7 +20,7 @@ BAD_CONFIGS = [
     ("camera: {read_mode: spiral}", "camera.read_mode: 'spiral' is not one of"),
     ("tagger: {dead_time_ns: fast}", "tagger.dead_time_ns: expected a number, got 'fast'"),
     ("sample: {seed: 1.5}", "sample.seed: expected a whole number"),
-    ("safety: {apd_max_rate_cps: 0}", "safety.apd_max_rate_cps: 0 must be above 0"),
+    ("safety: {apd_max_rate_cps: 0}", "safety.apd_max_rate_cps: 0 is below the minimum 1000"),
     ("spectrograph: {driver: acton}", "spectrograph.resource: required key is missing"),
     ("- just\n- a list", "a setup file must be a mapping"),
     ("camera: [1, 2", "not valid YAML"),
