@@ -1,0 +1,387 @@
+"""The APD over-rate interlock: a sliding 10 ms window over every tag a run reads.
+
+What "too fast" means
+---------------------
+An APD channel is over its rate when **more than** ``max_rate_cps × 10 ms``
+tags of that one channel (rounded down to whole tags: 20 000 at 2 Mcps) fall in
+some half-open interval ``[a, a + 10 ms)`` of tag time, wherever ``a`` lies.
+The limit is per APD channel, not for their sum; a sync channel is not
+protected. Windows span chunk boundaries: the last 10 ms of tags of each APD
+channel are kept from one chunk to the next. A chunk shorter than 10 ms is
+still judged over 10 ms windows, with the tags of the chunks before it; the
+first chunk of a run has no past and is judged on the tags it has.
+
+When the rate is not known
+--------------------------
+A chunk that cannot be trusted to hold every tag counts as an over-rate: a
+buffer overflow (``overflow=True`` or ``missed_events > 0``), an interval that
+runs backwards, tags outside ``[t_start_ps, t_stop_ps)``, unsorted or
+non-integer times, arrays of different lengths, or a chunk that starts before
+the previous one ended (unless the tagger was started again in between, which
+may restart its time base).
+
+Where it runs
+-------------
+The runner hands procedures a :class:`RunSetup`, whose tagger is a
+:class:`GuardedTagger`: its ``read`` runs the interlock on every chunk before
+returning it, so a read whose result is discarded is checked too. The
+interlock remembers the verdict of the last chunks it saw, so a chunk that is
+read and then emitted is counted once.
+
+>>> import numpy as np
+>>> from micropl.drivers.interfaces import TagChunk
+>>> lock = ApdRateInterlock((1, 2), max_rate_cps=2e6)
+>>> burst = np.arange(20_001, dtype=np.int64) * 400_000  # 2.5 Mcps for 8 ms
+>>> chunk = TagChunk(burst, np.ones(burst.size, np.uint8), 0, 10_000_000_000)
+>>> "exceeds the protection threshold" in lock.check(chunk)
+True
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from micropl.drivers.interfaces import TagChunk
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ApdRateInterlock", "GuardedTagger", "RunSetup", "WINDOW_S", "allowed_tags",
+           "densest_window", "unknown_rate_problem"]
+
+#: Width of the sliding window in which an APD's rate is measured, s.
+WINDOW_S = 0.010
+#: Largest tag time accepted, ps (about 53 days; keeps ``t + window`` within int64).
+_T_MAX_PS = 2**62
+#: Chunks whose verdict is remembered (a chunk read and then emitted is counted once).
+_REMEMBERED = 8
+
+
+def allowed_tags(max_rate_cps: float, window_ps: int) -> int:
+    """Most tags of one channel allowed in a window: ``floor(max_rate_cps × window)``.
+
+    Parameters
+    ----------
+    max_rate_cps : float
+        Protection threshold, counts/s.
+    window_ps : int
+        Window width, ps.
+
+    Returns
+    -------
+    int
+        One more tag than this in a window trips the interlock.
+    """
+    exact = float(max_rate_cps) * int(window_ps) / 1e12
+    nearest = round(exact)
+    return int(nearest) if abs(exact - nearest) <= 1e-9 * max(1.0, exact) else math.floor(exact)
+
+
+def densest_window(t_ps: np.ndarray, window_ps: int) -> tuple[int, int]:
+    """The most tags in any half-open window ``[a, a + window_ps)``, and where it starts.
+
+    The densest window can always start at a tag, so for every tag ``i`` the
+    count is ``searchsorted(t, t[i] + window, "left") - i``.
+
+    Parameters
+    ----------
+    t_ps : ndarray of int, shape (n,)
+        Tag times in ps, sorted ascending.
+    window_ps : int
+        Window width in ps (> 0).
+
+    Returns
+    -------
+    count : int
+        Tags in the densest window (0 for no tags).
+    index : int
+        Index of the tag that starts it (0 for no tags).
+    """
+    t = np.asarray(t_ps, np.int64)
+    if t.size == 0:
+        return 0, 0
+    counts = np.searchsorted(t, t + np.int64(window_ps), side="left") - np.arange(t.size)
+    index = int(np.argmax(counts))
+    return int(counts[index]), index
+
+
+def unknown_rate_problem(chunk: Any) -> str | None:
+    """Why ``chunk`` cannot tell the APD rate (None when it can).
+
+    Parameters
+    ----------
+    chunk : TagChunk
+        What a tagger read returned.
+
+    Returns
+    -------
+    str or None
+        What is wrong with it: overflow, missed events, or an inconsistent interval.
+    """
+    if not isinstance(chunk, TagChunk):
+        return f"the tagger returned {type(chunk).__name__}, not tag data"
+    start, stop = chunk.t_start_ps, chunk.t_stop_ps
+    where = f"in [{_s(start)}, {_s(stop)}) s"
+    missed = chunk.missed_events
+    if chunk.overflow or missed:
+        lost = f"{int(missed)} missed events" if missed else "an unknown number of tags lost"
+        return f"buffer overflow ({lost}) {where}" if chunk.overflow \
+            else f"{lost} reported {where}"
+    t, channel = np.asarray(chunk.t_ps), np.asarray(chunk.channel)
+    if t.ndim != 1 or channel.shape != t.shape:
+        return (f"inconsistent tag chunk {where}: {t.shape} times but {channel.shape} "
+                "channels")
+    if t.dtype.kind not in "iu" or channel.dtype.kind not in "iu":
+        return f"inconsistent tag chunk {where}: times of type {t.dtype}, channels {channel.dtype}"
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool)
+               for v in (start, stop)):
+        return f"inconsistent tag chunk: interval bounds {start!r}, {stop!r} are not integer ps"
+    if stop < start:
+        return f"inconsistent tag chunk: it stops at {_s(stop)} s, before its start {_s(start)} s"
+    if not -_T_MAX_PS < start <= stop < _T_MAX_PS:
+        return f"inconsistent tag chunk: interval [{start}, {stop}) ps out of range"
+    if t.size and (t[0] < start or t[-1] >= stop):
+        return f"inconsistent tag chunk: tags outside its interval [{_s(start)}, {_s(stop)}) s"
+    if t.size > 1 and bool(np.any(t[1:] < t[:-1])):
+        return f"inconsistent tag chunk {where}: tag times not sorted"
+    return None
+
+
+def _s(t_ps: Any) -> str:
+    """A tag time in s, for messages."""
+    try:
+        return f"{int(t_ps) * 1e-12:.6f}"
+    except (TypeError, ValueError, OverflowError):
+        return repr(t_ps)
+
+
+class ApdRateInterlock:
+    """The sliding-window over-rate check of one run (see the module docstring).
+
+    Parameters
+    ----------
+    channels : tuple of int
+        The APD channels, each protected on its own.
+    max_rate_cps : float
+        Protection threshold per APD channel, counts/s (``safety.apd_max_rate_cps``).
+    window_s : float
+        Window width, s.
+    source : str
+        The tagger, as messages name it.
+    """
+
+    def __init__(self, channels: tuple[int, ...], max_rate_cps: float, *,
+                 window_s: float = WINDOW_S, source: str = "tagger") -> None:
+        self.channels = tuple(int(c) for c in channels)
+        self.max_rate_cps = float(max_rate_cps)
+        self.window_ps = int(round(window_s * 1e12))
+        self.allowed = allowed_tags(self.max_rate_cps, self.window_ps)
+        self.source = source
+        self._tail: dict[int, np.ndarray] = {c: np.zeros(0, np.int64) for c in self.channels}
+        self._last_stop_ps: int | None = None
+        self._restarted = False
+        self._seen: collections.deque[tuple[Any, str | None]] = collections.deque(
+            maxlen=_REMEMBERED)
+
+    def restart(self) -> None:
+        """The tagger was started again: its time base may restart at the next chunk."""
+        self._restarted = True
+
+    def check(self, chunk: Any) -> str | None:
+        """Feed one chunk; the reason to switch the laser off, or None.
+
+        A chunk already checked (the same object) gets its first verdict again
+        and is not counted twice.
+        """
+        for seen, verdict in self._seen:
+            if seen is chunk:
+                return verdict
+        verdict = self._judge(chunk)
+        self._seen.append((chunk, verdict))
+        return verdict
+
+    def _judge(self, chunk: Any) -> str | None:
+        problem = unknown_rate_problem(chunk)
+        if problem is None:
+            problem = self._continuity(chunk)
+        if problem is not None:
+            return (f"{self.source}: {problem}: the APD count rate is unknown, treated as "
+                    f"above the protection threshold; laser switched off")
+        worst: tuple[int, int, int] | None = None  # count, channel, start ps
+        t_all, channel_all = np.asarray(chunk.t_ps, np.int64), np.asarray(chunk.channel)
+        keep_from = int(chunk.t_stop_ps) - self.window_ps + 1
+        for c in self.channels:
+            t = np.concatenate([self._tail[c], t_all[channel_all == c]])
+            count, index = densest_window(t, self.window_ps)
+            if count > self.allowed and (worst is None or count > worst[0]):
+                worst = (count, c, int(t[index]))
+            self._tail[c] = t[np.searchsorted(t, keep_from, side="left"):]
+        self._last_stop_ps = int(chunk.t_stop_ps)
+        self._restarted = False
+        if worst is None:
+            return None
+        count, c, start_ps = worst
+        window_s = self.window_ps * 1e-12
+        return (f"APD channel {c} at {count / window_s / 1e6:.2f} Mcps ({count} tags in "
+                f"{window_s * 1e3:g} ms from t = {_s(start_ps)} s) exceeds the protection "
+                f"threshold {self.max_rate_cps / 1e6:.2f} Mcps per APD "
+                f"(safety.apd_max_rate_cps): laser switched off")
+
+    def _continuity(self, chunk: TagChunk) -> str | None:
+        """A chunk that starts before the previous one stopped, without a restart between."""
+        last = self._last_stop_ps
+        if last is None or chunk.t_start_ps >= last:
+            return None
+        if self._restarted:
+            log.debug("%s: time base restarted (%s s after %s s)", self.source,
+                      _s(chunk.t_start_ps), _s(last))
+            self._tail = {c: np.zeros(0, np.int64) for c in self.channels}
+            return None
+        return (f"tag chunk starts at {_s(chunk.t_start_ps)} s, before the previous one "
+                f"stopped ({_s(last)} s)")
+
+
+class GuardedTagger:
+    """A tagger whose every ``read`` runs the over-rate interlock before returning.
+
+    Everything else is the tagger's own (attributes and methods are looked up
+    on it at each use).
+
+    Parameters
+    ----------
+    tagger : TimeTagger
+        The instrument.
+    on_read : callable
+        ``on_read(chunk)``, called with every chunk read, before it is returned
+        (the runner checks it and, when it trips, switches the laser off).
+    on_start : callable
+        ``on_start()``, called before every ``start`` (the time base may restart).
+    """
+
+    def __init__(self, tagger: Any, on_read: Callable[[Any], None],
+                 on_start: Callable[[], None]) -> None:
+        self._tagger = tagger
+        self._on_read = on_read
+        self._on_start = on_start
+
+    @property
+    def instrument(self) -> Any:
+        """The tagger itself."""
+        return self._tagger
+
+    def start(self, channels: tuple[int, ...], *args: Any, **kwargs: Any) -> None:
+        """Start streaming ``channels`` (see the tagger's ``start``)."""
+        self._on_start()
+        self._tagger.start(channels, *args, **kwargs)
+
+    def read(self) -> TagChunk:
+        """Tags since the previous read, after the interlock has checked them."""
+        chunk = self._tagger.read()
+        self._on_read(chunk)
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._tagger, name)
+
+    def __repr__(self) -> str:
+        return f"GuardedTagger({self._tagger!r})"
+
+
+class LatchedLaser:
+    """A laser that cannot be switched on again in a run whose interlock has tripped.
+
+    Parameters
+    ----------
+    laser : Laser
+        The instrument.
+    refuse : callable
+        ``refuse()`` raises when emission may not be switched on (the runner
+        raises :class:`~micropl.acquisition.runner.Aborted` after a trip).
+    """
+
+    def __init__(self, laser: Any, refuse: Callable[[], None]) -> None:
+        object.__setattr__(self, "_laser", laser)
+        object.__setattr__(self, "_refuse", refuse)
+
+    @property
+    def instrument(self) -> Any:
+        """The laser itself."""
+        return self._laser
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._laser, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "emission_on" and value:
+            self._refuse()
+        setattr(self._laser, name, value)
+
+    def __repr__(self) -> str:
+        return f"LatchedLaser({self._laser!r})"
+
+
+class RunSetup:
+    """The setup as a run's procedures see it: the tagger guarded, the laser latched.
+
+    Every other attribute is the setup's own. The wrappers follow the setup: if
+    its tagger or laser object is replaced, the new one is wrapped.
+
+    Parameters
+    ----------
+    setup : Setup
+        The instruments.
+    on_read, on_start : callable
+        See :class:`GuardedTagger`.
+    refuse_laser_on : callable
+        See :class:`LatchedLaser`.
+    """
+
+    def __init__(self, setup: Any, on_read: Callable[[Any], None],
+                 on_start: Callable[[], None], refuse_laser_on: Callable[[], None]) -> None:
+        self._setup = setup
+        self._hooks = (on_read, on_start, refuse_laser_on)
+        self._tagger: GuardedTagger | None = None
+        self._laser: LatchedLaser | None = None
+
+    @property
+    def setup(self) -> Any:
+        """The setup itself."""
+        return self._setup
+
+    @property
+    def tagger(self) -> GuardedTagger:
+        """The tagger; ``read`` runs the interlock."""
+        raw = self._setup.tagger
+        if self._tagger is None or self._tagger.instrument is not raw:
+            self._tagger = GuardedTagger(raw, self._hooks[0], self._hooks[1])
+        return self._tagger
+
+    @property
+    def laser(self) -> LatchedLaser:
+        """The laser; refuses emission on after a trip."""
+        raw = self._setup.laser
+        if self._laser is None or self._laser.instrument is not raw:
+            self._laser = LatchedLaser(raw, self._hooks[2])
+        return self._laser
+
+    @property
+    def instruments(self) -> dict[str, Any]:
+        """Role → instrument, as procedures see them."""
+        return {role: getattr(self, role) for role in self._setup.instruments}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._setup, name)
+
+    def __repr__(self) -> str:
+        return f"RunSetup({self._setup!r})"
