@@ -78,8 +78,10 @@ class SafetySettings(_Strict):
     """Interlocks watched by the runner."""
 
     apd_max_rate_cps: float = Field(
-        2.0e6, gt=0, le=5.0e7, description="APD count rate above which the laser is switched off"
-    )
+        2.0e6, gt=0, le=5.0e7,
+        description="count rate of one APD (each on its own, not their sum) above which the "
+                    "laser is switched off: more than this × 10 ms tags in any 10 ms of data; "
+                    "a tagger overflow counts as above")
     camera_max_temperature_c: float = Field(
         -60.0, le=30, description="warmest sensor temperature allowed while EM gain is used"
     )

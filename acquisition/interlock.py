@@ -353,11 +353,6 @@ class RunSetup:
         self._laser: LatchedLaser | None = None
 
     @property
-    def setup(self) -> Any:
-        """The setup itself."""
-        return self._setup
-
-    @property
     def tagger(self) -> GuardedTagger:
         """The tagger; ``read`` runs the interlock."""
         raw = self._setup.tagger
