@@ -16,9 +16,9 @@ When the rate is not known
 A chunk that cannot be trusted to hold every tag counts as an over-rate: a
 buffer overflow (``overflow=True`` or ``missed_events > 0``), an interval that
 runs backwards, tags outside ``[t_start_ps, t_stop_ps)``, unsorted or
-non-integer times, arrays of different lengths, or a chunk that starts before
-the previous one ended (unless the tagger was started again in between, which
-may restart its time base).
+non-integer times, arrays of different lengths, or a chunk that does not start
+where the previous one stopped (a gap or an overlap), unless the tagger was
+started again in between (which may restart its time base).
 
 Where it runs
 -------------
@@ -52,7 +52,7 @@ from micropl.drivers.interfaces import TagChunk
 log = logging.getLogger(__name__)
 
 __all__ = ["ApdRateInterlock", "GuardedTagger", "RunSetup", "WINDOW_S", "allowed_tags",
-           "densest_window", "unknown_rate_problem"]
+           "densest_window", "exceeds", "unknown_rate_problem"]
 
 #: Width of the sliding window in which an APD's rate is measured, s.
 WINDOW_S = 0.010
@@ -110,6 +110,29 @@ def densest_window(t_ps: np.ndarray, window_ps: int) -> tuple[int, int]:
     return int(counts[index]), index
 
 
+def exceeds(t_ps: np.ndarray, allowed: int, window_ps: int) -> bool:
+    """True when some half-open window ``[a, a + window_ps)`` holds more than ``allowed`` tags.
+
+    Such a window exists exactly when some tag and the tag ``allowed`` places
+    after it are less than ``window_ps`` apart; one pass, no search.
+
+    Parameters
+    ----------
+    t_ps : ndarray of int, shape (n,)
+        Tag times in ps, sorted ascending.
+    allowed : int
+        Most tags allowed in one window (≥ 0).
+    window_ps : int
+        Window width in ps (> 0).
+    """
+    t = np.asarray(t_ps, np.int64)
+    if t.size <= allowed:
+        return False
+    if allowed == 0:
+        return True
+    return bool(np.any(t[allowed:] - t[:-allowed] < window_ps))
+
+
 def unknown_rate_problem(chunk: Any) -> str | None:
     """Why ``chunk`` cannot tell the APD rate (None when it can).
 
@@ -129,7 +152,7 @@ def unknown_rate_problem(chunk: Any) -> str | None:
     where = f"in [{_s(start)}, {_s(stop)}) s"
     missed = chunk.missed_events
     if chunk.overflow or missed:
-        lost = f"{int(missed)} missed events" if missed else "an unknown number of tags lost"
+        lost = f"{missed} missed events" if missed else "an unknown number of tags lost"
         return f"buffer overflow ({lost}) {where}" if chunk.overflow \
             else f"{lost} reported {where}"
     t, channel = np.asarray(chunk.t_ps), np.asarray(chunk.channel)
@@ -192,15 +215,24 @@ class ApdRateInterlock:
         """The tagger was started again: its time base may restart at the next chunk."""
         self._restarted = True
 
-    def check(self, chunk: Any) -> str | None:
+    def check(self, chunk: Any, *, read: bool = False) -> str | None:
         """Feed one chunk; the reason to switch the laser off, or None.
 
-        A chunk already checked (the same object) gets its first verdict again
-        and is not counted twice.
+        Parameters
+        ----------
+        chunk : TagChunk
+            Tags to check.
+        read : bool
+            True when ``chunk`` is what a tagger read just returned: it is judged
+            even if it is the same object as an earlier chunk (a tagger that
+            returns the same chunk twice fails the tiling check). Otherwise
+            (``emit``), a chunk already checked gets its first verdict again and
+            is not counted twice.
         """
-        for seen, verdict in self._seen:
-            if seen is chunk:
-                return verdict
+        if not read:
+            for seen, verdict in self._seen:
+                if seen is chunk:
+                    return verdict
         verdict = self._judge(chunk)
         self._seen.append((chunk, verdict))
         return verdict
@@ -217,9 +249,10 @@ class ApdRateInterlock:
         keep_from = int(chunk.t_stop_ps) - self.window_ps + 1
         for c in self.channels:
             t = np.concatenate([self._tail[c], t_all[channel_all == c]])
-            count, index = densest_window(t, self.window_ps)
-            if count > self.allowed and (worst is None or count > worst[0]):
-                worst = (count, c, int(t[index]))
+            if exceeds(t, self.allowed, self.window_ps):
+                count, index = densest_window(t, self.window_ps)
+                if worst is None or count > worst[0]:
+                    worst = (count, c, int(t[index]))
             self._tail[c] = t[np.searchsorted(t, keep_from, side="left"):]
         self._last_stop_ps = int(chunk.t_stop_ps)
         self._restarted = False
@@ -233,17 +266,26 @@ class ApdRateInterlock:
                 f"(safety.apd_max_rate_cps): laser switched off")
 
     def _continuity(self, chunk: TagChunk) -> str | None:
-        """A chunk that starts before the previous one stopped, without a restart between."""
+        """Chunks of one stream tile time: an overlap or a gap without a restart between.
+
+        After :meth:`restart` a chunk may start anywhere; one that starts before
+        the previous chunk stopped means the time base restarted, and the past
+        is dropped instead of being mixed with the new times.
+        """
         last = self._last_stop_ps
-        if last is None or chunk.t_start_ps >= last:
+        if last is None or chunk.t_start_ps == last:
             return None
         if self._restarted:
-            log.debug("%s: time base restarted (%s s after %s s)", self.source,
-                      _s(chunk.t_start_ps), _s(last))
-            self._tail = {c: np.zeros(0, np.int64) for c in self.channels}
+            if chunk.t_start_ps < last:
+                log.debug("%s: time base restarted (%s s after %s s)", self.source,
+                          _s(chunk.t_start_ps), _s(last))
+                self._tail = {c: np.zeros(0, np.int64) for c in self.channels}
             return None
-        return (f"tag chunk starts at {_s(chunk.t_start_ps)} s, before the previous one "
-                f"stopped ({_s(last)} s)")
+        if chunk.t_start_ps < last:
+            return (f"tag chunk starts at {_s(chunk.t_start_ps)} s, before the previous one "
+                    f"stopped ({_s(last)} s)")
+        return (f"tag chunk starts at {_s(chunk.t_start_ps)} s, after a gap since the "
+                f"previous one stopped ({_s(last)} s): the tags between are missing")
 
 
 class GuardedTagger:

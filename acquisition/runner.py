@@ -409,7 +409,7 @@ class Runner:
 
     def _tags_read(self, chunk: Any) -> None:
         """Every chunk a procedure reads: checked before the read returns; a trip stops now."""
-        reason = self._check_apd_rate(chunk)
+        reason = self._apd_interlock().check(chunk, read=True)
         if reason is not None and self.tripped is None:
             self._control.evidence = chunk if isinstance(chunk, TagChunk) else None
             self.emergency_stop(reason)

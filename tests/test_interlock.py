@@ -20,7 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from micropl.acquisition import Session, load_setup
-from micropl.acquisition.interlock import ApdRateInterlock, allowed_tags, densest_window
+from micropl.acquisition.interlock import (
+    ApdRateInterlock,
+    allowed_tags,
+    densest_window,
+    exceeds,
+)
 from micropl.acquisition.procedures import G2, PowerSeries, RasterScan, Refocus, Survey, TimeTrace
 from micropl.acquisition.procedures.base import ProcedureBase
 from micropl.acquisition.records import Tagged
@@ -105,12 +110,13 @@ def test_sliding_window_trips_exactly_when_the_brute_force_finds_a_window(stream
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 50 * MS), max_size=60).map(sorted),
-       st.integers(1, 20 * MS))
-def test_densest_window_matches_the_brute_force(times, window_ps):
+       st.integers(1, 20 * MS), st.integers(0, 8))
+def test_densest_window_matches_the_brute_force(times, window_ps, allowed):
     t = np.asarray(times, np.int64)
     count, index = densest_window(t, window_ps)
     expect = max((sum(1 for u in times if s <= u < s + window_ps) for s in times), default=0)
     assert count == expect
+    assert exceeds(t, allowed, window_ps) == (expect > allowed)
     if t.size:
         assert int(np.sum((t >= t[index]) & (t < t[index] + window_ps))) == count
 
@@ -198,7 +204,11 @@ def test_a_chunk_checked_twice_is_counted_once():
     """1.5 Mcps: a chunk fed twice (read, then emitted) would hold 30 000 tags per window."""
     lock = ApdRateInterlock((APD1, APD2), 2e6)
     c = chunk(uniform(1.5e6, 0, 10 * MS), start=0, stop=10 * MS)
+    assert lock.check(c, read=True) is None
     assert feed(lock, [c, c, c]) == [None, None, None]
+    # but a tagger that returns the same chunk again is not trusted
+    reason = lock.check(c, read=True)
+    assert reason is not None and "before the previous one stopped" in reason
 
 
 # --------------------------------------------------------------------------- unknown rate
@@ -213,6 +223,7 @@ UNKNOWN = [
                  id="overflow"),
     pytest.param(_chunk(overflow=True), "buffer overflow", id="overflow-no-count"),
     pytest.param(_chunk(missed_events=5), "5 missed events", id="missed-events"),
+    pytest.param(_chunk(missed_events=float("nan")), "nan missed events", id="missed-nan"),
     pytest.param(_chunk(t_start_ps=20, t_stop_ps=10, t_ps=np.zeros(0, np.int64),
                         channel=np.zeros(0, np.uint8)), "before its start", id="backwards"),
     pytest.param(_chunk(t_ps=np.array([1, 2, 10], np.int64)), "outside", id="tag-at-stop"),
@@ -231,12 +242,21 @@ def test_a_chunk_whose_rate_is_unknown_trips(bad, says):
     assert reason is not None and says in reason and "rate is unknown" in reason
 
 
-def test_a_chunk_starting_before_the_previous_one_stopped_trips_unless_restarted():
+@pytest.mark.parametrize(("start_ms", "says"), [(9, "before the previous one stopped"),
+                                                (11, "the tags between are missing")])
+def test_chunks_that_do_not_tile_trip_unless_the_tagger_was_restarted(start_ms, says):
     lock = ApdRateInterlock((APD1, APD2), 2e6)
     assert lock.check(chunk([5 * MS], start=0, stop=10 * MS)) is None
-    reason = lock.check(chunk([12 * MS], start=9 * MS, stop=20 * MS))
-    assert reason is not None and "before the previous one stopped" in reason
-    # after a start the time base may restart: the past is dropped, not mixed in
+    reason = lock.check(chunk([12 * MS], start=start_ms * MS, stop=20 * MS))
+    assert reason is not None and says in reason and "rate is unknown" in reason
+    lock = ApdRateInterlock((APD1, APD2), 2e6)
+    assert lock.check(chunk([5 * MS], start=0, stop=10 * MS)) is None
+    lock.restart()
+    assert lock.check(chunk([12 * MS], start=start_ms * MS, stop=20 * MS)) is None
+
+
+def test_a_restarted_time_base_drops_the_past():
+    """1.5 Mcps for 10 ms, then the time base restarts at 0: not 3 Mcps."""
     lock = ApdRateInterlock((APD1, APD2), 2e6)
     assert lock.check(chunk(uniform(1.5e6, 0, 10 * MS), start=0, stop=10 * MS)) is None
     lock.restart()
@@ -262,7 +282,8 @@ class Injector:
     piezo settle would). Records the clock time of every ``laser.off``.
     """
 
-    def __init__(self, setup: Any, pick: Any, rate_cps: float = 3.9e6) -> None:
+    def __init__(self, setup: Any, pick: Any, rate_cps: float = 3.9e6,
+                 channel: int = APD1) -> None:
         self.setup, self.pick, self.rate_cps = setup, pick, rate_cps
         self.reads = 0
         self.moved = False
@@ -289,7 +310,7 @@ class Injector:
             got = real_read()
             burst = uniform(rate_cps, got.t_stop_ps - WINDOW, got.t_stop_ps)
             t = np.concatenate([got.t_ps, burst])
-            ch = np.concatenate([got.channel, np.full(burst.size, APD1, np.uint8)])
+            ch = np.concatenate([got.channel, np.full(burst.size, channel, np.uint8)])
             order = np.argsort(t, kind="stable")
             self.injected = TagChunk(t[order], ch[order], got.t_start_ps, got.t_stop_ps)
             return self.injected
@@ -395,6 +416,27 @@ def test_over_rate_in_any_read_trips_before_the_read_returns(procedure, pick, ki
     mine = [item for item in published if item.record is injector.injected]
     assert [item.kind for item in mine] == [kind]
     assert all(item.record.t_stop_ps <= injector.injected.t_stop_ps for item in published)
+
+
+@pytest.mark.parametrize("burst", [False, True])
+def test_the_configured_apd_channels_are_protected_and_the_sync_input_is_not(burst):
+    """APDs on inputs 3 and 4, the laser sync on input 1 (625 kcps after its divider),
+    threshold 0.5 Mcps: the sync input never trips it; 3.9 Mcps on input 4 does."""
+    overrides = {"tagger": {"apd_channels": [3, 4], "sync_channel": 1},
+                 "safety": {"apd_max_rate_cps": 5e5}}
+    with load_setup(clock_mode="fast", overrides=overrides) as setup:
+        setup.scanner.move_to(*dim_spot(setup))
+        injector = Injector(setup, (lambda inj: inj.reads == 5) if burst else (lambda inj: False),
+                            channel=4)
+        with Session(setup) as session:
+            result = session.run(TimeTrace(duration_s=0.3, power_percent=20))
+        assert setup.tagger.snapshot()["sync_divider"] == 16
+        assert not setup.laser.emission_on
+    if not burst:
+        assert result.status == "completed", result.reason
+    else:
+        assert injector.injected is not None and result.status == "aborted"
+        assert "APD channel 4 at 3.90 Mcps" in result.reason
 
 
 @pytest.mark.parametrize("procedure", [
