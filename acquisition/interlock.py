@@ -52,7 +52,7 @@ from micropl.drivers.interfaces import TagChunk
 log = logging.getLogger(__name__)
 
 __all__ = ["ApdRateInterlock", "GuardedTagger", "RunSetup", "WINDOW_S", "allowed_tags",
-           "densest_window", "exceeds", "unknown_rate_problem"]
+           "densest_window", "exceeds", "readback_over_rate", "unknown_rate_problem"]
 
 #: Width of the sliding window in which an APD's rate is measured, s.
 WINDOW_S = 0.010
@@ -131,6 +131,38 @@ def exceeds(t_ps: np.ndarray, allowed: int, window_ps: int) -> bool:
     if allowed == 0:
         return True
     return bool(np.any(t[allowed:] - t[:-allowed] < window_ps))
+
+
+def readback_over_rate(rates_cps: dict[int, float], channels: tuple[int, ...],
+                       max_rate_cps: float) -> str | None:
+    """Why a count-rate readback (no tags: e.g. the idle GUI's) must switch the laser off.
+
+    Parameters
+    ----------
+    rates_cps : dict of int to float
+        The tagger's ``count_rates_hz()``: channel → counts/s.
+    channels : tuple of int
+        The APD channels (each protected on its own).
+    max_rate_cps : float
+        Protection threshold per APD, counts/s.
+
+    Returns
+    -------
+    str or None
+        The reason, for an APD above the threshold or a rate that is not a
+        finite number; None otherwise.
+    """
+    for c in channels:
+        rate = rates_cps.get(c, 0.0)
+        try:
+            rate = float(rate)
+        except (TypeError, ValueError):
+            rate = float("nan")
+        if not rate <= max_rate_cps:
+            return (f"APD channel {c} reads {rate / 1e6:.2f} Mcps, above the protection "
+                    f"threshold {max_rate_cps / 1e6:.2f} Mcps per APD "
+                    "(safety.apd_max_rate_cps): laser switched off")
+    return None
 
 
 def unknown_rate_problem(chunk: Any) -> str | None:

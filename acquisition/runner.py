@@ -31,7 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from micropl.acquisition.interlock import WINDOW_S, ApdRateInterlock, RunSetup
+from micropl.acquisition.interlock import (
+    WINDOW_S,
+    ApdRateInterlock,
+    RunSetup,
+    readback_over_rate,
+)
 from micropl.acquisition.records import (
     NO_ID,
     InstrumentSnapshot,
@@ -386,6 +391,28 @@ class Runner:
                 return (f"camera '{self.setup.camera.name}' at {temperature_c:.1f} °C with EM gain "
                         f"{record.em_gain}: warmer than {self.camera_max_temperature_c:.0f} °C")
         return None
+
+    def check_rate_readback(self, rates_cps: dict[int, float], laser_on: bool) -> str | None:
+        """Rate readbacks outside runs (the GUI's idle poll): over the threshold, laser off.
+
+        Parameters
+        ----------
+        rates_cps : dict of int to float
+            The tagger's ``count_rates_hz()``.
+        laser_on : bool
+            Whether the laser reported emission with that readback.
+
+        Returns
+        -------
+        str or None
+            The reason the laser was switched off (and a run aborted), or None.
+        """
+        if not laser_on:
+            return None
+        reason = readback_over_rate(rates_cps, self.setup.apd_channels, self.apd_max_rate_cps)
+        if reason is not None:
+            self.emergency_stop(reason)
+        return reason
 
     def _check_apd_rate(self, chunk: TagChunk) -> str | None:
         """Feed ``chunk`` to the run's sliding-window APD interlock; the reason to stop, or None.

@@ -529,3 +529,45 @@ def test_a_read_returning_no_tag_data_trips():
             result = session.run(G2(duration_s=0.2, power_percent=10))
         assert not setup.laser.emission_on
     assert result.status == "aborted" and "not tag data" in result.reason
+
+
+# --------------------------------------------------------------------------- outside runs
+@pytest.mark.parametrize(("rates", "tripped"), [
+    ({1: 1.9e6, 2: 2.0e6, 3: 9e6}, False),  # at the threshold; the sync input is free
+    ({1: 2.1e6, 2: 0.0}, True),
+    ({1: 0.0, 2: float("nan")}, True),  # a rate that is not a number is not known
+])
+def test_rate_readback_outside_runs(rates, tripped):
+    from micropl.acquisition.interlock import readback_over_rate
+
+    reason = readback_over_rate(rates, (APD1, APD2), 2e6)
+    assert (reason is not None) == tripped
+    if tripped:
+        assert "above the protection threshold 2.00 Mcps" in reason
+
+
+def test_idle_gui_readback_switches_the_laser_off_above_the_threshold(qapp):
+    """Laser switched on from the instrument panel (no run) onto a bright QD: the idle
+    readback poll sees an APD above the threshold and switches the laser off."""
+    from micropl.gui.commands import CommandWorker
+
+    with load_setup(clock_mode="fast", overrides={"safety": {"apd_max_rate_cps": 2e4}}) as setup:
+        sample = setup.world.sample
+        k = int(np.argmax(sample.brightness_cps))
+        setup.scanner.move_to(float(sample.x_um[k]), float(sample.y_um[k]))
+        with Session(setup) as session:
+            worker = CommandWorker(session.runner, poll_interval_s=3600)
+            failed, readbacks = [], []
+            worker.failed.connect(failed.append)
+            worker.readback.connect(readbacks.append)
+            try:
+                worker._poll()  # laser off: nothing to do
+                assert not failed and readbacks
+                setup.laser.power_percent = 100
+                setup.laser.emission_on = True
+                worker._poll()
+            finally:
+                worker.stop()
+            assert not setup.laser.emission_on
+            assert failed and "above the protection threshold" in failed[-1]
+            assert readbacks[-1].laser_on is False
