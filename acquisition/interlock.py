@@ -52,7 +52,8 @@ from micropl.drivers.interfaces import TagChunk
 log = logging.getLogger(__name__)
 
 __all__ = ["ApdRateInterlock", "GuardedTagger", "RunSetup", "WINDOW_S", "allowed_tags",
-           "densest_window", "exceeds", "readback_over_rate", "unknown_rate_problem"]
+           "densest_window", "exceeds", "merge_chunks", "readback_over_rate",
+           "unknown_rate_problem"]
 
 #: Width of the sliding window in which an APD's rate is measured, s.
 WINDOW_S = 0.010
@@ -243,6 +244,14 @@ class ApdRateInterlock:
         self._seen: collections.deque[tuple[Any, str | None]] = collections.deque(
             maxlen=_REMEMBERED)
 
+    def remember(self, chunk: Any, verdict: str | None) -> None:
+        """Take ``verdict`` for ``chunk`` without counting its tags (they were checked)."""
+        self._seen.append((chunk, verdict))
+
+    def verdict_of(self, chunk: Any) -> str | None:
+        """The verdict given to ``chunk`` (None when it passed or was never checked)."""
+        return next((v for seen, v in self._seen if seen is chunk), None)
+
     def restart(self) -> None:
         """The tagger was started again: its time base may restart at the next chunk."""
         self._restarted = True
@@ -320,11 +329,42 @@ class ApdRateInterlock:
                 f"previous one stopped ({_s(last)} s): the tags between are missing")
 
 
+def merge_chunks(parts: list[TagChunk], max_tags: int | None = None) -> TagChunk:
+    """Consecutive chunks (tiling time) as one; beyond ``max_tags`` the oldest tags are lost.
+
+    Parameters
+    ----------
+    parts : list of TagChunk
+        In time order, each starting where the one before stopped.
+    max_tags : int, optional
+        Most tags kept; the oldest beyond it are dropped and counted in
+        ``missed_events`` (with ``overflow=True``), as a full device buffer would.
+
+    Returns
+    -------
+    TagChunk
+        Covering ``[parts[0].t_start_ps, parts[-1].t_stop_ps)``.
+    """
+    t = np.concatenate([np.asarray(c.t_ps, np.int64) for c in parts])
+    channel = np.concatenate([np.asarray(c.channel, np.uint8) for c in parts])
+    overflow = any(bool(c.overflow) for c in parts)
+    missed = sum(int(c.missed_events) for c in parts)
+    if max_tags is not None and t.size > max_tags:
+        drop = t.size - max_tags
+        t, channel = t[drop:], channel[drop:]
+        overflow, missed = True, missed + drop
+    return TagChunk(t, channel, int(parts[0].t_start_ps), int(parts[-1].t_stop_ps),
+                    overflow=overflow, missed_events=missed)
+
+
 class GuardedTagger:
     """A tagger whose every ``read`` runs the over-rate interlock before returning.
 
     Everything else is the tagger's own (attributes and methods are looked up
-    on it at each use).
+    on it at each use). While the procedure does not read (a paused run),
+    :meth:`watch` reads and checks the tags and holds them; the procedure's
+    next ``read`` returns them together with the new ones, so its data still
+    tile time.
 
     Parameters
     ----------
@@ -335,13 +375,25 @@ class GuardedTagger:
         (the runner checks it and, when it trips, switches the laser off).
     on_start : callable
         ``on_start()``, called before every ``start`` (the time base may restart).
+    on_merge : callable
+        ``on_merge(merged, parts)``: held chunks and a new one are handed over
+        as ``merged`` (already checked, as ``parts``).
+    max_held_tags : int
+        Most tags held for the procedure; older ones are dropped and the chunk
+        handed over says so (``overflow``, ``missed_events``).
     """
 
     def __init__(self, tagger: Any, on_read: Callable[[Any], None],
-                 on_start: Callable[[], None]) -> None:
+                 on_start: Callable[[], None],
+                 on_merge: Callable[[TagChunk, list[TagChunk]], None], *,
+                 max_held_tags: int = 4_000_000) -> None:
         self._tagger = tagger
         self._on_read = on_read
         self._on_start = on_start
+        self._on_merge = on_merge
+        self._max_held = int(max_held_tags)
+        self._held: list[TagChunk] = []
+        self.running = False
 
     @property
     def instrument(self) -> Any:
@@ -351,13 +403,41 @@ class GuardedTagger:
     def start(self, channels: tuple[int, ...], *args: Any, **kwargs: Any) -> None:
         """Start streaming ``channels`` (see the tagger's ``start``)."""
         self._on_start()
+        self._held = []
         self._tagger.start(channels, *args, **kwargs)
+        self.running = True
+
+    def stop(self) -> None:
+        """Stop streaming (tags held for the procedure are dropped)."""
+        self.running = False
+        self._held = []
+        self._tagger.stop()
 
     def read(self) -> TagChunk:
         """Tags since the previous read, after the interlock has checked them."""
         chunk = self._tagger.read()
         self._on_read(chunk)
-        return chunk
+        if not self._held or not isinstance(chunk, TagChunk):
+            return chunk
+        parts, self._held = [*self._held, chunk], []
+        merged = merge_chunks(parts, self._max_held)
+        self._on_merge(merged, parts)
+        return merged
+
+    def watch(self) -> None:
+        """Read and check the tags now, for a procedure that is not reading (paused).
+
+        They are held and handed over with the procedure's next :meth:`read`.
+        Nothing happens while the tagger is not streaming.
+        """
+        if not self.running:
+            return
+        chunk = self._tagger.read()
+        self._on_read(chunk)
+        if isinstance(chunk, TagChunk):
+            self._held.append(chunk)
+            if sum(len(c) for c in self._held) > self._max_held and len(self._held) > 1:
+                self._held = [merge_chunks(self._held, self._max_held)]
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -413,16 +493,18 @@ class RunSetup:
     ----------
     setup : Setup
         The instruments.
-    on_read, on_start : callable
+    on_read, on_start, on_merge : callable
         See :class:`GuardedTagger`.
     refuse_laser_on : callable
         See :class:`LatchedLaser`.
     """
 
     def __init__(self, setup: Any, on_read: Callable[[Any], None],
-                 on_start: Callable[[], None], refuse_laser_on: Callable[[], None]) -> None:
+                 on_start: Callable[[], None],
+                 on_merge: Callable[[TagChunk, list[TagChunk]], None],
+                 refuse_laser_on: Callable[[], None]) -> None:
         self._setup = setup
-        self._hooks = (on_read, on_start, refuse_laser_on)
+        self._hooks = (on_read, on_start, on_merge, refuse_laser_on)
         self._tagger: GuardedTagger | None = None
         self._laser: LatchedLaser | None = None
 
@@ -431,7 +513,7 @@ class RunSetup:
         """The tagger; ``read`` runs the interlock."""
         raw = self._setup.tagger
         if self._tagger is None or self._tagger.instrument is not raw:
-            self._tagger = GuardedTagger(raw, self._hooks[0], self._hooks[1])
+            self._tagger = GuardedTagger(raw, *self._hooks[:3])
         return self._tagger
 
     @property
@@ -439,8 +521,13 @@ class RunSetup:
         """The laser; refuses emission on after a trip."""
         raw = self._setup.laser
         if self._laser is None or self._laser.instrument is not raw:
-            self._laser = LatchedLaser(raw, self._hooks[2])
+            self._laser = LatchedLaser(raw, self._hooks[3])
         return self._laser
+
+    def watch(self) -> None:
+        """Check the tags of a streaming tagger nobody reads (see :meth:`GuardedTagger.watch`)."""
+        if self._tagger is not None and self._tagger.instrument is self._setup.tagger:
+            self._tagger.watch()
 
     @property
     def instruments(self) -> dict[str, Any]:

@@ -133,6 +133,7 @@ class _Control:
         self.abort_is_failure = False
         self.interlock: ApdRateInterlock | None = None  # made at the first tag chunk
         self.evidence: TagChunk | None = None  # the chunk that tripped, until published
+        self.run_setup: RunSetup | None = None  # what the run's procedures see as the setup
 
 
 class _RunLog(logging.LoggerAdapter):
@@ -155,7 +156,7 @@ class RunContext:
         self.run_id = run_id
         self._control = control
         self.tags: dict[str, Any] = dict(tags or {})
-        self.setup: Setup = runner.run_setup  # the tagger guarded, the laser latched
+        self.setup: Setup = runner.run_setup_for(control)  # tagger guarded, laser latched
         self.clock = runner.setup.clock
         self.log = _RunLog(logging.getLogger("micropl.run"), {"run_id": run_id})
 
@@ -216,10 +217,13 @@ class RunContext:
     def checkpoint(self) -> None:
         """Block while paused; raise :class:`Aborted` when an abort was asked."""
         control = self._control
-        with control.cond:
-            while control.paused and control.abort_reason is None:
+        while True:
+            with control.cond:
+                reason = control.abort_reason
+                if not control.paused or reason is not None:
+                    break
                 control.cond.wait(0.1)
-            reason = control.abort_reason
+            self._runner.watch_paused(control)  # paused, the laser may be on: watch the APDs
         if reason is not None:
             self._keep_evidence()
             raise Aborted(reason)
@@ -274,9 +278,6 @@ class Runner:
         self._state = RunState.IDLE
         self._lock = threading.Lock()
         self.tripped: str | None = None
-        #: What procedures see as the setup: the tagger guarded, the laser latched.
-        self.run_setup = RunSetup(setup, self._tags_read, self._tagger_started,
-                                  self._refuse_laser_on)
 
     # ------------------------------------------------------------------ wiring
     def publish(self, run_id: int, record: Any, tags: dict[str, Any]) -> None:
@@ -433,6 +434,34 @@ class Runner:
                 self.setup.apd_channels, self.apd_max_rate_cps, window_s=self.RATE_WINDOW_S,
                 source=f"tagger '{getattr(self.setup.tagger, 'name', 'tagger')}'")
         return control.interlock
+
+    def run_setup_for(self, control: _Control) -> RunSetup:
+        """What a run's procedures see as the setup: the tagger guarded, the laser latched."""
+        if control.run_setup is None:
+            control.run_setup = RunSetup(self.setup, self._tags_read, self._tagger_started,
+                                         self._tags_merged, self._refuse_laser_on)
+        return control.run_setup
+
+    def watch_paused(self, control: _Control) -> None:
+        """While a run is paused with the laser on: read and check its streaming tagger."""
+        view = control.run_setup
+        if view is None or self.tripped is not None:
+            return
+        try:
+            laser_on = bool(self.setup.laser.emission_on)
+        except InstrumentError as exc:  # not known: check as if on
+            log.warning("paused run: laser state unknown (%s); APD rates checked", exc)
+            laser_on = True
+        if laser_on:
+            view.watch()
+
+    def _tags_merged(self, merged: TagChunk, parts: list[TagChunk]) -> None:
+        interlock = self._apd_interlock()
+        verdicts = [interlock.verdict_of(part) for part in parts]
+        interlock.remember(merged, next((v for v in verdicts if v is not None), None))
+        if self._control.evidence is not None and any(p is self._control.evidence
+                                                      for p in parts):
+            self._control.evidence = merged
 
     def _tags_read(self, chunk: Any) -> None:
         """Every chunk a procedure reads: checked before the read returns; a trip stops now."""

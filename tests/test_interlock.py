@@ -571,3 +571,100 @@ def test_idle_gui_readback_switches_the_laser_off_above_the_threshold(qapp):
             assert not setup.laser.emission_on
             assert failed and "above the protection threshold" in failed[-1]
             assert readbacks[-1].laser_on is False
+
+
+# --------------------------------------------------------------------------- paused runs
+def _paused_trace(setup: Any, session: Any, on_pause: Any) -> Any:
+    """A long time trace, paused at its first checkpoint; ``on_pause(watches)`` runs while
+    it is paused (``watches`` counts the interlock's reads during the pause), then resume."""
+    runner = session.runner
+    watches = {"n": 0}
+    real_watch = runner.watch_paused
+
+    def watch_paused(control: Any) -> None:
+        watches["n"] += 1
+        real_watch(control)
+
+    runner.watch_paused = watch_paused
+    tagger, reads = setup.tagger, {"n": 0}
+    inner_read = tagger.read
+
+    def read() -> TagChunk:  # pause from the run itself (fast mode would finish first)
+        reads["n"] += 1
+        if reads["n"] == 2:
+            runner.pause()
+        return inner_read()
+
+    tagger.read = read
+    runner.start(TimeTrace(duration_s=0.2, power_percent=20))
+    on_pause(watches)
+    runner.resume()
+    result = runner.wait(60)
+    assert result is not None
+    return result
+
+
+def _wait_for(predicate: Any, timeout_s: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_over_rate_while_paused_with_the_laser_on_trips():
+    """A paused run keeps the laser on and reads no tags; the interlock reads them itself
+    every 0.1 s: 3.9 Mcps while paused switches the laser off and ends the run
+    ``aborted``; the chunk is stored as ``interlock``."""
+    published: list[Tagged] = []
+    with load_setup(clock_mode="fast") as setup:
+        setup.scanner.move_to(*dim_spot(setup))
+        injector = Injector(setup, lambda inj: watching["on"])
+        watching = {"on": False}
+        with Session(setup) as session:
+            session.stream.attach("tags", lambda item: published.append(item)
+                                  if isinstance(item, Tagged) else None)
+
+            def on_pause(watches: dict) -> None:
+                _wait_for(lambda: watches["n"] >= 1)  # blocked in the pause, watching
+                watching["on"] = True
+                _wait_for(lambda: injector.injected is not None)
+                _wait_for(lambda: session.runner.state.value == "idle"
+                          or not setup.laser.emission_on)
+                assert not setup.laser.emission_on  # off while still paused
+
+            result = _paused_trace(setup, session, on_pause)
+            session.stream.flush(10)
+        assert not setup.laser.emission_on
+    assert result.status == "aborted" and "APD channel 1 at 3.90 Mcps" in result.reason
+    assert [i.kind for i in published if i.record is injector.injected] == ["interlock"]
+
+
+def test_tags_read_while_paused_are_handed_to_the_procedure():
+    """No over-rate: the tags the interlock read during the pause reach the time trace
+    with its next read, so the stored chunks still tile time without a gap."""
+    chunks: list[TagChunk] = []
+    with load_setup(clock_mode="fast") as setup:
+        setup.scanner.move_to(*dim_spot(setup))
+        with Session(setup) as session:
+            session.stream.attach("tags", lambda item: chunks.append(item.record)
+                                  if isinstance(item, Tagged) and item.kind == "trace"
+                                  else None)
+
+            def on_pause(watches: dict) -> None:
+                _wait_for(lambda: watches["n"] >= 1)  # blocked in the pause, watching
+                for _ in range(3):  # three stretches of 50 ms, each read while paused
+                    setup.clock.sleep(0.05)
+                    n = watches["n"]
+                    _wait_for(lambda n=n: watches["n"] >= n + 2)
+
+            result = _paused_trace(setup, session, on_pause)
+            session.stream.flush(10)
+    assert result.status == "completed", result.reason
+    starts = np.array([c.t_start_ps for c in chunks])
+    stops = np.array([c.t_stop_ps for c in chunks])
+    assert np.array_equal(starts[1:], stops[:-1])  # tiled
+    longest = int(np.argmax(stops - starts))
+    assert (stops - starts)[longest] >= 150 * MS  # the pause, in one chunk
+    assert np.all(np.diff(chunks[longest].t_ps) >= 0) and len(chunks[longest]) > 0
