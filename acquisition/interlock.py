@@ -288,12 +288,18 @@ class ApdRateInterlock:
         worst: tuple[int, int, int] | None = None  # count, channel, start ps
         t_all, channel_all = np.asarray(chunk.t_ps, np.int64), np.asarray(chunk.channel)
         keep_from = int(chunk.t_stop_ps) - self.window_ps + 1
+        recent = int(np.searchsorted(t_all, keep_from, side="left"))
         for c in self.channels:
-            t = np.concatenate([self._tail[c], t_all[channel_all == c]])
-            if exceeds(t, self.allowed, self.window_ps):
-                count, index = densest_window(t, self.window_ps)
-                if worst is None or count > worst[0]:
-                    worst = (count, c, int(t[index]))
+            tail, mine = self._tail[c], channel_all == c
+            if tail.size + int(np.count_nonzero(mine)) <= self.allowed:
+                # too few tags for any window to exceed: only keep the last 10 ms
+                t = np.concatenate([tail, t_all[recent:][mine[recent:]]])
+            else:
+                t = np.concatenate([tail, t_all[mine]])
+                if exceeds(t, self.allowed, self.window_ps):
+                    count, index = densest_window(t, self.window_ps)
+                    if worst is None or count > worst[0]:
+                        worst = (count, c, int(t[index]))
             self._tail[c] = t[np.searchsorted(t, keep_from, side="left"):]
         self._last_stop_ps = int(chunk.t_stop_ps)
         self._restarted = False

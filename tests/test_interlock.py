@@ -8,6 +8,8 @@
   result it discards (a scanner move, the read before the measurement starts):
   laser off before that read returns, run ``aborted`` with the reason, and the
   chunk kept.
+* A paused run (laser on, nobody reading) is watched; an idle rate readback
+  with the laser on is checked too.
 """
 
 from __future__ import annotations
