@@ -102,8 +102,10 @@ class SafetySettings(_Strict):
 
     apd_max_rate_cps: float = Field(
         2.0e6, ge=APD_MAX_RATE_RANGE_CPS[0], le=APD_MAX_RATE_RANGE_CPS[1],
-        description="APD count rate above which the laser is switched off, counts/s "
-        "(below 1 kcps the dark counts trip it; above 10 Mcps APDs are damaged)",
+        description="count rate of one APD (each on its own, not their sum) above which the "
+        "laser is switched off, counts/s: more than this × 10 ms tags in any 10 ms of data; a "
+        "tagger overflow counts as above (below 1 kcps the dark counts trip it; above 10 Mcps "
+        "APDs are damaged)",
     )
     camera_max_temperature_c: float = Field(
         -60.0, ge=GAIN_TEMPERATURE_MIN_C, le=GAIN_TEMPERATURE_MAX_C,

@@ -5,9 +5,18 @@ happened — laser off, camera and tagger stopped, scanner left in place. Every
 run publishes a start document and a stop document carrying its exit status
 (``completed``, ``aborted`` or ``failed``) and the reason.
 
-Watchdogs run inside :meth:`RunContext.emit`, on the acquisition thread, before
-a record is published: an APD count rate above the protection threshold in any
-10 ms of data switches the laser off at once and aborts the run; EM gain on a
+Watchdogs run on the acquisition thread. Every tag chunk a run reads passes the
+APD over-rate interlock (:mod:`micropl.acquisition.interlock`) inside the
+tagger's ``read``: procedures see the setup through a
+:class:`~micropl.acquisition.interlock.RunSetup` whose tagger is guarded, so a
+read whose result is discarded (during a scanner move, before a dwell) is
+checked too. More than ``safety.apd_max_rate_cps`` × 10 ms tags of one APD in
+any 10 ms of data, a buffer overflow or an inconsistent chunk switch the laser
+off before ``read`` returns; the run then stops at its next checkpoint,
+``emit`` or ``guard`` (the chunk that showed the fault is still published when
+the procedure emits it) and ends ``aborted`` with the reason. Until the run
+ends the laser refuses to be switched on again. :meth:`RunContext.emit` runs
+the watchdogs on other raw records before they are published: EM gain on a
 warm sensor aborts too.
 """
 
@@ -22,8 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
+from micropl.acquisition.interlock import (
+    WINDOW_S,
+    ApdRateInterlock,
+    RunSetup,
+    readback_over_rate,
+)
 from micropl.acquisition.records import (
     NO_ID,
     InstrumentSnapshot,
@@ -118,6 +131,9 @@ class _Control:
         self.paused = False
         self.abort_reason: str | None = None
         self.abort_is_failure = False
+        self.interlock: ApdRateInterlock | None = None  # made at the first tag chunk
+        self.evidence: TagChunk | None = None  # the chunk that tripped, until published
+        self.run_setup: RunSetup | None = None  # what the run's procedures see as the setup
 
 
 class _RunLog(logging.LoggerAdapter):
@@ -140,7 +156,7 @@ class RunContext:
         self.run_id = run_id
         self._control = control
         self.tags: dict[str, Any] = dict(tags or {})
-        self.setup: Setup = runner.setup
+        self.setup: Setup = runner.run_setup_for(control)  # tagger guarded, laser latched
         self.clock = runner.setup.clock
         self.log = _RunLog(logging.getLogger("micropl.run"), {"run_id": run_id})
 
@@ -150,21 +166,38 @@ class RunContext:
 
         Watchdogs check raw data first; a tripped watchdog makes the setup safe
         and raises :class:`Aborted` — the record is still published, so the
-        data that showed the fault is kept.
+        data that showed the fault is kept. A tag chunk the guarded tagger
+        already checked is not counted again. After a trip (here, in a tagger
+        read, or an emergency stop) every emit raises :class:`Aborted`.
         """
         reason = self._runner.watchdog(record)
         all_tags = {**self.tags, **tags}
+        if record is self._control.evidence:
+            self._control.evidence = None  # published here, with the procedure's tags
         self._runner.publish(self.run_id, record, all_tags)
-        if reason is not None:
-            self._runner.trip(reason)
-            raise Aborted(reason)
+        self._stop_if_tripped(reason)
 
     def guard(self, record: Any) -> None:
         """Run the watchdogs on a raw record that is not stored (e.g. map pixels)."""
-        reason = self._runner.watchdog(record)
-        if reason is not None:
+        self._stop_if_tripped(self._runner.watchdog(record))
+
+    def _stop_if_tripped(self, reason: str | None) -> None:
+        if reason is not None and self._runner.tripped is None:
             self._runner.trip(reason)
+        reason = reason or self._runner.tripped
+        if reason is not None:
+            self._keep_evidence()
             raise Aborted(reason)
+
+    def _keep_evidence(self) -> None:
+        """Publish the tag chunk that tripped the interlock when the procedure did not.
+
+        A read whose result a procedure discards (e.g. the tags of a scanner move)
+        can trip the interlock; that chunk is stored with kind ``interlock``.
+        """
+        chunk, self._control.evidence = self._control.evidence, None
+        if chunk is not None:
+            self._runner.publish(self.run_id, chunk, {**self.tags, "kind": "interlock"})
 
     def scoped(self, **tags: Any) -> RunContext:
         """A context whose records also carry ``tags`` (e.g. ``qd_id=3``)."""
@@ -184,11 +217,16 @@ class RunContext:
     def checkpoint(self) -> None:
         """Block while paused; raise :class:`Aborted` when an abort was asked."""
         control = self._control
-        with control.cond:
-            while control.paused and control.abort_reason is None:
+        while True:
+            with control.cond:
+                reason = control.abort_reason
+                if not control.paused or reason is not None:
+                    break
                 control.cond.wait(0.1)
-            if control.abort_reason is not None:
-                raise Aborted(control.abort_reason)
+            self._runner.watch_paused(control)  # paused, the laser may be on: watch the APDs
+        if reason is not None:
+            self._keep_evidence()
+            raise Aborted(reason)
 
     def sleep(self, duration_s: float, slice_s: float = 0.05) -> None:
         """Wait ``duration_s`` of clock time, checkpointing at least every ``slice_s``."""
@@ -220,8 +258,8 @@ class Runner:
         Protection threshold; the setup's ``safety.apd_max_rate_cps`` by default.
     """
 
-    #: Width of the bins in which the APD over-rate watchdog measures rates.
-    RATE_BIN_S = 0.010
+    #: Width of the sliding window in which the APD over-rate interlock measures rates, s.
+    RATE_WINDOW_S = WINDOW_S
 
     def __init__(self, setup: Setup, stream: Stream | None = None, *,
                  apd_max_rate_cps: float | None = None) -> None:
@@ -368,31 +406,94 @@ class Runner:
                         f"{record.em_gain}: warmer than {self.camera_max_temperature_c:.0f} °C")
         return None
 
-    def _check_apd_rate(self, chunk: TagChunk) -> str | None:
-        """Worst APD rate in any ``RATE_BIN_S`` of the chunk against the threshold.
+    def check_rate_readback(self, rates_cps: dict[int, float], laser_on: bool) -> str | None:
+        """Rate readbacks outside runs (the GUI's idle poll): over the threshold, laser off.
 
-        Only the APD channels are protected; a sync input may count faster.
+        Parameters
+        ----------
+        rates_cps : dict of int to float
+            The tagger's ``count_rates_hz()``.
+        laser_on : bool
+            Whether the laser reported emission with that readback.
+
+        Returns
+        -------
+        str or None
+            The reason the laser was switched off (and a run aborted), or None.
         """
-        a, b = self.setup.apd_channels
-        apd = (chunk.channel == a) | (chunk.channel == b)
-        if not apd.any():
+        if not laser_on:
             return None
-        span_ps = max(chunk.t_stop_ps - chunk.t_start_ps, 1)
-        bin_ps = int(self.RATE_BIN_S * 1e12)
-        n_bins = max(1, -(-span_ps // bin_ps))
-        width_s = min(self.RATE_BIN_S, span_ps * 1e-12)
-        bins = ((chunk.t_ps[apd] - chunk.t_start_ps) // bin_ps).clip(0, n_bins - 1)
-        counts = np.bincount(chunk.channel[apd].astype(np.int64) * n_bins + bins)
-        worst = int(np.argmax(counts))
-        if counts[worst] <= self.apd_max_rate_cps * width_s:
-            return None
-        rate = counts[worst] / width_s
-        return (f"APD channel {worst // n_bins} at {rate / 1e6:.2f} Mcps exceeds the protection "
-                f"threshold {self.apd_max_rate_cps / 1e6:.2f} Mcps: laser switched off")
+        reason = readback_over_rate(rates_cps, self.setup.apd_channels, self.apd_max_rate_cps)
+        if reason is not None:
+            self.emergency_stop(reason)
+        return reason
+
+    def _check_apd_rate(self, chunk: TagChunk) -> str | None:
+        """Feed ``chunk`` to the run's sliding-window APD interlock; the reason to stop, or None.
+
+        Per APD channel (a sync input may count faster): more than
+        ``apd_max_rate_cps × RATE_WINDOW_S`` tags in any half-open window of
+        ``RATE_WINDOW_S``, across chunk boundaries, trips it; so do overflows,
+        missed events and inconsistent chunks (the rate is then unknown). A
+        chunk already checked is not counted again.
+        """
+        return self._apd_interlock().check(chunk)
+
+    def _apd_interlock(self) -> ApdRateInterlock:
+        """The current run's interlock (made with the threshold in force when it starts)."""
+        control = self._control
+        if control.interlock is None:
+            control.interlock = ApdRateInterlock(
+                self.setup.apd_channels, self.apd_max_rate_cps, window_s=self.RATE_WINDOW_S,
+                source=f"tagger '{getattr(self.setup.tagger, 'name', 'tagger')}'")
+        return control.interlock
+
+    def run_setup_for(self, control: _Control) -> RunSetup:
+        """What a run's procedures see as the setup: the tagger guarded, the laser latched."""
+        if control.run_setup is None:
+            control.run_setup = RunSetup(self.setup, self._tags_read, self._tagger_started,
+                                         self._tags_merged, self._refuse_laser_on)
+        return control.run_setup
+
+    def watch_paused(self, control: _Control) -> None:
+        """While a run is paused with the laser on: read and check its streaming tagger."""
+        view = control.run_setup
+        if view is None or self.tripped is not None:
+            return
+        try:
+            laser_on = bool(self.setup.laser.emission_on)
+        except InstrumentError as exc:  # not known: check as if on
+            log.warning("paused run: laser state unknown (%s); APD rates checked", exc)
+            laser_on = True
+        if laser_on:
+            view.watch()
+
+    def _tags_merged(self, merged: TagChunk, parts: list[TagChunk]) -> None:
+        interlock = self._apd_interlock()
+        verdicts = [interlock.verdict_of(part) for part in parts]
+        interlock.remember(merged, next((v for v in verdicts if v is not None), None))
+        if self._control.evidence is not None and any(p is self._control.evidence
+                                                      for p in parts):
+            self._control.evidence = merged
+
+    def _tags_read(self, chunk: Any) -> None:
+        """Every chunk a procedure reads: checked before the read returns; a trip stops now."""
+        reason = self._apd_interlock().check(chunk, read=True)
+        if reason is not None and self.tripped is None:
+            self._control.evidence = chunk if isinstance(chunk, TagChunk) else None
+            self.emergency_stop(reason)
+
+    def _tagger_started(self) -> None:
+        self._apd_interlock().restart()
+
+    def _refuse_laser_on(self) -> None:
+        if self.tripped is not None:
+            raise Aborted(f"laser stays off for the rest of the run: {self.tripped}")
 
     def trip(self, reason: str) -> None:
         """Switch the laser off immediately (safety interlock)."""
-        self.tripped = reason
+        if self.tripped is None:
+            self.tripped = reason
         log.error("interlock: %s", reason)
         try:
             self.setup.laser.off()

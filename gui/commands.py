@@ -15,6 +15,7 @@ ones and calls :meth:`Runner.emergency_stop` on a thread of its own at once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -215,4 +216,8 @@ class CommandWorker(QtCore.QObject):
         except InstrumentError as exc:
             log.warning("instrument readback failed: %s", exc)
             return
+        tripped = self.runner.check_rate_readback(value.rates_cps, value.laser_on)
+        if tripped is not None:  # APD over-rate with the laser on outside a run
+            self.failed.emit(tripped)
+            value = dataclasses.replace(value, laser_on=bool(self.setup.laser.emission_on))
         self.readback.emit(value)

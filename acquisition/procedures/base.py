@@ -86,7 +86,8 @@ def count_apds(ctx: Any, dwell_s: float, slice_s: float = 0.02) -> tuple[int, fl
     """Counts of both APDs over ``dwell_s`` of clock time, checked by the watchdog.
 
     The tagger must be started. Tags that arrived before the call (during a move)
-    are discarded. Reads in slices of at most ``slice_s`` so the over-rate
+    are discarded, once the over-rate interlock has checked them (every read of
+    ``ctx.setup.tagger`` is checked). Reads in slices of at most ``slice_s`` so the over-rate
     watchdog acts within 50 ms of data time.
 
     Returns
