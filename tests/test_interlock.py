@@ -670,3 +670,31 @@ def test_tags_read_while_paused_are_handed_to_the_procedure():
     longest = int(np.argmax(stops - starts))
     assert (stops - starts)[longest] >= 150 * MS  # the pause, in one chunk
     assert np.all(np.diff(chunks[longest].t_ps) >= 0) and len(chunks[longest]) > 0
+
+
+def test_no_tagger_streams_unread_while_a_survey_takes_its_spectrum(monkeypatch):
+    """Tags that no procedure reads are tags the interlock never sees: the tagger that
+    refocus started is stopped before the spectrum, and restarted by g²."""
+    from micropl.simulators.camera import SimCamera
+
+    with load_setup(clock_mode="fast") as setup:
+        x, y = dim_spot(setup)
+        streaming_during_exposure: list[bool] = []
+        acquire = SimCamera.acquire
+
+        def watched(camera: Any) -> Any:
+            if setup.laser.emission_on:
+                streaming_during_exposure.append(setup.tagger._stream is not None)
+            return acquire(camera)
+
+        monkeypatch.setattr(SimCamera, "acquire", watched)
+        survey = Survey.model_validate({
+            "targets": [{"qd_id": 0, "x_um": x, "y_um": y}],
+            "refocus": {"size_um": 0.6, "step_um": 0.2},
+            "spectrum": {"exposure_s": 0.1, "accumulations": 2, "background_frames": 1},
+            "g2": {"duration_s": 0.2}, "drift_every_n_qds": 0, "film_reference": False})
+        with Session(setup) as session:
+            result = session.run(survey)
+        assert result.status == "completed", result.reason
+        assert streaming_during_exposure, "no laser-on exposure was seen"
+        assert not any(streaming_during_exposure)

@@ -82,6 +82,9 @@ class Refocus(ProcedureBase):
         fit = fit_gaussian_2d(image, x_um, y_um) if np.unique(x_um).size == n and \
             np.unique(y_um).size == n else None
         result = self._decide(fit, cx, cy, z)
+        # Its tags were read (and checked) up to here; a tagger left streaming unread
+        # through the next stage would be tags the over-rate check never sees.
+        ctx.setup.tagger.stop()
         scanner.move_to(result.x_um, result.y_um, z)
         ctx.emit(result, kind="refocus")
         if not result.moved:
