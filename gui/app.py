@@ -43,7 +43,7 @@ from micropl.gui.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
-__all__ = ["application", "demo_survey", "ScriptedRun", "SignalShutdown", "run_gui",
+__all__ = ["application", "demo_survey", "ErrorStop", "ScriptedRun", "SignalShutdown", "run_gui",
            "signal_shutdown", "SHUTDOWN_SIGNALS"]
 
 #: Python thread switch interval set by the GUI, s.
@@ -162,6 +162,58 @@ def signal_shutdown(signals: Any = tuple(SHUTDOWN_SIGNALS)) -> Iterator[SignalSh
         yield guard
     finally:
         guard.uninstall()
+
+
+class ErrorStop:
+    """Laser off and run aborted on an error no code handled (install once, main thread).
+
+    Without a ``sys.excepthook`` of its own, PyQt ends the process at once on an
+    exception raised in a slot or a Qt virtual method: no cleanup, the laser
+    left as it was. Installed for :func:`run_gui`, this hook logs the error with
+    its traceback (the log file and the log panel), switches the laser off and
+    aborts the run through :attr:`window`'s emergency stop, and shows the error
+    on one line in the status bar. The GUI stays open, so the session can be
+    closed normally. The previous hook is restored by :meth:`uninstall`.
+    """
+
+    def __init__(self) -> None:
+        self.window: MainWindow | None = None
+        self.errors: list[str] = []
+        self._previous: Any = None
+
+    def install(self) -> None:
+        self._previous = sys.excepthook
+        sys.excepthook = self.handle
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            sys.excepthook = self._previous
+            self._previous = None
+
+    def handle(self, kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        """The hook: log, make safe, report; never raises."""
+        text = f"{kind.__name__}: {' '.join(str(exc).split())}"
+        self.errors.append(text)
+        log.critical("unhandled error in the GUI: %s", text, exc_info=(kind, exc, tb))
+        window = self.window
+        if window is None or window.read_only:
+            return
+        try:
+            window.worker.emergency_stop(f"GUI error: {text}")
+            window.report_error(f"GUI error: {text}: laser off, run aborted (see the log)")
+        except Exception:  # noqa: BLE001 - the hook must not raise; the error is logged
+            log.exception("could not stop after a GUI error")
+
+
+@contextlib.contextmanager
+def error_stop() -> Iterator[ErrorStop]:
+    """An :class:`ErrorStop` installed for the ``with`` block (the old hook restored)."""
+    hook = ErrorStop()
+    hook.install()
+    try:
+        yield hook
+    finally:
+        hook.uninstall()
 
 
 def application() -> QtWidgets.QApplication:
@@ -306,13 +358,13 @@ def run_gui(config: str | Path | None = None, *, fast: bool = False,
         128 + N after signal N (SIGTERM, SIGHUP, SIGINT) ended the GUI.
     """
     app = application()
-    with signal_shutdown() as guard:
+    with signal_shutdown() as guard, error_stop() as on_error:
         setup = load_setup(config, clock_mode="fast" if fast else None)
         try:
             session = Session(setup, out)
             try:
                 window = MainWindow(session)
-                guard.window = window
+                guard.window = on_error.window = window
                 window.resize(*size)
                 window.show()
                 script = None
@@ -368,7 +420,7 @@ def run_replay_gui(path: str | Path, *, out: str | Path | None, speed: float = 1
 
     app = application()
     analysis = analysis or AnalysisSettings()
-    with signal_shutdown() as guard:
+    with signal_shutdown() as guard, error_stop() as on_error:
         # Real clock: the speed (and a pause) can change while playing.
         setup = open_replay(path, speed=1.0, config=None if config is None else Path(config))
         try:
@@ -377,7 +429,7 @@ def run_replay_gui(path: str | Path, *, out: str | Path | None, speed: float = 1
             session = Session(setup, out, analysis=analysis)
             try:
                 window = MainWindow(session)
-                guard.window = window
+                guard.window = on_error.window = window
                 window.add_replay_controls(source, analysis)
                 window.resize(*size)
                 window.show()

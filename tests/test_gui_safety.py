@@ -459,3 +459,25 @@ def test_signal_ends_micropl_gui_safely(tmp_path, first):
         run = reader.runs()[-1]
     assert run.procedure == "survey"
     assert run.status == "aborted" and run.reason == signal_reason(sig), run
+
+
+def test_unhandled_gui_error_switches_the_laser_off_and_aborts(qtbot, live):
+    """An exception no slot handled (PyQt would abort the process, laser on) stops safely."""
+    from micropl.gui.app import error_stop
+
+    start_survey(qtbot, live)
+    previous = sys.excepthook
+    with error_stop() as hook:
+        assert sys.excepthook == hook.handle
+        hook.window = live
+        try:
+            raise ValueError("plot data\nbroken")
+        except ValueError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+        qtbot.waitUntil(lambda: not live.runner.busy, timeout=20_000)
+    assert sys.excepthook is previous
+    assert not live.session.setup.laser.emission_on
+    result = live.runner.wait(0)
+    assert result.status == "aborted"
+    assert result.reason == "GUI error: ValueError: plot data broken"
+    assert hook.errors == ["ValueError: plot data broken"]
