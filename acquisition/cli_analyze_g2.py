@@ -179,33 +179,62 @@ def pulsed_rate_and_window(path: Path, header: PtuHeader, rep_rate_hz: float | N
     return rate, source, int(window_ps)
 
 
-def check_replay_rate(path: Path, rep_rate_hz: float | None, n_side: int, bin_ps: int
-                      ) -> None:
-    """Refuse, before a replay starts, a PTU file whose rate gives an unbounded g² window.
+def check_replay_rate(path: Path, rep_rate_hz: float | None, n_side: int, bin_ps: int,
+                      channels: tuple[int, int] | None = None) -> None:
+    """Refuse, before a replay starts, a PTU file whose g² would not stay bounded.
+
+    The file is correlated once as the replay's live analysis will (same window, in
+    bounded memory), so a rate that gives an unbounded window, a missing channel or
+    implausibly dense tags end here with one line instead of in the replay.
 
     Raises
     ------
     UsageError
         No sync rate in the header and no ``--rep-rate``.
     AnalysisInputError
-        As :func:`pulsed_rate_and_window` (one line naming the file and the rate).
+        As :func:`pulsed_rate_and_window` and :func:`correlate_ptu_stream` (one line
+        naming the file).
     """
     from micropl.acquisition.cli import UsageError
 
     header = read_ptu_header(path)
     if rep_rate_hz is None and not header.sync_rate_hz > 0:
         raise UsageError(f"{path}: the PTU header has no sync rate; give --rep-rate HZ")
-    pulsed_rate_and_window(path, header, rep_rate_hz, n_side, bin_ps)
+    _, _, window_ps = pulsed_rate_and_window(path, header, rep_rate_hz, n_side, bin_ps)
+    ch_a, ch_b = channels if channels is not None else (1, 2)
+    correlate_ptu_stream(path, header, int(ch_a), int(ch_b), bin_ps, window_ps)
 
 
-def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
-    """Stream the file's records into the correlation (bounded memory for any size)."""
-    header = read_ptu_header(path)
-    ch_a, ch_b = (int(c) for c in args.channels)
-    bin_ps = int(args.bin_ps) if args.bin_ps is not None else DEFAULT_BIN_PS
-    rate, source, window_ps = pulsed_rate_and_window(
-        path, header, args.rep_rate_hz, args.n_side, bin_ps,
-        None if args.window_ps is None else int(args.window_ps))
+def correlate_ptu_stream(path: Path, header: PtuHeader, ch_a: int, ch_b: int, bin_ps: int,
+                         window_ps: int) -> tuple[G2Accumulator, np.ndarray, int]:
+    """Cross-correlate two channels of a PTU file block by block (bounded memory).
+
+    Parameters
+    ----------
+    path : Path
+        The file (named in errors).
+    header : PtuHeader
+        Its header.
+    ch_a, ch_b : int
+        Start and stop channels.
+    bin_ps, window_ps : int
+        Bin width and half-window, ps.
+
+    Returns
+    -------
+    acc : G2Accumulator
+        The histogram and the tag counts.
+    per_channel : ndarray of int64, shape (256,)
+        Tags per channel.
+    end_units : int
+        Time of the last record, in resolution units.
+
+    Raises
+    ------
+    AnalysisInputError
+        A channel without tags; more than :data:`MAX_PAIRS` pairs; records out of
+        order (as :func:`~micropl.analysis.tags.iter_ptu_t2`). One line naming the file.
+    """
     acc = G2Accumulator(bin_ps, window_ps, channel_a=ch_a, channel_b=ch_b,
                         max_pairs=MAX_PAIRS)
     per_channel = np.zeros(256, dtype=np.int64)
@@ -228,6 +257,18 @@ def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
         if not 0 <= ch < 256 or per_channel[ch] == 0:
             raise AnalysisInputError(
                 f"channel {ch} has no tags in {path}; channels present: {present}")
+    return acc, per_channel, end_units
+
+
+def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
+    """Stream the file's records into the correlation (bounded memory for any size)."""
+    header = read_ptu_header(path)
+    ch_a, ch_b = (int(c) for c in args.channels)
+    bin_ps = int(args.bin_ps) if args.bin_ps is not None else DEFAULT_BIN_PS
+    rate, source, window_ps = pulsed_rate_and_window(
+        path, header, args.rep_rate_hz, args.n_side, bin_ps,
+        None if args.window_ps is None else int(args.window_ps))
+    acc, _, end_units = correlate_ptu_stream(path, header, ch_a, ch_b, bin_ps, window_ps)
     tau_ps, counts = acc.result()
     n_a, n_b = acc.n_tags_a, acc.n_tags_b
     duration_s = end_units * header.resolution_s

@@ -352,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
     if kind == "ptu":
         from micropl.acquisition.cli_analyze_g2 import check_replay_rate
 
-        check_replay_rate(path, args.rep_rate_hz, analysis.n_side, analysis.g2_bin_ps)
+        check_replay_rate(path, args.rep_rate_hz, analysis.n_side, analysis.g2_bin_ps,
+                          tuple(args.channels) if args.channels else None)
     out = args.out or Path("runs") / f"replay-{_dt.datetime.now():%Y%m%d-%H%M%S}.h5"
     if out.exists():
         raise UsageError(f"{out}: already exists; choose another --out")

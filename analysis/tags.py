@@ -32,10 +32,12 @@ time base from one FIFO read to the next.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import re
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,7 @@ import numba
 import numpy as np
 
 from micropl.analysis.errors import AnalysisInputError, FileFormatError
+from micropl.analysis.spectrum_files import read_text_limited, text_lines
 
 log = logging.getLogger(__name__)
 
@@ -806,7 +809,7 @@ def read_histogram_file(path: str | os.PathLike[str], *,
     if not p.is_file():
         raise FileFormatError(f"{name}: no such file" if not p.exists()
                               else f"{name}: not a regular file")
-    raw = p.read_bytes()
+    raw = read_text_limited(p, "histogram")
     if not raw.strip():
         raise FileFormatError(f"{name}: file is empty")
     if b"\0" in raw[:4096]:
@@ -814,39 +817,44 @@ def read_histogram_file(path: str | os.PathLike[str], *,
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        try:
-            text = raw.decode("latin-1")
-        except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes anything
-            raise FileFormatError(f"{name}: not a text file") from exc
-    lines = [ln.strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not lines:
+        text = raw.decode("latin-1")  # decodes any byte
+    del raw
+    content = ((n, ln) for n, ln in text_lines(p, text) if ln and not ln.startswith("#"))
+    head = [ln for _, ln in itertools.islice(content, 2)]
+    if not head:
         raise FileFormatError(f"{name}: no data lines")
-    delim = "," if "," in lines[min(1, len(lines) - 1)] or "," in lines[0] else None
+    delim = "," if "," in head[-1] or "," in head[0] else None
     header_unit = None
-    first = _split(lines[0], delim)
+    first = _split(head[0], delim)
     if not all(_NUM.match(tok) for tok in first):
-        head = lines[0].lower()
+        head_low = head[0].lower()
         first_name = first[0].lower() if first else ""
-        if re.search(r"(^|[^a-z])ns([^a-z]|$)", first_name) or "delay_ns" in head:
+        if re.search(r"(^|[^a-z])ns([^a-z]|$)", first_name) or "delay_ns" in head_low:
             header_unit = "ns"
-        elif re.search(r"(^|[^a-z])ps([^a-z]|$)", first_name) or "delay_ps" in head:
+        elif re.search(r"(^|[^a-z])ps([^a-z]|$)", first_name) or "delay_ps" in head_low:
             header_unit = "ps"
-        lines = lines[1:]
-    if len(lines) < 3:
-        raise FileFormatError(f"{name}: fewer than 3 data rows")
-    rows = [_split(ln, delim) for ln in lines]
-    ncol = len(rows[0])
-    if ncol < 2:
-        raise FileFormatError(f"{name}: need a delay column and a counts column, found 1 column")
-    for i, r in enumerate(rows):
-        if len(r) != ncol:
+        head = head[1:]
+    values = array("d")
+    ncol = 0
+    n_rows = 0
+    for row_text in itertools.chain(head, (ln for _, ln in content)):
+        row = _split(row_text, delim)
+        n_rows += 1
+        if n_rows == 1:
+            ncol = len(row)
+            if ncol < 2:
+                raise FileFormatError(
+                    f"{name}: need a delay column and a counts column, found 1 column")
+        elif len(row) != ncol:
             raise FileFormatError(
-                f"{name}: data row {i + 1} has {len(r)} columns, expected {ncol}")
-    try:
-        data = np.array(rows, dtype=np.float64)
-    except ValueError as exc:
-        raise FileFormatError(f"{name}: non-numeric value in the data") from exc
+                f"{name}: data row {n_rows} has {len(row)} columns, expected {ncol}")
+        try:
+            values.extend([float(tok) for tok in row])
+        except ValueError as exc:
+            raise FileFormatError(f"{name}: non-numeric value in data row {n_rows}") from exc
+    if n_rows < 3:
+        raise FileFormatError(f"{name}: fewer than 3 data rows")
+    data = np.frombuffer(values, dtype=np.float64).reshape(n_rows, ncol)
     if not np.all(np.isfinite(data)):
         raise FileFormatError(f"{name}: NaN or infinite values in the data")
     delay = data[:, 0]
