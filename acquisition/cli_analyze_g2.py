@@ -25,6 +25,7 @@ from micropl.analysis.g2 import (
     pulsed_window_ps,
 )
 from micropl.analysis.tags import (
+    MAX_CHANNEL_DISORDER_PS,
     PTU_MAGIC,
     T2_RECORD_TYPES,
     PtuHeader,
@@ -40,9 +41,6 @@ DEFAULT_WINDOW_PS = 600_000  # used when neither the rate nor --window-ps is kno
 #: Most coincidence pairs counted from a PTU file (about 5 s of correlation): denser
 #: tags (a corrupt resolution puts them on one time) are refused, not correlated for hours.
 MAX_PAIRS = 2_000_000_000
-#: How far a record may precede, in time, the latest record before it on another
-#: channel (PicoQuant T2 records are in time order to within much less), ps.
-ORDER_SLACK_PS = 1_000_000_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -202,7 +200,10 @@ def check_replay_rate(path: Path, rep_rate_hz: float | None, n_side: int, bin_ps
         raise UsageError(f"{path}: the PTU header has no sync rate; give --rep-rate HZ")
     _, _, window_ps = pulsed_rate_and_window(path, header, rep_rate_hz, n_side, bin_ps)
     ch_a, ch_b = channels if channels is not None else (1, 2)
-    correlate_ptu_stream(path, header, int(ch_a), int(ch_b), bin_ps, window_ps)
+    acc, _, _ = correlate_ptu_stream(path, header, int(ch_a), int(ch_b), bin_ps, window_ps)
+    if acc.counts.sum() == 0:
+        raise AnalysisInputError(
+            f"{path}: no coincidences between channels {ch_a} and {ch_b} within ±{window_ps} ps")
 
 
 def correlate_ptu_stream(path: Path, header: PtuHeader, ch_a: int, ch_b: int, bin_ps: int,
@@ -244,9 +245,9 @@ def correlate_ptu_stream(path: Path, header: PtuHeader, ch_a: int, ch_b: int, bi
         if not dec.t_ps.size:
             continue
         per_channel += np.bincount(dec.channel, minlength=256)
-        # Channels interleave in record order to well within ORDER_SLACK_PS; the promise
-        # lets the correlator drop old tags of a channel while the other one is silent.
-        promise = int(dec.t_ps.max()) - ORDER_SLACK_PS
+        # iter_ptu_t2 refuses tags more than MAX_CHANNEL_DISORDER_PS before the latest
+        # one; the promise lets the correlator drop old tags of a silent channel's peer.
+        promise = int(dec.t_ps.max()) - MAX_CHANNEL_DISORDER_PS
         try:
             acc.add_arrays(dec.t_ps[dec.channel == ch_a], dec.t_ps[dec.channel == ch_b],
                            t_stop_ps=promise)

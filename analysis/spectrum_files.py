@@ -21,10 +21,10 @@ from micropl.analysis.errors import FileFormatError
 __all__ = ["MAX_TEXT_FILE_BYTES", "MAX_TEXT_LINE_CHARS", "read_spectrum_file",
            "read_text_limited", "text_lines"]
 
-#: Largest spectrum or histogram text file read, bytes (32 MiB: a 2000-pixel spectrum
+#: Largest spectrum or histogram text file read, bytes (16 MiB: a 2000-pixel spectrum
 #: takes 30 kB, a 262 144-bin histogram about 5 MB). Parsing holds at most 8 bytes per
 #: number besides the text, so memory stays about 5× this.
-MAX_TEXT_FILE_BYTES = 32 * 1024 * 1024
+MAX_TEXT_FILE_BYTES = 16 * 1024 * 1024
 #: Longest line of a text data file, characters (1 MiB).
 MAX_TEXT_LINE_CHARS = 1024 * 1024
 

@@ -32,11 +32,13 @@ time base from one FIFO read to the next.
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import math
 import os
 import re
+import struct
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "HistogramData",
+    "MAX_CHANNEL_DISORDER_PS",
     "MAX_PTU_RECORDS_IN_MEMORY",
     "MAX_PTU_SPAN_S",
     "PtuHeader",
@@ -94,6 +97,11 @@ MAX_PTU_RECORDS_IN_MEMORY = 25_000_000
 #: Longest time span of a PTU file, s (PicoQuant acquisitions last at most 100 h; an
 #: overflow count that goes beyond this is corruption).
 MAX_PTU_SPAN_S = 1e6
+#: How much earlier than the latest tag of another channel a tag may come, ps (1 ms):
+#: T2 records are in time order to within far less; more is corruption.
+MAX_CHANNEL_DISORDER_PS = 1_000_000_000
+#: Longest PTU header read, bytes (PicoQuant headers take a few kB).
+MAX_PTU_HEADER_BYTES = 8 * 1024 * 1024
 #: Range of ``MeasDesc_GlobalResolution`` accepted, s (0.1 ps to 1 µs).
 PTU_RESOLUTION_RANGE_S = (1e-13, 1e-6)
 
@@ -500,15 +508,23 @@ def read_ptu_header(path: str | os.PathLike[str]) -> PtuHeader:
 
     import ptufile  # deferred: only file reading needs it
 
+    with open(p, "rb") as fh:
+        head = fh.read(MAX_PTU_HEADER_BYTES)
     try:
         with _quiet_ptufile():
-            ptu = ptufile.PqFile(p)  # header only: never touches the records
+            # header only, from at most MAX_PTU_HEADER_BYTES: never touches the records
+            ptu = ptufile.PqFile(io.BytesIO(head))
         tags = dict(ptu.tags)
         offset = int(ptu._data_offset)
         ptu.close()
     except (ptufile.PqFileError, ValueError, OSError, MemoryError, OverflowError,
-            UnicodeDecodeError) as exc:
+            UnicodeDecodeError, struct.error) as exc:
+        if size > MAX_PTU_HEADER_BYTES:
+            raise FileFormatError(
+                f"{name}: corrupt PTU header (no Header_End within the first "
+                f"{MAX_PTU_HEADER_BYTES} bytes)") from exc
         raise FileFormatError(f"{name}: corrupt or truncated PTU header") from exc
+    del head
     if "TTResultFormat_TTTRRecType" not in tags:
         raise FileFormatError(f"{name}: PTU header has no record type (truncated header?)")
     try:
@@ -553,7 +569,7 @@ def read_ptu_header(path: str | os.PathLike[str]) -> PtuHeader:
                         name, n_header, available, n_header)
         count = n_header
     if not (math.isfinite(sync_rate) and sync_rate >= 0):
-        log.warning("%s: sync rate %r Hz in the header ignored", name, sync_rate)
+        log.info("%s: sync rate %r Hz in the header ignored", name, sync_rate)
         sync_rate = 0.0
     acq_ms = tags.get("MeasDesc_AcquisitionTime")
     header_duration = float(acq_ms) * 1e-3 if isinstance(acq_ms, int | float) else float("nan")
@@ -568,8 +584,9 @@ def iter_ptu_t2(header: PtuHeader, *, block_records: int = PTU_BLOCK_RECORDS
 
     Each block holds at most ``block_records`` records; the time base runs on from
     block to block (:class:`T2StreamDecoder`). Every channel's tags are checked to be
-    in time order, across blocks too, and the time span to stay below
-    :data:`MAX_PTU_SPAN_S`.
+    in time order, across blocks too, no tag to be more than
+    :data:`MAX_CHANNEL_DISORDER_PS` earlier than one of another channel before it, and
+    the time span to stay below :data:`MAX_PTU_SPAN_S`.
 
     Parameters
     ----------
@@ -586,7 +603,7 @@ def iter_ptu_t2(header: PtuHeader, *, block_records: int = PTU_BLOCK_RECORDS
     Raises
     ------
     FileFormatError
-        Records missing from the file, a channel whose time goes backwards, or overflow
+        Records missing from the file, time that goes backwards, or overflow
         records that push the time beyond :data:`MAX_PTU_SPAN_S`. One line naming the
         file and the record.
     """
@@ -594,7 +611,7 @@ def iter_ptu_t2(header: PtuHeader, *, block_records: int = PTU_BLOCK_RECORDS
     decoder = T2StreamDecoder(header.record_type, header.resolution_s)
     res_ps = decoder._res_ps
     max_units = MAX_PTU_SPAN_S * 1e12 / res_ps
-    last = np.full(256, np.iinfo(np.int64).min, dtype=np.int64)
+    last = np.full(257, np.iinfo(np.int64).min // 2, dtype=np.int64)
     done = 0
     with open(header.path, "rb") as fh:
         fh.seek(header.offset)
@@ -621,27 +638,39 @@ def iter_ptu_t2(header: PtuHeader, *, block_records: int = PTU_BLOCK_RECORDS
 
 def _check_channel_order(name: str, dec: T2Decoded, last: np.ndarray, first_record: int
                          ) -> None:
-    """Refuse a channel whose tags go backwards; ``last`` (per channel) is updated."""
-    k = _first_backwards(dec.t_ps, dec.channel, last)
+    """Refuse tags that go backwards; ``last`` (per channel, then the latest of all) is
+    updated."""
+    k = _first_backwards(dec.t_ps, dec.channel, last, np.int64(MAX_CHANNEL_DISORDER_PS))
     if k >= 0:
         c = int(dec.channel[k])
+        where = f"photon {k} of the block starting at record {first_record}"
+        if dec.t_ps[k] < last[c]:
+            raise FileFormatError(
+                f"{name}: time goes backwards on channel {c} by {int(last[c] - dec.t_ps[k])} "
+                f"ps ({where}); the records are corrupt and would give a wrong g²")
         raise FileFormatError(
-            f"{name}: time goes backwards on channel {c} by {int(last[c] - dec.t_ps[k])} ps "
-            f"(photon {k} of the block starting at record {first_record}); the records are "
-            "corrupt and would give a wrong g²")
+            f"{name}: time goes backwards by {int(last[-1] - dec.t_ps[k])} ps from another "
+            f"channel to channel {c} ({where}; at most {MAX_CHANNEL_DISORDER_PS} ps is "
+            "accepted); the records are corrupt")
 
 
 @numba.njit(cache=True, nogil=True)
-def _first_backwards(t: np.ndarray, channel: np.ndarray, last: np.ndarray) -> int:
-    """Index of the first tag earlier than the previous tag of its channel, else -1.
+def _first_backwards(t: np.ndarray, channel: np.ndarray, last: np.ndarray,
+                     slack: np.int64) -> int:
+    """Index of the first tag earlier than the previous tag of its channel, or more than
+    ``slack`` earlier than the latest tag of any channel; else -1.
 
-    ``last`` holds each channel's latest time; it is updated up to that index.
+    ``last[c]`` holds channel ``c``'s latest time and ``last[-1]`` the latest of all; they
+    are updated up to that index.
     """
+    top = last.shape[0] - 1
     for i in range(t.shape[0]):
         c = channel[i]
-        if t[i] < last[c]:
+        if t[i] < last[c] or t[i] < last[top] - slack:
             return i
         last[c] = t[i]
+        if t[i] > last[top]:
+            last[top] = t[i]
     return -1
 
 

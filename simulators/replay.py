@@ -71,7 +71,7 @@ __all__ = [
 PTU_MAGIC = b"PQTTTR\0\0"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 #: Most tag chunks a PTU file's time line is cut into (longer files: longer chunks).
-MAX_PTU_CHUNKS = 5_000
+MAX_PTU_CHUNKS = 2_000
 #: Slack when comparing the player position with a record's end, s (1 ns).
 _DUE_SLACK_S = 1e-9
 
