@@ -28,6 +28,19 @@ One decoder
 reads the same records from the device FIFO) both use it. A live stream is decoded
 block by block with :class:`T2StreamDecoder`, which carries the overflow-corrected
 time base from one FIFO read to the next.
+
+Bounded reading
+---------------
+A PTU file is decoded in blocks of :data:`PTU_BLOCK_RECORDS` records
+(:func:`iter_ptu_t2`), so memory does not grow with the file; :func:`read_ptu_t2`
+holds at most :data:`MAX_PTU_RECORDS_IN_MEMORY` records' tags. Header values and
+records that would drive an allocation or a loop without bound are refused with one
+line naming the file: a header beyond :data:`MAX_PTU_HEADER_BYTES`, a resolution
+outside :data:`PTU_RESOLUTION_RANGE_S`, a record count above what the file holds,
+overflow records that push the time beyond :data:`MAX_PTU_SPAN_S` (or 64-bit ps), a
+channel whose time goes backwards, or a tag more than :data:`MAX_CHANNEL_DISORDER_PS`
+before another channel's. Histogram text files are capped at
+:data:`~micropl.analysis.spectrum_files.MAX_TEXT_FILE_BYTES`.
 """
 
 from __future__ import annotations
