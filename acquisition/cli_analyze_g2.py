@@ -41,6 +41,10 @@ DEFAULT_WINDOW_PS = 600_000  # used when neither the rate nor --window-ps is kno
 #: Most coincidence pairs counted from a PTU file (about 5 s of correlation): denser
 #: tags (a corrupt resolution puts them on one time) are refused, not correlated for hours.
 MAX_PAIRS = 2_000_000_000
+#: Most tags of one channel the correlator keeps for later pairs (32 MB): they lie
+#: within the window plus 1 ms of ordering slack, so more means over 1e9 counts/s
+#: (tags piled up on one time), not light.
+MAX_TAIL_TAGS = 4_000_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -233,11 +237,12 @@ def correlate_ptu_stream(path: Path, header: PtuHeader, ch_a: int, ch_b: int, bi
     Raises
     ------
     AnalysisInputError
-        A channel without tags; more than :data:`MAX_PAIRS` pairs; records out of
+        A channel without tags; more than :data:`MAX_PAIRS` pairs or
+        :data:`MAX_TAIL_TAGS` retained tags; records out of
         order (as :func:`~micropl.analysis.tags.iter_ptu_t2`). One line naming the file.
     """
     acc = G2Accumulator(bin_ps, window_ps, channel_a=ch_a, channel_b=ch_b,
-                        max_pairs=MAX_PAIRS)
+                        max_pairs=MAX_PAIRS, max_tail=MAX_TAIL_TAGS)
     per_channel = np.zeros(256, dtype=np.int64)
     end_units = 0
     for dec in iter_ptu_t2(header):

@@ -311,6 +311,10 @@ class G2Accumulator:
         them) tags that would bring the pairs counted beyond this. The correlation's time
         grows with the pairs, so this bounds it when tags are implausibly dense (e.g. a
         corrupt resolution that puts many tags on one time). Default: no limit.
+    max_tail : int, optional
+        Refuse tags that leave more than this many tags of one channel retained (tags a
+        future tag could still pair with): memory then stays bounded even when tags pile
+        up on one time in one channel. Default: no limit.
 
     Notes
     -----
@@ -321,8 +325,10 @@ class G2Accumulator:
     """
 
     def __init__(self, bin_ps: int, window_ps: int, *, channel_a: int = 1,
-                 channel_b: int = 2, max_pairs: int | None = None) -> None:
+                 channel_b: int = 2, max_pairs: int | None = None,
+                 max_tail: int | None = None) -> None:
         self.max_pairs = None if max_pairs is None else int(max_pairs)
+        self.max_tail = None if max_tail is None else int(max_tail)
         self.bin_ps = int(bin_ps)
         self.window_ps = int(window_ps)
         self.n_bins, self.span_ps = histogram_bins(self.bin_ps, self.window_ps)
@@ -432,6 +438,14 @@ class G2Accumulator:
                                   keep_after=self.window_ps - self.span_ps)
         self._tail_b = self._trim(np.concatenate((self._tail_b, tb)) if tb.size else self._tail_b,
                                   self._future_min(self._last_a), keep_after=-self.window_ps - 1)
+        if self.max_tail is not None:
+            for tail, name in ((self._tail_a, "a"), (self._tail_b, "b")):
+                if tail.size > self.max_tail:
+                    raise AnalysisInputError(
+                        f"{tail.size} tags of channel {name} between {int(tail[0])} and "
+                        f"{int(tail[-1])} ps could still pair with later tags (max "
+                        f"{self.max_tail}): the tags are implausibly dense; give a narrower "
+                        "window")
 
     def _check_pairs(self, ta: np.ndarray, b_all: np.ndarray, tb: np.ndarray) -> None:
         """Refuse tags whose pairs would exceed ``max_pairs`` (counted by bisection)."""

@@ -35,7 +35,8 @@ A PTU file is decoded in blocks of :data:`PTU_BLOCK_RECORDS` records
 (:func:`iter_ptu_t2`), so memory does not grow with the file; :func:`read_ptu_t2`
 holds at most :data:`MAX_PTU_RECORDS_IN_MEMORY` records' tags. Header values and
 records that would drive an allocation or a loop without bound are refused with one
-line naming the file: a header beyond :data:`MAX_PTU_HEADER_BYTES`, a resolution
+line naming the file: a header beyond :data:`MAX_PTU_HEADER_BYTES`, more than
+:data:`MAX_PTU_RECORDS` records, a resolution
 outside :data:`PTU_RESOLUTION_RANGE_S`, a record count above what the file holds,
 overflow records that push the time beyond :data:`MAX_PTU_SPAN_S` (or 64-bit ps), a
 channel whose time goes backwards, or a tag more than :data:`MAX_CHANNEL_DISORDER_PS`
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "HistogramData",
     "MAX_CHANNEL_DISORDER_PS",
+    "MAX_PTU_RECORDS",
     "MAX_PTU_RECORDS_IN_MEMORY",
     "MAX_PTU_SPAN_S",
     "PtuHeader",
@@ -107,6 +109,9 @@ PTU_BLOCK_RECORDS = 1 << 20
 #: Most records :func:`read_ptu_t2` holds in memory (100 MB of records; the tags take
 #: 9 bytes each, 225 MB). Longer files are streamed with :func:`iter_ptu_t2`.
 MAX_PTU_RECORDS_IN_MEMORY = 25_000_000
+#: Most records read from one PTU file (2 GiB of records, about 30 s of decoding and
+#: correlation), so that reading ends in bounded time.
+MAX_PTU_RECORDS = 1 << 29
 #: Longest time span of a PTU file, s (PicoQuant acquisitions last at most 100 h; an
 #: overflow count that goes beyond this is corruption).
 MAX_PTU_SPAN_S = 1e6
@@ -496,8 +501,8 @@ def read_ptu_header(path: str | os.PathLike[str]) -> PtuHeader:
     ------
     FileFormatError
         Missing, empty, truncated, foreign, T3 or image file, a resolution outside
-        :data:`PTU_RESOLUTION_RANGE_S`, or a header that promises more records than the
-        file holds. The message is one line naming the file.
+        :data:`PTU_RESOLUTION_RANGE_S`, a header that promises more records than the
+        file holds, or more than :data:`MAX_PTU_RECORDS` records. The message is one line naming the file.
     """
     p = Path(path)
     name = str(p)
@@ -569,6 +574,10 @@ def read_ptu_header(path: str | os.PathLike[str]) -> PtuHeader:
     if n_header > available:
         raise FileFormatError(
             f"{name}: truncated records: header says {n_header} records, file holds {available}")
+    if max(n_header, available if n_header <= 0 else 0) > MAX_PTU_RECORDS:
+        raise FileFormatError(
+            f"{name}: {max(n_header, available)} records, more than the {MAX_PTU_RECORDS} "
+            f"({MAX_PTU_RECORDS * 4 / 2**30:.0f} GiB) micropl reads from one PTU file")
     if n_header <= 0:
         if payload % 4:
             raise FileFormatError(f"{name}: truncated record ({payload % 4} trailing bytes)")

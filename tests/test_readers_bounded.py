@@ -30,6 +30,7 @@ from micropl.analysis.spectrum_files import (
     read_spectrum_file,
 )
 from micropl.analysis.tags import (
+    MAX_PTU_RECORDS,
     MAX_PTU_RECORDS_IN_MEMORY,
     iter_ptu_t2,
     read_histogram_file,
@@ -328,12 +329,12 @@ def test_subprocess_sweep_every_case(tmp_path, command, name):
 
 @pytest.mark.slow
 def test_subprocess_big_file_near_the_memory_cap(tmp_path):
-    """Replay of a file just under the in-memory cap, and analyze of a 1 GB file."""
+    """Replay of a file just under the in-memory cap, and analyze of a 2 GB file."""
     path = _big_valid(tmp_path, MAX_PTU_RECORDS_IN_MEMORY - 100_000)
     rc, _ = _subprocess_case(tmp_path, "replay", path, "ok", "")
     assert rc == 0
     path.unlink()
-    path = _big_valid(tmp_path, 250_000_000)
+    path = _big_valid(tmp_path, 500_000_000)
     rc, _ = _subprocess_case(tmp_path, "analyze", path, "ok", "")
     assert rc == 0
 
@@ -430,3 +431,29 @@ def test_channel_argument_out_of_range_is_one_line(tmp_path, capsys, channels):
     assert main(["analyze", "g2", str(path), "--channels", *channels]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no tags" in err and "channels present: 1, 2" in err
+
+
+def _sparse_ptu(path: Path, n_records: int) -> Path:
+    """A PTU file of ``n_records`` zero records, sparse on disk (costs no space)."""
+    from ptu_writer import header
+
+    with open(path, "wb") as fh:
+        fh.write(header(n_records=n_records))
+        fh.truncate(fh.tell() + 4 * n_records)
+    return path
+
+
+def test_more_records_than_micropl_reads_is_refused_from_the_header(tmp_path, capsys):
+    path = _sparse_ptu(tmp_path / "huge.ptu", MAX_PTU_RECORDS + 1)
+    assert main(["analyze", "g2", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and f"more than the {MAX_PTU_RECORDS}" in err
+
+
+@pytest.mark.parametrize("command", ["analyze", "replay"])
+def test_subprocess_2_gb_file_of_zeros(tmp_path, command):
+    """2 GB of zeroed records (input 1 at time 0, piling up): one line, bounded memory."""
+    path = _sparse_ptu(tmp_path / "zeros.ptu", 500_000_000)
+    rc, _ = _subprocess_case(tmp_path, command, path, "refused",
+                             "implausibly dense" if command == "analyze" else "")
+    assert rc == 2
