@@ -351,11 +351,11 @@ def run(args: argparse.Namespace) -> int:
     kind = check_source(path)
     speed = parse_speed(args.speed, 1.0 if args.gui else math.inf)
     analysis = analysis_settings(args, kind)
-    if kind == "ptu" and args.rep_rate_hz is None:
-        from micropl.analysis.tags import read_ptu_t2
+    if kind == "ptu":
+        from micropl.acquisition.cli_analyze_g2 import check_replay_rate
 
-        if not read_ptu_t2(path).sync_rate_hz > 0:
-            raise UsageError(f"{path}: the PTU header has no sync rate; give --rep-rate HZ")
+        check_replay_rate(path, args.rep_rate_hz, analysis.n_side, analysis.g2_bin_ps,
+                          tuple(args.channels) if args.channels else None)
     out = args.out or Path("runs") / f"replay-{_dt.datetime.now():%Y%m%d-%H%M%S}.h5"
     from micropl.acquisition.storage import prepare_output
 

@@ -39,6 +39,8 @@ from micropl.analysis.errors import AnalysisInputError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "MAX_ANALYSIS_BINS",
+    "MAX_HISTOGRAM_BINS",
     "pulsed_window_ps",
     "CwG2Fit",
     "G2Accumulator",
@@ -63,6 +65,18 @@ __all__ = [
 #: (its relative error is then ≥ 1/√10 ≈ 0.3 from the side peaks alone).
 MIN_SIDE_COUNTS = 10
 
+#: Most bins of a histogram that the g² analyses (:func:`pulsed_g2`,
+#: :func:`fit_peak_train`, :func:`fit_cw_g2`, :func:`detect_period_ps`) accept: their
+#: temporaries take about 0.5 kB per bin (≈ 130 MB here) and their time grows faster
+#: than the bin count. ±6 periods of 1 MHz in 64 ps bins need 187 500.
+MAX_ANALYSIS_BINS = 262_144
+
+#: Fewest bins per pulse period that a pulsed g² window may have.
+MIN_BINS_PER_PERIOD = 4
+
+#: Most bins of a correlation histogram (:func:`histogram_bins`): 32 MB of counts.
+MAX_HISTOGRAM_BINS = 4_194_304
+
 
 def pulsed_window_ps(rep_rate_hz: float, n_side: int, bin_ps: int) -> int:
     """Half-window of the correlation for a pulsed g²: ``n_side + 1`` periods.
@@ -83,9 +97,40 @@ def pulsed_window_ps(rep_rate_hz: float, n_side: int, bin_ps: int) -> int:
     -------
     int
         Half-window in ps (a multiple of ``bin_ps``).
+
+    Raises
+    ------
+    AnalysisInputError
+        A rate that is not finite and positive, a period shorter than
+        :data:`MIN_BINS_PER_PERIOD` bins, or a window of more than
+        :data:`MAX_ANALYSIS_BINS` bins; the message gives the bin width that would fit.
     """
-    bins = math.ceil((n_side + 1) * 1e12 / rep_rate_hz / bin_ps)
+    rate = float(rep_rate_hz)
+    if not (math.isfinite(rate) and rate > 0):
+        raise AnalysisInputError(f"repetition rate {rep_rate_hz!r} Hz must be finite and > 0")
+    if int(bin_ps) <= 0:
+        raise AnalysisInputError(f"bin width must be > 0 ps, got {bin_ps} ps")
+    period_ps = 1e12 / rate
+    if period_ps < MIN_BINS_PER_PERIOD * bin_ps:
+        raise AnalysisInputError(
+            f"repetition rate {rate:.6g} Hz gives a pulse period of {period_ps:.4g} ps, "
+            f"shorter than {MIN_BINS_PER_PERIOD} bins of {bin_ps} ps")
+    bins = math.ceil((n_side + 1) * period_ps / bin_ps)
+    if 2 * bins > MAX_ANALYSIS_BINS:
+        fit_bin = math.ceil(2 * (n_side + 1) * period_ps / MAX_ANALYSIS_BINS)
+        raise AnalysisInputError(
+            f"repetition rate {rate:.6g} Hz gives a pulse period of {_fmt_ps(period_ps)}; "
+            f"the g² window of ±{n_side + 1} periods would need {2 * bins} bins of {bin_ps} ps "
+            f"(max {MAX_ANALYSIS_BINS}); use bins of at least {fit_bin} ps or fewer side peaks")
     return int(bins * bin_ps)
+
+
+def _fmt_ps(t_ps: float) -> str:
+    """A duration in ps as text in a readable unit (ps, ns, µs, ms, s)."""
+    for unit, scale in (("s", 1e12), ("ms", 1e9), ("µs", 1e6), ("ns", 1e3)):
+        if abs(t_ps) >= scale:
+            return f"{t_ps / scale:.4g} {unit}"
+    return f"{t_ps:.4g} ps"
 
 
 def histogram_bins(bin_ps: int, window_ps: int) -> tuple[int, int]:
@@ -113,9 +158,10 @@ def histogram_bins(bin_ps: int, window_ps: int) -> tuple[int, int]:
     if window_ps <= 0:
         raise AnalysisInputError(f"window must be > 0 ps, got {window_ps} ps")
     n_bins = -(-2 * window_ps // bin_ps)
-    if n_bins > 50_000_000:
+    if n_bins > MAX_HISTOGRAM_BINS:
         raise AnalysisInputError(
-            f"window ±{window_ps} ps with {bin_ps} ps bins needs {n_bins} bins (max 50 000 000)")
+            f"window ±{window_ps} ps with {bin_ps} ps bins needs {n_bins} bins "
+            f"(max {MAX_HISTOGRAM_BINS})")
     return n_bins, n_bins * bin_ps
 
 
@@ -260,6 +306,15 @@ class G2Accumulator:
     channel_a, channel_b : int
         Channel numbers of the start (``t1``) and stop (``t2``) streams for
         :meth:`add_chunk`. Default 1 and 2. The delay is ``t_b - t_a``.
+    max_pairs : int, optional
+        Refuse (:class:`~micropl.analysis.errors.AnalysisInputError`, before counting
+        them) tags that would bring the pairs counted beyond this. The correlation's time
+        grows with the pairs, so this bounds it when tags are implausibly dense (e.g. a
+        corrupt resolution that puts many tags on one time). Default: no limit.
+    max_tail : int, optional
+        Refuse tags that leave more than this many tags of one channel retained (tags a
+        future tag could still pair with): memory then stays bounded even when tags pile
+        up on one time in one channel. Default: no limit.
 
     Notes
     -----
@@ -270,7 +325,10 @@ class G2Accumulator:
     """
 
     def __init__(self, bin_ps: int, window_ps: int, *, channel_a: int = 1,
-                 channel_b: int = 2) -> None:
+                 channel_b: int = 2, max_pairs: int | None = None,
+                 max_tail: int | None = None) -> None:
+        self.max_pairs = None if max_pairs is None else int(max_pairs)
+        self.max_tail = None if max_tail is None else int(max_tail)
         self.bin_ps = int(bin_ps)
         self.window_ps = int(window_ps)
         self.n_bins, self.span_ps = histogram_bins(self.bin_ps, self.window_ps)
@@ -359,8 +417,10 @@ class G2Accumulator:
         span = np.int64(self.span_ps)
         binw = np.int64(self.bin_ps)
         # new a × (old b tail + new b), then old a tail × new b: every new pair once.
+        b_all = np.concatenate((self._tail_b, tb)) if self._tail_b.size and ta.size else tb
+        if self.max_pairs is not None:
+            self._check_pairs(ta, b_all, tb)
         if ta.size:
-            b_all = np.concatenate((self._tail_b, tb)) if self._tail_b.size else tb
             _correlate_into(ta, b_all, lo, span, binw, self._counts)
         if tb.size and self._tail_a.size:
             _correlate_into(self._tail_a, tb, lo, span, binw, self._counts)
@@ -378,6 +438,31 @@ class G2Accumulator:
                                   keep_after=self.window_ps - self.span_ps)
         self._tail_b = self._trim(np.concatenate((self._tail_b, tb)) if tb.size else self._tail_b,
                                   self._future_min(self._last_a), keep_after=-self.window_ps - 1)
+        if self.max_tail is not None:
+            for tail, name in ((self._tail_a, "a"), (self._tail_b, "b")):
+                if tail.size > self.max_tail:
+                    raise AnalysisInputError(
+                        f"{tail.size} tags of channel {name} between {int(tail[0])} and "
+                        f"{int(tail[-1])} ps could still pair with later tags (max "
+                        f"{self.max_tail}): the tags are implausibly dense; give a narrower "
+                        "window")
+
+    def _check_pairs(self, ta: np.ndarray, b_all: np.ndarray, tb: np.ndarray) -> None:
+        """Refuse tags whose pairs would exceed ``max_pairs`` (counted by bisection)."""
+        lo = -self.window_ps
+        hi = lo + self.span_ps
+        new = 0
+        if ta.size and b_all.size:
+            new += int(np.sum(np.searchsorted(b_all, ta + hi) - np.searchsorted(b_all, ta + lo)))
+        if tb.size and self._tail_a.size:
+            new += int(np.sum(np.searchsorted(tb, self._tail_a + hi)
+                              - np.searchsorted(tb, self._tail_a + lo)))
+        total = int(self._counts.sum()) + new
+        if total > self.max_pairs:
+            raise AnalysisInputError(
+                f"more than {self.max_pairs} coincidence pairs within ±{self.window_ps} ps "
+                f"after {self.n_tags_a + ta.size} + {self.n_tags_b + tb.size} tags: the tags are "
+                "implausibly dense for this window; give a narrower window")
 
     def _future_min(self, last_other: int | None) -> int | None:
         """Lower bound on any future tag of the other channel, or None if unknown."""
@@ -842,6 +927,10 @@ def _check_histogram(tau_ps: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray
             f"tau_ps and counts must be 1-D arrays of equal length, got {tau.shape} and {c.shape}")
     if tau.size < 8:
         raise AnalysisInputError(f"histogram has only {tau.size} bins")
+    if tau.size > MAX_ANALYSIS_BINS:
+        raise AnalysisInputError(
+            f"histogram has {tau.size} bins, more than the {MAX_ANALYSIS_BINS} the g² analysis "
+            "takes; rebin it or narrow the window")
     if not (np.all(np.isfinite(tau)) and np.all(np.isfinite(c))):
         raise AnalysisInputError("histogram holds NaN or infinite values")
     if np.any(c < 0):

@@ -8,14 +8,25 @@ file is returned ascending).
 
 from __future__ import annotations
 
+import io
 import re
+from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from micropl.analysis.errors import FileFormatError
 
-__all__ = ["read_spectrum_file"]
+__all__ = ["MAX_TEXT_FILE_BYTES", "MAX_TEXT_LINE_CHARS", "read_spectrum_file",
+           "read_text_limited", "text_lines"]
+
+#: Largest spectrum or histogram text file read, bytes (16 MiB: a 2000-pixel spectrum
+#: takes 30 kB, a 262 144-bin histogram about 5 MB). Parsing holds at most 8 bytes per
+#: number besides the text, so memory stays about 5× this.
+MAX_TEXT_FILE_BYTES = 16 * 1024 * 1024
+#: Longest line of a text data file, characters (1 MiB).
+MAX_TEXT_LINE_CHARS = 1024 * 1024
 
 _SPLIT = re.compile(r"[,;\s]+")
 
@@ -26,6 +37,41 @@ def _numbers(line: str) -> list[float] | None:
         return [float(f) for f in fields]
     except ValueError:
         return None
+
+
+def read_text_limited(path: Path, what: str) -> bytes:
+    """The bytes of a text data file of at most :data:`MAX_TEXT_FILE_BYTES`.
+
+    Raises
+    ------
+    FileFormatError
+        The file is larger (one line naming it and its size).
+    """
+    size = path.stat().st_size
+    if size > MAX_TEXT_FILE_BYTES:
+        raise FileFormatError(
+            f"{path}: {size} bytes is too large for a {what} text file (max "
+            f"{MAX_TEXT_FILE_BYTES} bytes); is it the right file?")
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_TEXT_FILE_BYTES + 1)
+    if len(raw) > MAX_TEXT_FILE_BYTES:  # grew while being read
+        raise FileFormatError(f"{path}: more than {MAX_TEXT_FILE_BYTES} bytes")
+    return raw
+
+
+def text_lines(path: Path, text: str) -> Iterator[tuple[int, str]]:
+    """``(line number, stripped line)`` of ``text``, one at a time (no list of lines).
+
+    Raises
+    ------
+    FileFormatError
+        A line longer than :data:`MAX_TEXT_LINE_CHARS` characters.
+    """
+    for number, line in enumerate(io.StringIO(text, newline=None), start=1):
+        if len(line) > MAX_TEXT_LINE_CHARS:
+            raise FileFormatError(
+                f"{path}: line {number} has {len(line)} characters (max {MAX_TEXT_LINE_CHARS})")
+        yield number, line.strip()
 
 
 def read_spectrum_file(path) -> tuple[np.ndarray, np.ndarray]:
@@ -58,14 +104,15 @@ def read_spectrum_file(path) -> tuple[np.ndarray, np.ndarray]:
         raise FileNotFoundError(2, "No such file", str(p))
     if p.is_dir():
         raise FileFormatError(f"{p}: is a directory, not a spectrum file")
+    raw = read_text_limited(p, "spectrum")
     try:
-        text = p.read_text(encoding="utf-8", errors="strict")
+        text = raw.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
         raise FileFormatError(f"{p}: not a text file ({exc.reason} at byte {exc.start})") from exc
-    rows: list[list[float]] = []
+    del raw
+    values_out = array("d")
     first_content = True
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
+    for number, stripped in text_lines(p, text):
         if not stripped or stripped.startswith("#"):
             continue
         values = _numbers(stripped)
@@ -78,10 +125,10 @@ def read_spectrum_file(path) -> tuple[np.ndarray, np.ndarray]:
         if len(values) < 2:
             raise FileFormatError(
                 f"{p}: line {number} has one column; need wavelength (nm) and counts")
-        rows.append(values[:2])
-    if not rows:
+        values_out.extend(values[:2])
+    if not values_out:
         raise FileFormatError(f"{p}: no data rows (empty file or header only)")
-    data = np.asarray(rows, dtype=np.float64)
+    data = np.frombuffer(values_out, dtype=np.float64).reshape(-1, 2)
     wavelength_nm, counts = data[:, 0], data[:, 1]
     if not np.all(np.isfinite(data)):
         bad = int(np.flatnonzero(~np.all(np.isfinite(data), axis=1))[0]) + 1

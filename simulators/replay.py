@@ -72,6 +72,8 @@ __all__ = [
 
 PTU_MAGIC = b"PQTTTR\0\0"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: Most tag chunks a PTU file's time line is cut into (longer files: longer chunks).
+MAX_PTU_CHUNKS = 2_000
 #: Slack when comparing the player position with a record's end, s (1 ns).
 _DUE_SLACK_S = 1e-9
 
@@ -374,14 +376,23 @@ def ptu_source(path: Path, settings: _ReplayBase) -> ReplaySource:
     """A PTU T2 file's tags on a time line, in chunks of ``settings.ptu_chunk_s``.
 
     The chunks tile ``[0, duration)`` of the file's time base; tag times are kept
-    as recorded. The last chunk ends the g² measurement.
+    as recorded. The last chunk ends the g² measurement. A file longer than
+    :data:`MAX_PTU_CHUNKS` chunks is cut into that many longer chunks (the g² does
+    not depend on the cut), so the time line stays bounded for any time span.
+    The tags are read into memory (at most
+    :data:`~micropl.analysis.tags.MAX_PTU_RECORDS_IN_MEMORY` records); the chunks
+    are views of them.
     """
     from micropl.analysis.tags import read_ptu_t2
 
     data = read_ptu_t2(path)
-    chunk_ps = int(round(settings.ptu_chunk_s * 1e12))
+    chunk_ps = max(int(round(settings.ptu_chunk_s * 1e12)), 1)
     last_ps = int(data.t_ps[-1]) + 1 if data.t_ps.size else 0
     end_ps = max(int(round(data.duration_s * 1e12)), last_ps, 1)
+    if -(-end_ps // chunk_ps) > MAX_PTU_CHUNKS:
+        chunk_ps = -(-end_ps // MAX_PTU_CHUNKS)
+        log.info("%s: %.4g s of tags served in %d chunks of %.4g s", path, end_ps * 1e-12,
+                 -(-end_ps // chunk_ps), chunk_ps * 1e-12)
     edges = np.arange(0, end_ps, chunk_ps, dtype=np.int64)
     edges = np.append(edges, end_ps)
     cuts = np.searchsorted(data.t_ps, edges, side="left")
@@ -389,8 +400,7 @@ def ptu_source(path: Path, settings: _ReplayBase) -> ReplaySource:
     position = 0.0
     for k in range(edges.size - 1):
         lo, hi = int(cuts[k]), int(cuts[k + 1])
-        chunk = TagChunk(t_ps=data.t_ps[lo:hi].astype(np.int64),
-                         channel=data.channel[lo:hi].astype(np.uint8),
+        chunk = TagChunk(t_ps=data.t_ps[lo:hi], channel=data.channel[lo:hi],
                          t_start_ps=int(edges[k]), t_stop_ps=int(edges[k + 1]))
         end = position + chunk.duration_s
         events.append(ReplayEvent(chunk, position, end, kind="g2"))
