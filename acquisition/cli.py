@@ -8,18 +8,26 @@ code. This module owns the one place where errors become exit codes:
 * 2 — bad input (config, file, argument): one line on stderr, no traceback;
 * 1 — instrument or runtime failure: one line on stderr (``--debug`` shows the
   traceback);
-* 130 — interrupted with Ctrl-C, after the cleanup ran.
+* 128 + N — stopped by signal N after the cleanup ran: 130 for Ctrl-C (SIGINT),
+  143 for SIGTERM, 129 for SIGHUP (see :mod:`micropl.acquisition.signals`).
+
+No traceback reaches the terminal without ``--debug``: log records are one line
+each there, and the traceback goes to the log file (:mod:`micropl.acquisition.logs`).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from micropl import __version__
+from micropl.acquisition import logs
+from micropl.acquisition.signals import Interrupted, SignalGuard
 
 log = logging.getLogger("micropl")
 
@@ -47,17 +55,40 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"micropl: error: {message}\n")
 
 
+#: Commands that run instruments: stop signals end them cleanly (see :mod:`.signals`).
+INSTRUMENT_COMMANDS: frozenset[str] = frozenset(
+    {"survey", "scan", "spectrum", "g2", "demo", "replay"})
+
+_LOG_HELP = ("append the log (INFO and up, with tracebacks) to FILE; default: OUT.log beside "
+             "the session file, written from the first warning or error on")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every available sub-command."""
     parser = _Parser(
         prog="micropl",
         description="Acquisition and live analysis for single-QD micro-photoluminescence.",
-    )
+        epilog="Exit codes: 0 success, 2 bad input, 1 instrument or run failure, 128 + N "
+               "stopped by signal N after the cleanup (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).")
     parser.add_argument("--version", action="version", version=f"micropl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--log", type=Path, metavar="FILE",
+                        help="append the log (with tracebacks) to FILE; commands that write a "
+                             "session file keep it beside that file by default (see their "
+                             "--help)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for name, command in sub.choices.items():
+        if name in INSTRUMENT_COMMANDS:
+            # SUPPRESS: a value given before the command is not reset by the sub-parser.
+            command.add_argument("--log", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                                 help=_LOG_HELP)
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show tracebacks and debug logs on the terminal")
+            command.epilog = ("SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the run cleanly: laser "
+                              "off, run stored as aborted naming the signal, file closed; exit "
+                              "code 128 + the signal number (130, 143, 129).")
     return parser
 
 
@@ -73,36 +104,130 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with logs.configured(debug=args.debug, log_file=args.log,
+                         beside=lambda: _session_path(args)):
+        if not _runs_instruments(args):
+            code = _dispatch(args)
+            logs.finish(succeeded=code == 0)
+            return code
+        with SignalGuard() as guard:
+            try:
+                code = _dispatch(args)
+                guard.raise_pending()  # came after the run: the command still ends as asked
+                logs.finish(succeeded=code == 0)
+            except Interrupted as exc:
+                logs.finish(succeeded=False)
+                code = _report_interrupted(exc)
+        return code
+
+
+def _runs_instruments(args: argparse.Namespace) -> bool:
+    # The GUI (``gui``, ``replay --gui``) handles signals in its event loop.
+    return args.command in INSTRUMENT_COMMANDS and not getattr(args, "gui", False)
+
+
+def _session_path(args: argparse.Namespace) -> Path | None:
+    """The session file the command writes (its log goes beside it), or None."""
+    if args.command not in INSTRUMENT_COMMANDS:
+        return None
+    path = getattr(args, "out", None) or getattr(args, "resume", None)
+    return Path(path) if path is not None else None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; every exception but a signal's becomes one line and an exit code."""
     from micropl.drivers.interfaces import InstrumentError
 
     user_errors = _user_error_types()
     try:
         return int(args.func(args) or 0)
+    except Interrupted:
+        raise
     except KeyboardInterrupt:
+        # Only where no SignalGuard is installed (commands that run no instrument).
         sys.stderr.write("micropl: interrupted; instruments were made safe\n")
         return 130
+    except InstrumentError as exc:  # before OSError: InstrumentTimeout is a TimeoutError
+        if args.debug:
+            raise
+        log.error("instrument error", exc_info=exc, extra=logs.REPORTED_IN_RESULT)
+        sys.stderr.write(f"micropl: instrument error: {_one_line(exc)}{logs.hint()}\n")
+        return 1
+    except OSError as exc:
+        if args.debug:
+            raise
+        log.error("file error", exc_info=exc, extra=logs.REPORTED_IN_RESULT)
+        sys.stderr.write(f"micropl: error: {_one_line(exc)}\n")
+        return 2 if is_user_os_error(exc) else 1
     except user_errors as exc:
         if args.debug:
             raise
         sys.stderr.write(f"micropl: error: {_one_line(exc)}\n")
         return 2
-    except InstrumentError as exc:
+    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the log
         if args.debug:
             raise
-        sys.stderr.write(f"micropl: instrument error: {_one_line(exc)}\n")
+        log.error("unexpected error", exc_info=exc, extra=logs.REPORTED_IN_RESULT)
+        sys.stderr.write(f"micropl: internal error: {type(exc).__name__}: {_one_line(exc)}"
+                         f"{logs.hint(always=True)}\n")
         return 1
+
+
+def _report_interrupted(exc: Interrupted) -> int:
+    """The one line for a run a signal stopped; its exit code (128 + the signal number)."""
+    if exc.problems:
+        sys.stderr.write(f"micropl: {exc.summary}; cleanup incomplete: "
+                         f"{' '.join('; '.join(exc.problems).split())}: check the instruments "
+                         f"by hand\n")
+    else:
+        sys.stderr.write(f"micropl: {exc.summary}; instruments were made safe\n")
+    return exc.exit_code
+
+
+#: What to do about an OSError on a path the user chose, by errno.
+_OS_HINTS: dict[int, str] = {
+    errno.EACCES: "no permission: choose a folder you can write to, or change its permissions",
+    errno.EPERM: "not permitted: choose another path, or change its permissions",
+    errno.EROFS: "the file system is read-only: choose a folder on a writable disk",
+    errno.ENAMETOOLONG: "the name is too long: choose a shorter file or folder name",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "that is a folder: give a file name",
+    errno.ENOENT: "check the path",
+    errno.EEXIST: "it already exists: choose another name",
+    errno.ENOSPC: "the disk is full: free some space or choose another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free some space or choose another disk",
+    errno.EFBIG: "the file is too large for this file system: choose another disk",
+    errno.ELOOP: "too many symbolic links: check the path",
+    errno.ETXTBSY: "the file is in use: close the program using it or choose another name",
+    errno.EBUSY: "the file is in use: close the program using it or choose another name",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+}
+
+#: errnos that mean the user's path or disk, not a broken machine (exit code 2).
+USER_ERRNOS: frozenset[int] = frozenset(_OS_HINTS) - {errno.EMFILE}
+
+
+def is_user_os_error(exc: OSError) -> bool:
+    """Whether ``exc`` is about the user's path or file (exit 2), not the machine (exit 1).
+
+    OSErrors without an errno are h5py's and similar libraries' "cannot read
+    this file" errors: bad input too.
+    """
+    return exc.errno is None or exc.errno in USER_ERRNOS
 
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None:
-        text = f"{exc.strerror or exc}: {exc.filename}"
+        name = str(exc.filename)
+        if exc.filename2 is not None:
+            name = f"{name} -> {exc.filename2}"
+        text = f"{name}: {exc.strerror or exc}"
+        hint = _OS_HINTS.get(exc.errno) if exc.errno is not None else None
+        if hint:
+            text = f"{text}; {hint}"
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from micropl.acquisition import logs
 from micropl.acquisition.cli import UsageError
 from micropl.acquisition.live import AnalysisSettings, G2Done
 from micropl.acquisition.procedures.base import ProcedureBase
@@ -354,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not read_ptu_t2(path).sync_rate_hz > 0:
             raise UsageError(f"{path}: the PTU header has no sync rate; give --rep-rate HZ")
-    out = args.out or Path("runs") / f"replay-{_dt.datetime.now():%Y%m%d-%H%M%S}.h5"
+    out = args.out = args.out or Path("runs") / f"replay-{_dt.datetime.now():%Y%m%d-%H%M%S}.h5"
     if out.exists():
         raise UsageError(f"{out}: already exists; choose another --out")
     if args.gui:
@@ -371,7 +372,7 @@ def run(args: argparse.Namespace) -> int:
         with Session(setup, out, analysis=analysis) as session:
             result = session.run(Replay.for_source(source, analysis))
     if result.status != "completed":
-        sys.stderr.write(f"micropl: replay {result.status}: {result.reason}\n")
+        sys.stderr.write(f"micropl: replay {result.status}: {result.reason}{logs.hint()}\n")
         return 1
     if kind == "ptu":
         return _print_g2(args, source, result.value, analysis, setup, out)

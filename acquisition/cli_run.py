@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from micropl.acquisition import logs
 from micropl.acquisition.cli import UsageError
 from micropl.acquisition.config import format_validation_error
 from micropl.acquisition.procedures import G2, RasterScan, SpectrumAcquisition, Survey
@@ -110,7 +111,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = args.out or Path("runs") / f"demo-{stamp}.h5"
+    out = args.out = args.out or Path("runs") / f"demo-{stamp}.h5"
     _refuse_overwrite(out)
     procedure = build_procedure("survey", args.param, {"max_qds": args.max_qds})
     result = execute(procedure, args.config, out, fast=True, quiet=args.json)
@@ -182,7 +183,7 @@ def _finish(args: argparse.Namespace, result: RunResult | None, **extra: Any) ->
     else:
         print_summary(summary)
     if result is not None and result.status != "completed":
-        sys.stderr.write(f"micropl: run {result.status}: {result.reason}\n")
+        sys.stderr.write(f"micropl: run {result.status}: {result.reason}{logs.hint()}\n")
         return 1
     return 0
 

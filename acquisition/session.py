@@ -12,7 +12,9 @@ Scripts use it through :func:`run`::
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from micropl.acquisition.live import AnalysisSettings, LiveAnalysis
 from micropl.acquisition.records import Tagged
 from micropl.acquisition.runner import Procedure, Runner, RunResult
 from micropl.acquisition.setup import Setup, load_setup
+from micropl.acquisition.signals import Interrupted, SignalGuard
 from micropl.acquisition.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,18 @@ def is_stored(item: Any) -> bool:
     if getattr(record, "transient", False):
         return False
     return not (isinstance(item, Tagged) and item.kind == "live")
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming the path the user gave (h5py names a temporary file, or none).
+
+    Errors that already name a file are returned as they are; others become
+    the ``OSError`` subclass of their errno (``PermissionError`` for EACCES...)
+    with ``path`` as the file name.
+    """
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return OSError(exc.errno, os.strerror(exc.errno), str(path))
 
 
 class Session:
@@ -73,12 +88,18 @@ class Session:
     def _open_writer(self, path: Path, resume: bool) -> Any:
         from micropl.acquisition.storage import SessionWriter
 
-        if resume:
-            return SessionWriter.resume(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return SessionWriter.create(path, config_text=self.setup.config_text,
-                                    instruments_json=self.setup.snapshot_json(),
-                                    truth=self.setup.truth())
+        try:
+            if resume:
+                return SessionWriter.resume(path)
+            if path.parent.exists() and not path.parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                         str(path.parent))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return SessionWriter.create(path, config_text=self.setup.config_text,
+                                        instruments_json=self.setup.snapshot_json(),
+                                        truth=self.setup.truth())
+        except OSError as exc:
+            raise _naming(exc, path) from exc
 
     def _store(self, items: list[Any]) -> None:
         # Everything queued is appended and flushed together: one flush per batch.
@@ -118,6 +139,15 @@ def run(procedure: Procedure, setup: Setup | None = None, *, out: str | Path | N
         analysis: AnalysisSettings | None = None) -> RunResult:
     """Run one procedure and return how it ended (the script entry point).
 
+    Called in the main thread, SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the
+    run as the CLI does: laser off at once, the run stored as ``aborted`` with
+    the signal in the reason, the file closed (see
+    :mod:`micropl.acquisition.signals`); signals during that cleanup are
+    ignored. Then SIGINT raises ``KeyboardInterrupt`` (an
+    :class:`~micropl.acquisition.signals.Interrupted`), and SIGTERM or SIGHUP
+    raise ``SystemExit(128 + signal number)``, so an unhandled one ends the
+    script with the shell's exit code (143, 129).
+
     Parameters
     ----------
     procedure : Procedure
@@ -129,6 +159,24 @@ def run(procedure: Procedure, setup: Setup | None = None, *, out: str | Path | N
     analysis : AnalysisSettings, optional
         Live fit settings.
     """
+    guard = SignalGuard()
+    with guard:
+        try:
+            result = _run_once(procedure, setup, out, analysis)
+        except Interrupted as exc:
+            interrupted: Interrupted | None = exc
+        else:
+            interrupted = guard.pending()  # arrived after the run, while closing
+    if interrupted is None:
+        return result
+    log.warning("%s: the run was stopped and the instruments made safe", interrupted.reason)
+    if interrupted.name == "SIGINT":
+        raise interrupted
+    raise SystemExit(interrupted.exit_code) from interrupted
+
+
+def _run_once(procedure: Procedure, setup: Setup | None, out: str | Path | None,
+              analysis: AnalysisSettings | None) -> RunResult:
     own = setup is None
     setup = setup or load_setup(clock_mode="fast")
     try:
