@@ -455,6 +455,10 @@ class Runner:
             if on_start is not None:
                 on_start(run_id)
             value = procedure.run(ctx)
+            if self._control.abort_reason is not None:
+                # Asked while the procedure finished without a checkpoint (the laser may
+                # have been switched off under it): the run did not complete as asked.
+                raise Aborted(self._control.abort_reason)
             status = "completed"
         except Aborted as exc:
             status = "failed" if self._control.abort_is_failure else "aborted"
