@@ -101,32 +101,53 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the CLI; returns the process exit code.
+
+    Stop signals are held from the start (a Ctrl-C while the commands load is
+    one line, not a traceback). A command that runs instruments keeps them held
+    to its end (see :mod:`micropl.acquisition.signals`); the others get the
+    previous handlers back before they run.
+    """
+    guard = SignalGuard()
+    with guard:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) and _runs_instruments(args):
+            return _run(args, guard)
+    if guard.received is not None:
+        return _report_interrupted(Interrupted(guard.received), instruments=False)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    with logs.configured(debug=args.debug, log_file=args.log,
+    return _run(args, None)
+
+
+def _run(args: argparse.Namespace, guard: SignalGuard | None) -> int:
+    """The command with its logging; under ``guard`` for a command that runs instruments."""
+    with logs.configured(debug=args.debug, log_file=args.log, hold=not _is_gui(args),
                          beside=lambda: _session_path(args)):
-        if not _runs_instruments(args):
+        if guard is None:
             code = _dispatch(args)
             logs.finish(succeeded=code == 0)
             return code
-        with SignalGuard() as guard:
-            try:
-                code = _dispatch(args)
-                guard.raise_pending()  # came after the run: the command still ends as asked
-                logs.finish(succeeded=code == 0)
-            except Interrupted as exc:
-                logs.finish(succeeded=False)
-                code = _report_interrupted(exc)
+        try:
+            guard.raise_pending()  # arrived while the commands loaded: nothing is opened
+            code = _dispatch(args)
+            guard.raise_pending()  # arrived after the run: the command still ends as asked
+            logs.finish(succeeded=code == 0)
+        except Interrupted as exc:
+            logs.finish(succeeded=False)
+            code = _report_interrupted(exc)
         return code
+
+
+def _is_gui(args: argparse.Namespace) -> bool:
+    return args.command == "gui" or bool(getattr(args, "gui", False))
 
 
 def _runs_instruments(args: argparse.Namespace) -> bool:
     # The GUI (``gui``, ``replay --gui``) handles signals in its event loop.
-    return args.command in INSTRUMENT_COMMANDS and not getattr(args, "gui", False)
+    return args.command in INSTRUMENT_COMMANDS and not _is_gui(args)
 
 
 def _session_path(args: argparse.Namespace) -> Path | None:
@@ -148,7 +169,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         raise
     except KeyboardInterrupt:
         # Only where no SignalGuard is installed (commands that run no instrument).
-        sys.stderr.write("micropl: interrupted; instruments were made safe\n")
+        sys.stderr.write("micropl: interrupted\n")
         return 130
     except InstrumentError as exc:  # before OSError: InstrumentTimeout is a TimeoutError
         if args.debug:
@@ -176,9 +197,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 1
 
 
-def _report_interrupted(exc: Interrupted) -> int:
-    """The one line for a run a signal stopped; its exit code (128 + the signal number)."""
-    if exc.problems:
+def _report_interrupted(exc: Interrupted, *, instruments: bool = True) -> int:
+    """The one line for a command a signal stopped; its exit code (128 + the signal number)."""
+    if not instruments:
+        sys.stderr.write(f"micropl: {exc.summary}\n")
+    elif exc.problems:
         sys.stderr.write(f"micropl: {exc.summary}; cleanup incomplete: "
                          f"{' '.join('; '.join(exc.problems).split())}: check the instruments "
                          f"by hand\n")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import logging
 import sys
 import threading
@@ -58,6 +59,18 @@ def _not_reported(record: logging.LogRecord) -> bool:
     return not getattr(record, "reported_in_result", False)
 
 
+def _detached(record: logging.LogRecord, formatter: logging.Formatter) -> logging.LogRecord:
+    """A copy of ``record`` to keep: message and traceback as text, no reference to the
+    arguments or the frames (which may hold large arrays)."""
+    kept = copy.copy(record)
+    kept.msg, kept.args = record.getMessage(), None
+    if record.exc_info:
+        kept.exc_text = record.exc_text or formatter.formatException(record.exc_info)
+    kept.exc_info = None
+    kept.stack_info = None
+    return kept
+
+
 class Console(logging.StreamHandler):
     """The terminal's handler: records are held back until the command gets going.
 
@@ -80,7 +93,7 @@ class Console(logging.StreamHandler):
         if self._held is None:
             super().emit(record)
         elif len(self._held) < BUFFER_RECORDS:
-            self._held.append(record)
+            self._held.append(_detached(record, self.formatter or logging.Formatter()))
 
     def go_live(self) -> None:
         """Print what was held and every later record at once."""
@@ -138,7 +151,7 @@ class LogFile(logging.Handler):
         if self.failure is not None:
             return
         if self._stream is None:
-            self._buffer.append(record)
+            self._buffer.append(_detached(record, self.formatter))
             if self.explicit is None and record.levelno < logging.WARNING:
                 return
             if not self._open():
@@ -150,7 +163,7 @@ class LogFile(logging.Handler):
         try:
             for item in pending:
                 self._stream.write(self.format(item) + "\n")
-                self.tracebacks += item.exc_info is not None
+                self.tracebacks += bool(item.exc_info or item.exc_text)
             self._stream.flush()
         except (OSError, ValueError) as exc:
             self._give_up(exc)
@@ -235,13 +248,17 @@ def hint(*, always: bool = False) -> str:
 
 @contextlib.contextmanager
 def configured(*, debug: bool = False, log_file: Path | None = None,
-               beside: Callable[[], Path | None] | None = None) -> Iterator[LogFile]:
+               beside: Callable[[], Path | None] | None = None,
+               hold: bool = True) -> Iterator[LogFile]:
     """Log to the terminal and the log file while the block runs; undo it after.
 
     Parameters
     ----------
     debug : bool
-        DEBUG records and tracebacks on the terminal too.
+        DEBUG records and tracebacks on the terminal too (nothing held back).
+    hold : bool
+        Hold the terminal's records back until a run starts (see :class:`Console`);
+        False for the GUI, whose runs do not go through ``Runner.run``.
     log_file : Path, optional
         ``--log FILE``.
     beside : callable, optional
@@ -249,7 +266,7 @@ def configured(*, debug: bool = False, log_file: Path | None = None,
     """
     global _current, _console
     root = logging.getLogger()
-    console = Console(hold=not debug)
+    console = Console(hold=hold and not debug)
     if debug:
         console.setLevel(logging.DEBUG)
         console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

@@ -115,7 +115,12 @@ class Session:
                                   maxlen=maxlen)
 
     def run(self, procedure: Procedure) -> RunResult:
-        """Run ``procedure`` to its end; Ctrl-C aborts it cleanly (then re-raises)."""
+        """Run ``procedure`` to its end; a stop signal aborts it cleanly (then raises).
+
+        See :meth:`Runner.run`: SIGINT, SIGTERM and SIGHUP switch the laser off,
+        abort the run naming the signal and raise
+        :class:`~micropl.acquisition.signals.Interrupted` after its cleanup.
+        """
         return self.runner.run(procedure)
 
     def close(self) -> None:

@@ -343,3 +343,77 @@ def test_final_snapshot_reads_the_laser_back(tmp_path):
     with SessionReader(tmp_path / "f.h5") as reader:
         final = reader.records("instrument_snapshot", run_id=result.run_id)[-1]
     assert json.loads(final.record.settings_json)["laser"]["emission_on"] is True
+
+
+def test_cleanup_that_cannot_switch_the_laser_off_is_not_called_safe(tmp_path, capsys,
+                                                                      monkeypatch):
+    """SIGTERM to ``main`` (in this process) after the laser stopped answering: exit 143,
+    and the last line says the cleanup is incomplete instead of 'made safe'."""
+    from micropl.drivers.interfaces import InstrumentError
+    from micropl.simulators.laser import SimLaser
+
+    broken = threading.Event()
+    real_off = SimLaser.off
+
+    def off(self) -> None:
+        if broken.is_set():
+            raise InstrumentError(f"laser '{self.name}': emission off: not responding (test)")
+        real_off(self)
+
+    monkeypatch.setattr(SimLaser, "off", off)
+    path = tmp_path / "g2.h5"
+    failures: list[str] = []
+
+    def operator() -> None:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < DEADLINE_S:
+            if _has_rows(path, "tag_chunk"):
+                broken.set()
+                os.kill(os.getpid(), signal.SIGTERM)  # main's guard holds SIGTERM now
+                return
+            time.sleep(0.05)
+        failures.append("no tag chunk stored")
+
+    helper = threading.Thread(target=operator, daemon=True)
+    helper.start()
+    code = main(["g2", "--json", "--out", str(path), "--param", "duration_s=600"])
+    helper.join(DEADLINE_S)
+    assert failures == [] and code == 143
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert _last_line(err) == ("micropl: terminated by SIGTERM; cleanup incomplete: laser off "
+                               "failed: laser 'laser': emission off: not responding (test): "
+                               "check the instruments by hand")
+    with SessionReader(path) as reader:
+        run = reader.runs()[-1]
+        final = reader.records("instrument_snapshot", run_id=run.run_id)[-1]
+    assert run.status == "aborted" and "laser off failed" in run.reason
+    assert json.loads(final.record.settings_json)["laser"]["emission_on"] is True
+
+
+@pytest.mark.parametrize(("signame", "command", "line"), [
+    ("SIGTERM", "g2", "micropl: terminated by SIGTERM; instruments were made safe"),
+    ("SIGINT", "g2", "micropl: interrupted; instruments were made safe"),
+    ("SIGHUP", "info", "micropl: terminated by SIGHUP"),
+    ("SIGINT", "info", "micropl: interrupted"),
+])
+def test_signal_while_the_commands_load_is_one_line(tmp_path, capsys, monkeypatch, signame,
+                                                     command, line):
+    """A signal while the sub-commands are imported and parsed: one line, 128 + N, and an
+    instrument command opens nothing (no session file)."""
+    from micropl.acquisition import cli
+
+    signum = int(getattr(signal, signame))
+    real_build = cli.build_parser
+
+    def build_then_signal():
+        parser = real_build()
+        signal.raise_signal(signum)  # unguarded: SIGINT would raise, SIGTERM end pytest
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", build_then_signal)
+    path = tmp_path / "run.h5"
+    argv = ["g2", "--fast", "--out", str(path)] if command == "g2" else ["info", str(path)]
+    assert main(argv) == 128 + signum
+    assert capsys.readouterr().err == line + "\n"
+    assert not path.exists()
