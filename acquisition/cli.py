@@ -124,8 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, guard: SignalGuard | None) -> int:
     """The command with its logging; under ``guard`` for a command that runs instruments."""
-    with logs.configured(debug=args.debug, log_file=args.log, hold=not _is_gui(args),
-                         beside=lambda: _session_path(args)):
+    with logs.configured(debug=args.debug, log_file=args.log, hold=not _is_gui(args)):
         if guard is None:
             code = _dispatch(args)
             logs.finish(succeeded=code == 0)
@@ -148,14 +147,6 @@ def _is_gui(args: argparse.Namespace) -> bool:
 def _runs_instruments(args: argparse.Namespace) -> bool:
     # The GUI (``gui``, ``replay --gui``) handles signals in its event loop.
     return args.command in INSTRUMENT_COMMANDS and not _is_gui(args)
-
-
-def _session_path(args: argparse.Namespace) -> Path | None:
-    """The session file the command writes (its log goes beside it), or None."""
-    if args.command not in INSTRUMENT_COMMANDS:
-        return None
-    path = getattr(args, "out", None) or getattr(args, "resume", None)
-    return Path(path) if path is not None else None
 
 
 def _dispatch(args: argparse.Namespace) -> int:

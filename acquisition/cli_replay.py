@@ -355,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
 
         if not read_ptu_t2(path).sync_rate_hz > 0:
             raise UsageError(f"{path}: the PTU header has no sync rate; give --rep-rate HZ")
-    out = args.out = args.out or Path("runs") / f"replay-{_dt.datetime.now():%Y%m%d-%H%M%S}.h5"
+    out = args.out or Path("runs") / f"replay-{_dt.datetime.now():%Y%m%d-%H%M%S}.h5"
     if out.exists():
         raise UsageError(f"{out}: already exists; choose another --out")
     if args.gui:

@@ -111,7 +111,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = args.out = args.out or Path("runs") / f"demo-{stamp}.h5"
+    out = args.out or Path("runs") / f"demo-{stamp}.h5"
     _refuse_overwrite(out)
     procedure = build_procedure("survey", args.param, {"max_qds": args.max_qds})
     result = execute(procedure, args.config, out, fast=True, quiet=args.json)

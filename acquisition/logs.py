@@ -28,11 +28,12 @@ import copy
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["REPORTED_IN_RESULT", "configured", "current_log_file", "finish", "go_live", "hint"]
+__all__ = ["REPORTED_IN_RESULT", "configured", "current_log_file", "finish", "go_live", "hint",
+           "note_session_file"]
 
 #: ``extra=`` of a log record whose message is also the command's last line.
 REPORTED_IN_RESULT: dict[str, Any] = {"reported_in_result": True}
@@ -119,10 +120,8 @@ class LogFile(logging.Handler):
     Parameters
     ----------
     explicit : Path, optional
-        ``--log FILE``: written from the first record.
-    beside : callable, optional
-        Returns the session file the command writes (or None); the default
-        log is that path with the suffix ``.log``.
+        ``--log FILE``: written from the first record. Without it the log is
+        the session file's path with the suffix ``.log``.
 
     Attributes
     ----------
@@ -134,11 +133,11 @@ class LogFile(logging.Handler):
         Why the file could not be written (it is then given up).
     """
 
-    def __init__(self, explicit: Path | None = None,
-                 beside: Callable[[], Path | None] | None = None) -> None:
+    def __init__(self, explicit: Path | None = None) -> None:
         super().__init__(logging.DEBUG)
         self.explicit = explicit
-        self._beside = beside
+        #: The session file a run writes (see :func:`note_session_file`).
+        self.session: Path | None = None
         self.path: Path | None = None
         self.tracebacks = 0
         self.failure: str | None = None
@@ -171,7 +170,7 @@ class LogFile(logging.Handler):
     def _target(self) -> Path | None:
         if self.explicit is not None:
             return self.explicit
-        session = self._beside() if self._beside is not None else None
+        session = self.session
         if session is None:
             return None
         try:
@@ -217,6 +216,12 @@ class LogFile(logging.Handler):
         super().close()
 
 
+def note_session_file(path: str | Path) -> None:
+    """A run writes ``path``: the default log file goes beside it (no-op outside the CLI)."""
+    if _current is not None:
+        _current.session = Path(path)
+
+
 def go_live() -> None:
     """A run starts: the terminal shows log records as they come (no-op outside the CLI)."""
     if _console is not None:
@@ -248,7 +253,6 @@ def hint(*, always: bool = False) -> str:
 
 @contextlib.contextmanager
 def configured(*, debug: bool = False, log_file: Path | None = None,
-               beside: Callable[[], Path | None] | None = None,
                hold: bool = True) -> Iterator[LogFile]:
     """Log to the terminal and the log file while the block runs; undo it after.
 
@@ -261,8 +265,6 @@ def configured(*, debug: bool = False, log_file: Path | None = None,
         False for the GUI, whose runs do not go through ``Runner.run``.
     log_file : Path, optional
         ``--log FILE``.
-    beside : callable, optional
-        The session file the command writes (the default log goes beside it).
     """
     global _current, _console
     root = logging.getLogger()
@@ -274,7 +276,7 @@ def configured(*, debug: bool = False, log_file: Path | None = None,
         console.setLevel(logging.WARNING)
         console.setFormatter(OneLineFormatter())
         console.addFilter(_not_reported)
-    file_handler = LogFile(log_file, beside)
+    file_handler = LogFile(log_file)
     file_handler.setLevel(logging.DEBUG if debug else logging.INFO)
     old_level, old_hook, outer = root.level, threading.excepthook, (_current, _console)
     root.setLevel(logging.DEBUG if debug else logging.INFO)

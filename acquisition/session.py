@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from micropl.acquisition import logs
 from micropl.acquisition.live import AnalysisSettings, LiveAnalysis
 from micropl.acquisition.records import Tagged
 from micropl.acquisition.runner import Procedure, Runner, RunResult
@@ -120,7 +121,10 @@ class Session:
         See :meth:`Runner.run`: SIGINT, SIGTERM and SIGHUP switch the laser off,
         abort the run naming the signal and raise
         :class:`~micropl.acquisition.signals.Interrupted` after its cleanup.
+        The CLI's default log file goes beside the session file.
         """
+        if self.path is not None:
+            logs.note_session_file(self.path)
         return self.runner.run(procedure)
 
     def close(self) -> None:

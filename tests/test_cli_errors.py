@@ -70,7 +70,7 @@ def test_name_too_long(tmp_path, capsys):
     out = tmp_path / ("q" * 300 + ".h5")
     assert main([*SPECTRUM, "--out", str(out)]) == 2
     line = one_line(capsys)
-    assert "q" * 50 in line and "shorter" in line
+    assert "q" * 50 in line and "too long" in line
 
 
 def test_folder_name_too_long(tmp_path, capsys):
@@ -103,30 +103,47 @@ def test_read_only_folder(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- injected errnos
-@pytest.mark.parametrize(("code", "fragment"), [
-    (errno.EACCES, "permission"), (errno.EPERM, "permission"),
-    (errno.EROFS, "read-only"), (errno.ENOSPC, "disk is full"), (errno.EDQUOT, "quota"),
-    (errno.ENAMETOOLONG, "shorter"), (errno.ENOTDIR, "not a folder"),
-    (errno.EISDIR, "folder"), (errno.ENOENT, "check the path"),
+@pytest.mark.parametrize(("code", "fragments"), [
+    (errno.EACCES, ("permission",)), (errno.EPERM, ("permission", "not permitted")),
+    (errno.EROFS, ("read-only",)), (errno.ENOSPC, ("disk is full", "no space")),
+    (errno.EDQUOT, ("quota",)), (errno.ENAMETOOLONG, ("shorter", "too long")),
+    (errno.ENOTDIR, ("not a folder",)), (errno.EISDIR, ("folder",)),
+    (errno.ENOENT, ("check the path", "does not exist")),
 ], ids=lambda v: errno.errorcode.get(v, v) if isinstance(v, int) else None)
-def test_session_file_cannot_be_created(tmp_path, capsys, monkeypatch, code, fragment):
+def test_session_file_cannot_be_created(tmp_path, capsys, monkeypatch, code, fragments):
     """The output file cannot be created: one line naming the path given (not h5py's
-    temporary name), what to do, exit 2; no file left behind."""
+    temporary name) and what is wrong, exit 2; no file left behind."""
     _h5py_create_fails(monkeypatch, code)
     out = tmp_path / "run.h5"
     assert main([*SPECTRUM, "--out", str(out)]) == 2
     line = one_line(capsys)
     assert str(out) in line and ".creating" not in line
-    assert fragment in line.lower()
+    assert any(f in line.lower() for f in fragments), line
     assert not out.exists() and not out.with_suffix(".log").exists()
 
 
-def test_machine_error_is_one_line_exit_1(tmp_path, capsys, monkeypatch):
-    """EIO is not the user's doing: still one line naming the path, but exit 1."""
-    _h5py_create_fails(monkeypatch, errno.EIO)
+@pytest.mark.parametrize(("code", "exit_code", "fragment"), [
+    (errno.EACCES, 2, "permission"), (errno.EROFS, 2, "read-only"),
+    (errno.ENOSPC, 2, "disk is full"), (errno.ENAMETOOLONG, 2, "shorter"),
+    (errno.ELOOP, 2, "symbolic links"), (errno.EIO, 1, "input/output error"),
+    (errno.EMFILE, 1, "ulimit"),
+], ids=lambda v: errno.errorcode.get(v, v) if isinstance(v, int) and v > 2 else None)
+def test_oserror_reaching_the_cli_is_one_line(tmp_path, capsys, monkeypatch, code, exit_code,
+                                              fragment):
+    """Any OSError a command lets through: one line naming the file and what to do; exit
+    2 when it is about the user's path or disk, 1 for the machine (I/O error, limits)."""
+    from micropl.acquisition import cli_run
+
     out = tmp_path / "run.h5"
-    assert main([*SPECTRUM, "--out", str(out)]) == 1
-    assert str(out) in one_line(capsys)
+
+    def fails(*args, **kwargs):
+        raise OSError(code, os.strerror(code), str(out))
+
+    monkeypatch.setattr(cli_run, "execute", fails)
+    assert main([*SPECTRUM, "--out", str(out)]) == exit_code
+    line = one_line(capsys)
+    assert line.startswith(f"micropl: error: {out}: {os.strerror(code)}")
+    assert fragment in line.lower()
 
 
 @pytest.mark.parametrize("exc_type", [PermissionError, FileExistsError])
