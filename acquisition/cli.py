@@ -165,13 +165,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     except InstrumentError as exc:  # before OSError: InstrumentTimeout is a TimeoutError
         if args.debug:
             raise
-        log.error("instrument error", exc_info=exc, extra=logs.REPORTED_IN_RESULT)
+        log.error("instrument error: %s", exc, exc_info=exc, extra=logs.REPORTED_IN_RESULT)
         sys.stderr.write(f"micropl: instrument error: {_one_line(exc)}{logs.hint()}\n")
         return 1
     except OSError as exc:
         if args.debug:
             raise
-        log.error("file error", exc_info=exc, extra=logs.REPORTED_IN_RESULT)
+        log.error("file error: %s", exc, exc_info=exc, extra=logs.REPORTED_IN_RESULT)
         sys.stderr.write(f"micropl: error: {_one_line(exc)}\n")
         return 2 if is_user_os_error(exc) else 1
     except user_errors as exc:
@@ -182,7 +182,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the log
         if args.debug:
             raise
-        log.error("unexpected error", exc_info=exc, extra=logs.REPORTED_IN_RESULT)
+        log.error("unexpected error: %s: %s", type(exc).__name__, exc, exc_info=exc,
+                  extra=logs.REPORTED_IN_RESULT)
         sys.stderr.write(f"micropl: internal error: {type(exc).__name__}: {_one_line(exc)}"
                          f"{logs.hint(always=True)}\n")
         return 1

@@ -231,7 +231,7 @@ class Runner:
     #: Width of the bins in which the APD over-rate watchdog measures rates.
     RATE_BIN_S = 0.010
     #: How often :meth:`run` looks for a stop signal, in s (the laser goes off within it).
-    SIGNAL_POLL_S = 0.05
+    SIGNAL_POLL_S = 0.02
 
     def __init__(self, setup: Setup, stream: Stream | None = None, *,
                  apd_max_rate_cps: float | None = None) -> None:
