@@ -33,6 +33,19 @@ from micropl.acquisition.storage import SessionReader
 DEADLINE_S = 120.0  # generous: 2 cores shared by many processes
 
 
+@pytest.fixture(autouse=True)
+def _pytest_survives_a_stray_signal():
+    """In-process tests send real signals: should a guard fail to hold one, it must fail
+    the test, not end pytest (SIGTERM, SIGHUP) or look like a Ctrl-C."""
+    def stray(signum, frame):
+        raise AssertionError(f"{signal.Signals(signum).name} reached an unguarded handler")
+
+    previous = {s: signal.signal(s, stray) for s in sig.STOP_SIGNALS}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
 def _default_dispositions() -> None:
     # The child must not inherit an ignored SIGINT/SIGHUP from how the tests were started.
     for signum in sig.STOP_SIGNALS:
