@@ -21,6 +21,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,7 +173,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         log.error("file error: %s", exc, exc_info=exc, extra=logs.REPORTED_IN_RESULT)
-        sys.stderr.write(f"micropl: error: {_one_line(exc)}\n")
+        sys.stderr.write(f"micropl: error: {_one_line(_naming_the_output(exc, args))}\n")
         return 2 if is_user_os_error(exc) else 1
     except user_errors as exc:
         if args.debug:
@@ -232,6 +233,22 @@ def is_user_os_error(exc: OSError) -> bool:
     this file" errors: bad input too.
     """
     return exc.errno is None or exc.errno in USER_ERRNOS
+
+
+def _naming_the_output(exc: OSError, args: argparse.Namespace) -> OSError:
+    """``exc`` as the user should read it: naming ``--out`` when it names no file (h5py's
+    create errors name only its temporary file, in the message), and a file where
+    ``--out``'s folder should be as "not a directory" rather than "file exists"."""
+    out = getattr(args, "out", None)
+    if exc.errno is None or out is None:
+        return exc
+    if exc.filename is None:
+        return OSError(exc.errno, os.strerror(exc.errno), str(out))
+    name = Path(os.fsdecode(exc.filename))
+    if exc.errno == errno.EEXIST and name in Path(out).parents and not name.is_dir():
+        # mkdir of --out's folder found a file there: "exists" would mislead.
+        return NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(name))
+    return exc
 
 
 def _one_line(exc: BaseException) -> str:

@@ -12,9 +12,7 @@ Scripts use it through :func:`run`::
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,18 +36,6 @@ def is_stored(item: Any) -> bool:
     if getattr(record, "transient", False):
         return False
     return not (isinstance(item, Tagged) and item.kind == "live")
-
-
-def _naming(exc: OSError, path: Path) -> OSError:
-    """``exc`` naming the path the user gave (h5py names a temporary file, or none).
-
-    Errors that already name a file are returned as they are; others become
-    the ``OSError`` subclass of their errno (``PermissionError`` for EACCES...)
-    with ``path`` as the file name.
-    """
-    if exc.filename is not None or exc.errno is None:
-        return exc
-    return OSError(exc.errno, os.strerror(exc.errno), str(path))
 
 
 class Session:
@@ -89,18 +75,12 @@ class Session:
     def _open_writer(self, path: Path, resume: bool) -> Any:
         from micropl.acquisition.storage import SessionWriter
 
-        try:
-            if resume:
-                return SessionWriter.resume(path)
-            if path.parent.exists() and not path.parent.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
-                                         str(path.parent))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return SessionWriter.create(path, config_text=self.setup.config_text,
-                                        instruments_json=self.setup.snapshot_json(),
-                                        truth=self.setup.truth())
-        except OSError as exc:
-            raise _naming(exc, path) from exc
+        if resume:
+            return SessionWriter.resume(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SessionWriter.create(path, config_text=self.setup.config_text,
+                                    instruments_json=self.setup.snapshot_json(),
+                                    truth=self.setup.truth())
 
     def _store(self, items: list[Any]) -> None:
         # Everything queued is appended and flushed together: one flush per batch.
