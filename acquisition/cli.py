@@ -18,6 +18,7 @@ each there, and the traceback goes to the log file (:mod:`micropl.acquisition.lo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import logging
@@ -138,6 +139,7 @@ def _run(args: argparse.Namespace, guard: SignalGuard | None) -> int:
         except Interrupted as exc:
             logs.finish(succeeded=False)
             code = _report_interrupted(exc)
+        _flush_or_silence()
         return code
 
 
@@ -152,54 +154,103 @@ def _runs_instruments(args: argparse.Namespace) -> bool:
 
 def _dispatch(args: argparse.Namespace) -> int:
     """Run the command; every exception but a signal's becomes one line and an exit code."""
-    from micropl.drivers.interfaces import InstrumentError
-
-    user_errors = _user_error_types()
     try:
         return int(args.func(args) or 0)
     except Interrupted:
         raise
     except KeyboardInterrupt:
         # Only where no SignalGuard is installed (commands that run no instrument).
-        sys.stderr.write("micropl: interrupted\n")
+        _say("micropl: interrupted")
         return 130
-    except InstrumentError as exc:  # before OSError: InstrumentTimeout is a TimeoutError
-        if args.debug:
-            raise
+    except Exception as exc:  # noqa: BLE001 - each becomes one line (see _report_error)
+        interrupted = _interrupted_cause(exc)
+        if interrupted is not None:
+            # The cleanup after a signal failed on its way out (e.g. the terminal closed
+            # by SIGHUP refused the progress bar's last write): the signal still decides.
+            log.info("after %s: %s: %s", interrupted.name, type(exc).__name__, exc,
+                     exc_info=exc)
+            raise interrupted from None
+        return _report_error(args, exc)
+
+
+def _interrupted_cause(exc: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` that ``exc`` was raised while handling, if any."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, Interrupted):
+            return node
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return None
+
+
+def _report_error(args: argparse.Namespace, exc: Exception) -> int:
+    """One line for ``exc`` and its exit code (``--debug``: raise it, with its traceback)."""
+    from micropl.drivers.interfaces import InstrumentError
+
+    if args.debug:
+        raise exc
+    if isinstance(exc, InstrumentError):  # before OSError: InstrumentTimeout is a TimeoutError
         log.error("instrument error: %s", exc, exc_info=exc, extra=logs.REPORTED_IN_RESULT)
-        sys.stderr.write(f"micropl: instrument error: {_one_line(exc)}{logs.hint()}\n")
+        _say(f"micropl: instrument error: {_one_line(exc)}{logs.hint()}")
         return 1
-    except OSError as exc:
-        if args.debug:
-            raise
+    if isinstance(exc, OSError):
         log.error("file error: %s", exc, exc_info=exc, extra=logs.REPORTED_IN_RESULT)
-        sys.stderr.write(f"micropl: error: {_one_line(_naming_the_output(exc, args))}\n")
+        _say(f"micropl: error: {_one_line(_naming_the_output(exc, args))}")
         return 2 if is_user_os_error(exc) else 1
-    except user_errors as exc:
-        if args.debug:
-            raise
-        sys.stderr.write(f"micropl: error: {_one_line(exc)}\n")
+    if isinstance(exc, _user_error_types()):
+        _say(f"micropl: error: {_one_line(exc)}")
         return 2
-    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in the log
-        if args.debug:
-            raise
-        log.error("unexpected error: %s: %s", type(exc).__name__, exc, exc_info=exc,
-                  extra=logs.REPORTED_IN_RESULT)
-        sys.stderr.write(f"micropl: internal error: {type(exc).__name__}: {_one_line(exc)}"
-                         f"{logs.hint(always=True)}\n")
-        return 1
+    # A bug: one line here, the traceback in the log file.
+    log.error("unexpected error: %s: %s", type(exc).__name__, exc, exc_info=exc,
+              extra=logs.REPORTED_IN_RESULT)
+    _say(f"micropl: internal error: {type(exc).__name__}: {_one_line(exc)}"
+         f"{logs.hint(always=True)}")
+    return 1
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr; a terminal that is gone (SIGHUP) must not change the exit code."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        _silence_dead_terminal()
+
+
+def _flush_or_silence() -> None:
+    """Flush stdout and stderr now: if the terminal is gone, the interpreter's own last
+    flush would fail and turn the exit code into 120."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            _silence_dead_terminal()
+            return
+
+
+def _silence_dead_terminal() -> None:
+    """Point file descriptors 1 and 2 at the null device (their terminal is gone)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _report_interrupted(exc: Interrupted, *, instruments: bool = True) -> int:
     """The one line for a command a signal stopped; its exit code (128 + the signal number)."""
     if not instruments:
-        sys.stderr.write(f"micropl: {exc.summary}\n")
+        _say(f"micropl: {exc.summary}")
     elif exc.problems:
-        sys.stderr.write(f"micropl: {exc.summary}; cleanup incomplete: "
-                         f"{' '.join('; '.join(exc.problems).split())}: check the instruments "
-                         f"by hand\n")
+        _say(f"micropl: {exc.summary}; cleanup incomplete: "
+             f"{' '.join('; '.join(exc.problems).split())}: check the instruments by hand")
     else:
-        sys.stderr.write(f"micropl: {exc.summary}; instruments were made safe\n")
+        _say(f"micropl: {exc.summary}; instruments were made safe")
     return exc.exit_code
 
 

@@ -11,8 +11,10 @@ instrument snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -430,3 +432,29 @@ def test_signal_while_the_commands_load_is_one_line(tmp_path, capsys, monkeypatc
     assert main(argv) == 128 + signum
     assert capsys.readouterr().err == line + "\n"
     assert not path.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_sighup_after_the_terminal_is_gone(tmp_path, capsys):
+    """A dropped SSH session: the terminal closes, then SIGHUP arrives. Writes to the dead
+    terminal (the progress bar's last frame, the final line) fail; the cleanup still
+    completes and the exit code is still 129 (not 1, nor Python's 120)."""
+    master, slave = os.openpty()
+    path = tmp_path / "g2.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "micropl", *_G2, "--out", str(path)],
+                            cwd=tmp_path, stdin=slave, stdout=slave, stderr=slave,
+                            preexec_fn=_default_dispositions)
+    os.close(slave)
+    try:
+        t0 = time.monotonic()
+        while not _has_rows(path, "tag_chunk"):
+            assert proc.poll() is None, f"ended early (exit {proc.returncode})"
+            assert time.monotonic() - t0 < DEADLINE_S, "no tag chunk stored"
+            with contextlib.suppress(OSError):  # keep the terminal's buffer drained
+                if select.select([master], [], [], 0.05)[0]:
+                    os.read(master, 65536)
+    finally:
+        os.close(master)  # the terminal is gone
+    os.kill(proc.pid, signal.SIGHUP)
+    assert proc.wait(DEADLINE_S) == 129
+    _check_stopped_cleanly(path, "SIGHUP", capsys)
