@@ -136,8 +136,8 @@ def recorded_g2(tmp_path_factory) -> Path:
     ("SIGHUP", _G2, "tag_chunk"),
     ("SIGINT", _G2, "tag_chunk"),
     ("SIGTERM", ["survey"], "map_line"),
-    ("SIGHUP", ["scan"], "map_line"),
-    ("SIGTERM", ["demo", "--json"], "map_line"),
+    pytest.param("SIGHUP", ["scan"], "map_line", marks=pytest.mark.slow),
+    pytest.param("SIGTERM", ["demo", "--json"], "map_line", marks=pytest.mark.slow),
     ("SIGHUP", ["replay", "RECORDED", "--speed", "1"], "tag_chunk"),
 ], ids=lambda v: v if isinstance(v, str) else (v[0] if isinstance(v, list) else None))
 def test_stop_signal_ends_the_cli_run_cleanly(tmp_path, capsys, request, signame, command,
