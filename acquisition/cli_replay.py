@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from micropl.acquisition import logs
 from micropl.acquisition.cli import UsageError
 from micropl.acquisition.live import AnalysisSettings, G2Done
 from micropl.acquisition.procedures.base import ProcedureBase
@@ -375,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
         with Session(setup, out, analysis=analysis) as session:
             result = session.run(Replay.for_source(source, analysis))
     if result.status != "completed":
-        sys.stderr.write(f"micropl: replay {result.status}: {result.reason}\n")
+        sys.stderr.write(f"micropl: replay {result.status}: {result.reason}{logs.hint()}\n")
         return 1
     if kind == "ptu":
         return _print_g2(args, source, result.value, analysis, setup, out)

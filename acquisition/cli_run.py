@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from micropl.acquisition import logs
 from micropl.acquisition.cli import UsageError
 from micropl.acquisition.config import format_validation_error
 from micropl.acquisition.procedures import G2, RasterScan, SpectrumAcquisition, Survey
@@ -368,7 +369,7 @@ def _finish(args: argparse.Namespace, result: RunResult | None, **extra: Any) ->
     else:
         print_summary(summary)
     if result is not None and result.status != "completed":
-        sys.stderr.write(f"micropl: run {result.status}: {result.reason}\n")
+        sys.stderr.write(f"micropl: run {result.status}: {result.reason}{logs.hint()}\n")
         return 1
     return 0
 

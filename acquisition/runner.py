@@ -3,7 +3,13 @@
 The runner owns pause, resume and abort, and its cleanup always runs, whatever
 happened — laser off, camera and tagger stopped, scanner left in place. Every
 run publishes a start document and a stop document carrying its exit status
-(``completed``, ``aborted`` or ``failed``) and the reason.
+(``completed``, ``aborted`` or ``failed``) and the reason; just before the stop
+document, an instrument snapshot read back after the cleanup (the laser's
+``emission_on`` as the instrument reports it).
+
+:meth:`Runner.run` stops a run cleanly on SIGINT, SIGTERM and SIGHUP (see
+:mod:`micropl.acquisition.signals`): laser off at once, run aborted with a
+reason naming the signal, cleanup completed whatever else arrives.
 
 Watchdogs run on the acquisition thread. Every tag chunk a run reads passes the
 APD over-rate interlock (:mod:`micropl.acquisition.interlock`) inside the
@@ -31,12 +37,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from micropl.acquisition import logs, signals
 from micropl.acquisition.interlock import (
     WINDOW_S,
     ApdRateInterlock,
     RunSetup,
     readback_over_rate,
 )
+from micropl.acquisition.logs import REPORTED_IN_RESULT
 from micropl.acquisition.records import (
     NO_ID,
     InstrumentSnapshot,
@@ -260,6 +268,8 @@ class Runner:
 
     #: Width of the sliding window in which the APD over-rate interlock measures rates, s.
     RATE_WINDOW_S = WINDOW_S
+    #: How often :meth:`run` looks for a stop signal, in s (the laser goes off within it).
+    SIGNAL_POLL_S = 0.02
 
     def __init__(self, setup: Setup, stream: Stream | None = None, *,
                  apd_max_rate_cps: float | None = None) -> None:
@@ -278,6 +288,8 @@ class Runner:
         self._state = RunState.IDLE
         self._lock = threading.Lock()
         self.tripped: str | None = None
+        #: Cleanup steps that failed at the end of the last run (empty: the setup is safe).
+        self.cleanup_problems: list[str] = []
 
     # ------------------------------------------------------------------ wiring
     def publish(self, run_id: int, record: Any, tags: dict[str, Any]) -> None:
@@ -377,17 +389,56 @@ class Runner:
         return self._result
 
     def run(self, procedure: Procedure) -> RunResult:
-        """Start ``procedure`` and wait for it. Ctrl-C aborts it cleanly, then re-raises."""
-        self.start(procedure)
+        """Start ``procedure`` and wait for it; a stop signal aborts it cleanly, then raises.
+
+        SIGINT (Ctrl-C), SIGTERM and SIGHUP are handled through the active
+        :class:`~micropl.acquisition.signals.SignalGuard` (the CLI's), or one
+        installed for the call when it is made in the main thread. On a signal
+        the laser is switched off at once from this thread (not at the
+        procedure's next checkpoint), the run is aborted with a reason naming
+        the signal, and once its cleanup is done (its stop record stored)
+        :class:`~micropl.acquisition.signals.Interrupted` is raised. Signals
+        received meanwhile are logged and ignored. No run starts once a signal
+        was received.
+
+        Raises
+        ------
+        Interrupted
+            After the cleanup of a run stopped by a signal (a KeyboardInterrupt).
+        """
+        with signals.guarded() as guard:
+            guard.raise_pending()
+            logs.go_live()
+            self.start(procedure)
+            try:
+                while True:
+                    result = self.wait(self.SIGNAL_POLL_S)
+                    if result is not None:
+                        return result
+                    guard.raise_pending()
+            except KeyboardInterrupt as exc:
+                reason = exc.reason if isinstance(exc, signals.Interrupted) \
+                    else "interrupted (Ctrl-C)"
+                try:
+                    self._stop_now(reason)
+                finally:
+                    self.wait()
+                if isinstance(exc, signals.Interrupted):
+                    exc.problems = list(self.cleanup_problems)
+                raise
+
+    def _stop_now(self, reason: str) -> None:
+        """Abort the run and switch the laser off from this thread, without waiting.
+
+        The worker may be inside a long instrument call (an exposure); the
+        laser must not stay on until its next checkpoint. A failure here is
+        logged; the worker's cleanup switches the laser off again and reports.
+        """
+        self.abort(reason)
         try:
-            while True:
-                result = self.wait(0.2)
-                if result is not None:
-                    return result
-        except KeyboardInterrupt:
-            self.abort("interrupted (Ctrl-C)")
-            self.wait()
-            raise
+            self.setup.laser.off()
+        except Exception as exc:  # noqa: BLE001 - the worker's cleanup retries and reports
+            log.error("%s: laser off failed (the run's cleanup tries again): %s", reason, exc)
 
     def emergency_stop(self, reason: str = "emergency stop") -> None:
         """Laser off now (from any thread), and abort the run."""
@@ -518,18 +569,19 @@ class Runner:
             if on_start is not None:
                 on_start(run_id)
             value = procedure.run(ctx)
+            if self._control.abort_reason is not None:
+                # Asked while the procedure finished without a checkpoint (the laser may
+                # have been switched off under it): the run did not complete as asked.
+                raise Aborted(self._control.abort_reason)
             status = "completed"
         except Aborted as exc:
             status = "failed" if self._control.abort_is_failure else "aborted"
             reason = exc.reason
-        except InstrumentError as exc:
-            status, reason = "failed", str(exc)
-            log.error("run %d (%s) failed: %s", run_id, name, exc)
         except Exception as exc:  # noqa: BLE001 - any bug must end the run as failed, loudly
-            status, reason = "failed", f"{type(exc).__name__}: {exc}"
-            log.exception("run %d (%s) failed", run_id, name)
+            status, reason = self._failure(run_id, name, exc)
         finally:
             problems = self.setup.make_safe()
+            self.cleanup_problems = list(problems)
             if problems and status == "completed":
                 status = "failed"
             if problems:
@@ -538,6 +590,7 @@ class Runner:
                 status, reason = "aborted", self.tripped
             ended = self.setup.clock.now()
             try:
+                self._publish_final_snapshot(run_id)
                 self.publish(run_id, RunStop(run_id=run_id, status=status, reason=reason,
                                              t_s=time.time()), {})
                 self.stream.flush(timeout_s=60.0)
@@ -548,3 +601,40 @@ class Runner:
                     self._state = RunState.IDLE
                 self._done.set()
                 log.info("run %d (%s) %s%s", run_id, name, status, f": {reason}" if reason else "")
+
+    def _failure(self, run_id: int, name: str, exc: Exception) -> tuple[str, str]:
+        """Status and reason of a run that ``exc`` ended, logged with its traceback.
+
+        An error that follows an abort (a signal switched the laser off under a
+        running measurement) keeps the abort's status and reason, with the error
+        after it. The log record carries ``reported_in_result=True``: the reason
+        is in the run's result and stop record, so a front end that shows those
+        (the CLI) leaves it out of the console; the log file keeps the traceback.
+        """
+        text = str(exc) if isinstance(exc, InstrumentError) else f"{type(exc).__name__}: {exc}"
+        abort_reason = self._control.abort_reason
+        if abort_reason is not None:
+            status = "failed" if self._control.abort_is_failure else "aborted"
+            log.info("run %d (%s) %s: %s; then %s", run_id, name, status, abort_reason, text,
+                     exc_info=exc, extra=REPORTED_IN_RESULT)
+            return status, f"{abort_reason} (then {text})"
+        log.error("run %d (%s) failed: %s", run_id, name, text, exc_info=exc,
+                  extra=REPORTED_IN_RESULT)
+        return "failed", text
+
+    def _publish_final_snapshot(self, run_id: int) -> None:
+        """Store the instruments' settings as read back after the cleanup.
+
+        The run's last ``InstrumentSnapshot`` (just before its ``RunStop``)
+        shows the state the run left the setup in, e.g. the laser's
+        ``emission_on: false``. Instruments that cannot be read are recorded as
+        ``{"error": ...}`` by :meth:`Setup.snapshot`; any other failure is
+        logged and does not keep the stop record from being stored.
+        """
+        try:
+            settings = self.setup.snapshot_json()
+        except Exception as exc:  # noqa: BLE001 - the stop record must still be stored
+            log.error("run %d: instrument snapshot after the cleanup failed: %s", run_id, exc)
+            return
+        self.publish(run_id, InstrumentSnapshot(run_id=run_id, settings_json=settings,
+                                                t_s=time.time()), {})

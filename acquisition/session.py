@@ -17,10 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from micropl.acquisition import logs
 from micropl.acquisition.live import AnalysisSettings, LiveAnalysis
 from micropl.acquisition.records import Tagged
 from micropl.acquisition.runner import Procedure, Runner, RunResult
 from micropl.acquisition.setup import Setup, load_setup
+from micropl.acquisition.signals import Interrupted, SignalGuard
 from micropl.acquisition.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,15 @@ class Session:
                                   maxlen=maxlen)
 
     def run(self, procedure: Procedure) -> RunResult:
-        """Run ``procedure`` to its end; Ctrl-C aborts it cleanly (then re-raises)."""
+        """Run ``procedure`` to its end; a stop signal aborts it cleanly (then raises).
+
+        See :meth:`Runner.run`: SIGINT, SIGTERM and SIGHUP switch the laser off,
+        abort the run naming the signal and raise
+        :class:`~micropl.acquisition.signals.Interrupted` after its cleanup.
+        The CLI's default log file goes beside the session file.
+        """
+        if self.path is not None:
+            logs.note_session_file(self.path)
         return self.runner.run(procedure)
 
     def close(self) -> None:
@@ -133,6 +143,15 @@ def run(procedure: Procedure, setup: Setup | None = None, *, out: str | Path | N
         analysis: AnalysisSettings | None = None) -> RunResult:
     """Run one procedure and return how it ended (the script entry point).
 
+    Called in the main thread, SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the
+    run as the CLI does: laser off at once, the run stored as ``aborted`` with
+    the signal in the reason, the file closed (see
+    :mod:`micropl.acquisition.signals`); signals during that cleanup are
+    ignored. Then SIGINT raises ``KeyboardInterrupt`` (an
+    :class:`~micropl.acquisition.signals.Interrupted`), and SIGTERM or SIGHUP
+    raise ``SystemExit(128 + signal number)``, so an unhandled one ends the
+    script with the shell's exit code (143, 129).
+
     Parameters
     ----------
     procedure : Procedure
@@ -144,6 +163,24 @@ def run(procedure: Procedure, setup: Setup | None = None, *, out: str | Path | N
     analysis : AnalysisSettings, optional
         Live fit settings.
     """
+    guard = SignalGuard()
+    with guard:
+        try:
+            result = _run_once(procedure, setup, out, analysis)
+        except Interrupted as exc:
+            interrupted: Interrupted | None = exc
+        else:
+            interrupted = guard.pending()  # arrived after the run, while closing
+    if interrupted is None:
+        return result
+    log.warning("%s: the run was stopped and the instruments made safe", interrupted.reason)
+    if interrupted.name == "SIGINT":
+        raise interrupted
+    raise SystemExit(interrupted.exit_code) from interrupted
+
+
+def _run_once(procedure: Procedure, setup: Setup | None, out: str | Path | None,
+              analysis: AnalysisSettings | None) -> RunResult:
     own = setup is None
     setup = setup or load_setup(clock_mode="fast")
     try:
