@@ -234,7 +234,8 @@ def two_lines(one, two, *, pixel_mev: float = 0.0, p_max: float = TWO_LINE_P_MAX
               min_significance: float = TWO_LINE_MIN_SIGNIFICANCE) -> TwoLineTest:
     """Decide from a one-line and a two-line fit of one spectrum whether it holds two lines.
 
-    Criteria, all needed: the two-line fit succeeded; the F-test of the χ² drop
+    Criteria, all needed: the two-line fit succeeded (the one-line fit's χ² is used
+    even when it did not converge); the F-test of the χ² drop
     (3 more parameters) gives ``p < p_max``; both lines have ``area/area_err ≥
     min_significance``; both FWHMs exceed ``2·pixel_mev`` (not a spike); and the
     separation exceeds the mean FWHM of the two lines (resolved, not a
@@ -267,8 +268,10 @@ def two_lines(one, two, *, pixel_mev: float = 0.0, p_max: float = TWO_LINE_P_MAX
     def verdict(ok: bool, p: float, reason: str) -> TwoLineTest:
         return TwoLineTest(ok, chi2_1, chi2_2, dof_1, dof_2, p, e, w, sig, sep, reason)
 
-    if not (bool(np.all(one.success)) and bool(np.all(two.success))) or len(e) != 2:
-        return verdict(False, float("nan"), "a fit failed")
+    # A one-line fit that did not converge still bounds what one line can do; the
+    # two-line fit must have converged.
+    if not bool(np.all(two.success)) or len(e) != 2:
+        return verdict(False, float("nan"), "the two-line fit failed")
     extra = dof_1 - dof_2
     if extra <= 0 or dof_2 <= 0 or not (chi2_2 > 0 and math.isfinite(chi2_1)):
         return verdict(False, float("nan"), "no degrees of freedom")
@@ -450,8 +453,9 @@ def spectral_jitter(peak_energy_ev, peak_energy_err_ev=None) -> SpectralJitter |
     Notes
     -----
     ``s²`` has the relative error ``√(2/(n−1))``; with ``J² = s² − f²`` and
-    ``σ(J²) = s²√(2/(n−1))``, the error of ``J`` is ``√(J² + σ(J²)) − J``
-    (≈ σ(J²)/2J far from 0, √σ(J²) at 0).
+    ``σ(J²) = max(s², f²)·√(2/(n−1))`` (the true scatter is at least the fit
+    noise ``f``, so a series that happens to scatter less is not taken as exact),
+    the error of ``J`` is ``√(J² + σ(J²)) − J`` (≈ σ(J²)/2J far from 0, √σ(J²) at 0).
 
     Examples
     --------
@@ -473,7 +477,7 @@ def spectral_jitter(peak_energy_ev, peak_energy_err_ev=None) -> SpectralJitter |
     s_err = s / math.sqrt(2.0 * (n - 1))
     f = float(np.sqrt(np.mean(err ** 2)))
     j2 = max(s * s - f * f, 0.0)
-    j2_err = s * s * math.sqrt(2.0 / (n - 1))
+    j2_err = max(s * s, f * f) * math.sqrt(2.0 / (n - 1))  # the scatter is at least f
     j = math.sqrt(j2)
     return SpectralJitter(n, s, s_err, f, j, math.sqrt(j2 + j2_err) - j)
 

@@ -13,6 +13,14 @@ background in the fit cannot follow its curvature, which widens the fitted
 FWHM (by ≈0.9 meV, 1.5σ, on the simulated sample). It is subtracted from every
 QD spectrum, and stored (kinds ``film_raw``, ``film_frame``,
 ``film_accumulated``) with the survey's run.
+
+Each completed QD gets a :class:`~micropl.acquisition.records.QDFlags` record
+before its status: ``multiple_emitters`` when its g²(0) is not below 0.5 by 2σ
+or its spectrum holds two resolved lines, ``poor_fit``/``saturated`` from the
+spectrum fit (:mod:`micropl.analysis.emitters` decides). On a simulated setup a
+:class:`~micropl.acquisition.records.QDTruth` record follows: what the simulated
+emitters gave during the QD's exposures and g² acquisition, as the world computes
+it (:meth:`~micropl.simulators.world.SimulatedWorld.measured_truth`).
 """
 
 from __future__ import annotations
