@@ -98,7 +98,7 @@ def _map_panel(ax: Any, reader: SessionReader, summary: dict[str, Any]) -> None:
                     textcoords="offset points", color=colour, fontsize=7)
     ax.set_xlabel("x (µm)")
     ax.set_ylabel("y (µm)")
-    ax.set_title("PL map and selected QDs (cyan: measured, orange: multiple emitters, "
+    ax.set_title("PL map and selected QDs\n(cyan: measured, orange: multiple emitters, "
                  "red: failed)", fontsize=10)
 
 
@@ -177,7 +177,7 @@ def _statistics_panels(axes: Any, qds: list[dict[str, Any]]) -> None:
     ax.set_xlabel("FWHM (meV)")
     ax.set_ylabel("QDs")
     ax.set_title(f"FWHM: mean {stats.fwhm_mean_mev:.1f} ± {stats.fwhm_mean_err_mev:.1f} meV "
-                 f"(n = {stats.n_spectra_valid}; {stats.exclusion_text})", fontsize=10)
+                 f"(n = {stats.n_spectra_valid})\n{stats.exclusion_text}", fontsize=10)
     ax = axes[1]
     energy, fwhm = column("peak_energy_ev", ~flagged), column("fwhm_mev", ~flagged)
     ok = np.isfinite(energy) & np.isfinite(fwhm)
@@ -205,5 +205,5 @@ def _statistics_panels(axes: Any, qds: list[dict[str, Any]]) -> None:
     ax.axvline(0.5, color="k", ls="--", lw=0.8)
     ax.set_xlabel("g²(0) (peak-area ratio)")
     ax.set_ylabel("QDs")
-    ax.set_title(f"g²(0): {int(np.sum(g2 < 0.5))} of {g2.size} single QDs below 0.5; "
+    ax.set_title(f"g²(0): {int(np.sum(g2 < 0.5))} of {g2.size} single QDs below 0.5\n"
                  f"{stats.exclusion_text}", fontsize=10)
