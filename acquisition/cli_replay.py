@@ -56,8 +56,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Replay", "register", "run", "session_source", "open_replay"]
 
-#: Records the live core derives: not replayed, recomputed.
-_DERIVED_TABLES = ("spectrum_fit", "g2_histogram", "g2_result", "peak_train_fit", "cw_g2_fit")
+#: Records the live core derives: not replayed, recomputed (a QD's flags follow from its
+#: recomputed fits: ``info`` computes them for the replayed session).
+_DERIVED_TABLES = ("spectrum_fit", "g2_histogram", "g2_result", "peak_train_fit", "cw_g2_fit",
+                   "qd_flags")
 #: Bookkeeping of the original runs: recorded in the replay run's parameters instead.
 _RUN_TABLES = ("run_start", "run_stop", "instrument_snapshot")
 

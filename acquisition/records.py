@@ -41,6 +41,8 @@ __all__ = [
     "RunStop",
     "QDTarget",
     "QDStatus",
+    "QDFlags",
+    "QDTruth",
     "InstrumentSnapshot",
     "G2Histogram",
     "RefocusResult",
@@ -184,6 +186,76 @@ class QDStatus:
         _check_id("qd_id", self.qd_id)
         if self.status not in QD_STATUSES:
             raise ValueError(f"QDStatus.status must be one of {QD_STATUSES}, got {self.status!r}")
+
+
+@dataclass(frozen=True)
+class QDFlags:
+    """What a measured QD is: the flags the survey gave it, and why.
+
+    A data record (the :class:`Tagged` envelope says which run and QD), stored
+    before the QD's :class:`QDStatus`. The rule is :mod:`micropl.analysis.emitters`
+    (e.g. ``multiple_emitters`` when g²(0) + 2σ is not below 0.5, or the spectrum
+    holds two resolved lines).
+
+    Attributes
+    ----------
+    flags : str
+        Comma-separated flags (``multiple_emitters``, ``poor_fit``,
+        ``saturated``); empty for a clean single QD.
+    detail : str
+        The numbers behind the verdict, human-readable.
+    t_s : float
+        Wall-clock time, Unix seconds.
+    """
+
+    flags: str = ""
+    detail: str = ""
+    t_s: float = 0.0
+
+    @property
+    def flag_list(self) -> list[str]:
+        """The flags as a list."""
+        return [f for f in self.flags.split(",") if f]
+
+
+@dataclass(frozen=True)
+class QDTruth:
+    """Simulated sessions: what the simulated emitters gave while a QD was measured.
+
+    Computed by the simulated world (``SimulatedWorld.measured_truth``) from the
+    exposures and the g² acquisition actually made. A data record (the
+    :class:`Tagged` envelope says which run and QD).
+
+    Attributes
+    ----------
+    index : int
+        Sample index of the emitter that gave most of the light.
+    distance_um : float
+        Its distance from the focus, µm.
+    n_emitters : int
+        Emitters giving ≥ 1 % of the detected light.
+    main_fraction : float
+        Share of the light from the main emitter (0–1).
+    energy_ev, fwhm_mev : float
+        Photon-weighted peak energy over the exposures (eV) and FWHM of the line
+        drawn over them (meV): the blinking- and diffusion-averaged truth.
+    g2_0 : float
+        Raw peak-area g²(0) expected with the film background and dark counts.
+    g2_0_intrinsic : float
+        g²(0) of the emitters' light alone (the main emitter's own g²(0) when it is alone).
+    t_s : float
+        Wall-clock time, Unix seconds.
+    """
+
+    index: int
+    distance_um: float
+    n_emitters: int
+    main_fraction: float
+    energy_ev: float
+    fwhm_mev: float
+    g2_0: float
+    g2_0_intrinsic: float
+    t_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 Panels (as in the reference paper's figures): the PL map with the selected
 spots and their IDs; example spectra with their Lorentzian fits; an example g²
 histogram with the central and side windows; the FWHM histogram; FWHM against
-peak energy with the fitted slope; the g²(0) histogram.
+peak energy with the fitted slope; the g²(0) histogram. QDs flagged
+``multiple_emitters`` (:mod:`micropl.analysis.emitters`) are drawn orange on the
+map and left out of the statistics; the titles say how many were excluded.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import numpy as np  # noqa: E402
 
 from micropl.acquisition.cli_info import session_summary  # noqa: E402
 from micropl.acquisition.storage import SessionReader  # noqa: E402
+from micropl.analysis.emitters import (  # noqa: E402
+    EXCLUDING_FLAGS,
+    excluded_counts,
+    exclusion_text,
+)
 from micropl.analysis.errors import AnalysisInputError  # noqa: E402
 from micropl.analysis.statistics import survey_statistics  # noqa: E402
 
@@ -51,11 +58,14 @@ def write_report(session_file: str | Path, png: str | Path, *, n_examples: int =
         fig, axes = plt.subplots(2, 3, figsize=(16, 9.5), constrained_layout=True)
         _map_panel(axes[0, 0], reader, summary)
         completed = [q for q in summary["qds"] if q["status"] == "completed"]
-        _spectra_panel(axes[0, 1], reader, completed[:n_examples])
-        _g2_panel(axes[0, 2], reader, completed[:1])
-        _statistics_panels(axes[1], summary["qds"])
+        single = [q for q in completed if not _excluded(q)]
+        _spectra_panel(axes[0, 1], reader, single[:n_examples])
+        _g2_panel(axes[0, 2], reader, single[:1])
+        _statistics_panels(axes[1], completed)
+    excluded = exclusion_text(excluded_counts(q.get("flags") for q in completed))
     fig.suptitle(f"micropl survey — {Path(session_file).name}: "
-                 f"{len(completed)} of {len(summary['qds'])} QDs measured", fontsize=13)
+                 f"{len(completed)} of {len(summary['qds'])} QDs measured, {excluded}",
+                 fontsize=13)
     tmp = png.with_name(png.name + ".part")
     fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
@@ -81,12 +91,15 @@ def _map_panel(ax: Any, reader: SessionReader, summary: dict[str, Any]) -> None:
     plt.colorbar(im, ax=ax, label="APD rate (kcounts/s)")
     for q in summary["qds"]:
         colour = {"completed": "cyan", "failed": "red"}.get(q["status"], "white")
+        if q["status"] == "completed" and _excluded(q):
+            colour = "orange"
         ax.plot(q["x_um"], q["y_um"], "o", mfc="none", mec=colour, ms=9)
         ax.annotate(str(q["id"]), (q["x_um"], q["y_um"]), xytext=(4, 4),
                     textcoords="offset points", color=colour, fontsize=7)
     ax.set_xlabel("x (µm)")
     ax.set_ylabel("y (µm)")
-    ax.set_title("PL map and selected QDs (cyan: measured, red: failed)")
+    ax.set_title("PL map and selected QDs\n(cyan: measured, orange: multiple emitters, "
+                 "red: failed)", fontsize=10)
 
 
 def _spectra_panel(ax: Any, reader: SessionReader, qds: list[dict[str, Any]]) -> None:
@@ -136,14 +149,24 @@ def _g2_panel(ax: Any, reader: SessionReader, qds: list[dict[str, Any]]) -> None
     ax.set_title(f"QD {qds[0]['id']}: g²(0) = {result.g2_0:.3f} ± {result.g2_0_err:.3f}")
 
 
-def _statistics_panels(axes: Any, qds: list[dict[str, Any]]) -> None:
-    def column(key: str) -> np.ndarray:
-        return np.array([np.nan if q.get(key) is None else q[key] for q in qds], float)
+def _excluded(q: dict[str, Any]) -> bool:
+    return any(f in EXCLUDING_FLAGS for f in q.get("flags") or [])
 
-    energy, fwhm = column("peak_energy_ev"), column("fwhm_mev")
+
+def _statistics_panels(axes: Any, qds: list[dict[str, Any]]) -> None:
+    """FWHM histogram, FWHM against energy and g²(0) histogram of the single QDs; the
+    flagged ones (multiple emitters) are left out and counted in the titles."""
+    flagged = np.array([_excluded(q) for q in qds], bool)
+
+    def column(key: str, keep: np.ndarray | None = None) -> np.ndarray:
+        values = np.array([np.nan if q.get(key) is None else q[key] for q in qds], float)
+        return values if keep is None else values[keep]
+
     try:
-        stats = survey_statistics(energy, fwhm, column("peak_energy_err_ev"),
-                                  column("fwhm_err_mev"), column("g2_0"), column("g2_0_err"))
+        stats = survey_statistics(column("peak_energy_ev"), column("fwhm_mev"),
+                                  column("peak_energy_err_ev"), column("fwhm_err_mev"),
+                                  column("g2_0"), column("g2_0_err"),
+                                  flags=[q.get("flags") for q in qds])
     except AnalysisInputError as exc:
         for ax in axes:
             ax.text(0.5, 0.5, f"no statistics: {exc}", ha="center", transform=ax.transAxes,
@@ -154,11 +177,12 @@ def _statistics_panels(axes: Any, qds: list[dict[str, Any]]) -> None:
     ax.set_xlabel("FWHM (meV)")
     ax.set_ylabel("QDs")
     ax.set_title(f"FWHM: mean {stats.fwhm_mean_mev:.1f} ± {stats.fwhm_mean_err_mev:.1f} meV "
-                 f"(n = {stats.n_spectra_valid})")
+                 f"(n = {stats.n_spectra_valid})\n{stats.exclusion_text}", fontsize=10)
     ax = axes[1]
+    energy, fwhm = column("peak_energy_ev", ~flagged), column("fwhm_mev", ~flagged)
     ok = np.isfinite(energy) & np.isfinite(fwhm)
-    ax.errorbar(energy[ok], fwhm[ok], yerr=column("fwhm_err_mev")[ok],
-                xerr=column("peak_energy_err_ev")[ok], fmt="o", ms=4)
+    ax.errorbar(energy[ok], fwhm[ok], yerr=column("fwhm_err_mev", ~flagged)[ok],
+                xerr=column("peak_energy_err_ev", ~flagged)[ok], fmt="o", ms=4)
     line = stats.fwhm_vs_energy
     if line is not None:
         x = np.linspace(np.nanmin(energy), np.nanmax(energy), 50)
@@ -170,11 +194,16 @@ def _statistics_panels(axes: Any, qds: list[dict[str, Any]]) -> None:
     ax.set_ylabel("FWHM (meV)")
     ax.set_title("FWHM against peak energy")
     ax = axes[2]
-    g2 = column("g2_0")
-    g2 = g2[np.isfinite(g2)]
-    if g2.size:
-        ax.hist(g2, bins=np.arange(0, max(1.05, g2.max() + 0.05), 0.05), alpha=0.7)
+    g2_all = column("g2_0")
+    g2, g2_flagged = g2_all[~flagged], g2_all[flagged]
+    g2, g2_flagged = g2[np.isfinite(g2)], g2_flagged[np.isfinite(g2_flagged)]
+    if g2.size or g2_flagged.size:
+        top = max([1.0, *g2.tolist(), *g2_flagged.tolist()]) + 0.05
+        ax.hist([g2, g2_flagged], bins=np.arange(0, top, 0.05), alpha=0.7, stacked=True,
+                color=["tab:blue", "tab:orange"], label=["single", "multiple emitters"])
+        ax.legend(fontsize=8)
     ax.axvline(0.5, color="k", ls="--", lw=0.8)
     ax.set_xlabel("g²(0) (peak-area ratio)")
     ax.set_ylabel("QDs")
-    ax.set_title(f"g²(0): {int(np.sum(g2 < 0.5))} of {g2.size} below 0.5")
+    ax.set_title(f"g²(0): {int(np.sum(g2 < 0.5))} of {g2.size} single QDs below 0.5\n"
+                 f"{stats.exclusion_text}", fontsize=10)

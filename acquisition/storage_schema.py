@@ -52,8 +52,10 @@ from micropl.acquisition.records import (
     G2Histogram,
     InstrumentSnapshot,
     PowerSeriesData,
+    QDFlags,
     QDStatus,
     QDTarget,
+    QDTruth,
     RefocusResult,
     RunStart,
     RunStop,
@@ -525,6 +527,15 @@ register_table(build_table("power_series", PowerSeriesData, {
     "power_percent": A("<f8", "%"), "rate_cps": A("<f8", "counts/s"),
     "rate_err_cps": A("<f8", "counts/s"),
 }, default_kind="power_series"))
+
+register_table(build_table("qd_flags", QDFlags, {
+    "flags": T(), "detail": T(), "t_s": F("s"),
+}, default_kind="flags"))
+register_table(build_table("qd_truth", QDTruth, {
+    "index": I(), "distance_um": F("um"), "n_emitters": I(), "main_fraction": F(),
+    "energy_ev": F("eV"), "fwhm_mev": F("meV"), "g2_0": F(), "g2_0_intrinsic": F(),
+    "t_s": F("s"),
+}, default_kind="truth"))
 
 # Analysis results -------------------------------------------------------------------------
 _FIT_ARRAY = 3  # SpectrumFit fields have the batch shape (+ n_peaks, + n_params axes)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize, special, stats
 
+from micropl.analysis.emitters import EXCLUDING_FLAGS, excluded_counts, exclusion_text
 from micropl.analysis.errors import AnalysisInputError
 
 __all__ = [
@@ -145,6 +147,10 @@ class SurveyStatistics:
         FWHM (meV) against peak energy (eV): slope in meV/eV. None with fewer than 3 QDs.
     g2 : G2Distribution or None
         The g²(0) distribution (None when no g² values were given).
+    excluded : dict of str to int
+        QDs left out of all the statistics above by a flag (see
+        :data:`micropl.analysis.emitters.EXCLUDING_FLAGS`), per flag; they are not in
+        ``n_spectra_valid`` nor in ``n_spectra_excluded``.
     """
 
     n_total: int
@@ -159,6 +165,17 @@ class SurveyStatistics:
     energy_mean_ev: float
     fwhm_vs_energy: LinearFit | None
     g2: G2Distribution | None
+    excluded: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_flag_excluded(self) -> int:
+        """QDs left out by a flag (e.g. multiple emitters)."""
+        return int(sum(self.excluded.values()))
+
+    @property
+    def exclusion_text(self) -> str:
+        """E.g. "2 excluded: multiple emitters" (the line the report and GUI show)."""
+        return exclusion_text(self.excluded)
 
     @property
     def slope_mev_per_ev(self) -> float:
@@ -364,13 +381,26 @@ def g2_distribution(g2_zero: np.ndarray, g2_zero_err: np.ndarray | None = None, 
         median=float(np.median(g)))
 
 
+def _unflagged(flags: Sequence[Sequence[str] | None] | None,
+               n: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Mask of the QDs no excluding flag leaves out, and the count per flag."""
+    if flags is None:
+        return np.ones(n, bool), {}
+    flags = list(flags)
+    if len(flags) != n:
+        raise AnalysisInputError(f"flags has {len(flags)} entries, expected {n}")
+    kept = np.array([not (f and any(x in EXCLUDING_FLAGS for x in f)) for f in flags], bool)
+    return kept, excluded_counts(flags)
+
+
 def survey_statistics(peak_energy_ev: np.ndarray, fwhm_mev: np.ndarray,
                       peak_energy_err_ev: np.ndarray | None = None,
                       fwhm_err_mev: np.ndarray | None = None,
                       g2_zero: np.ndarray | None = None,
                       g2_zero_err: np.ndarray | None = None, *, fwhm_bin_mev: float = 5.0,
                       g2_threshold: float = 0.5, g2_n_sigma: float = 1.0,
-                      g2_bin_width: float = 0.05) -> SurveyStatistics:
+                      g2_bin_width: float = 0.05,
+                      flags: Sequence[Sequence[str] | None] | None = None) -> SurveyStatistics:
     """Survey statistics from per-QD fit results.
 
     Parameters
@@ -387,6 +417,10 @@ def survey_statistics(peak_energy_ev: np.ndarray, fwhm_mev: np.ndarray,
         FWHM histogram bin width in meV.
     g2_threshold, g2_n_sigma, g2_bin_width : float
         See :func:`g2_distribution`.
+    flags : sequence of (sequence of str or None), shape (n,), optional
+        Each QD's flags (``info``'s ``flags``). A QD with a flag of
+        :data:`~micropl.analysis.emitters.EXCLUDING_FLAGS` (``multiple_emitters``) is
+        left out of every statistic and counted in ``excluded``.
 
     Returns
     -------
@@ -405,11 +439,13 @@ def survey_statistics(peak_energy_ev: np.ndarray, fwhm_mev: np.ndarray,
     ee = np.zeros(n) if peak_energy_err_ev is None else _as_1d("peak_energy_err_ev",
                                                                peak_energy_err_ev, n)
     fe = np.zeros(n) if fwhm_err_mev is None else _as_1d("fwhm_err_mev", fwhm_err_mev, n)
+    kept, excluded = _unflagged(flags, n)
     valid = (np.isfinite(e) & np.isfinite(f) & (f > 0) & np.isfinite(ee) & np.isfinite(fe)
-             & (ee >= 0) & (fe >= 0))
+             & (ee >= 0) & (fe >= 0)) & kept
     n_valid = int(valid.sum())
     if n_valid == 0:
-        raise AnalysisInputError(f"none of the {n} QDs has a valid spectrum fit")
+        raise AnalysisInputError(f"none of the {n} QDs has a valid spectrum fit"
+                                 + (f" ({exclusion_text(excluded)})" if excluded else ""))
     e, f, ee, fe = e[valid], f[valid], ee[valid], fe[valid]
     edges, counts = fwhm_histogram(f, fwhm_bin_mev)
     line = None
@@ -419,13 +455,14 @@ def survey_statistics(peak_energy_ev: np.ndarray, fwhm_mev: np.ndarray,
         log.info("FWHM against energy not fitted: %d valid QDs", n_valid)
     g2 = None
     if g2_zero is not None:
-        g2 = g2_distribution(_as_1d("g2_zero", g2_zero, n),
+        g2 = g2_distribution(_as_1d("g2_zero", g2_zero, n)[kept],
                              None if g2_zero_err is None else _as_1d("g2_zero_err",
-                                                                     g2_zero_err, n),
+                                                                     g2_zero_err, n)[kept],
                              threshold=g2_threshold, n_sigma=g2_n_sigma,
                              bin_width=g2_bin_width)
     return SurveyStatistics(
-        n_total=int(n), n_spectra_valid=n_valid, n_spectra_excluded=int(n - n_valid),
+        n_total=int(n), n_spectra_valid=n_valid,
+        n_spectra_excluded=int(kept.sum() - n_valid), excluded=excluded,
         fwhm_edges_mev=edges, fwhm_counts=counts, fwhm_mean_mev=float(np.mean(f)),
         fwhm_mean_err_mev=float(np.std(f, ddof=1) / math.sqrt(n_valid)) if n_valid > 1
         else float("nan"),

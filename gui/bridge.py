@@ -29,6 +29,7 @@ from micropl.acquisition.live import G2Done
 from micropl.acquisition.records import (
     NO_ID,
     G2Histogram,
+    QDFlags,
     QDStatus,
     QDTarget,
     RefocusResult,
@@ -90,6 +91,7 @@ class QDRow:
     g2_0_err: float = float("nan")
     lifetime_ns: float = float("nan")
     lifetime_ns_err: float = float("nan")
+    flags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -256,6 +258,9 @@ class DisplayBuffer:
                     if kind == "final" else None
             if histogram is not None:
                 self._start_lifetime(histogram, record, run_id, qd_id)
+        elif isinstance(record, QDFlags) and qd_id != NO_ID:
+            with self._lock:
+                self._row(run_id, qd_id).flags = tuple(record.flag_list)
         elif isinstance(record, PeakTrainFit) and qd_id != NO_ID:
             self._lifetime_done(record, run_id, qd_id)
         elif isinstance(record, RefocusResult) or type(record).__name__ == "RefocusResult":

@@ -212,6 +212,81 @@ class SimulatedWorld:
                           detected_per_pulse_per_apd=e.detected_per_pulse_per_apd,
                           power_percent=e.power_percent, t_s=t_s)
 
+    # ------------------------------------------------------------------ truth
+    def measured_truth(self, exposures_s, g2_window_s=None, *, dark_cps_per_apd=(0.0, 0.0),
+                       window_fraction: float = 1.0) -> dict | None:
+        """The truth of what was measured at the current focus: the light the emitters gave.
+
+        Evaluated with the laser as it is set (power, repetition rate), as if it
+        were emitting, at the current true focus. Only the sample's per-emitter
+        arrays and its documented processes (:meth:`VirtualSample.on_intervals_s`,
+        :meth:`VirtualSample.energy_offset_ev`) are used.
+
+        Parameters
+        ----------
+        exposures_s : sequence of (float, float)
+            Clock-time intervals ``[t0, t1)`` of the spectrum exposures, s.
+        g2_window_s : (float, float), optional
+            Clock-time interval of the g² acquisition, s.
+        dark_cps_per_apd : (float, float)
+            Dark counts of the two APDs, counts/s.
+        window_fraction : float
+            Peak window of the g² analysis as a fraction of the laser period.
+
+        Returns
+        -------
+        dict or None
+            None when the laser is absent or set to zero power, or nothing is
+            excited. Otherwise ``index`` (the emitter giving most of the light),
+            ``distance_um`` (its distance from the focus), ``n_emitters`` (those
+            giving ≥ 1 % of the light), ``main_fraction``, ``energy_ev`` (the
+            photon-weighted peak energy over the exposures, blinking and spectral
+            diffusion included), ``fwhm_mev`` (FWHM of the line drawn over them),
+            ``g2_0`` (raw peak-area ratio expected with the film background and
+            the dark counts) and ``g2_0_intrinsic`` (without them); see
+            :func:`micropl.analysis.emitters.expected_pulsed_g2`. NaN where an
+            interval was not given.
+        """
+        from micropl.analysis.emitters import expected_pulsed_g2
+
+        laser = self.laser
+        if laser is None or laser.power_percent <= 0 or not laser.rep_rate_hz > 0:
+            return None
+        x, y, z = self.focus_um()
+        exc = self._compute_excitation(x, y, z, float(laser.power_percent),
+                                       float(laser.rep_rate_hz), laser.settings)
+        d_all = np.asarray(exc.detected_per_pulse_per_apd, float)
+        if d_all.size == 0 or not d_all.max() > 0:
+            return None
+        keep = d_all >= 1e-4 * d_all.max()
+        idx, d = np.asarray(exc.indices)[keep], d_all[keep]
+        smp = self.sample
+        spectral = _exposure_line(smp, idx, d, list(exposures_s))
+        if g2_window_s is not None and g2_window_s[1] > g2_window_s[0]:
+            overlap = _on_overlap(smp, idx, float(g2_window_s[0]), float(g2_window_s[1]))
+            period_s = 1.0 / float(laser.rep_rate_hz)
+            background = [float(exc.background_cps_per_apd) + float(b)
+                          for b in dark_cps_per_apd]
+            raw, intrinsic = expected_pulsed_g2(d, smp.g2_0[idx], overlap,
+                                                background_cps=background, period_s=period_s,
+                                                window_s=window_fraction * period_s)
+            light = d * np.diag(overlap)
+        else:
+            raw = intrinsic = float("nan")
+            light = np.zeros_like(d)
+        if spectral is not None:
+            light = spectral[2]
+        if not light.sum() > 0:
+            light = d
+        share = light / light.sum()
+        main = int(np.argmax(share))
+        k = int(idx[main])
+        return {"index": k, "distance_um": float(math.hypot(smp.x_um[k] - x, smp.y_um[k] - y)),
+                "n_emitters": int(np.sum(share >= 0.01)), "main_fraction": float(share[main]),
+                "energy_ev": spectral[0] if spectral else float("nan"),
+                "fwhm_mev": spectral[1] if spectral else float("nan"),
+                "g2_0": float(raw), "g2_0_intrinsic": float(intrinsic)}
+
     def _index(self) -> tuple[np.ndarray, ...]:
         """Emitter data sorted by x: index, x, y, z (µm), brightness (cps), lowest / highest z."""
         smp = self.sample
@@ -247,6 +322,66 @@ class SimulatedWorld:
         return Excitation(indices=idx, p_exc_per_pulse=p, rep_rate_hz=rep_rate_hz,
                           background_cps_per_apd=float(background),
                           detected_per_pulse_per_apd=detected, power_percent=power)
+
+
+def _on_mask(sample: VirtualSample, i: int, t: np.ndarray) -> np.ndarray:
+    """Whether emitter ``i`` is ON at the (sorted) times ``t``."""
+    starts, stops = sample.on_intervals_s(i, float(t[0]), float(t[-1]) + 1e-9)
+    if starts.size == 0:
+        return np.zeros(t.shape, bool)
+    k = np.searchsorted(starts, t, side="right") - 1
+    return (k >= 0) & (t < stops[np.clip(k, 0, None)])
+
+
+def _exposure_line(sample: VirtualSample, idx: np.ndarray, d: np.ndarray,
+                   exposures: list) -> tuple[float, float, np.ndarray] | None:
+    """Photon-weighted peak energy (eV), FWHM of the summed line (meV) and the photons
+    (relative) of each emitter over the exposures; None without exposures."""
+    if not exposures:
+        return None
+    t = np.concatenate([np.linspace(t0, t1, 400, endpoint=False) for t0, t1 in exposures
+                        if t1 > t0] or [np.zeros(0)])
+    if t.size == 0:
+        return None
+    t = np.sort(t)
+    masks = [_on_mask(sample, i, t) for i in idx.tolist()]
+    photons = np.array([d[j] * m.sum() for j, m in enumerate(masks)], float)
+    centres, weights, gamma = [], [], []
+    for j, i in enumerate(idx.tolist()):
+        on = masks[j]
+        if not photons[j] > 1e-3 * photons.sum():  # too faint to change the line
+            continue
+        c = sample.energy_ev[i] + np.atleast_1d(sample.energy_offset_ev(i, t[on]))
+        step = max(1, c.size // 400)
+        c = c[::step]
+        centres.append(c)
+        weights.append(np.full(c.size, photons[j] / c.size))
+        gamma.append(np.full(c.size, sample.fwhm_mev[i] * 1e-3))
+    if not centres:
+        return None
+    c, w, g = np.concatenate(centres), np.concatenate(weights), np.concatenate(gamma)
+    energy = float(np.sum(w * c) / np.sum(w))
+    half = 0.5 * float(g.max())
+    grid = np.linspace(energy - 6 * half, energy + 6 * half, 12001)
+    profile = np.zeros_like(grid)
+    for ck, wk, gk in zip(c, w, g):
+        profile += wk * (gk / (2 * math.pi)) / ((grid - ck) ** 2 + (gk / 2) ** 2)
+    above = grid[profile >= profile.max() / 2]
+    return energy, float((above[-1] - above[0]) * 1e3), photons
+
+
+def _on_overlap(sample: VirtualSample, idx: np.ndarray, t0: float, t1: float) -> np.ndarray:
+    """Fraction of ``[t0, t1)`` during which emitters ``i`` and ``k`` are both ON."""
+    spans = [sample.on_intervals_s(int(i), t0, t1) for i in idx]
+    m = idx.size
+    out = np.zeros((m, m))
+    for a in range(m):
+        sa, ea = spans[a]
+        for b in range(a, m):
+            sb, eb = spans[b]
+            both = np.minimum(ea[:, None], eb[None, :]) - np.maximum(sa[:, None], sb[None, :])
+            out[a, b] = out[b, a] = float(np.sum(np.clip(both, 0.0, None))) / (t1 - t0)
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -3,7 +3,10 @@
 The truth of a measurement is what the simulated QD emitted while it was measured:
 its peak energy averaged over the exposures (spectral diffusion moves it by ~1 meV),
 the width of the line it drew over those exposures (a Lorentzian smeared by that
-wandering), and its intrinsic g²(0) (compared with the background-free peak-train fit).
+wandering), the raw g²(0) expected with the film background and the dark counts, and
+its intrinsic g²(0) (compared with the background-corrected and peak-train values).
+The survey stores it (``qd_truth``, computed by the simulated world); this module
+recomputes the line from the sample independently (:func:`_measured_line`).
 """
 
 from __future__ import annotations
@@ -83,11 +86,31 @@ def test_survey_finds_at_least_90_percent_of_the_isolated_qds_in_the_scanned_are
     assert np.mean(found) >= 0.9, f"found {np.sum(found)} of {len(isolated)} isolated QDs"
 
 
+def _single(q) -> bool:
+    return q["status"] == "completed" and q["truth"] is not None \
+        and "multiple_emitters" not in q["flags"]
+
+
+def test_stored_truth_is_the_line_drawn_during_the_exposures(survey):
+    _, summary, frames, _, sample = survey
+    checked = 0
+    for q in summary["qds"]:
+        t = q["truth"]
+        if not _single(q) or t["main_fraction"] < 0.999:  # neighbours' light is in the truth
+            continue
+        energy_ev, fwhm_mev = _measured_line(sample, t["index"], frames[q["id"]])
+        assert t["exposure_averaged"] is True
+        assert abs(t["energy_ev"] - energy_ev) < 0.1 * q["peak_energy_err_ev"]
+        assert abs(t["fwhm_mev"] - fwhm_mev) < 0.25 * q["fwhm_err_mev"]  # both on grids
+        checked += 1
+    assert checked >= 0.8 * N_QDS
+
+
 def test_peak_energy_and_fwhm_within_3_sigma_of_truth_for_90_percent(survey):
     _, summary, frames, _, sample = survey
     pull_e, pull_w = [], []
     for q in summary["qds"]:
-        if q["status"] != "completed" or q["truth"] is None:
+        if not _single(q):
             continue
         k = q["truth"]["index"]
         energy_ev, fwhm_mev = _measured_line(sample, k, frames[q["id"]])
@@ -95,7 +118,7 @@ def test_peak_energy_and_fwhm_within_3_sigma_of_truth_for_90_percent(survey):
         pull_w.append((q["fwhm_mev"] - fwhm_mev) / q["fwhm_err_mev"])
     pull_e, pull_w = np.array(pull_e), np.array(pull_w)
     n = pull_e.size
-    assert n >= 0.9 * N_QDS
+    assert n >= 0.8 * N_QDS
     assert np.sum(np.abs(pull_e) <= 3) >= 0.9 * n, np.round(pull_e, 1)
     assert np.sum(np.abs(pull_w) <= 3) >= 0.9 * n, np.round(pull_w, 1)
     # Unbiased with honest errors: the mean pull is within ~3 standard errors of 0 and
@@ -106,12 +129,34 @@ def test_peak_energy_and_fwhm_within_3_sigma_of_truth_for_90_percent(survey):
 
 def test_g2_within_3_sigma_of_truth_for_90_percent(survey):
     _, summary, *_ = survey
-    pulls = np.array([(q["g2_0_fit"] - q["truth"]["g2_0"]) / q["g2_0_fit_err"]
-                      for q in summary["qds"]
-                      if q["status"] == "completed" and q["truth"] and q["g2_0_fit"] is not None])
-    assert pulls.size >= 0.9 * N_QDS
-    assert np.mean(np.abs(pulls) <= 3) >= 0.9, np.round(pulls, 1)
-    # The raw peak-area ratio includes the background: it is above the intrinsic value.
-    raw = np.array([q["g2_0"] - q["g2_0_fit"] for q in summary["qds"]
-                    if q["g2_0"] is not None and q["g2_0_fit"] is not None])
+    single = [q for q in summary["qds"] if _single(q) and q["g2_0_fit"] is not None]
+    assert len(single) >= 0.8 * N_QDS
+    for measured, err, truth in (("g2_0_fit", "g2_0_fit_err", "g2_0_intrinsic"),
+                                 ("g2_0_bgcorr", "g2_0_bgcorr_err", "g2_0_intrinsic"),
+                                 ("g2_0", "g2_0_err", "g2_0")):
+        pulls = np.array([(q[measured] - q["truth"][truth]) / q[err] for q in single])
+        assert np.mean(np.abs(pulls) <= 3) >= 0.9, (measured, np.round(pulls, 1))
+        assert abs(pulls.mean()) < 0.6, (measured, np.round(pulls, 1))
+    # The raw peak-area ratio includes the background: it is above the intrinsic value,
+    # and so is the raw value expected from the simulated rates.
+    raw = np.array([q["g2_0"] - q["g2_0_fit"] for q in single])
     assert np.median(raw) > 0
+    assert all(q["truth"]["g2_0"] > q["truth"]["g2_0_intrinsic"] for q in single)
+
+
+def test_at_least_90_percent_of_single_qds_agree_with_the_truth_and_pairs_are_flagged(survey):
+    _, summary, _, _, sample = survey
+    agreement = summary["truth_agreement"]
+    assert agreement["n_single"] >= 0.8 * N_QDS
+    for name in ("energy", "fwhm", "g2_0", "g2_0_bgcorr"):
+        assert agreement[name]["fraction"] >= 0.9, (name, agreement)
+    # A flagged QD fails the rule or has a second emitter in the spot; every spot whose
+    # light came from two emitters of similar brightness is flagged.
+    for q in summary["qds"]:
+        if q["status"] != "completed":
+            continue
+        t = q["truth"]
+        if "multiple_emitters" in q["flags"]:
+            assert q["g2_0_bgcorr"] + 2 * q["g2_0_bgcorr_err"] >= 0.5 or t["n_emitters"] > 1
+        if t["n_emitters"] > 1 and t["main_fraction"] < 0.7:
+            assert "multiple_emitters" in q["flags"], q

@@ -115,3 +115,30 @@ def test_bad_input():
         linear_fit_with_scatter(np.ones(5), np.arange(5.0))
     with pytest.raises(AnalysisInputError):
         g2_distribution(np.array([np.nan]))
+
+
+def test_flagged_qds_are_left_out_and_counted():
+    rng = np.random.default_rng(8)
+    n = 12
+    energy = rng.uniform(2.40, 2.50, n)
+    fwhm = 70 + 600 * (energy - 2.40) + rng.normal(0, 3, n)
+    g2 = rng.uniform(0.1, 0.4, n)
+    flags = [[] for _ in range(n)]
+    for k in (2, 7):  # two spots with a second emitter: broad and not antibunched
+        fwhm[k], g2[k], flags[k] = 200.0, 0.6, ["multiple_emitters"]
+    flags[4] = ["poor_fit"]  # flagged, but not an excluding flag
+    stats = survey_statistics(energy, fwhm, np.full(n, 1e-4), np.full(n, 1.0), g2,
+                              np.full(n, 0.02), flags=flags)
+    keep = np.ones(n, bool)
+    keep[[2, 7]] = False
+    assert stats.excluded == {"multiple_emitters": 2} and stats.n_flag_excluded == 2
+    assert stats.exclusion_text == "2 excluded: multiple emitters"
+    assert stats.n_spectra_valid == 10 and stats.n_spectra_excluded == 0 and stats.n_total == n
+    assert stats.fwhm_mean_mev == pytest.approx(fwhm[keep].mean())  # brute force
+    assert stats.g2.n_valid == 10 and stats.g2.n_single_photon == 10
+    plain = survey_statistics(energy, fwhm, g2_zero=g2, g2_zero_err=np.full(n, 0.02))
+    assert plain.excluded == {} and plain.g2.n_single_photon == 10 and plain.g2.n_valid == 12
+    with pytest.raises(AnalysisInputError):
+        survey_statistics(energy, fwhm, flags=flags[:-1])
+    with pytest.raises(AnalysisInputError, match="2 excluded"):
+        survey_statistics(energy[[2, 7]], fwhm[[2, 7]], flags=[flags[2], flags[7]])

@@ -13,6 +13,14 @@ background in the fit cannot follow its curvature, which widens the fitted
 FWHM (by ≈0.9 meV, 1.5σ, on the simulated sample). It is subtracted from every
 QD spectrum, and stored (kinds ``film_raw``, ``film_frame``,
 ``film_accumulated``) with the survey's run.
+
+Each completed QD gets a :class:`~micropl.acquisition.records.QDFlags` record
+before its status: ``multiple_emitters`` when its g²(0) is not below 0.5 by 2σ
+or its spectrum holds two resolved lines, ``poor_fit``/``saturated`` from the
+spectrum fit (:mod:`micropl.analysis.emitters` decides). On a simulated setup a
+:class:`~micropl.acquisition.records.QDTruth` record follows: what the simulated
+emitters gave during the QD's exposures and g² acquisition, as the world computes
+it (:meth:`~micropl.simulators.world.SimulatedWorld.measured_truth`).
 """
 
 from __future__ import annotations
@@ -30,12 +38,22 @@ from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outsi
 from micropl.acquisition.procedures.raster_scan import MapImage, RasterScan
 from micropl.acquisition.procedures.refocus import Refocus
 from micropl.acquisition.procedures.spectrum import SpectrumAcquisition
-from micropl.acquisition.records import QDStatus, QDTarget
+from micropl.acquisition.records import QDFlags, QDStatus, QDTarget, QDTruth
 from micropl.acquisition.runner import Aborted
+from micropl.analysis.emitters import (
+    SINGLE_G2_THRESHOLD,
+    SINGLE_N_SIGMA,
+    TwoLineTest,
+    choose_g2,
+    is_single_emitter,
+    qd_flags,
+    two_line_test,
+)
 from micropl.analysis.errors import AnalysisInputError
+from micropl.analysis.g2 import G2Result
 from micropl.analysis.maps import emptiest_position_um, find_spots, register_shift_um
 from micropl.analysis.spectra import SpectrumFit
-from micropl.drivers.interfaces import InstrumentError, Spectrum
+from micropl.drivers.interfaces import Frame, InstrumentError, Spectrum
 
 
 class Target(BaseModel):
@@ -243,9 +261,12 @@ class Survey(ProcedureBase):
             try:
                 ctx.setup.scanner.move_to(x, y)
                 self.refocus.model_copy(update={"x_um": x, "y_um": y}).run(ctx)
-                self.spectrum.run(ctx, film=film)
-                self.g2.run(ctx)  # raises when g²(0) could not be computed
-                return self._spectrum_problem(ctx)
+                exposures = _ExposureLog(ctx)
+                spectrum = self.spectrum.run(exposures, film=film)
+                g2_start_s = ctx.clock.now()
+                g2 = self.g2.run(ctx)  # raises when g²(0) could not be computed
+                g2_window_s = (g2_start_s, ctx.clock.now())
+                problem = self._spectrum_problem(ctx)
             except Aborted:
                 raise
             except (InstrumentError, AnalysisInputError, TimeoutError) as exc:
@@ -255,6 +276,11 @@ class Survey(ProcedureBase):
                                 self.max_attempts, last)
                 if attempt < self.max_attempts:
                     ctx.sleep(self.retry_delay_s)
+                continue
+            if problem is None:
+                self._assess(ctx, target, spectrum, g2)
+                self._truth(ctx, target, exposures.windows_s, g2_window_s, g2)
+            return problem
         if last.startswith(f"laser '{ctx.setup.laser.name}'"):
             # The laser itself kept failing: make sure it can still be switched off. If
             # not, the survey stops (this QD is recorded as failed, the run fails, the
@@ -281,6 +307,58 @@ class Survey(ProcedureBase):
         ctx.emit(QDStatus(run_id=ctx.run_id, qd_id=target.qd_id,
                           status="completed" if reason is None else "failed",
                           reason=reason or "", t_s=time.time()))
+
+    def _assess(self, ctx: Any, target: Target, spectrum: Spectrum,
+                g2: G2Result | None) -> None:
+        """Store the QD's flags (:mod:`micropl.analysis.emitters` decides)."""
+        fit = None if ctx.live is None else ctx.live.latest(
+            ctx.run_id, target.qd_id, SpectrumFit, "accumulated")
+        choice = None if g2 is None else choose_g2(g2.g2_0, g2.g2_0_err, g2.g2_0_bgcorr,
+                                                   g2.g2_0_bgcorr_err)
+        lines = self._two_line_test(ctx, spectrum)
+        flags = qd_flags(choice, two_line=lines, fit=fit)
+        detail = [f"spectrum: {lines.reason}" if lines is not None else "spectrum: not tested"]
+        if choice is not None:
+            single = is_single_emitter(choice.value, choice.err)
+            detail.insert(0, f"g²(0) ({choice.source}) = {choice.value:.3f} ± {choice.err:.3f}"
+                             f"{'' if single else ' not'} below {SINGLE_G2_THRESHOLD:g} by "
+                             f"{SINGLE_N_SIGMA:g}σ")
+        if flags:
+            ctx.log.info("QD %d: %s (%s)", target.qd_id, ", ".join(flags), "; ".join(detail))
+        ctx.emit(QDFlags(flags=",".join(flags), detail="; ".join(detail), t_s=time.time()))
+
+    @staticmethod
+    def _two_line_test(ctx: Any, spectrum: Spectrum) -> TwoLineTest | None:
+        """One line or two resolved lines in the accumulated spectrum (None: not testable)."""
+        if spectrum.counts_unit == "e":
+            noise = {"noise_factor": 2.0 if spectrum.em_gain > 1 else 1.0,
+                     "read_noise": float(spectrum.read_noise)}
+        else:
+            noise = {"noise_factor": None}
+        settings = getattr(ctx.live, "settings", None)
+        model = getattr(settings, "spectrum_model", "lorentzian")
+        try:
+            return two_line_test(spectrum.wavelength_nm, spectrum.counts, model=model, **noise)
+        except AnalysisInputError as exc:
+            ctx.log.warning("two-line test not made: %s", exc)
+            return None
+
+    @staticmethod
+    def _truth(ctx: Any, target: Target, exposures_s: list[tuple[float, float]],
+               g2_window_s: tuple[float, float], g2: G2Result | None) -> None:
+        """Simulated setups: store what the simulated emitters gave during this QD's
+        measurement (the world computes it; nothing for a real setup)."""
+        world = getattr(ctx.setup, "world", None)
+        if world is None:
+            return
+        dark = getattr(getattr(ctx.setup.config, "tagger", None), "dark_cps", (0.0, 0.0))
+        truth = world.measured_truth(
+            exposures_s, g2_window_s, dark_cps_per_apd=tuple(float(v) for v in dark),
+            window_fraction=float(getattr(g2, "window_fraction", 1.0) or 1.0))
+        if truth is None:
+            ctx.log.warning("QD %d: no truth (nothing excited at the focus)", target.qd_id)
+            return
+        ctx.emit(QDTruth(t_s=time.time(), **truth))
 
     def _spectrum_problem(self, ctx: Any) -> str | None:
         """Why the accumulated spectrum's live fit failed, or None when it succeeded."""
@@ -326,3 +404,22 @@ class Survey(ProcedureBase):
         shift = register_shift_um(first.counts, again.counts, scan.step_um)
         ctx.log.info("drift since the start: (%.3f, %.3f) µm", shift.dx_um, shift.dy_um)
         return np.array([shift.dx_um, shift.dy_um])
+
+
+class _ExposureLog:
+    """A run context that also notes the clock-time interval of every raw frame emitted
+    (the exposures of a spectrum), for the truth record of simulated setups."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+        self.windows_s: list[tuple[float, float]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._ctx, name)
+
+    def emit(self, record: Any, **tags: Any) -> None:
+        if isinstance(record, Frame) and tags.get("kind") == "raw":
+            self.windows_s.append((float(record.t_s), float(record.t_s + record.exposure_s)))
+        self._ctx.emit(record, **tags)

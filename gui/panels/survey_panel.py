@@ -8,6 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
+from micropl.analysis.emitters import EXCLUDING_FLAGS, excluded_counts, exclusion_text
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.statistics import fwhm_histogram
 from micropl.gui.bridge import QDRow
@@ -23,9 +24,19 @@ def _fmt(value: float, fmt: str) -> str:
     return "—" if not math.isfinite(value) else format(value, fmt)
 
 
+def _flags(row: QDRow) -> tuple[str, ...]:
+    return tuple(getattr(row, "flags", ()) or ())
+
+
+def _excluded(row: QDRow) -> bool:
+    """Left out of the single-QD statistics (see :mod:`micropl.analysis.emitters`)."""
+    return any(f in EXCLUDING_FLAGS for f in _flags(row))
+
+
 def _cells(row: QDRow) -> list[str]:
+    status = row.status if not _flags(row) else f"{row.status} [{', '.join(_flags(row))}]"
     return [str(row.run_id), str(row.qd_id), _fmt(row.x_um, ".2f"), _fmt(row.y_um, ".2f"),
-            _fmt(row.snr, ".1f"), row.status, _fmt(row.peak_energy_ev, ".4f"),
+            _fmt(row.snr, ".1f"), status, _fmt(row.peak_energy_ev, ".4f"),
             _fmt(row.peak_energy_err_ev * 1e3, ".2f"), _fmt(row.fwhm_mev, ".1f"),
             _fmt(row.fwhm_err_mev, ".1f"), _fmt(row.g2_0, ".3f"), _fmt(row.g2_0_err, ".3f"),
             _fmt(row.lifetime_ns, ".2f")]
@@ -148,17 +159,21 @@ class SurveyPanel(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ statistics
     def _statistics(self) -> None:
-        rows = list(self._rows.values())
+        """The statistics line and plots; QDs flagged multiple emitters are left out
+        of the plots and counted in the line."""
+        every = list(self._rows.values())
+        rows = [r for r in every if not _excluded(r)]
+        excluded = exclusion_text(excluded_counts(_flags(r) for r in every))
         energy = np.array([r.peak_energy_ev for r in rows], float)
         energy_err = np.array([r.peak_energy_err_ev for r in rows], float)
         fwhm = np.array([r.fwhm_mev for r in rows], float)
         fwhm_err = np.array([r.fwhm_err_mev for r in rows], float)
         g2 = np.array([r.g2_0 for r in rows], float)
-        done = sum(r.status == "completed" for r in rows)
-        failed = sum(r.status == "failed" for r in rows)
+        done = sum(r.status == "completed" for r in every)
+        failed = sum(r.status == "failed" for r in every)
         single = int(np.sum(g2 < 0.5))
-        self.summary.setText(f"{len(rows)} QDs: {done} completed, {failed} failed; "
-                             f"{single} with g²(0) < 0.5")
+        self.summary.setText(f"{len(every)} QDs: {done} completed, {failed} failed; "
+                             f"{excluded}; {single} with g²(0) < 0.5")
         shown = np.concatenate([energy, energy_err, fwhm, fwhm_err, g2]).tobytes()
         if shown == self._shown:  # a status changed, not a result: leave the plots alone
             return
