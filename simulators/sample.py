@@ -25,8 +25,9 @@ Models (numbers from ``PHYSICS.md``)
   uniform 20–120 meV (the shell leaches the core and shrinks it).
 * Lorentzian FWHM of a core-only QD: piecewise-linear in energy through
   70 meV @ 2.40 eV, 73 meV @ 2.41 eV, 100 meV @ 2.44 eV and 130 meV @ 2.50 eV
-  (extrapolated with the end slopes), times a log-normal QD-to-QD scatter of 15 % rms. Over both
-  batches the FWHM rises ≈600 meV/eV (73 ± 11 meV for 14 nm, 125 ± 19 meV for 7 nm).
+  (extrapolated with the end slopes), times a log-normal QD-to-QD scatter of
+  15 % rms. Over both batches the FWHM rises ≈600 meV/eV (14 nm: mean ≈76 meV
+  at 2.41 eV; 7 nm: mean ≈130 meV at 2.49 eV).
 * Core/shell QDs: the shell removes the same share of the surface-phonon
   broadening at every size, so their FWHM follows the same trend, scaled:
   log-normal with median :data:`CORE_SHELL_FWHM_RATIO` (0.55) × the core-only
