@@ -11,14 +11,32 @@ Models (numbers from ``PHYSICS.md``)
 * Positions: Poisson number of QDs over ``area_um`` at ``density_per_um2``, x and
   y uniform, z ~ N(0, ``z_spread_um``). Aggregates likewise at
   ``aggregates_per_um2``.
-* Edge length L ~ N(mean, spread·mean), clipped to [0.6, 1.6]·mean and ≥ 3 nm.
+* Batches: the sample holds ``SampleSettings.film_batches`` (default: the
+  paper's 7 nm and 14 nm batches, half each); each QD belongs to one batch, its
+  label is the truth's ``batch``. ``layout: side_by_side`` (default): batch ``j``
+  fills the stripe ``x ∈ width × [Σ_{i<j} f_i, Σ_{i≤j} f_i)`` (the paper measured
+  each batch on its own film; with the same density everywhere a QD's neighbours
+  are of its own batch, except at a stripe border). ``layout: mixed``: each QD's
+  batch is drawn with the batches' ``fraction`` over the whole area.
+* Edge length L ~ N(mean, spread·mean) of the QD's batch, clipped to
+  [0.6, 1.6]·mean and ≥ 3 nm.
 * Emission energy from confinement, ``E(L) = 2.383 eV + 5.2 eV·nm² / L²``
   (14 nm → 2.410 eV, 7 nm → 2.489 eV). Core/shell QDs are blue-shifted by a
   uniform 20–120 meV (the shell leaches the core and shrinks it).
 * Lorentzian FWHM of a core-only QD: piecewise-linear in energy through
-  70 meV @ 2.40 eV, 100 meV @ 2.44 eV and 130 meV @ 2.50 eV (extrapolated with
-  the end slopes), times a log-normal QD-to-QD scatter of 15 % rms. Core/shell
-  QDs: log-normal around 65 meV (18 % rms), never below 33 meV.
+  70 meV @ 2.40 eV, 73 meV @ 2.41 eV, 100 meV @ 2.44 eV and 130 meV @ 2.50 eV
+  (extrapolated with the end slopes), times a log-normal QD-to-QD scatter of
+  15 % rms. Over both batches the FWHM rises ≈600 meV/eV (14 nm: mean ≈76 meV
+  at 2.41 eV; 7 nm: mean ≈130 meV at 2.49 eV).
+* Core/shell QDs: the shell removes the same share of the surface-phonon
+  broadening at every size, so their FWHM follows the same trend, scaled:
+  log-normal with median :data:`CORE_SHELL_FWHM_RATIO` (0.55) × the core-only
+  trend at the QD's (blue-shifted) energy and :data:`CORE_SHELL_FWHM_SCATTER`
+  (15 %) rms, never below :data:`MIN_FWHM_MEV` (:func:`core_shell_fwhm_cdf`).
+  For the 14 nm batch the mean is ≈67 meV (paper: 60–70 meV) and the narrowest
+  of ~300 core/shell QDs reaches 35–40 meV near 2.43 eV (paper: the record,
+  35 meV at 2.44 eV, against 110 meV for a core-only QD there); 7 nm core/shell
+  QDs, which emit at 2.51–2.61 eV, are ≈90 meV wide.
 * Brightness (detected counts/s per APD at saturation, 10 MHz): log-normal with
   mean ``brightness_cps_mean`` and 50 % rms, clipped to [1/3, 10/3]·mean
   (1·10⁴–1·10⁵ cps for the default 3·10⁴).
@@ -48,6 +66,7 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+from scipy.special import ndtr
 
 from micropl.simulators.settings import BackgroundSettings, SampleSettings
 
@@ -55,6 +74,14 @@ __all__ = [
     "VirtualSample",
     "confinement_energy_ev",
     "core_fwhm_mev",
+    "core_shell_fwhm_mev",
+    "core_shell_fwhm_cdf",
+    "CORE_SHELL_FWHM_RATIO",
+    "CORE_SHELL_FWHM_SCATTER",
+    "FWHM_SCATTER",
+    "MIN_FWHM_MEV",
+    "AGGREGATE_BATCH",
+    "stripe_index",
     "BLOCK_S",
     "DIFFUSION_DT_S",
 ]
@@ -64,10 +91,21 @@ BLOCK_S = 10.0
 #: Time step of the spectral-diffusion grid, s.
 DIFFUSION_DT_S = 0.01
 
+#: Log-normal rms of the QD-to-QD FWHM scatter of core-only QDs (PHYSICS.md: ±15 %).
+FWHM_SCATTER = 0.15
+#: Median core/shell FWHM as a share of the core-only trend at the same energy.
+CORE_SHELL_FWHM_RATIO = 0.55
+#: Log-normal rms of the core/shell FWHM around its median.
+CORE_SHELL_FWHM_SCATTER = 0.15
+#: No simulated core/shell line is narrower than this, meV (below the paper's 35 meV record).
+MIN_FWHM_MEV = 33.0
+#: The ``batch`` label of aggregates in :meth:`VirtualSample.truth`.
+AGGREGATE_BATCH = "aggregate"
+
 _E_BULK_EV = 2.383
 _CONFINEMENT_EV_NM2 = 5.2
-_FWHM_KNOTS_EV = np.array([2.40, 2.44, 2.50])
-_FWHM_KNOTS_MEV = np.array([70.0, 100.0, 130.0])
+_FWHM_KNOTS_EV = np.array([2.40, 2.41, 2.44, 2.50])
+_FWHM_KNOTS_MEV = np.array([70.0, 73.0, 100.0, 130.0])
 _STREAM_BLINK = 1
 _STREAM_DIFFUSION = 2
 _CACHE_BLOCKS = 4096
@@ -93,8 +131,9 @@ def confinement_energy_ev(edge_nm):
 def core_fwhm_mev(energy_ev):
     """Mean Lorentzian FWHM of a core-only QD at room temperature, in meV.
 
-    Piecewise linear through 70 meV @ 2.40 eV, 100 meV @ 2.44 eV and
-    130 meV @ 2.50 eV, extrapolated with the end slopes and never below 40 meV.
+    Piecewise linear through the paper's values, 70 meV @ 2.40 eV, 73 meV @
+    2.41 eV (the 14 nm batch), 100 meV @ 2.44 eV and 130 meV @ 2.50 eV,
+    extrapolated with the end slopes (300 and 500 meV/eV) and never below 40 meV.
 
     Parameters
     ----------
@@ -109,11 +148,84 @@ def core_fwhm_mev(energy_ev):
     e = np.asarray(energy_ev, dtype=np.float64)
     k, w = _FWHM_KNOTS_EV, _FWHM_KNOTS_MEV
     lo_slope = (w[1] - w[0]) / (k[1] - k[0])
-    hi_slope = (w[2] - w[1]) / (k[2] - k[1])
+    hi_slope = (w[-1] - w[-2]) / (k[-1] - k[-2])
     out = np.interp(e, k, w)
     out = np.where(e < k[0], w[0] + lo_slope * (e - k[0]), out)
     out = np.where(e > k[-1], w[-1] + hi_slope * (e - k[-1]), out)
     return np.maximum(out, 40.0)
+
+
+def core_shell_fwhm_mev(energy_ev):
+    """Median Lorentzian FWHM of a core/shell QD at room temperature, in meV.
+
+    :data:`CORE_SHELL_FWHM_RATIO` × :func:`core_fwhm_mev` at the same energy
+    (55 meV at 2.44 eV, 72 meV at 2.50 eV).
+
+    Parameters
+    ----------
+    energy_ev : float or array_like
+        Emission energy (after the shell's blue shift) in eV.
+
+    Returns
+    -------
+    float or ndarray
+        FWHM in meV, same shape.
+    """
+    return CORE_SHELL_FWHM_RATIO * core_fwhm_mev(energy_ev)
+
+
+def core_shell_fwhm_cdf(fwhm_mev, energy_ev):
+    """Probability that a core/shell QD emitting at ``energy_ev`` is at most ``fwhm_mev`` wide.
+
+    The model's distribution: log-normal around :func:`core_shell_fwhm_mev`
+    with :data:`CORE_SHELL_FWHM_SCATTER` rms, and lines that would be narrower
+    than :data:`MIN_FWHM_MEV` are :data:`MIN_FWHM_MEV` wide (so the CDF is 0
+    below it).
+
+    Parameters
+    ----------
+    fwhm_mev : float or array_like
+        Linewidth in meV.
+    energy_ev : float or array_like
+        Emission energy in eV (broadcast against ``fwhm_mev``).
+
+    Returns
+    -------
+    float or ndarray
+        P(FWHM ≤ ``fwhm_mev``), between 0 and 1.
+    """
+    w = np.asarray(fwhm_mev, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        z = np.log(w / core_shell_fwhm_mev(energy_ev)) / CORE_SHELL_FWHM_SCATTER
+    return np.where(w >= MIN_FWHM_MEV, ndtr(z), 0.0)
+
+
+def _fractions(batches) -> np.ndarray:
+    """The batches' fractions as probabilities (they add up to 1 within 1e-6)."""
+    p = np.array([b.fraction for b in batches], dtype=np.float64)
+    return p / p.sum()
+
+
+def stripe_index(x_um, width_um: float, fractions) -> np.ndarray:
+    """Index of the stripe along x each position falls in (the ``side_by_side`` layout).
+
+    Parameters
+    ----------
+    x_um : array_like, shape (n,)
+        x positions in µm, within ``[0, width_um]``.
+    width_um : float
+        Width of the populated area, µm.
+    fractions : array_like, shape (k,)
+        Shares of the area's width, in order from x = 0; they add up to 1.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        0 … k − 1: stripe ``j`` spans ``width_um × [Σ_{i<j} f_i, Σ_{i≤j} f_i)``.
+    """
+    bounds = width_um * np.cumsum(np.asarray(fractions, dtype=np.float64))[:-1]
+    return np.searchsorted(bounds, np.asarray(x_um, dtype=np.float64), side="right").astype(
+        np.int64)
 
 
 class VirtualSample:
@@ -142,6 +254,9 @@ class VirtualSample:
         Intrinsic g²(0).
     blinks : array_like of bool, shape (n,), optional
         Whether each emitter blinks (default: all but aggregates).
+    batch : array_like of str, shape (n,), optional
+        Label of each emitter's batch (default: ``""``, no batch;
+        :data:`AGGREGATE_BATCH` for aggregates).
     seed : int
         Seed of the time-dependent processes.
     area_um : (float, float)
@@ -171,6 +286,7 @@ class VirtualSample:
         lifetime_ns,
         g2_0,
         blinks=None,
+        batch=None,
         seed: int = 0,
         area_um: tuple[float, float] = (40.0, 40.0),
         blink_on_s_mean: float = 0.3,
@@ -201,6 +317,8 @@ class VirtualSample:
         self.lifetime_ns = arr(lifetime_ns)
         self.g2_0 = arr(g2_0)
         self.blinks = ~self.is_aggregate if blinks is None else arr(blinks, bool)
+        self.batch = (np.where(self.is_aggregate, AGGREGATE_BATCH, "") if batch is None
+                      else arr(batch, str))
         if np.any(self.fwhm_mev <= 0) or np.any(self.brightness_cps < 0):
             raise ValueError("virtual sample: FWHM must be > 0 and brightness ≥ 0")
         self.seed = int(seed)
@@ -241,14 +359,23 @@ class VirtualSample:
         y = rng.uniform(0.0, height_um, n)
         z = rng.normal(0.0, s.z_spread_um, n) if s.z_spread_um > 0 else np.zeros(n)
 
-        b = s.batch
-        edge = rng.normal(b.edge_nm_mean, b.edge_nm_spread * b.edge_nm_mean, n_qd)
-        edge = np.clip(edge, max(3.0, 0.6 * b.edge_nm_mean), 1.6 * b.edge_nm_mean)
-        core_shell = rng.random(n_qd) < b.core_shell_fraction
+        batches = s.film_batches
+        if len(batches) == 1:
+            which = np.zeros(n_qd, dtype=np.int64)
+        elif s.layout == "mixed":
+            which = rng.choice(len(batches), n_qd, p=_fractions(batches))
+        else:
+            which = stripe_index(x[:n_qd], width_um, _fractions(batches))
+        mean_nm = np.array([b.edge_nm_mean for b in batches])[which]
+        spread = np.array([b.edge_nm_spread for b in batches])[which]
+        edge = rng.normal(mean_nm, spread * mean_nm, n_qd)
+        edge = np.clip(edge, np.maximum(3.0, 0.6 * mean_nm), 1.6 * mean_nm)
+        core_shell = rng.random(n_qd) < np.array([b.core_shell_fraction for b in batches])[which]
         shift_ev = np.where(core_shell, rng.uniform(0.020, 0.120, n_qd), 0.0)
         energy = confinement_energy_ev(edge) + shift_ev
-        scatter = np.exp(rng.normal(0.0, 0.15, n_qd))
-        fwhm_cs = np.maximum(65.0 * np.exp(rng.normal(0.0, 0.18, n_qd)), 33.0)
+        scatter = np.exp(rng.normal(0.0, FWHM_SCATTER, n_qd))
+        fwhm_cs = np.maximum(core_shell_fwhm_mev(energy) *
+                             np.exp(rng.normal(0.0, CORE_SHELL_FWHM_SCATTER, n_qd)), MIN_FWHM_MEV)
         fwhm = np.where(core_shell, fwhm_cs, core_fwhm_mev(energy) * scatter)
         sigma_ln = np.sqrt(np.log(1.0 + 0.5**2))
         bright = s.brightness_cps_mean * np.exp(rng.normal(-0.5 * sigma_ln**2, sigma_ln, n_qd))
@@ -275,6 +402,8 @@ class VirtualSample:
             brightness_cps=np.concatenate([bright, agg_bright]),
             lifetime_ns=lifetime,
             g2_0=np.concatenate([g2, agg_g2]),
+            batch=np.concatenate([np.array([b.name for b in batches])[which],
+                                  np.full(n_agg, AGGREGATE_BATCH)]),
             seed=s.seed,
             area_um=s.area_um,
             blink_on_s_mean=s.blink_on_s_mean,
@@ -352,6 +481,9 @@ class VirtualSample:
     def truth(self) -> dict[str, np.ndarray]:
         """Every per-emitter array, keyed by name (units in the keys).
 
+        ``batch`` holds text labels (e.g. ``"7nm"``, ``"14nm"``;
+        :data:`AGGREGATE_BATCH` for aggregates), the others numbers or booleans.
+
         Returns
         -------
         dict of str to ndarray, each shape (n,)
@@ -369,6 +501,7 @@ class VirtualSample:
             "lifetime_ns": self.lifetime_ns.copy(),
             "g2_0": self.g2_0.copy(),
             "blinks": self.blinks.copy(),
+            "batch": self.batch.copy(),
         }
 
     # ------------------------------------------------------------------ cache

@@ -8,9 +8,10 @@ follow ``PHYSICS.md``; units are in the key names.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from micropl.drivers._camera_common import EM_GAIN_MAX
 from micropl.drivers._settings import (
@@ -55,9 +56,20 @@ class FaultSettings(_Strict):
 
 
 # --------------------------------------------------------------------------- sample
-class BatchSettings(_Strict):
-    """The QD batch spin-coated on the sample."""
+_LABEL = re.compile(r"[A-Za-z0-9_.+-]{1,32}")
 
+
+class BatchSettings(_Strict):
+    """One QD batch in the film: its share of the QDs, size distribution and surface."""
+
+    label: str | None = Field(
+        None, description="name of the batch in the sample's truth (`batch`); default "
+        "'<edge_nm_mean>nm', e.g. '14nm'; letters, digits and _.+- only"
+    )
+    fraction: float = Field(
+        1.0, gt=0.0, le=1.0, description="share of the film's QDs drawn from this batch; "
+        "the fractions of all batches add up to 1"
+    )
     edge_nm_mean: float = Field(14.0, ge=3.0, le=30.0, description="mean cube edge length, nm")
     edge_nm_spread: float = Field(
         0.15, ge=0.0, le=0.5, description="relative standard deviation of the edge length"
@@ -65,6 +77,33 @@ class BatchSettings(_Strict):
     core_shell_fraction: float = Field(
         0.0, ge=0.0, le=1.0, description="fraction of QDs that became core/shell (moist toluene)"
     )
+
+    @field_validator("label")
+    @classmethod
+    def _label_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and not _LABEL.fullmatch(value):
+            raise ValueError(f"{show(value)} must be 1–32 letters, digits or _.+- "
+                             "(no spaces)")
+        return value
+
+    @property
+    def name(self) -> str:
+        """The batch's label: ``label``, or ``"<edge_nm_mean>nm"`` (e.g. ``"14nm"``)."""
+        return self.label if self.label is not None else f"{self.edge_nm_mean:g}nm"
+
+
+#: Most batches one film may mix.
+MAX_BATCHES = 8
+
+
+def paper_batches() -> list[BatchSettings]:
+    """The two batches of the setup's reference paper, mixed half and half.
+
+    Mean edge lengths 7 nm and 14 nm with 15 % size spread (PHYSICS.md), all
+    core-only (dry solvents).
+    """
+    return [BatchSettings(label="7nm", fraction=0.5, edge_nm_mean=7.0),
+            BatchSettings(label="14nm", fraction=0.5, edge_nm_mean=14.0)]
 
 
 class BackgroundSettings(_Strict):
@@ -87,7 +126,25 @@ class SampleSettings(_Strict):
         f"(density_per_um2 + aggregates_per_um2) × area at most {MAX_EMITTERS:.0e} emitters"
     )
     density_per_um2: float = Field(0.1, gt=0.0, le=5.0, description="QD surface density, 1/µm²")
-    batch: BatchSettings = BatchSettings()
+    batches: list[BatchSettings] = Field(
+        default_factory=paper_batches, min_length=1, max_length=MAX_BATCHES,
+        description="QD batches mixed in the film (1–8), each a section with the keys label "
+        "(name in the truth, default '<edge_nm_mean>nm'), fraction (share of the QDs, > 0–1; "
+        "the fractions add up to 1), edge_nm_mean (mean cube edge, 3–30 nm, default 14), "
+        "edge_nm_spread (relative rms of the edge, 0–0.5, default 0.15) and "
+        "core_shell_fraction (share of core/shell QDs, 0–1, default 0); default: the paper's "
+        "7 nm and 14 nm batches, half each, core-only (see layout)"
+    )
+    batch: BatchSettings | None = Field(
+        None, description="a film of this one batch only, instead of batches (older setup "
+        "files); its fraction must stay 1"
+    )
+    layout: Literal["side_by_side", "mixed"] = Field(
+        "side_by_side", description="where the batches lie: side_by_side: each batch fills "
+        "its own stripe of the area along x, in the order listed, its width ∝ its fraction "
+        "(the same QD density everywhere; like the paper's separate films, default); mixed: "
+        "all batches mixed in one film over the whole area"
+    )
     background: BackgroundSettings = BackgroundSettings()
     aggregates_per_um2: float = Field(
         0.003, ge=0.0, le=1.0, description="density of bright, non-antibunched aggregates, 1/µm²"
@@ -108,9 +165,15 @@ class SampleSettings(_Strict):
     )
     z_spread_um: float = Field(0.05, ge=0.0, description="rms height of the QDs around z = 0, µm")
 
+    @property
+    def film_batches(self) -> tuple[BatchSettings, ...]:
+        """The batches in the film: ``(batch,)`` when ``batch`` is given, else ``batches``."""
+        return (self.batch,) if self.batch is not None else tuple(self.batches)
+
     @model_validator(mode="after")
     def _check(self) -> SampleSettings:
         check_range("lifetime_ns_range", self.lifetime_ns_range, " ns")
+        self._check_batches()
         width_um, height_um = self.area_um
         expected = (self.density_per_um2 + self.aggregates_per_um2) * width_um * height_um
         if not expected <= MAX_EMITTERS:
@@ -120,6 +183,24 @@ class SampleSettings(_Strict):
                 f" makes {expected:.3g} emitters, at most {MAX_EMITTERS:.0e}: "
                 "use a smaller area or density")
         return self
+
+    def _check_batches(self) -> None:
+        if self.batch is not None and "batches" in self.model_fields_set:
+            raise ValueError("batch and batches are both given: list every batch under "
+                             "batches (batch is a film of one batch)")
+        if self.batch is not None and self.batch.fraction != 1.0:
+            raise ValueError(f"batch: fraction {show(self.batch.fraction)}: a film of one "
+                             "batch has fraction 1 (mix batches under batches)")
+        batches = self.film_batches
+        names = [b.name for b in batches]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"batches: the label {show(twice[0])} is used twice; give each "
+                             "batch its own label")
+        total = math.fsum(b.fraction for b in batches)
+        if abs(total - 1.0) > 1e-6:
+            parts = " + ".join(show(b.fraction) for b in batches)
+            raise ValueError(f"batches: the fractions add up to {parts} = {total:.6g}, not 1")
 
 
 # --------------------------------------------------------------------------- instruments
