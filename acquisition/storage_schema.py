@@ -542,14 +542,18 @@ register_table(build_table("spectrum_fit", SpectrumFit, {
     "background": A("<f8", "counts", max_ndim=_FIT_ARRAY),
     "background_err": A("<f8", "counts", max_ndim=_FIT_ARRAY),
     "reduced_chi2": A("<f8", "", max_ndim=_FIT_ARRAY),
-    "dof": I(),
+    "dof": A("<i8", "", max_ndim=_FIT_ARRAY),
     "success": A("|b1", "", max_ndim=_FIT_ARRAY),
     "message": J("str_array"),
     "n_iter": A("<i8", "", max_ndim=_FIT_ARRAY),
-    "errors_scaled": B(),
+    "errors_scaled": A("|b1", "", max_ndim=_FIT_ARRAY),
     "param_names": J("tuple"),
     "params": A("<f8", "eV", max_ndim=_FIT_ARRAY),  # energies/widths in eV, area, background
     "covariance": A("<f8", "", max_ndim=_FIT_ARRAY),
+    # quality: "ok" | "poor fit" | "failed" | "saturated" (micropl.analysis.spectra.QUALITIES)
+    "saturated": A("|b1", "", max_ndim=_FIT_ARRAY),
+    "quality": J("str_array"),
+    "roi_nm": A("<f8", "nm", max_ndim=_FIT_ARRAY),
 }, default_kind="spectrum_fit"))
 register_table(build_table("g2_result", G2Result, {
     "g2_0": F(), "g2_0_err": F(), "g2_0_bgcorr": F(), "g2_0_bgcorr_err": F(),
