@@ -499,7 +499,7 @@ register_table(build_table("frame", Frame, {
 register_table(build_table("spectrum", Spectrum, {
     "wavelength_nm": A("<f8", "nm"), "counts": A("<f8", "(counts_unit)"), "exposure_s": F("s"),
     "t_s": F("s"), "accumulations": I(), "em_gain": I(), "bias_subtracted": B(),
-    "counts_unit": T(), "read_noise": F("(counts_unit)"),
+    "counts_unit": T(), "read_noise": F("(counts_unit)"), "saturated_pixels": I(),
 }, default_kind="spectrum"))
 register_table(build_table("tag_chunk", TagChunk, {
     # 8 MiB / 2 MiB chunks: a 10 Mtag/s stream appends ~1 MB per 100 ms read.

@@ -890,7 +890,10 @@ def _fit_one(code, npk, npp, edges, y, var_in, has_var, nf, rn2, p_init, use_ini
         if dec < 0.0:
             status = 2
             break
-        if dec < 1e-9:
+        # converged: the next step lowers χ² by < 1e-9 (in units of the reduced χ², so that
+        # a model that does not fit the line — a large χ² — converges as well)
+        tol = max(1.0, chi / max(n_px - npar, 1))
+        if dec < 1e-9 * tol:
             status = 0
             break
         it += 1
@@ -934,7 +937,7 @@ def _fit_one(code, npk, npp, edges, y, var_in, has_var, nf, rn2, p_init, use_ini
             lam *= 10.0
         if not accepted:
             # No step lowers chi2: at the minimum to round-off, or stuck at a bound.
-            status = 0 if _gn_decrement(h_cur, g_cur, a_mat, step) < 1e-6 else 3
+            status = 0 if _gn_decrement(h_cur, g_cur, a_mat, step) < 1e-6 * tol else 3
             break
     for a in range(npar):
         p_out[a] = p[a]
@@ -1225,6 +1228,8 @@ FLAT_TOP_PIXELS = 3
 #: Values of :attr:`SpectrumFit.quality`.
 QUALITIES = ("ok", "poor fit", "failed", "saturated")
 
+_SMOOTHING_PASSES = 6
+
 @dataclass(frozen=True)
 class LineEstimate:
     """Robust first estimate of the strongest line of one spectrum (see :func:`estimate_line`).
@@ -1282,9 +1287,9 @@ def estimate_line(wavelength_nm, counts) -> LineEstimate:
     The spectrum is cleared of single-pixel spikes by a 3-pixel running
     median (a cosmic ray or a noise spike narrower than the resolution does
     not move the estimate), converted to a density per eV, smoothed with a
-    Gaussian of 1 pixel for a first width and then of FWHM/6 (none for lines
-    narrower than 6 pixels), and its maximum above the background (the 10th
-    percentile) taken. The FWHM is where the smoothed density stays below
+    Gaussian of FWHM/6 (none for lines narrower than 6 pixels; the width is
+    iterated from 1 pixel until it settles), and its maximum above the
+    background (the 10th percentile) taken. The FWHM is where the smoothed density stays below
     half maximum for two pixels on each side. The fit range is the centre
     ± :data:`ROI_FWHM_MULTIPLE` × FWHM (at least :data:`ROI_MIN_HALF_PX`
     pixels), clipped to the data, and cut at the valley before a neighbouring
@@ -1314,10 +1319,21 @@ def estimate_line(wavelength_nm, counts) -> LineEstimate:
 def _estimate(y: np.ndarray, width_ev: np.ndarray) -> LineEstimate:
     from scipy.ndimage import median_filter
 
+    from scipy.ndimage import gaussian_filter1d
+
     n = y.size
-    background = float(np.percentile(median_filter(y, size=3, mode="nearest"), 10))
-    g = _line_signal(y, width_ev, background, 1.0)
-    sigma = _fwhm_px(g, int(np.argmax(g))) / 6.0  # smoothing matched to the line's width
+    med = median_filter(y, size=3, mode="nearest") if n >= 3 else y
+    background = float(np.percentile(gaussian_filter1d(med, 2.0, mode="nearest"), 10))
+    # Smoothing matched to the line's width (FWHM/6), iterated from 1 pixel: noise makes
+    # the first width too small, and the smoother curve then shows more of the line.
+    sigma = 1.0
+    for _ in range(_SMOOTHING_PASSES):
+        g = _line_signal(y, width_ev, background, sigma)
+        fwhm_px = _fwhm_px(g, int(np.argmax(g)))
+        new = fwhm_px / 6.0
+        if abs(new - sigma) <= 0.1 * sigma or (new < 1.0 and sigma <= 1.0):
+            break
+        sigma = new
     g = _line_signal(y, width_ev, background, sigma)
     j = int(np.argmax(g))
     height = float(g[j])
