@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 from numba import njit, prange
+from scipy.ndimage import gaussian_filter1d, median_filter
 
 from micropl.analysis.errors import AnalysisInputError
 
@@ -1274,8 +1275,6 @@ def _line_signal(y: np.ndarray, width_ev: np.ndarray, background: float,
                  sigma_px: float) -> np.ndarray:
     """The 3-pixel running median, background removed, as a density per eV (scaled to
     counts per typical pixel), smoothed by a Gaussian of ``sigma_px`` (none below 1)."""
-    from scipy.ndimage import gaussian_filter1d, median_filter
-
     med = median_filter(y, size=3, mode="nearest") if y.size >= 3 else y
     sig = (med - background) * (float(np.median(width_ev)) / width_ev)
     return gaussian_filter1d(sig, sigma_px, mode="nearest") if sigma_px >= 1.0 else sig
@@ -1317,10 +1316,6 @@ def estimate_line(wavelength_nm, counts) -> LineEstimate:
 
 
 def _estimate(y: np.ndarray, width_ev: np.ndarray) -> LineEstimate:
-    from scipy.ndimage import median_filter
-
-    from scipy.ndimage import gaussian_filter1d
-
     n = y.size
     med = median_filter(y, size=3, mode="nearest") if n >= 3 else y
     background = float(np.percentile(gaussian_filter1d(med, 2.0, mode="nearest"), 10))
