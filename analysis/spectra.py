@@ -33,6 +33,32 @@ Jacobians, run in parallel over the batch. Weights come from the noise model
 evaluated on the *model*, not on the noisy counts (iteratively re-weighted), so
 the estimate has no Neyman-χ² bias at low counts; for ``noise_factor=1`` and no
 read noise it is the Poisson maximum-likelihood estimate.
+
+The rules (one place, every path)
+---------------------------------
+The CLI (``micropl analyze spectrum``), the live analysis (and through it the
+spectrum procedure, the spectral series, the survey, replay and the GUI) and
+a plain ``fit_spectra(wavelength_nm, counts)`` call the same function with the
+same defaults, so the same data give the same numbers.
+
+* **Fit range** (``roi_nm="auto"``, :func:`estimate_line`,
+  :func:`main_line_roi_nm`): per spectrum, a robust first estimate of the
+  strongest line (3-pixel running median against spikes, smoothing matched to
+  the line's width) and the range centre ± 4 FWHM (at least ± 8 pixels),
+  clipped to the data and cut at the valley before a neighbouring line.
+* **Error bars** (:func:`error_scale`): with a known noise model (``variance``,
+  or ``noise_factor`` for counts in photoelectrons) the noise model's errors,
+  widened by ``sqrt(reduced_chi2)`` when it is above 1; with an unknown one
+  (``noise_factor=None``, the default: counts in ADU, a file) Poisson-shaped
+  weights and errors scaled by ``sqrt(reduced_chi2)``. ``errors_scaled`` says
+  per spectrum whether a χ² factor was applied.
+* **Verdict** (``quality``, ``message``): ``"saturated"`` when pixels reach the
+  ceiling (a flat top of ≥ 3 pixels at the maximum, ``saturation_counts``, or
+  raw pixels at the camera's ADC ceiling); ``"failed"`` when the fit did not
+  converge, a FWHM is below the resolution (the larger of one pixel's energy
+  width and ``resolution_mev``) or a line's area is below 3σ of its error;
+  ``"poor fit"`` when the noise model is known and ``reduced_chi2 > 3``;
+  otherwise ``"ok"``. ``success`` is True for ``"ok"`` and ``"poor fit"``.
 """
 
 from __future__ import annotations
@@ -52,11 +78,19 @@ from micropl.analysis.errors import AnalysisInputError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "FLAT_TOP_PIXELS",
     "HC_EV_NM",
+    "LineEstimate",
     "MODELS",
+    "POOR_FIT_CHI2",
+    "QUALITIES",
+    "ROI_FWHM_MULTIPLE",
+    "SIGNIFICANCE_SIGMA",
     "SpectrumFit",
     "density_per_ev",
     "energy_ev_from_wavelength_nm",
+    "error_scale",
+    "estimate_line",
     "faddeeva",
     "fit_spectra",
     "line_profile_per_ev",
@@ -65,6 +99,8 @@ __all__ = [
     "pixel_edges_nm",
     "pixel_energy_width_ev",
     "polynomial_axis_nm",
+    "resolution_ev",
+    "saturated_spectra",
     "voigt_fwhm",
     "wavelength_axis_nm",
     "wavelength_nm_from_energy_ev",
@@ -94,7 +130,6 @@ _STATUS_MESSAGES = {
     4: "non-finite model or chi-square",
     5: "peak energy outside the fitted range",
     6: "no line found: area not positive",
-    8: "no significant line: area below its 1-sigma error",
     7: "linewidth at its bound (narrower than a thousandth of a pixel or wider than the range)",
 }
 
