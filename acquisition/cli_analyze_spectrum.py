@@ -1,9 +1,23 @@
 """``micropl analyze spectrum FILE``: fit the main emission line of a spectrum file.
 
-By default the strongest line is fitted alone, over ± 2 estimated FWHM around
-it (``--roi-nm`` sets the range; ``--peaks N`` fits N lines over the range).
-The file's counts have no known noise model, so errors are scaled by
-``sqrt(reduced χ²)``.
+The same fit as every other path (:func:`micropl.analysis.spectra.fit_spectra`
+with its defaults, as the live analysis runs it):
+
+* cosmic-ray spikes are removed first, by the spectrum procedure's function
+  (:func:`~micropl.analysis.spectrum_preprocess.remove_cosmic_rays_spatial`),
+  judged with the stated noise model or one estimated from the file's scatter;
+* the fit range is the automatic one (± 4 FWHM around the strongest line, cut
+  before a neighbouring line) unless ``--roi-nm`` sets it (``--peaks N`` fits N
+  lines over the whole file or the range);
+* error bars follow the one rule of :func:`~micropl.analysis.spectra.error_scale`:
+  a file's counts have no known noise model, so errors are scaled by
+  ``sqrt(reduced χ²)``; ``--noise-factor`` states one (counts in photoelectrons)
+  and then the errors are the model's, widened by ``sqrt(reduced χ²)`` above 1;
+* the verdict (``quality``): ``saturated`` (a flat top at the maximum, or a pixel
+  at ``--saturation-counts``), ``failed`` (FWHM below the resolution — one pixel,
+  or ``--resolution-mev`` — or an area below 3σ), ``poor fit`` (a stated noise
+  model and reduced χ² > 3) or ``ok``. Exit code 1 when the fit failed or is
+  saturated, 0 otherwise (also for ``poor fit``, which the table and JSON say).
 """
 
 from __future__ import annotations
@@ -11,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -23,9 +38,12 @@ from micropl.analysis.spectra import (
     SpectrumFit,
     energy_ev_from_wavelength_nm,
     fit_spectra,
-    main_line_roi_nm,
 )
 from micropl.analysis.spectrum_files import read_spectrum_file
+from micropl.analysis.spectrum_preprocess import (
+    noise_model_from_scatter,
+    remove_cosmic_rays_spatial,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,39 +59,78 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--peaks", type=int, default=1, metavar="N",
                         help="number of lines sharing one background (default 1)")
     parser.add_argument("--roi-nm", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                        help="fit only this wavelength range (default: around the main line "
-                             "for one line, the whole file for several)")
+                        help="fit only this wavelength range (default: ± 4 FWHM around the "
+                             "main line for one line, the whole file for several)")
+    parser.add_argument("--noise-factor", type=float, metavar="F",
+                        help="counts are photoelectrons with variance F × signal (2: EMCCD "
+                             "with EM gain, 1: Poisson); default: unknown noise, errors "
+                             "scaled by sqrt(reduced chi2)")
+    parser.add_argument("--read-noise", type=float, default=0.0, metavar="R",
+                        help="signal-independent noise, counts rms (with --noise-factor)")
+    parser.add_argument("--resolution-mev", type=float, metavar="R",
+                        help="spectrograph resolution, meV: a narrower fitted line fails "
+                             "(default: one pixel's energy width)")
+    parser.add_argument("--saturation-counts", type=float, metavar="C",
+                        help="detector ceiling in the file's counts: a pixel at or above it "
+                             "marks the fit saturated (a flat top is detected without it)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="save a figure of the data and the fit")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Read, fit, report; returns the exit code (1 when the fit failed)."""
+def _check_args(args: argparse.Namespace) -> None:
     if args.peaks < 1:
         raise AnalysisInputError(f"--peaks must be >= 1, got {args.peaks}")
+    for flag, value in (("--noise-factor", args.noise_factor),
+                        ("--resolution-mev", args.resolution_mev),
+                        ("--saturation-counts", args.saturation_counts)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise AnalysisInputError(f"{flag} must be a number > 0, got {value}")
+    if not (math.isfinite(args.read_noise) and args.read_noise >= 0):
+        raise AnalysisInputError(f"--read-noise must be >= 0, got {args.read_noise}")
+
+
+def clean_spectrum(counts: np.ndarray, noise_factor: float | None,
+                   read_noise: float) -> tuple[np.ndarray, int]:
+    """Remove cosmic-ray spikes as the spectrum procedure does; returns (counts, n removed).
+
+    The outlier test uses the stated noise model, or (unknown noise) the one
+    :func:`noise_model_from_scatter` estimates from the spectrum.
+    """
+    if counts.size < 9:
+        return counts, 0
+    if noise_factor is None:
+        noise_factor, read_noise = noise_model_from_scatter(counts)
+    cleaned, mask = remove_cosmic_rays_spatial(counts, noise_factor=noise_factor,
+                                               read_noise=read_noise)
+    return cleaned, int(mask.sum())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read, clean, fit, report; returns the exit code (1 when the fit failed)."""
+    _check_args(args)
     wavelength_nm, counts = read_spectrum_file(args.file)
-    if args.roi_nm is not None:
-        roi = tuple(args.roi_nm)
-    elif args.peaks == 1:
-        roi = main_line_roi_nm(wavelength_nm, counts)
-    else:
-        roi = None
-    fit = fit_spectra(wavelength_nm, counts, args.model, noise_factor=None, n_peaks=args.peaks,
-                      roi_nm=roi)
+    cleaned, n_cosmic = clean_spectrum(counts, args.noise_factor, args.read_noise)
+    roi = tuple(args.roi_nm) if args.roi_nm is not None else "auto"
+    fit = fit_spectra(wavelength_nm, cleaned, args.model, noise_factor=args.noise_factor,
+                      read_noise=args.read_noise, n_peaks=args.peaks, roi_nm=roi,
+                      resolution_mev=args.resolution_mev,
+                      saturation_counts=args.saturation_counts)
     summary = fit.to_dict()
     summary["file"] = str(args.file)
-    summary["roi_nm"] = list(roi) if roi is not None else None
+    summary["noise_model"] = "unknown" if args.noise_factor is None else "stated"
+    summary["cosmic_rays_removed"] = n_cosmic
     if args.plot is not None:
-        _plot(args.plot, wavelength_nm, counts, fit, args.file.name)
+        _plot(args.plot, wavelength_nm, cleaned, fit, args.file.name)
         summary["plot"] = str(args.plot)
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
         _print_table(summary)
     if not bool(fit.success):
-        sys.stderr.write(f"micropl: fit failed: {args.file}: {fit.message.item()}\n")
+        sys.stderr.write(f"micropl: fit {fit.quality.item()}: {args.file}: "
+                         f"{fit.message.item()}\n")
         return 1
     return 0
 
@@ -102,9 +159,29 @@ def _print_table(s: dict) -> None:
     table.add_row("FWHM", _fmt(s["fwhm_mev"], s["fwhm_err_mev"], 1, 4), "meV")
     table.add_row("area", _fmt(s["area"], s["area_err"], 1, 1), "counts")
     table.add_row("background", _fmt(s["background"], s["background_err"], 1, 2), "counts/pixel")
-    table.add_row("reduced χ²", _fmt(s["reduced_chi2"], None), "")
-    table.add_row("status", "ok" if s["success"] else f"FAILED: {s['message']}", "")
+    table.add_row("reduced χ²", _fmt(s["reduced_chi2"], None), f"{s['dof']} dof")
+    table.add_row("errors", _errors_text(s), "")
+    table.add_row("fit range", f"{s['roi_nm'][0]:.3f} – {s['roi_nm'][1]:.3f}", "nm")
+    table.add_row("quality", _quality_text(s), "")
     Console(file=sys.stdout, width=100).print(table)
+
+
+def _errors_text(s: dict) -> str:
+    if s["noise_model"] == "unknown":
+        return "scaled by √χ² (noise unknown)"
+    return "noise model × √χ²" if s["errors_scaled"] else "noise model"
+
+
+def _quality_text(s: dict) -> str:
+    quality = s["quality"]
+    if quality == "ok":
+        return "ok"
+    label = {"failed": "FAILED", "saturated": "SATURATED"}.get(quality, quality)
+    message = s["message"]
+    if message.startswith(f"{quality}: "):
+        message = message[len(quality) + 2:]
+    return f"{label}: {message}"
+
 
 
 def _swap_ev_nm(x):

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from micropl.acquisition.cli import UsageError
 
 _ENERGY_RANGE_EV = (1.5, 3.5)
@@ -155,6 +157,11 @@ def run_spectrum(args: argparse.Namespace) -> int:
     frame = camera.acquire()
     laser.off()
     wavelength_nm = spectrograph.wavelength_axis_nm(camera.sensor_shape[1], camera.pixel_um)
+    clipped = clipped_pixels(frame.counts, camera.adc_max_adu)
+    if clipped:
+        sys.stderr.write(f"micropl: warning: {out}: {clipped} pixel(s) clipped at the ADC "
+                         f"ceiling ({camera.adc_max_adu} ADU): the line is saturated; lower "
+                         f"--brightness-cps, --exposure-s or --em-gain\n")
     counts = frame.counts.astype(int) - (0 if args.raw else int(round(cam_settings.bias_adu)))
     lines = ["wavelength_nm,counts"]
     lines += [f"{wl:.5f},{c}" for wl, c in zip(wavelength_nm.tolist(), counts.tolist())]
@@ -174,10 +181,18 @@ def run_spectrum(args: argparse.Namespace) -> int:
             "bias_adu": cam_settings.bias_adu,
             "bias_subtracted": not args.raw,
             "e_per_adu": cam_settings.e_per_adu,
+            "adc_max_adu": camera.adc_max_adu,
+            "clipped_pixels": clipped,
             "file": str(out),
         }
         write_truth(truth)
     return 0
+
+
+def clipped_pixels(raw_adu, adc_max_adu: int) -> int:
+    """Pixels of a raw frame clipped by the ADC (at its ceiling or at 0)."""
+    raw = np.asarray(raw_adu)
+    return int(np.count_nonzero((raw >= adc_max_adu) | (raw <= 0)))
 
 
 def _p_exc(laser) -> float:

@@ -42,7 +42,7 @@ from micropl.drivers.interfaces import Spectrum, TagChunk
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnalysisSettings", "G2Done", "LiveAnalysis"]
+__all__ = ["AnalysisSettings", "G2Done", "LiveAnalysis", "spectrum_noise"]
 
 
 @dataclass(frozen=True)
@@ -166,16 +166,10 @@ class LiveAnalysis:
     # ------------------------------------------------------------------ spectra
     def _fit_spectra(self, items: list[Tagged]) -> None:
         first: Spectrum = items[0].record
-        if first.counts_unit == "e":
-            # Errors follow the EMCCD noise model, inflated by √χ² when the line is not
-            # exactly the model (spectral diffusion, a sloped background).
-            noise = {"noise_factor": 2.0 if first.em_gain > 1 else 1.0,
-                     "read_noise": float(first.read_noise), "scale_errors": "inflate"}
-        else:
-            noise = {"noise_factor": None}
         counts = np.stack([item.record.counts for item in items])
+        saturated = [getattr(item.record, "saturated_pixels", 0) > 0 for item in items]
         fit = fit_spectra(first.wavelength_nm, counts, model=self.settings.spectrum_model,
-                          **noise)
+                          saturated=saturated, **spectrum_noise(first))
         for i, item in enumerate(items):
             self._derived(item, fit.select(i), item.kind)
 
@@ -264,14 +258,28 @@ def _recent(table: collections.OrderedDict, key: tuple[int, int], factory: Calla
     return entry
 
 
+def spectrum_noise(spectrum: Spectrum) -> dict[str, Any]:
+    """The noise model of a processed spectrum, as :func:`fit_spectra` arguments.
+
+    Photoelectron counts (``counts_unit == "e"``) have a known model: excess
+    factor 2 with EM gain, 1 (Poisson) without, plus the stated
+    signal-independent noise. ADU counts have none (``noise_factor=None``).
+    The error bars then follow the one rule of
+    :func:`micropl.analysis.spectra.error_scale`.
+    """
+    if spectrum.counts_unit == "e":
+        return {"noise_factor": 2.0 if spectrum.em_gain > 1 else 1.0,
+                "read_noise": float(spectrum.read_noise)}
+    return {"noise_factor": None}
+
+
 def _fittable(item: Tagged) -> bool:
     return isinstance(item.record, Spectrum) and item.kind in ("frame", "accumulated")
 
 
 def _same_batch(a: Spectrum, b: Spectrum) -> bool:
     """Whether two spectra can share one batch fit (same axis and noise model)."""
-    return (a.counts_unit == b.counts_unit and (a.em_gain > 1) == (b.em_gain > 1)
-            and float(a.read_noise) == float(b.read_noise)
+    return (spectrum_noise(a) == spectrum_noise(b)
             and (a.wavelength_nm is b.wavelength_nm
                  or np.array_equal(a.wavelength_nm, b.wavelength_nm)))
 

@@ -501,7 +501,7 @@ register_table(build_table("frame", Frame, {
 register_table(build_table("spectrum", Spectrum, {
     "wavelength_nm": A("<f8", "nm"), "counts": A("<f8", "(counts_unit)"), "exposure_s": F("s"),
     "t_s": F("s"), "accumulations": I(), "em_gain": I(), "bias_subtracted": B(),
-    "counts_unit": T(), "read_noise": F("(counts_unit)"),
+    "counts_unit": T(), "read_noise": F("(counts_unit)"), "saturated_pixels": I(),
 }, default_kind="spectrum"))
 register_table(build_table("tag_chunk", TagChunk, {
     # 8 MiB / 2 MiB chunks: a 10 Mtag/s stream appends ~1 MB per 100 ms read.
@@ -553,14 +553,18 @@ register_table(build_table("spectrum_fit", SpectrumFit, {
     "background": A("<f8", "counts", max_ndim=_FIT_ARRAY),
     "background_err": A("<f8", "counts", max_ndim=_FIT_ARRAY),
     "reduced_chi2": A("<f8", "", max_ndim=_FIT_ARRAY),
-    "dof": I(),
+    "dof": A("<i8", "", max_ndim=_FIT_ARRAY),
     "success": A("|b1", "", max_ndim=_FIT_ARRAY),
     "message": J("str_array"),
     "n_iter": A("<i8", "", max_ndim=_FIT_ARRAY),
-    "errors_scaled": B(),
+    "errors_scaled": A("|b1", "", max_ndim=_FIT_ARRAY),
     "param_names": J("tuple"),
     "params": A("<f8", "eV", max_ndim=_FIT_ARRAY),  # energies/widths in eV, area, background
     "covariance": A("<f8", "", max_ndim=_FIT_ARRAY),
+    # quality: "ok" | "poor fit" | "failed" | "saturated" (micropl.analysis.spectra.QUALITIES)
+    "saturated": A("|b1", "", max_ndim=_FIT_ARRAY),
+    "quality": J("str_array"),
+    "roi_nm": A("<f8", "nm", max_ndim=_FIT_ARRAY),
 }, default_kind="spectrum_fit"))
 register_table(build_table("g2_result", G2Result, {
     "g2_0": F(), "g2_0_err": F(), "g2_0_bgcorr": F(), "g2_0_bgcorr_err": F(),

@@ -33,6 +33,32 @@ Jacobians, run in parallel over the batch. Weights come from the noise model
 evaluated on the *model*, not on the noisy counts (iteratively re-weighted), so
 the estimate has no Neyman-χ² bias at low counts; for ``noise_factor=1`` and no
 read noise it is the Poisson maximum-likelihood estimate.
+
+The rules (one place, every path)
+---------------------------------
+The CLI (``micropl analyze spectrum``), the live analysis (and through it the
+spectrum procedure, the spectral series, the survey, replay and the GUI) and
+a plain ``fit_spectra(wavelength_nm, counts)`` call the same function with the
+same defaults, so the same data give the same numbers.
+
+* **Fit range** (``roi_nm="auto"``, :func:`estimate_line`,
+  :func:`main_line_roi_nm`): per spectrum, a robust first estimate of the
+  strongest line (3-pixel running median against spikes, smoothing matched to
+  the line's width) and the range centre ± 4 FWHM (at least ± 8 pixels),
+  clipped to the data and cut at the valley before a neighbouring line.
+* **Error bars** (:func:`error_scale`): with a known noise model (``variance``,
+  or ``noise_factor`` for counts in photoelectrons) the noise model's errors,
+  widened by ``sqrt(reduced_chi2)`` when it is above 1; with an unknown one
+  (``noise_factor=None``, the default: counts in ADU, a file) Poisson-shaped
+  weights and errors scaled by ``sqrt(reduced_chi2)``. ``errors_scaled`` says
+  per spectrum whether a χ² factor was applied.
+* **Verdict** (``quality``, ``message``): ``"saturated"`` when pixels reach the
+  ceiling (a flat top of ≥ 3 pixels at the maximum, ``saturation_counts``, or
+  raw pixels at the camera's ADC ceiling); ``"failed"`` when the fit did not
+  converge, a FWHM is below the resolution (the larger of one pixel's energy
+  width and ``resolution_mev``) or a line's area is below 3σ of its error;
+  ``"poor fit"`` when the noise model is known and ``reduced_chi2 > 3``;
+  otherwise ``"ok"``. ``success`` is True for ``"ok"`` and ``"poor fit"``.
 """
 
 from __future__ import annotations
@@ -45,17 +71,26 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 from numba import njit, prange
+from scipy.ndimage import gaussian_filter1d, median_filter
 
 from micropl.analysis.errors import AnalysisInputError
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "FLAT_TOP_PIXELS",
     "HC_EV_NM",
+    "LineEstimate",
     "MODELS",
+    "POOR_FIT_CHI2",
+    "QUALITIES",
+    "ROI_FWHM_MULTIPLE",
+    "SIGNIFICANCE_SIGMA",
     "SpectrumFit",
     "density_per_ev",
     "energy_ev_from_wavelength_nm",
+    "error_scale",
+    "estimate_line",
     "faddeeva",
     "fit_spectra",
     "line_profile_per_ev",
@@ -64,6 +99,8 @@ __all__ = [
     "pixel_edges_nm",
     "pixel_energy_width_ev",
     "polynomial_axis_nm",
+    "resolution_ev",
+    "saturated_spectra",
     "voigt_fwhm",
     "wavelength_axis_nm",
     "wavelength_nm_from_energy_ev",
@@ -93,7 +130,6 @@ _STATUS_MESSAGES = {
     4: "non-finite model or chi-square",
     5: "peak energy outside the fitted range",
     6: "no line found: area not positive",
-    8: "no significant line: area below its 1-sigma error",
     7: "linewidth at its bound (narrower than a thousandth of a pixel or wider than the range)",
 }
 
@@ -890,7 +926,10 @@ def _fit_one(code, npk, npp, edges, y, var_in, has_var, nf, rn2, p_init, use_ini
         if dec < 0.0:
             status = 2
             break
-        if dec < 1e-9:
+        # converged: the next step lowers χ² by < 1e-9 (in units of the reduced χ², so that
+        # a model that does not fit the line — a large χ² — converges as well)
+        tol = max(1.0, chi / max(n_px - npar, 1))
+        if dec < 1e-9 * tol:
             status = 0
             break
         it += 1
@@ -934,7 +973,7 @@ def _fit_one(code, npk, npp, edges, y, var_in, has_var, nf, rn2, p_init, use_ini
             lam *= 10.0
         if not accepted:
             # No step lowers chi2: at the minimum to round-off, or stuck at a bound.
-            status = 0 if _gn_decrement(h_cur, g_cur, a_mat, step) < 1e-6 else 3
+            status = 0 if _gn_decrement(h_cur, g_cur, a_mat, step) < 1e-6 * tol else 3
             break
     for a in range(npar):
         p_out[a] = p[a]
@@ -958,14 +997,29 @@ def _fit_one(code, npk, npp, edges, y, var_in, has_var, nf, rn2, p_init, use_ini
     return status, chi, it
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fit_range(code, npk, npp, edges, y, var, has_var, nf, rn2, p_init, use_init, max_iter,
+               lo, hi, coeffs, length, glx, glw, p_out, cov_out):
+    """Fit pixels ``lo … hi − 1`` of one spectrum; the parameter bounds follow that range."""
+    e = edges[lo:hi + 1]
+    span = abs(e[-1] - e[0])
+    wmin = 1e-3 * np.min(np.abs(e[1:] - e[:-1]))
+    wmax = 10.0 * span
+    emin = e.min() - span
+    emax = e.max() + span
+    v = var[lo:hi] if has_var else var
+    return _fit_one(code, npk, npp, e, y[lo:hi], v, has_var, nf, rn2, p_init, use_init,
+                    max_iter, wmin, wmax, emin, emax, coeffs, length, glx, glw, p_out, cov_out)
+
+
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 def _fit_batch_parallel(code, npk, npp, edges, y, var, has_var, nf, rn2, p_init, use_init,
-                        max_iter, wmin, wmax, emin, emax, coeffs, length, glx, glw,
+                        max_iter, lo, hi, coeffs, length, glx, glw,
                         p_out, cov_out, status, chi2, n_iter):
     for s in prange(y.shape[0]):
-        st, c, it = _fit_one(code, npk, npp, edges, y[s], var[s], has_var, nf, rn2, p_init[s],
-                             use_init, max_iter, wmin, wmax, emin, emax, coeffs, length, glx,
-                             glw, p_out[s], cov_out[s])
+        st, c, it = _fit_range(code, npk, npp, edges, y[s], var[s], has_var, nf, rn2, p_init[s],
+                               use_init, max_iter, lo[s], hi[s], coeffs, length, glx, glw,
+                               p_out[s], cov_out[s])
         status[s] = st
         chi2[s] = c
         n_iter[s] = it
@@ -973,12 +1027,12 @@ def _fit_batch_parallel(code, npk, npp, edges, y, var, has_var, nf, rn2, p_init,
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _fit_batch_serial(code, npk, npp, edges, y, var, has_var, nf, rn2, p_init, use_init,
-                      max_iter, wmin, wmax, emin, emax, coeffs, length, glx, glw,
+                      max_iter, lo, hi, coeffs, length, glx, glw,
                       p_out, cov_out, status, chi2, n_iter):
     for s in range(y.shape[0]):
-        st, c, it = _fit_one(code, npk, npp, edges, y[s], var[s], has_var, nf, rn2, p_init[s],
-                             use_init, max_iter, wmin, wmax, emin, emax, coeffs, length, glx,
-                             glw, p_out[s], cov_out[s])
+        st, c, it = _fit_range(code, npk, npp, edges, y[s], var[s], has_var, nf, rn2, p_init[s],
+                               use_init, max_iter, lo[s], hi[s], coeffs, length, glx, glw,
+                               p_out[s], cov_out[s])
         status[s] = st
         chi2[s] = c
         n_iter[s] = it
@@ -1029,8 +1083,8 @@ class SpectrumFit:
         ``"lorentzian"``, ``"gaussian"`` or ``"voigt"``.
     n_peaks : int
         Number of lines in the model.
-    wavelength_nm : ndarray, shape (n_px_fit,)
-        The pixel axis that was fitted (after ``roi_nm``), in nm.
+    wavelength_nm : ndarray, shape (n_px,)
+        The pixel axis of the spectra, in nm (the fitted part is ``roi_nm``).
     peak_energy_ev, peak_energy_err_ev : ndarray
         Line centre and its 1σ error, in eV.
     peak_wavelength_nm, peak_wavelength_err_nm : ndarray
@@ -1044,23 +1098,36 @@ class SpectrumFit:
         Constant offset in counts per pixel and its error.
     reduced_chi2 : ndarray
         χ² per degree of freedom with the final weights.
-    dof : int
-        Degrees of freedom, ``n_px_fit − n_params``.
+    dof : ndarray of int
+        Per spectrum, the degrees of freedom ``n_px_fit − n_params``.
     success : ndarray of bool
         True when the fit converged to a valid line.
     message : ndarray of str
         Empty on success, otherwise why the fit failed.
     n_iter : ndarray of int
         Levenberg–Marquardt iterations used.
-    errors_scaled : bool
-        Whether the errors were multiplied by ``sqrt(reduced_chi2)`` (by
-        ``sqrt(max(reduced_chi2, 1))`` with ``scale_errors="inflate"``).
+    errors_scaled : ndarray of bool
+        Per spectrum, whether the errors were multiplied by a factor from the
+        χ² (see :func:`error_scale`: ``sqrt(reduced_chi2)`` for an unknown
+        noise model, ``sqrt(reduced_chi2)`` only when above 1 for a known one).
     param_names : tuple of str
         Names of the fitted parameters (energies and widths in eV).
     params : ndarray, shape (..., n_params)
         Best-fit parameters in that order.
     covariance : ndarray, shape (..., n_params, n_params)
         Their covariance (scaled like the errors).
+    saturated : ndarray of bool
+        Per spectrum, whether pixels at the detector's ceiling were found
+        (see :func:`saturated_spectra`); such a fit has ``quality`` ``"saturated"``.
+    quality : ndarray of str
+        Per spectrum, one of :data:`QUALITIES`: ``"ok"``, ``"poor fit"`` (a
+        known noise model and ``reduced_chi2 >`` :data:`POOR_FIT_CHI2`: the line
+        is not the model; errors inflated), ``"failed"`` (no valid line; see
+        ``message``) or ``"saturated"``. ``success`` is True for ``"ok"`` and
+        ``"poor fit"``.
+    roi_nm : ndarray, shape (..., 2)
+        Per spectrum, the wavelength range fitted (first and last pixel
+        centre, nm).
     """
 
     model: str
@@ -1077,7 +1144,7 @@ class SpectrumFit:
     background: np.ndarray
     background_err: np.ndarray
     reduced_chi2: np.ndarray
-    dof: int
+    dof: int | np.ndarray
     success: np.ndarray
     message: np.ndarray
     n_iter: np.ndarray
@@ -1085,6 +1152,26 @@ class SpectrumFit:
     param_names: tuple[str, ...]
     params: np.ndarray
     covariance: np.ndarray = field(repr=False)
+    # Defaults for records stored before these fields existed.
+    saturated: np.ndarray | None = None
+    quality: np.ndarray | None = None
+    roi_nm: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        ok = np.asarray(self.success, dtype=bool)
+        if self.saturated is None:
+            object.__setattr__(self, "saturated", np.zeros(ok.shape, dtype=bool))
+        if self.quality is None:
+            object.__setattr__(self, "quality",
+                               np.asarray(np.where(ok, "ok", "failed"), dtype=object))
+        if self.roi_nm is None:
+            wl = np.asarray(self.wavelength_nm, dtype=np.float64)
+            span = [float(wl.min()), float(wl.max())] if wl.size else [np.nan, np.nan]
+            object.__setattr__(self, "roi_nm", np.broadcast_to(np.asarray(span), ok.shape + (2,)
+                                                               ).copy())
+        if not isinstance(self.errors_scaled, np.ndarray):  # one flag for the batch
+            object.__setattr__(self, "errors_scaled",
+                               np.full(ok.shape, bool(self.errors_scaled)))
 
     def select(self, index: int) -> SpectrumFit:
         """The fit of spectrum ``index`` of a batch, as a single-spectrum result.
@@ -1094,10 +1181,11 @@ class SpectrumFit:
         """
         if np.asarray(self.success).ndim == 0:
             raise IndexError("select() needs a batch fit (2-D counts)")
-        picked = {f.name: np.asarray(getattr(self, f.name))[index]
-                  for f in dataclasses.fields(self)
-                  if f.name != "wavelength_nm"
-                  and isinstance(getattr(self, f.name), np.ndarray)}
+        picked = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "wavelength_nm" and isinstance(value, np.ndarray):
+                picked[f.name] = np.asarray(value[index], dtype=value.dtype)
         return dataclasses.replace(self, **picked)
 
     def model_counts(self, wavelength_nm=None, index=None) -> np.ndarray:
@@ -1138,10 +1226,8 @@ class SpectrumFit:
         for name in ("peak_energy_ev", "peak_energy_err_ev", "peak_wavelength_nm",
                      "peak_wavelength_err_nm", "fwhm_mev", "fwhm_err_mev", "area", "area_err",
                      "background", "background_err", "reduced_chi2", "success", "message",
-                     "n_iter"):
+                     "n_iter", "dof", "errors_scaled", "saturated", "quality", "roi_nm"):
             out[name] = pick(getattr(self, name))
-        out["dof"] = self.dof
-        out["errors_scaled"] = self.errors_scaled
         return out
 
 
@@ -1164,15 +1250,85 @@ def model_counts(fit: SpectrumFit, wavelength_nm, index=None) -> np.ndarray:
     return out[0] if (one_d or index is not None) else out
 
 
-# =========================================================================== API
-def main_line_roi_nm(wavelength_nm, counts, fwhm_multiple: float = 2.0) -> tuple[float, float]:
-    """Wavelength range around the strongest line, for fitting it alone.
+# =========================================================================== rules
+#: Half-width of the automatic fit range, in FWHM of the line's first estimate.
+ROI_FWHM_MULTIPLE = 4.0
+#: Fewest pixels on each side of the line's centre in the automatic fit range.
+ROI_MIN_HALF_PX = 8
+#: A line is significant when its area is at least this many standard errors.
+SIGNIFICANCE_SIGMA = 3.0
+#: With a known noise model, a reduced χ² above this marks the fit ``"poor fit"``.
+POOR_FIT_CHI2 = 3.0
+#: Adjacent pixels exactly at the spectrum's maximum that make a clipped (flat) top.
+FLAT_TOP_PIXELS = 3
+#: Values of :attr:`SpectrumFit.quality`.
+QUALITIES = ("ok", "poor fit", "failed", "saturated")
 
-    The line is the maximum of the 3-point-smoothed spectral density; its FWHM
-    is estimated from the half-maximum crossings above the lowest smoothed
-    value. The range is the line centre ± ``fwhm_multiple`` × FWHM (at least
-    ± 3 pixels), cut at the first valley past half maximum on each side so
-    that a neighbouring line stays out, and clipped to the data.
+_SMOOTHING_PASSES = 6
+
+@dataclass(frozen=True)
+class LineEstimate:
+    """Robust first estimate of the strongest line of one spectrum (see :func:`estimate_line`).
+
+    Attributes
+    ----------
+    index : int
+        Pixel of the line's maximum.
+    fwhm_px : float
+        Estimated FWHM in pixels.
+    height : float
+        Peak height above the background, counts per pixel (smoothed).
+    background : float
+        Background level, counts per pixel.
+    lo, hi : int
+        The automatic fit range: pixels ``lo … hi`` (inclusive).
+    """
+
+    index: int
+    fwhm_px: float
+    height: float
+    background: float
+    lo: int
+    hi: int
+
+
+def _half_width_px(g: np.ndarray, j: int, half: float, step: int) -> tuple[float, bool]:
+    """Distance in pixels from ``j`` to where ``g`` falls below ``half`` for two pixels."""
+    n = g.size
+    i = j
+    while 0 <= i + step < n:
+        nxt = i + step
+        if g[nxt] < half and not (0 <= nxt + step < n and g[nxt + step] >= half):
+            drop = g[i] - g[nxt]
+            frac = (g[i] - half) / drop if drop > 0 else 0.0
+            return abs(i - j) + float(frac), True
+        i = nxt
+    return abs(i - j) + 0.5, False
+
+
+def _line_signal(y: np.ndarray, width_ev: np.ndarray, background: float,
+                 sigma_px: float) -> np.ndarray:
+    """The 3-pixel running median, background removed, as a density per eV (scaled to
+    counts per typical pixel), smoothed by a Gaussian of ``sigma_px`` (none below 1)."""
+    med = median_filter(y, size=3, mode="nearest") if y.size >= 3 else y
+    sig = (med - background) * (float(np.median(width_ev)) / width_ev)
+    return gaussian_filter1d(sig, sigma_px, mode="nearest") if sigma_px >= 1.0 else sig
+
+
+def estimate_line(wavelength_nm, counts) -> LineEstimate:
+    """Robust first estimate of the strongest line and the automatic fit range.
+
+    The spectrum is cleared of single-pixel spikes by a 3-pixel running
+    median (a cosmic ray or a noise spike narrower than the resolution does
+    not move the estimate), converted to a density per eV, smoothed with a
+    Gaussian of FWHM/6 (none for lines narrower than 6 pixels; the width is
+    iterated from 1 pixel until it settles), and its maximum above the
+    background (the 10th percentile) taken. The FWHM is where the smoothed density stays below
+    half maximum for two pixels on each side. The fit range is the centre
+    ± :data:`ROI_FWHM_MULTIPLE` × FWHM (at least :data:`ROI_MIN_HALF_PX`
+    pixels), clipped to the data, and cut at the valley before a neighbouring
+    line (a rise of more than a quarter of the line's height and 5σ of the
+    smoothed noise).
 
     Parameters
     ----------
@@ -1180,39 +1336,234 @@ def main_line_roi_nm(wavelength_nm, counts, fwhm_multiple: float = 2.0) -> tuple
         Pixel wavelengths in nm.
     counts : array_like, shape (n_px,)
         Counts per pixel.
-    fwhm_multiple : float
-        Half-width of the range in units of the estimated FWHM.
 
     Returns
     -------
-    (float, float)
-        ``(low_nm, high_nm)``.
+    LineEstimate
     """
     wl = _check_axis(wavelength_nm)
     y = np.asarray(counts, dtype=np.float64)
     if y.shape != wl.shape:
         raise AnalysisInputError(f"counts shape {y.shape} does not match the axis {wl.shape}")
-    ys = np.convolve(np.pad(y, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
-    dens = (ys - ys.min()) / pixel_energy_width_ev(wl)
-    j = int(np.argmax(dens))
-    half = dens[j] / 2
-    lo = j
-    while lo > 0 and dens[lo] >= half:
-        lo -= 1
-    hi = j
-    while hi < wl.size - 1 and dens[hi] >= half:
-        hi += 1
-    fwhm_px = max(hi - lo, 1)
-    reach = max(int(round(fwhm_multiple * fwhm_px)), 3)
-    # stop at the valley towards a neighbouring line (the first local minimum past half maximum)
-    a = lo
-    while a > 0 and dens[a - 1] <= dens[a]:
-        a -= 1
-    b = hi
-    while b < wl.size - 1 and dens[b + 1] <= dens[b]:
-        b += 1
-    a, b = max(j - reach, a, 0), min(j + reach, b, wl.size - 1)
-    return float(min(wl[a], wl[b])), float(max(wl[a], wl[b]))
+    if not np.all(np.isfinite(y)):
+        raise AnalysisInputError("counts contain NaN or infinite values")
+    return _estimate(y, pixel_energy_width_ev(wl))
+
+
+def _estimate(y: np.ndarray, width_ev: np.ndarray) -> LineEstimate:
+    n = y.size
+    med = median_filter(y, size=3, mode="nearest") if n >= 3 else y
+    background = float(np.percentile(gaussian_filter1d(med, 2.0, mode="nearest"), 10))
+    # Smoothing matched to the line's width (FWHM/6), iterated from 1 pixel: noise makes
+    # the first width too small, and the smoother curve then shows more of the line.
+    sigma = 1.0
+    for _ in range(_SMOOTHING_PASSES):
+        g = _line_signal(y, width_ev, background, sigma)
+        fwhm_px = _fwhm_px(g, int(np.argmax(g)))
+        new = fwhm_px / 6.0
+        if abs(new - sigma) <= 0.1 * sigma or (new < 1.0 and sigma <= 1.0):
+            break
+        sigma = new
+    g = _line_signal(y, width_ev, background, sigma)
+    j = int(np.argmax(g))
+    height = float(g[j])
+    if not height > 0:
+        return LineEstimate(j, max(n / 4.0, 1.0), 0.0, background, 0, n - 1)
+    fwhm_px = _fwhm_px(g, j)
+    noise_px = 1.4826 * float(np.median(np.abs(np.diff(y)))) / math.sqrt(2.0)
+    rise = max(0.25 * height, 5.0 * noise_px / math.sqrt(2.0 * _SQRT_PI * max(sigma, 0.5)))
+    half_range = max(ROI_FWHM_MULTIPLE * fwhm_px, float(ROI_MIN_HALF_PX))
+    lo = _range_end(g, j, -1, half_range, height, rise)
+    hi = _range_end(g, j, +1, half_range, height, rise)
+    return LineEstimate(j, fwhm_px, height, background, lo, hi)
+
+
+def _fwhm_px(g: np.ndarray, j: int) -> float:
+    half = 0.5 * g[j]
+    left, left_ok = _half_width_px(g, j, half, -1)
+    right, right_ok = _half_width_px(g, j, half, +1)
+    if left_ok and not right_ok:
+        right = left
+    elif right_ok and not left_ok:
+        left = right
+    return max(left + right, 1.0)
+
+
+def _range_end(g: np.ndarray, j: int, step: int, half_range: float, height: float,
+               rise: float) -> int:
+    """Last pixel of the range on one side: the reach, the data's end or a valley."""
+    n = g.size
+    reach = int(math.ceil(half_range))
+    end = min(max(j + step * reach, 0), n - 1)
+    i = j
+    while i != end and g[i] >= 0.5 * height:  # the line itself
+        i += step
+    low_i, low = i, g[i]
+    while i != end:
+        i += step
+        if g[i] < low:
+            low_i, low = i, g[i]
+        elif g[i] > low + rise:
+            return low_i  # a neighbouring line rises beyond this valley
+    return end
+
+
+def main_line_roi_nm(wavelength_nm, counts) -> tuple[float, float]:
+    """Wavelength range that the automatic fit of the strongest line uses.
+
+    The one rule of every path (``fit_spectra(roi_nm="auto")``, the CLI, the
+    live analysis): see :func:`estimate_line`.
+
+    Parameters
+    ----------
+    wavelength_nm : array_like, shape (n_px,)
+        Pixel wavelengths in nm.
+    counts : array_like, shape (n_px,)
+        Counts per pixel.
+
+    Returns
+    -------
+    (float, float)
+        ``(low_nm, high_nm)``: the wavelengths of the first and last pixel fitted.
+    """
+    wl = _check_axis(wavelength_nm)
+    est = estimate_line(wl, counts)
+    a, b = wl[est.lo], wl[est.hi]
+    return float(min(a, b)), float(max(a, b))
+
+
+def _start_params(model: str, est: LineEstimate, centres_ev: np.ndarray,
+                  width_ev: np.ndarray) -> np.ndarray:
+    """Starting parameters of a one-line fit from a :class:`LineEstimate`."""
+    j = est.index
+    fwhm = est.fwhm_px * float(width_ev[j])
+    height = max(est.height, 1e-12) / float(np.median(width_ev))  # counts per eV
+    e0 = float(centres_ev[j])
+    if model == "lorentzian":
+        return np.array([e0, fwhm, height * fwhm * 0.5 * math.pi, est.background])
+    if model == "gaussian":
+        return np.array([e0, fwhm, height * fwhm * 1.0644670194312262, est.background])
+    return np.array([e0, fwhm / 1.637, fwhm / 1.637, height * fwhm * 1.3, est.background])
+
+
+def saturated_spectra(counts, saturation_counts: float | None = None) -> np.ndarray:
+    """Which spectra have pixels at the detector's ceiling.
+
+    A spectrum is saturated when a pixel reaches ``saturation_counts`` (the
+    ADC ceiling or full well in the counts' units, when known), or when it
+    has a flat top: at least :data:`FLAT_TOP_PIXELS` adjacent pixels exactly
+    equal to its maximum, the maximum standing more than
+    ``10·sqrt(max(median, 1))`` above the median (ties of a weak, noisy
+    maximum are not a clipped line).
+
+    Parameters
+    ----------
+    counts : array_like, shape (n_px,) or (n_spectra, n_px)
+        Counts per pixel.
+    saturation_counts : float, optional
+        Ceiling in the counts' units.
+
+    Returns
+    -------
+    ndarray of bool
+        Shape ``()`` or ``(n_spectra,)``.
+    """
+    y = np.asarray(counts, dtype=np.float64)
+    y2 = y.reshape(-1, y.shape[-1])
+    out = np.array([_saturated_one(row, saturation_counts) is not None for row in y2])
+    return out[0] if y.ndim == 1 else out
+
+
+def _saturated_one(y: np.ndarray, saturation_counts: float | None) -> str | None:
+    """Why one spectrum (or its fitted range) is saturated, or None."""
+    top = float(y.max())
+    if saturation_counts is not None and top >= saturation_counts:
+        n = int(np.count_nonzero(y >= saturation_counts))
+        return f"{n} pixel(s) at or above the saturation level {saturation_counts:g}"
+    at_top = np.concatenate(([False], y == top, [False])).astype(np.int8)
+    starts = np.flatnonzero(np.diff(at_top) == 1)
+    stops = np.flatnonzero(np.diff(at_top) == -1)
+    run = int((stops - starts).max())
+    median = float(np.median(y))
+    if run >= FLAT_TOP_PIXELS and top - median > 10.0 * math.sqrt(max(median, 1.0)):
+        return f"flat top: {run} adjacent pixels at the maximum {top:g} (clipped)"
+    return None
+
+
+def error_scale(reduced_chi2, noise_known: bool, scale_errors: str = "auto"
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The factor applied to the noise model's errors, and whether it scaled them.
+
+    **The rule** (``scale_errors="auto"``, every path): with a *known* noise
+    model (``variance`` given, or ``noise_factor`` given: counts in
+    photoelectrons, 2 for an EMCCD with EM gain, 1 for Poisson) the errors
+    are the noise model's, multiplied by ``sqrt(reduced_chi2)`` when that is
+    above 1 (data scattering more than the model says widen the errors; they
+    never shrink below the noise model's). With an *unknown* noise model
+    (``noise_factor=None``, e.g. a file in ADU) the weights are Poisson-shaped
+    and the errors are multiplied by ``sqrt(reduced_chi2)`` whatever its value:
+    the data's own scatter sets the noise scale.
+
+    Parameters
+    ----------
+    reduced_chi2 : array_like
+        Reduced χ² per spectrum.
+    noise_known : bool
+        Whether the noise model is known.
+    scale_errors : {"auto", "chi2", "inflate", "none"}
+        ``"auto"`` is the rule above; the others force one behaviour
+        (``"chi2"``: always ``sqrt(reduced_chi2)``; ``"inflate"``: only above
+        1; ``"none"``: the noise model's errors as they are), for tests.
+
+    Returns
+    -------
+    factor : ndarray
+        Multiplier of the errors (the covariance takes its square).
+    scaled : ndarray of bool
+        Whether the factor differs from 1 by the rule.
+    """
+    if scale_errors not in ("auto", "chi2", "inflate", "none"):
+        raise AnalysisInputError(
+            f"scale_errors must be 'auto', 'chi2', 'inflate' or 'none', not {scale_errors!r}")
+    red = np.asarray(reduced_chi2, dtype=np.float64)
+    mode = scale_errors if scale_errors != "auto" else ("inflate" if noise_known else "chi2")
+    if mode == "none":
+        return np.ones_like(red), np.zeros(red.shape, dtype=bool)
+    if mode == "chi2":
+        return np.sqrt(red), np.ones(red.shape, dtype=bool)
+    big = np.nan_to_num(red, nan=1.0) > 1.0
+    return np.sqrt(np.where(big, red, 1.0)), big
+
+
+def resolution_ev(wavelength_nm, peak_energy_ev, resolution_mev: float | None = None):
+    """Narrowest line width the data can show, in eV, at each peak energy.
+
+    The larger of the energy width of the pixel under the peak (from the
+    wavelength axis' spacing; known on every path) and the spectrograph's
+    instrument resolution ``resolution_mev`` when given.
+
+    Parameters
+    ----------
+    wavelength_nm : array_like, shape (n_px,)
+        Pixel wavelengths in nm.
+    peak_energy_ev : array_like
+        Fitted peak energies in eV.
+    resolution_mev : float, optional
+        Instrument resolution (FWHM of its line spread function) in meV.
+
+    Returns
+    -------
+    ndarray
+        Same shape as ``peak_energy_ev``.
+    """
+    wl = _check_axis(wavelength_nm)
+    centres = energy_ev_from_wavelength_nm(wl)
+    width = pixel_energy_width_ev(wl)
+    order = np.argsort(centres)
+    e = np.asarray(peak_energy_ev, dtype=np.float64)
+    px = np.interp(np.nan_to_num(e, nan=float(centres.mean())), centres[order], width[order])
+    floor = 0.0 if resolution_mev is None else float(resolution_mev) * 1e-3
+    return np.maximum(px, floor)
 
 
 def fit_spectra(
@@ -1221,13 +1572,16 @@ def fit_spectra(
     model: str = "lorentzian",
     *,
     variance=None,
-    noise_factor: float | None = 2.0,
+    noise_factor: float | None = None,
     read_noise: float = 0.0,
     n_peaks: int = 1,
-    roi_nm: tuple[float, float] | None = None,
+    roi_nm="auto",
     p0=None,
     scale_errors: str = "auto",
     max_iter: int = 200,
+    resolution_mev: float | None = None,
+    saturation_counts: float | None = None,
+    saturated=None,
 ) -> SpectrumFit:
     """Fit emission lines in energy to counts per pixel, for one spectrum or a batch.
 
@@ -1236,44 +1590,55 @@ def fit_spectra(
     the line area in counts and ``B`` a constant offset per pixel. Pixel
     energy edges come from the wavelength axis (``E = 1239.84198/λ``).
 
+    Every path (the CLI, the live analysis, the procedures, replay) calls this
+    function with these defaults, so the same data give the same numbers.
+
     Parameters
     ----------
     wavelength_nm : array_like, shape (n_px,)
         Pixel-centre wavelengths in nm, strictly monotonic, shared by all
         spectra.
     counts : array_like, shape (n_px,) or (n_spectra, n_px)
-        Counts per pixel, offset (bias) subtracted when the noise model is
-        used; counts are assumed in photo-electron-equivalent units so that
-        shot-noise variance equals the count.
+        Counts per pixel, offset (bias) subtracted.
     model : {"lorentzian", "gaussian", "voigt"}
         Line shape in energy. ``"voigt"`` fits separate Lorentzian and Gaussian
         widths and reports the Voigt FWHM.
     variance : array_like, shape like ``counts``, optional
         Known per-pixel variance in counts². Overrides the noise model.
     noise_factor : float or None
-        Variance per count of signal: 2 for an EMCCD at high EM gain (excess
-        noise factor F² = 2), 1 for Poisson. ``None`` means the noise is
-        unknown: Poisson-shaped weights are used and the errors are scaled
-        by ``sqrt(reduced_chi2)`` (with ``scale_errors="auto"``).
+        The noise model, when the counts are photoelectrons: variance per
+        count of signal, 2 for an EMCCD at high EM gain (excess noise factor
+        F² = 2), 1 for Poisson. ``None`` (default): the noise is unknown
+        (counts in ADU, a file), Poisson-shaped weights are used and the
+        errors are scaled by ``sqrt(reduced_chi2)``; see :func:`error_scale`.
     read_noise : float
-        Read noise in counts rms, added in quadrature (variance += read_noise²).
+        Signal-independent noise in counts rms, added in quadrature
+        (variance += read_noise²).
     n_peaks : int
         Number of lines sharing the background (e.g. exciton, trion, phonon
         replicas). Starting values are found by peeling the strongest peaks.
-    roi_nm : (float, float), optional
-        Fit only the pixels with wavelength inside this range (nm).
+    roi_nm : "auto", None or (float, float)
+        The pixels fitted. ``"auto"`` (default): for one line, the range of
+        :func:`estimate_line` for each spectrum (± 4 FWHM around the strongest
+        line, cut before a neighbouring line); for several lines, the whole
+        axis. ``None``: the whole axis. A pair: that wavelength range (nm).
     p0 : array_like, shape (n_params,) or (n_spectra, n_params), optional
         Starting parameters in the order of :attr:`SpectrumFit.param_names`
-        (energies and widths in eV), e.g. the previous live fit.
+        (energies and widths in eV), e.g. the previous live fit. Default: the
+        robust estimate of :func:`estimate_line` (one line).
     scale_errors : {"auto", "chi2", "inflate", "none"}
-        ``"chi2"`` multiplies errors by ``sqrt(reduced_chi2)``; ``"inflate"``
-        by ``sqrt(max(reduced_chi2, 1))`` per spectrum (errors grow when the
-        data scatter more than the noise model says — e.g. a line that is not
-        exactly the model — but never shrink below the noise model's);
-        ``"auto"`` scales by ``sqrt(reduced_chi2)`` only when no noise model
-        is known (``variance is None`` and ``noise_factor is None``).
+        ``"auto"`` applies the one rule of :func:`error_scale`; the other
+        values force one behaviour (tests and comparisons only).
     max_iter : int
         Iteration limit of the Levenberg–Marquardt loop.
+    resolution_mev : float, optional
+        The spectrograph's resolution in meV; a fitted FWHM below
+        :func:`resolution_ev` (at least one pixel's energy width) fails.
+    saturation_counts : float, optional
+        Detector ceiling in the counts' units; see :func:`saturated_spectra`.
+    saturated : bool or array_like of bool, shape (n_spectra,), optional
+        Spectra known to hold pixels at the ceiling (the camera's ADC ceiling,
+        seen on the raw frames).
 
     Returns
     -------
@@ -1282,6 +1647,8 @@ def fit_spectra(
         ``counts``, 0-d arrays for 1-D ``counts`` (a trailing ``(n_peaks,)``
         axis on per-line fields when ``n_peaks > 1``). A failed fit has
         ``success`` False and a reason in ``message``; it does not raise.
+        ``quality`` says ``"ok"``, ``"poor fit"``, ``"failed"`` or
+        ``"saturated"``.
 
     Raises
     ------
@@ -1296,7 +1663,14 @@ def fit_spectra(
     re-weighted least squares), so the result is a stationary point of χ²
     with the final weights — exactly what ``scipy.optimize.curve_fit`` with
     ``sigma = sqrt(variance)`` finds for those weights. Errors are the square
-    roots of the diagonal of ``(JᵀWJ)⁻¹``.
+    roots of the diagonal of ``(JᵀWJ)⁻¹``, scaled by :func:`error_scale`.
+
+    A converged fit is still judged (in this order): ``"saturated"`` when
+    pixels reach the ceiling; ``"failed"`` when a FWHM is below the
+    resolution (a spike, not a line) or an area is below
+    :data:`SIGNIFICANCE_SIGMA` (3) times its error (a line consistent with
+    zero); ``"poor fit"`` when the noise model is known and
+    ``reduced_chi2 >`` :data:`POOR_FIT_CHI2` (3).
 
     Examples
     --------
@@ -1310,8 +1684,10 @@ def fit_spectra(
     >>> rng = np.random.default_rng(1)
     >>> counts = rng.normal(clean, np.sqrt(2 * clean))
     >>> fit = fit_spectra(wl, counts)             # one live spectrum: 0-d arrays
-    >>> bool(fit.success), round(float(fit.peak_energy_ev), 2), round(float(fit.fwhm_mev) / 10)
-    (True, 2.44, 7)
+    >>> bool(fit.success), str(fit.quality), round(float(fit.peak_energy_ev), 2)
+    (True, 'ok', 2.44)
+    >>> round(float(fit.fwhm_mev) / 10)
+    7
     >>> batch = fit_spectra(wl, np.stack([counts, counts]))   # a batch: shape (2,)
     >>> batch.fwhm_mev.shape
     (2,)
@@ -1319,20 +1695,17 @@ def fit_spectra(
     """
     if model not in _MODEL_CODE:
         raise AnalysisInputError(f"unknown line model {model!r}; choose one of {', '.join(MODELS)}")
-    if scale_errors not in ("auto", "chi2", "inflate", "none"):
-        raise AnalysisInputError(
-            f"scale_errors must be 'auto', 'chi2', 'inflate' or 'none', not {scale_errors!r}")
+    error_scale(np.ones(1), False, scale_errors)  # validates scale_errors
     n_peaks = int(n_peaks)
     if n_peaks < 1:
         raise AnalysisInputError(f"n_peaks must be >= 1, got {n_peaks}")
-    wl_full = _check_axis(wavelength_nm)
+    wl = _check_axis(wavelength_nm)
     y = np.asarray(counts, dtype=np.float64)
     one_d = y.ndim == 1
-    if y.ndim not in (1, 2) or y.shape[-1] != wl_full.size:
+    if y.ndim not in (1, 2) or y.shape[-1] != wl.size:
         raise AnalysisInputError(
-            f"counts must have shape ({wl_full.size},) or (n_spectra, {wl_full.size}), "
-            f"got {y.shape}")
-    y = y.reshape(-1, wl_full.size)
+            f"counts must have shape ({wl.size},) or (n_spectra, {wl.size}), got {y.shape}")
+    y = np.ascontiguousarray(y.reshape(-1, wl.size))
     if not np.all(np.isfinite(y)):
         raise AnalysisInputError("counts contain NaN or infinite values")
     has_var = variance is not None
@@ -1340,57 +1713,30 @@ def fit_spectra(
         var = np.broadcast_to(np.asarray(variance, dtype=np.float64), y.shape)
         if not np.all(np.isfinite(var)) or np.any(var <= 0):
             raise AnalysisInputError("variance must be finite and > 0 everywhere")
-    else:
-        var = np.ones((1, 1))
+        var = np.ascontiguousarray(var)
+    else:  # the kernel reads var[s] only when has_var; pass a small placeholder
+        var = np.ones((y.shape[0], 1))
     if noise_factor is not None and not (np.isfinite(noise_factor) and noise_factor > 0):
         raise AnalysisInputError(f"noise_factor must be > 0 or None, got {noise_factor}")
     if not (np.isfinite(read_noise) and read_noise >= 0):
         raise AnalysisInputError(f"read_noise must be >= 0, got {read_noise}")
+    for name, value in (("resolution_mev", resolution_mev),
+                        ("saturation_counts", saturation_counts)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise AnalysisInputError(f"{name} must be > 0, got {value}")
 
-    edges_full = _energy_edges(wl_full)
-    if roi_nm is not None:
-        lo, hi = sorted(float(v) for v in roi_nm)
-        keep = np.flatnonzero((wl_full >= lo) & (wl_full <= hi))
-        if keep.size == 0:
-            raise AnalysisInputError(f"no pixel inside the fit range {lo}-{hi} nm")
-        sl = slice(keep[0], keep[-1] + 1)
-        wl = wl_full[sl]
-        edges = np.ascontiguousarray(edges_full[keep[0]:keep[-1] + 2])
-        y = y[:, sl]
-        if has_var:
-            var = var[:, sl]
-    else:
-        wl = wl_full
-        edges = edges_full
     npp = len(_PEAK_PARAMS[model])
     n_par = n_peaks * npp + 1
-    n_px = y.shape[1]
-    if n_px <= n_par:
-        raise AnalysisInputError(
-            f"{n_px} pixels cannot determine {n_par} parameters of a {n_peaks}-line {model} fit")
-    y = np.ascontiguousarray(y)
-    # the kernel reads var[s] only when has_var; otherwise pass a small placeholder
-    var = np.ascontiguousarray(var) if has_var else np.ones((y.shape[0], 1))
-
     n_spec = y.shape[0]
-    if p0 is not None:
-        p_init = np.array(np.broadcast_to(np.asarray(p0, dtype=np.float64), (n_spec, n_par)))
-        if not np.all(np.isfinite(p_init)):
-            raise AnalysisInputError("p0 must be finite")
-        use_init = True
-    else:
-        p_init = np.zeros((n_spec, n_par))
-        use_init = False
+    lo, hi, p_init, use_init = _ranges_and_start(model, n_peaks, wl, y, roi_nm, p0, n_par)
+    n_fit = hi - lo
+    if np.any(n_fit <= n_par):
+        raise AnalysisInputError(
+            f"{int(n_fit.min())} pixels cannot determine {n_par} parameters of a "
+            f"{n_peaks}-line {model} fit")
 
-    widths = np.abs(np.diff(edges))
-    span = float(abs(edges[-1] - edges[0]))
-    wmin = 1e-3 * float(widths.min())
-    wmax = 10.0 * span
-    emin = float(edges.min()) - span
-    emax = float(edges.max()) + span
     nf = 1.0 if noise_factor is None else float(noise_factor)
     rn2 = float(read_noise) ** 2
-
     p_out = np.empty((n_spec, n_par))
     cov = np.empty((n_spec, n_par, n_par))
     status = np.empty(n_spec, dtype=np.int64)
@@ -1398,24 +1744,125 @@ def fit_spectra(
     n_iter = np.empty(n_spec, dtype=np.int64)
     runner = _fit_batch_parallel if n_spec > 1 and numba.get_num_threads() > 1 else \
         _fit_batch_serial
-    runner(_MODEL_CODE[model], n_peaks, npp, edges, y, var, has_var, nf, rn2, p_init, use_init,
-           int(max_iter), wmin, wmax, emin, emax, _W_COEFFS, _W_LENGTH, _GL_X, _GL_W,
+    runner(_MODEL_CODE[model], n_peaks, npp, _energy_edges(wl), y, var, has_var, nf, rn2,
+           p_init, use_init, int(max_iter), lo, hi, _W_COEFFS, _W_LENGTH, _GL_X, _GL_W,
            p_out, cov, status, chi2, n_iter)
 
-    dof = n_px - n_par
+    dof = n_fit - n_par
     red = chi2 / dof
-    scaled = scale_errors == "chi2" or (scale_errors == "auto" and not has_var
-                                        and noise_factor is None)
-    if scaled:
-        cov = cov * red[:, None, None]
-    elif scale_errors == "inflate":
-        cov = cov * np.maximum(np.nan_to_num(red, nan=1.0), 1.0)[:, None, None]
-        scaled = True
-    return _assemble(model, n_peaks, npp, wl, p_out, cov, status, red, dof, n_iter, scaled,
-                     one_d)
+    noise_known = has_var or noise_factor is not None
+    factor, scaled = error_scale(red, noise_known, scale_errors)
+    cov = cov * (factor ** 2)[:, None, None]
+    sat = _saturation(y, lo, hi, saturation_counts, saturated, n_spec)
+    fit = _assemble(model, n_peaks, npp, wl, p_out, cov, status, red, dof, n_iter, scaled,
+                    lo, hi)
+    total = np.array([np.abs(y[s, lo[s]:hi[s]]).sum() for s in range(n_spec)])
+    fit = _judge(fit, wl, sat, noise_known, resolution_mev, total)
+    return fit if not one_d else fit.select(0)
 
 
-def _assemble(model, n_peaks, npp, wl, p, cov, status, red, dof, n_iter, scaled, one_d):
+def _ranges_and_start(model, n_peaks, wl, y, roi_nm, p0, n_par):
+    """Per spectrum: the fitted pixels ``lo … hi − 1`` and the starting parameters."""
+    n_spec, n_px = y.shape
+    lo = np.zeros(n_spec, dtype=np.int64)
+    hi = np.full(n_spec, n_px, dtype=np.int64)
+    if isinstance(roi_nm, str):
+        if roi_nm != "auto":
+            raise AnalysisInputError(f"roi_nm must be 'auto', None or (low, high), "
+                                     f"not {roi_nm!r}")
+        auto = n_peaks == 1
+    elif roi_nm is not None:
+        try:
+            a, b = sorted(float(v) for v in roi_nm)
+        except (TypeError, ValueError):
+            raise AnalysisInputError(f"roi_nm must be 'auto', None or (low, high), "
+                                     f"not {roi_nm!r}") from None
+        keep = np.flatnonzero((wl >= a) & (wl <= b))
+        if keep.size == 0:
+            raise AnalysisInputError(f"no pixel inside the fit range {a}-{b} nm")
+        lo[:], hi[:] = keep[0], keep[-1] + 1
+        auto = False
+    else:
+        auto = False
+    width = pixel_energy_width_ev(wl)
+    centres = energy_ev_from_wavelength_nm(wl)
+    p_init = np.zeros((n_spec, n_par))
+    use_init = False
+    if p0 is not None:
+        p_init = np.array(np.broadcast_to(np.asarray(p0, dtype=np.float64), (n_spec, n_par)))
+        if not np.all(np.isfinite(p_init)):
+            raise AnalysisInputError("p0 must be finite")
+        use_init = True
+    if not (auto or (n_peaks == 1 and not use_init)):
+        return lo, hi, p_init, use_init
+    for s in range(n_spec):
+        a, b = int(lo[s]), int(hi[s])
+        est = _estimate(y[s, a:b], width[a:b])
+        if auto:
+            lo[s], hi[s] = a + est.lo, a + est.hi + 1
+        if n_peaks == 1 and p0 is None:
+            p_init[s] = _start_params(model, est, centres[a:b], width[a:b])
+    return lo, hi, p_init, n_peaks == 1 or use_init
+
+
+def _saturation(y, lo, hi, saturation_counts, saturated, n_spec) -> list[str | None]:
+    """Per spectrum, why it is saturated (None when it is not)."""
+    known = np.zeros(n_spec, dtype=bool) if saturated is None else \
+        np.broadcast_to(np.asarray(saturated, dtype=bool), (n_spec,))
+    out: list[str | None] = []
+    for s in range(n_spec):
+        reason = _saturated_one(y[s, lo[s]:hi[s]], saturation_counts)
+        if reason is None and known[s]:
+            reason = "pixels at the camera's ADC ceiling"
+        out.append(reason)
+    return out
+
+
+def _judge(fit: SpectrumFit, wl, sat: list[str | None], noise_known: bool,
+           resolution_mev: float | None, total: np.ndarray) -> SpectrumFit:
+    """Quality and reason of each converged fit: saturation, resolution, significance, χ²."""
+    ok = np.array(fit.success, dtype=bool)
+    msg = np.array(fit.message, dtype=object)
+    quality = np.where(ok, "ok", "failed").astype(object)
+    n_spec = ok.shape[0]
+    e0 = np.asarray(fit.peak_energy_ev, dtype=np.float64).reshape(n_spec, -1)
+    fw = np.asarray(fit.fwhm_mev, dtype=np.float64).reshape(n_spec, -1)
+    area = np.asarray(fit.area, dtype=np.float64).reshape(n_spec, -1)
+    area_err = np.asarray(fit.area_err, dtype=np.float64).reshape(n_spec, -1)
+    res_mev = resolution_ev(wl, e0, resolution_mev) * 1e3
+    red = np.asarray(fit.reduced_chi2, dtype=np.float64)
+    for s in range(n_spec):
+        if sat[s] is not None:
+            ok[s], quality[s], msg[s] = False, "saturated", f"saturated: {sat[s]}"
+            continue
+        if not ok[s]:
+            continue
+        narrow = np.flatnonzero(fw[s] < res_mev[s])
+        weak = np.flatnonzero(~((area[s] >= SIGNIFICANCE_SIGMA * area_err[s])
+                                & (area[s] > 1e-9 * total[s])))  # or numerically nothing
+        if narrow.size:
+            k = int(narrow[0])
+            ok[s], quality[s] = False, "failed"
+            msg[s] = (f"not a line: FWHM {fw[s, k]:.3g} meV is below the resolution "
+                      f"{res_mev[s, k]:.3g} meV (a spike or noise)")
+        elif weak.size:
+            k = int(weak[0])
+            ok[s], quality[s] = False, "failed"
+            msg[s] = (f"no significant line: area {area[s, k]:.3g} is below "
+                      f"{SIGNIFICANCE_SIGMA:g} sigma ({area_err[s, k]:.3g})")
+        elif noise_known and red[s] > POOR_FIT_CHI2:
+            quality[s] = "poor fit"
+            msg[s] = (f"poor fit: reduced chi2 {red[s]:.3g} > {POOR_FIT_CHI2:g} with the stated "
+                      f"noise model (the line is not a {fit.model}); errors scaled by "
+                      f"sqrt(chi2)")
+    if np.any(quality != "ok"):
+        log.debug("spectrum fits: %s", dict(zip(*np.unique(quality.astype(str),
+                                                           return_counts=True))))
+    return dataclasses.replace(fit, success=ok, message=msg, quality=quality,
+                               saturated=np.array([r is not None for r in sat]))
+
+
+def _assemble(model, n_peaks, npp, wl, p, cov, status, red, dof, n_iter, scaled, lo, hi):
     n_spec = p.shape[0]
     if n_peaks > 1:  # sort the lines by energy so that index k means the same line everywhere
         order = np.argsort(p[:, 0:n_peaks * npp:npp], axis=1)
@@ -1447,45 +1894,37 @@ def _assemble(model, n_peaks, npp, wl, p, cov, status, red, dof, n_iter, scaled,
         a_idx = idx + 2
     area, area_err = p[:, a_idx], err[:, a_idx]
     bkg, bkg_err = p[:, -1], err[:, -1]
-    weak = (status == 0) & np.any(~(area > area_err), axis=1 if area.ndim == 2 else None)
-    status = np.where(weak, 8, status)
     ok = status == 0
     msg = np.array([_STATUS_MESSAGES.get(int(s), f"status {s}") for s in status], dtype=object)
     if np.any(~ok):
         log.debug("spectrum fits failed: %d of %d", int((~ok).sum()), n_spec)
 
-    def shape(a):
-        if n_peaks == 1 and a.ndim == 2:
-            a = a[:, 0]
-        return a[0] if one_d else a
-
     def arr(a):
-        out = shape(np.asarray(a))
-        return np.asarray(out)
+        return np.asarray(a[:, 0] if n_peaks == 1 and a.ndim == 2 else a)
 
-    wl_peak = HC_EV_NM / e0
-    wl_peak_err = HC_EV_NM * e0_err / e0 ** 2
+    roi = np.stack([np.minimum(wl[lo], wl[hi - 1]), np.maximum(wl[lo], wl[hi - 1])], axis=1)
     return SpectrumFit(
         model=model,
         n_peaks=n_peaks,
         wavelength_nm=np.asarray(wl),
         peak_energy_ev=arr(e0),
         peak_energy_err_ev=arr(e0_err),
-        peak_wavelength_nm=arr(wl_peak),
-        peak_wavelength_err_nm=arr(wl_peak_err),
+        peak_wavelength_nm=arr(HC_EV_NM / e0),
+        peak_wavelength_err_nm=arr(HC_EV_NM * e0_err / e0 ** 2),
         fwhm_mev=arr(fwhm * 1e3),
         fwhm_err_mev=arr(fwhm_err * 1e3),
         area=arr(area),
         area_err=arr(area_err),
-        background=np.asarray(bkg[0] if one_d else bkg),
-        background_err=np.asarray(bkg_err[0] if one_d else bkg_err),
-        reduced_chi2=np.asarray(red[0] if one_d else red),
-        dof=int(dof),
-        success=np.asarray(ok[0] if one_d else ok),
-        message=np.asarray(msg[0], dtype=object) if one_d else msg,
-        n_iter=np.asarray(n_iter[0] if one_d else n_iter),
-        errors_scaled=bool(scaled),
+        background=bkg,
+        background_err=bkg_err,
+        reduced_chi2=red,
+        dof=np.asarray(dof, dtype=np.int64),
+        success=ok,
+        message=msg,
+        n_iter=n_iter,
+        errors_scaled=np.asarray(scaled, dtype=bool),
         param_names=_param_names(model, n_peaks),
-        params=p[0] if one_d else p,
-        covariance=cov[0] if one_d else cov,
+        params=p,
+        covariance=cov,
+        roi_nm=roi,
     )

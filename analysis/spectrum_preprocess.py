@@ -10,11 +10,17 @@
   running median of the neighbouring pixels;
 * :func:`remove_cosmic_rays_temporal` — spikes in one accumulation, found
   against the per-pixel median across accumulations;
-* :func:`combine_accumulations` — sum or average accumulations, with variance.
+* :func:`combine_accumulations` — sum or average accumulations, with variance;
+* :func:`noise_model_from_scatter` — the noise model of a spectrum in unknown
+  units (a file), from its pixel-to-pixel scatter, to judge outliers with.
 
 Noise model used to judge outliers: ``variance = noise_factor · max(signal, 0)
 + read_noise²`` in counts² (``noise_factor`` 2 for an EMCCD at high gain, 1 for
 Poisson), with counts bias-subtracted and in photo-electron-equivalent units.
+The outlier tests take the reference signal as at least ``4 · noise_factor``
+counts (a few photoelectrons): where the local level is near zero, shot noise
+has a far longer tail than a Gaussian's, and a pixel holding a few photons is
+not a cosmic ray (which brings 10³–10⁴ e⁻).
 All functions take and return numpy arrays; pixels run along the last axis.
 """
 
@@ -29,6 +35,7 @@ __all__ = [
     "combine_accumulations",
     "frame_noise_rms",
     "mean_frame",
+    "noise_model_from_scatter",
     "remove_cosmic_rays_spatial",
     "remove_cosmic_rays_temporal",
     "subtract_background_frame",
@@ -42,6 +49,17 @@ def _finite(name: str, a) -> np.ndarray:
     if not np.all(np.isfinite(a)):
         raise AnalysisInputError(f"{name} contains NaN or infinite values")
     return a
+
+
+def _outlier_sigma(reference: np.ndarray, noise_factor: float, read_noise: float
+                   ) -> np.ndarray:
+    """Noise of one pixel around a reference level of at least a few photoelectrons."""
+    return np.sqrt(_noise_variance(np.maximum(reference, _FLOOR_PHOTOELECTRONS * noise_factor),
+                                   noise_factor, read_noise))
+
+
+#: The outlier tests' reference level is at least this many photoelectrons.
+_FLOOR_PHOTOELECTRONS = 4.0
 
 
 def _noise_variance(signal: np.ndarray, noise_factor: float, read_noise: float) -> np.ndarray:
@@ -193,7 +211,7 @@ def remove_cosmic_rays_spatial(counts, *, threshold: float = 6.0, window_px: int
         raise AnalysisInputError(f"window_px must be odd and >= 3, got {window_px}")
     c2 = c.reshape(-1, c.shape[-1])
     med = median_filter(c2, size=(1, window_px), mode="nearest")
-    sigma = np.sqrt(_noise_variance(med, noise_factor, read_noise))
+    sigma = _outlier_sigma(med, noise_factor, read_noise)
     excess = c2 - med
     left = np.concatenate([np.full((c2.shape[0], 1), -np.inf), excess[:, :-1]], axis=1)
     right = np.concatenate([excess[:, 1:], np.full((c2.shape[0], 1), -np.inf)], axis=1)
@@ -230,7 +248,7 @@ def remove_cosmic_rays_temporal(frames, *, threshold: float = 6.0, noise_factor:
     if f.ndim < 2 or f.shape[0] < 2:
         raise AnalysisInputError(f"need at least 2 accumulations, got shape {f.shape}")
     ref = f.min(axis=0) if f.shape[0] == 2 else np.median(f, axis=0)
-    sigma = np.sqrt(_noise_variance(ref, noise_factor, read_noise))
+    sigma = _outlier_sigma(ref, noise_factor, read_noise)
     mask = (f - ref) > threshold * sigma
     cleaned = np.where(mask, ref, f)
     return cleaned, mask
@@ -270,3 +288,45 @@ def combine_accumulations(frames, *, mode: str = "sum", variance=None,
         n = f.shape[0]
         return total / n, var_total / n ** 2
     return total, var_total
+
+
+def noise_model_from_scatter(counts) -> tuple[float, float]:
+    """Noise model ``(noise_factor, read_noise)`` of one spectrum from its own scatter.
+
+    For spectra in unknown units (a file in ADU), so that
+    :func:`remove_cosmic_rays_spatial` can judge outliers as it does on
+    photoelectrons. The residual of each pixel from the mean of its two
+    neighbours, ``r = y_i − (y_{i−1} + y_{i+1})/2``, has 1.5 times the
+    pixel's variance where the signal is smooth; its median square (÷ 0.455,
+    the median of χ²₁) in the lowest third of the signal (the running
+    median) and in the highest tenth gives ``variance = noise_factor ·
+    signal + read_noise²`` through the two points. A line's own curvature
+    only raises the estimate, which makes the outlier test more cautious.
+
+    Parameters
+    ----------
+    counts : array_like, shape (n_px,)
+        Counts per pixel (offset subtracted), at least 9 pixels.
+
+    Returns
+    -------
+    noise_factor : float
+        Variance per count of signal (> 0).
+    read_noise : float
+        Signal-independent noise, counts rms.
+    """
+    y = _finite("counts", counts)
+    if y.ndim != 1 or y.size < 9:
+        raise AnalysisInputError(f"counts must be one spectrum of at least 9 pixels, "
+                                 f"got shape {y.shape}")
+    r2 = (y[1:-1] - 0.5 * (y[:-2] + y[2:])) ** 2 / (1.5 * 0.4549)
+    signal = median_filter(y, size=7, mode="nearest")[1:-1]
+    order = np.argsort(signal, kind="stable")
+    low = order[:max(r2.size // 3, 3)]
+    high = order[-max(r2.size // 10, 3):]
+    v_low, v_high = float(np.median(r2[low])), float(np.median(r2[high]))
+    s_low, s_high = float(np.median(signal[low])), float(np.median(signal[high]))
+    slope = (v_high - v_low) / (s_high - s_low) if s_high > s_low else 0.0
+    noise_factor = max(slope, 1e-6)
+    read_noise = float(np.sqrt(max(v_low - noise_factor * max(s_low, 0.0), 0.0)))
+    return noise_factor, read_noise

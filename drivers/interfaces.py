@@ -286,6 +286,10 @@ class Spectrum:
     read_noise : float
         RMS noise per pixel that does not depend on the signal (read noise of
         the frame and of the subtracted background), in ``counts_unit``.
+    saturated_pixels : int
+        Raw pixels at the camera's ADC ceiling in the frames behind ``counts``
+        (summed over the accumulations); the fit of a saturated spectrum is
+        flagged ``"saturated"``.
     """
 
     wavelength_nm: np.ndarray
@@ -297,6 +301,7 @@ class Spectrum:
     bias_subtracted: bool = False
     counts_unit: str = "adu"
     read_noise: float = 0.0
+    saturated_pixels: int = 0
 
 
 @dataclass(frozen=True)

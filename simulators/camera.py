@@ -145,6 +145,8 @@ class SimCamera:
                               "at least 1×2 pixels")
         self.pixel_um = float(settings.pixel_um)
         self.e_per_adu = float(settings.e_per_adu)
+        #: Largest raw value of the ADC, ADU: a pixel there is saturated.
+        self.adc_max_adu = ADU_MAX
         self._faults = FaultInjector(settings.faults, world.clock, _KIND, self.name)
         self._exposure_s = float(settings.exposure_s)
         self._read_mode: ReadMode = settings.read_mode

@@ -18,6 +18,16 @@ from micropl.analysis.spectrum_preprocess import (
 )
 from micropl.drivers.interfaces import InstrumentTimeout, Spectrum
 
+#: ADC ceiling of a camera that does not state one (``adc_max_adu``): 16 bits, ADU.
+ADC_MAX_ADU_16BIT = 65535
+
+
+def saturated_pixel_count(camera: object, raw_counts: np.ndarray) -> int:
+    """Raw pixels of a frame at the camera's ADC ceiling (``camera.adc_max_adu``, else
+    16 bits)."""
+    ceiling = getattr(camera, "adc_max_adu", ADC_MAX_ADU_16BIT)
+    return int(np.count_nonzero(np.asarray(raw_counts) >= ceiling))
+
 
 class SpectrumAcquisition(ProcedureBase):
     """Acquire ``accumulations`` FVB frames at the current position.
@@ -116,11 +126,17 @@ class SpectrumAcquisition(ProcedureBase):
 
         laser_on(ctx, self.power_percent)
         frames = []
+        n_saturated = 0
         t_first = setup.clock.now()
         for i in range(self.accumulations):
             ctx.checkpoint()
             frame = camera.acquire()
             ctx.emit(frame, kind=f"{label}raw")
+            saturated = saturated_pixel_count(camera, frame.counts)
+            if saturated:
+                ctx.log.warning("spectrum frame %d: %d pixel(s) at the ADC ceiling; lower the "
+                                "exposure, EM gain or power", i + 1, saturated)
+            n_saturated += saturated
             counts = (np.asarray(frame.counts, float) - background_adu) * scale
             if self.remove_cosmics:
                 counts, _ = remove_cosmic_rays_spatial(counts, noise_factor=noise_factor,
@@ -130,7 +146,8 @@ class SpectrumAcquisition(ProcedureBase):
             ctx.emit(Spectrum(wavelength_nm=wavelength_nm, counts=counts,
                               exposure_s=self.exposure_s, t_s=frame.t_s, accumulations=1,
                               em_gain=gain, bias_subtracted=self.background, counts_unit=unit,
-                              read_noise=read_noise_e), kind=f"{label}frame")
+                              read_noise=read_noise_e, saturated_pixels=saturated),
+                     kind=f"{label}frame")
             ctx.progress("spectrum", i + 1, self.accumulations)
         stack = np.asarray(frames)
         if self.remove_cosmics and len(frames) >= 2:
@@ -141,7 +158,8 @@ class SpectrumAcquisition(ProcedureBase):
                             t_s=t_first, accumulations=self.accumulations, em_gain=gain,
                             bias_subtracted=self.background, counts_unit=unit,
                             read_noise=self._sum_noise(frame_noise_e, background_noise_e,
-                                                       film_noise_e))
+                                                       film_noise_e),
+                            saturated_pixels=n_saturated)
         ctx.emit(spectrum, kind=f"{label}accumulated")
         return spectrum
 
