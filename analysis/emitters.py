@@ -307,8 +307,11 @@ def two_line_test(wavelength_nm, counts, *, noise_factor: float | None = 2.0,
     """
     from micropl.analysis.spectra import HC_EV_NM, fit_spectra
 
-    noise = {"noise_factor": noise_factor, "read_noise": read_noise, "scale_errors": "none"
-             if noise_factor is not None else "auto"}
+    # Both fits over the whole axis: the F-test compares χ² over the same pixels (the
+    # automatic range of fit_spectra follows the strongest line and would stop before a
+    # second one).
+    noise = {"noise_factor": noise_factor, "read_noise": read_noise, "roi_nm": None,
+             "scale_errors": "none" if noise_factor is not None else "auto"}
     one = fit_spectra(wavelength_nm, counts, model=model, n_peaks=1, **noise)
     two = fit_spectra(wavelength_nm, counts, model=model, n_peaks=2, **noise)
     wl = np.asarray(wavelength_nm, float)
