@@ -1113,19 +1113,28 @@ def detect_period_ps(tau_ps: np.ndarray, counts: np.ndarray, *,
     peak_idx = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
     if peak_idx.size == 0 or seg[peak_idx].max() <= 0:
         raise AnalysisInputError("no periodic peaks found in the histogram")
-    strong = peak_idx[seg[peak_idx] >= 0.5 * seg[peak_idx].max()]
-    lag0 = strong[0] + min_lag
-    # Parabolic refinement of the autocorrelation maximum.
-    y0, y1, y2 = acf[lag0 - 1], acf[lag0], acf[lag0 + 1]
-    den = y0 - 2 * y1 + y2
-    frac = 0.5 * (y0 - y2) / den if den < 0 else 0.0
-    coarse = (lag0 + frac) * bin_ps
+    threshold = 0.5 * seg[peak_idx].max()
+    strong = peak_idx[seg[peak_idx] >= threshold]
+    # On sparse data noise makes local maxima on the flanks of the fundamental's lobe,
+    # so the whole lobe above the threshold is searched: the comb amplitude is scanned
+    # over it on a grid finer than its main-lobe width (P²/span), then refined.
+    lo_j = hi_j = int(strong[0])
+    while lo_j > 0 and seg[lo_j - 1] >= threshold:
+        lo_j -= 1
+    while hi_j < seg.size - 1 and seg[hi_j + 1] >= threshold:
+        hi_j += 1
+    p_lo = (lo_j + min_lag - 1) * bin_ps
+    p_hi = (hi_j + min_lag + 1) * bin_ps
 
     def neg_amp(p: float) -> float:
         return -abs(_comb_amplitude(tau, c, p))
 
-    width = 0.5 * bin_ps + coarse * coarse / max(tau[-1] - tau[0], coarse)
-    res = optimize.minimize_scalar(neg_amp, bounds=(coarse - width, coarse + width),
+    step = 0.25 * p_lo * p_lo / max(tau[-1] - tau[0], p_hi)
+    n_grid = int(min(max(math.ceil((p_hi - p_lo) / step), 2), 400)) + 1
+    grid = np.linspace(p_lo, p_hi, n_grid)
+    best = int(np.argmin([neg_amp(p) for p in grid]))
+    width = grid[1] - grid[0]
+    res = optimize.minimize_scalar(neg_amp, bounds=(grid[best] - width, grid[best] + width),
                                    method="bounded", options={"xatol": 1e-4 * bin_ps})
     period = float(res.x)
     amp = -float(res.fun)
