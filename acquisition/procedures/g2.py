@@ -48,7 +48,7 @@ class G2(ProcedureBase):
 
     def run(self, ctx: Any) -> G2Result | None:
         tagger = ctx.setup.tagger
-        ctx.emit(G2Start(window_fraction=self.window_fraction), kind="g2")
+        ctx.emit(G2Start(window_fraction=self.window_fraction), kind="g2_start")
         tagger.start(apd_channels(ctx))
         laser_on(ctx, self.power_percent)
         tagger.read()  # discard what arrived before the laser was on
