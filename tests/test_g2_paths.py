@@ -429,3 +429,56 @@ def test_procedure_live_storage_api_and_cli_agree(tmp_path, capsys):
         expected = list(value) if isinstance(value, tuple) else value
         assert res[key] == pytest.approx(expected, rel=1e-9), key
     assert np.isfinite(result.g2_0_bgcorr)
+
+
+def test_live_preview_precision_check_and_final_give_the_api_numbers():
+    """The live core: preview (``live``), the procedure's precision check
+    (``current_g2``) and the ``final`` result are the API's numbers on its histogram."""
+    from test_g2_pulsed import simulate_hbt_tags
+
+    from micropl.acquisition.live import G2Done, G2Start
+    from micropl.acquisition.records import Tagged
+    from micropl.drivers.interfaces import TagChunk
+
+    rng = np.random.default_rng(31)
+    t1, t2 = simulate_hbt_tags(rng, g2_0=0.2, lifetime_ps=3_000, n_pulses=3_000_000,
+                               click_prob=6e-3, dark_hz=20_000.0)
+    t_ps = np.concatenate([t1, t2])
+    order = np.argsort(t_ps, kind="stable")
+    channel = np.concatenate([np.ones(t1.size), np.full(t2.size, 2)]).astype(np.uint8)[order]
+    t_ps = t_ps[order]
+    published = []
+    live = LiveAnalysis(published.append, rep_rate_hz=1e7, channels=(1, 2))
+    live.handle([Tagged(G2Start(window_fraction=0.3), run_id=1, qd_id=-1, kind="g2_start")])
+    half = t_ps.size // 2
+    stop = int(t_ps[-1]) + 1
+    for part, (a, b) in enumerate(((0, half), (half, t_ps.size))):
+        t0 = 0 if part == 0 else int(t_ps[half - 1])
+        t_end = int(t_ps[half - 1]) if part == 0 else stop
+        chunk = TagChunk(t_ps=t_ps[a:b], channel=channel[a:b], t_start_ps=t0, t_stop_ps=t_end)
+        live.handle([Tagged(chunk, run_id=1, qd_id=-1, kind="g2")])
+    check = live.current_g2(1, -1)
+    live.handle([Tagged(G2Done(integration_s=0.3), run_id=1, qd_id=-1, kind="g2")])
+    final = live.latest(1, -1, G2Result, "final")
+    hist = live.latest(1, -1, G2Histogram, "final")
+    api = pulsed_g2(hist.tau_ps, hist.counts, rep_rate_hz=1e7, window_fraction=0.3)
+    assert final.window_fraction == check.window_fraction == 0.3
+    for key in ("g2_0", "g2_0_err", "g2_0_ci68"):
+        assert getattr(check, key) == pytest.approx(getattr(api, key), rel=1e-12)
+    for key in ("g2_0", "g2_0_err", "g2_0_bgcorr", "g2_0_bgcorr_err", "g2_0_ci68",
+                "g2_0_bgcorr_ci68"):
+        assert getattr(final, key) == pytest.approx(getattr(api, key), rel=1e-12)
+    assert abs(final.g2_0_bgcorr - 0.2) < 3 * final.g2_0_bgcorr_err
+    previews = [item.record for item in published
+                if isinstance(item.record, G2Result) and item.kind == "live"]
+    assert previews and all(p.window_fraction == 0.3 for p in previews)
+
+
+def test_human_output_gives_the_interval_and_the_window(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    edges = _edges()
+    f = write_histogram(tmp_path / "h.csv", centres(edges), rng.poisson(expected_counts(
+        edges, area=400, g2=0.1, lifetime_ps=800, bg_per_bin=0.5)))
+    assert main(["analyze", "g2", str(f), "--window-fraction", "0.16"]) == 0
+    out = capsys.readouterr().out
+    assert "68% interval" in out and "window: 0.16 of the period" in out
