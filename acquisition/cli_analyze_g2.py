@@ -2,7 +2,10 @@
 
 A PTU T2 file is cross-correlated (channel A start, channel B stop) and analysed as a
 pulsed HBT histogram; a text file is read as a histogram (delay, counts...). The result
-is printed for a person, or as one JSON object with ``--json``.
+is printed for a person, or as one JSON object with ``--json``: ``g2_0``, ``g2_0_err``
+(half the 68 % interval ``g2_0_ci68``), ``g2_0_bgcorr``, ``g2_0_bgcorr_err``,
+``g2_0_bgcorr_ci68``, ``g2_0_bgcorr_clipped`` and ``window_fraction``
+(``--window-fraction``) among the others. ``--channels A A`` is refused.
 """
 
 from __future__ import annotations

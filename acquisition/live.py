@@ -276,7 +276,8 @@ class LiveAnalysis:
             return
         self._derived(item, result, kind)
         if kind == "final":
-            fit = fit_peak_train(tau_ps, counts, period_ps=result.period_ps)
+            fit = fit_peak_train(tau_ps, counts, period_ps=result.period_ps,
+                                 delay_ps=result.delay_ps)
             self._derived(item, fit, kind)
 
 

@@ -1179,9 +1179,11 @@ def pulsed_g2(tau_ps: np.ndarray, counts: np.ndarray, *, period_ps: float | None
         By default the peak nearest τ = 0 when the histogram extends at least one period
         to both sides of 0, else the anomalously low peak of the comb.
     window_fraction : float
-        Width of each peak window as a fraction of the period (0 < f <= 1; default 1,
-        so the windows tile the histogram). Bins cut by a window edge count in proportion
-        to their overlap.
+        Width of each peak window as a fraction of the period (0 < f <= 1, at least one
+        bin; default 1, so the windows tile the histogram). Bins cut by a window edge
+        count in proportion to their overlap. Narrow windows (e.g. 0.16) leave out more
+        background from the raw ratio; the background-corrected value estimates the same
+        intrinsic g²(0) for every width.
     gap_fraction : float
         Background bins are those within ``±gap_fraction·P/2`` of the mid-point between
         two peaks (default 0.2, i.e. the central 20 % of each gap). See Notes for how the
@@ -1208,6 +1210,15 @@ def pulsed_g2(tau_ps: np.ndarray, counts: np.ndarray, *, period_ps: float | None
 
     Notes
     -----
+    Errors: ``g2_0_ci68`` is the 68.27 % score interval of the ratio of the central and
+    the summed side-peak Poisson means (:func:`poisson_ratio_interval`), which stays
+    calibrated down to a handful of central counts (and is ``[0, ·]`` at none);
+    ``g2_0_err`` is half its width, close to ``g2·√(1/C + 1/ΣS)`` at high counts. The
+    background-corrected interval takes the central window's and the gaps' counts
+    through the same score interval and the rest by linear propagation
+    (``g2_0_bgcorr_ci68``); a negative corrected estimate is reported as 0 with
+    ``g2_0_bgcorr_clipped``.
+
     Background-corrected value (``g2_0_bgcorr``): when the lifetime is a sizeable fraction
     of the period, the exponential tails of the peaks raise the gap level and spill from
     window to window, so the plain "gap mean × window width" subtraction comes out biased
@@ -1217,7 +1228,9 @@ def pulsed_g2(tau_ps: np.ndarray, counts: np.ndarray, *, period_ps: float | None
     shape, the counts of every complete window ``j`` and of the gap bins are written as
     ``Σ_k a_k·F_jk + b·n_j``, where ``a_k`` is the full area of peak ``k``, ``F_jk`` the
     exact fraction of its unit-area shape that falls in the region (bin-integrated),
-    ``n_j`` the number of bins and ``b`` the flat background per bin; peaks beyond the
+    ``n_j`` the number of (weighted) bins and ``b`` the flat background per bin; the gap
+    bins are those between the used peaks, inside or outside the windows, so a narrow
+    window changes only ``F`` and ``n_j``; peaks beyond the
     complete windows are given the mean side-peak area. The square linear system gives
     ``a_k`` and ``b`` as fixed linear combinations of the bin counts, so
     ``g2_0_bgcorr = a_0 / mean(a_side)`` and its error follow by exact linear propagation
