@@ -431,6 +431,52 @@ def test_procedure_live_storage_api_and_cli_agree(tmp_path, capsys):
     assert np.isfinite(result.g2_0_bgcorr)
 
 
+def _feed_live(live, run_id, t1, t2, window_fraction):
+    """Send two detectors' tags through the live core as the G2 procedure does."""
+    from micropl.acquisition.live import G2Done, G2Start
+    from micropl.acquisition.records import Tagged
+    from micropl.drivers.interfaces import TagChunk
+
+    t_ps = np.concatenate([t1, t2])
+    order = np.argsort(t_ps, kind="stable")
+    channel = np.concatenate([np.ones(t1.size), np.full(t2.size, 2)]).astype(np.uint8)[order]
+    t_ps = t_ps[order]
+    live.handle([Tagged(G2Start(window_fraction=window_fraction), run_id=run_id, qd_id=-1,
+                        kind="g2_start")])
+    cut = [0, t_ps.size // 2, t_ps.size]
+    bounds = [0, int(t_ps[cut[1] - 1]), int(t_ps[-1]) + 1]
+    for i in range(2):
+        chunk = TagChunk(t_ps=t_ps[cut[i]:cut[i + 1]], channel=channel[cut[i]:cut[i + 1]],
+                         t_start_ps=bounds[i], t_stop_ps=bounds[i + 1])
+        live.handle([Tagged(chunk, run_id=run_id, qd_id=-1, kind="g2")])
+    check = live.current_g2(run_id, -1)
+    live.handle([Tagged(G2Done(integration_s=0.3), run_id=run_id, qd_id=-1, kind="g2")])
+    return check, live.latest(run_id, -1, G2Result, "final")
+
+
+def test_pulls_through_the_live_core():
+    """The G2 procedure's final result is the live core's: pulls on photon-level
+    simulations (no background, so raw and corrected both estimate g²(0) = 0.2 for
+    every window)."""
+    from test_g2_pulsed import simulate_hbt_tags
+
+    rng = np.random.default_rng(41)
+    from micropl.acquisition.live import AnalysisSettings
+
+    live = LiveAnalysis(lambda item: None, AnalysisSettings(g2_bin_ps=500), rep_rate_hz=1e7,
+                        channels=(1, 2))
+    raw, bg = [], []
+    for run_id in range(60):
+        t1, t2 = simulate_hbt_tags(rng, g2_0=0.2, lifetime_ps=3_000, n_pulses=2_000_000,
+                                   click_prob=6e-3)
+        _check, final = _feed_live(live, run_id, t1, t2, (1.0, 0.3)[run_id % 2])
+        raw.append((final.g2_0 - 0.2) / final.g2_0_err)
+        bg.append((final.g2_0_bgcorr - 0.2) / final.g2_0_bgcorr_err)
+    for pulls in (raw, bg):
+        mean, std = _pull_stats(pulls)
+        assert 0.75 <= std <= 1.25 and abs(mean) < 0.35, (mean, std)
+
+
 def test_live_preview_precision_check_and_final_give_the_api_numbers():
     """The live core: preview (``live``), the procedure's precision check
     (``current_g2``) and the ``final`` result are the API's numbers on its histogram."""
