@@ -78,6 +78,16 @@ def write_histogram(path, tau_ps, counts):
     return path
 
 
+def write_snapshots(path, tau_ps, counts, rng, n_snapshots=3):
+    """The sps-quality layout: tab-separated, no header, delay in ns, one column per
+    acquisition snapshot (the counts split at random among them)."""
+    parts = np.array([rng.multinomial(int(c), [1 / n_snapshots] * n_snapshots)
+                      for c in counts])
+    path.write_text("\n".join("\t".join([f"{t / 1e3:.3f}", *map(str, row)])
+                               for t, row in zip(tau_ps, parts)))
+    return path
+
+
 def cli_json(capsys, *args):
     code = main(["analyze", "g2", *map(str, args), "--json"])
     out = capsys.readouterr()
@@ -163,7 +173,8 @@ def test_window_fraction_out_of_range_is_one_line(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def pull_sample(tmp_path_factory):
-    """120 histograms with known truth, as arrays and as files ``analyze g2`` reads."""
+    """120 histograms with known truth, as arrays and as files ``analyze g2`` reads (a
+    CSV in ps with a header, and the tab-separated multi-snapshot layout in ns)."""
     rng = np.random.default_rng(2024)
     folder = tmp_path_factory.mktemp("pulls")
     edges = _edges()
@@ -176,8 +187,12 @@ def pull_sample(tmp_path_factory):
                              lifetime_ps=float(rng.uniform(400, 1500)),
                              bg_per_bin=float(rng.uniform(0.2, 2.0)))
         counts = rng.poisson(mu)
+        if i % 4 < 2:
+            path = write_histogram(folder / f"h{i}.csv", tau, counts)
+        else:
+            path = write_snapshots(folder / f"h{i}.tsv", tau, counts, rng)
         cases.append(dict(g2=g2, fraction=fraction, raw=raw_truth(edges, mu, fraction),
-                          counts=counts, file=write_histogram(folder / f"h{i}.csv", tau, counts)))
+                          counts=counts, file=path))
     return tau, cases
 
 
