@@ -1069,9 +1069,12 @@ def detect_period_ps(tau_ps: np.ndarray, counts: np.ndarray, *,
                      min_period_ps: float | None = None) -> float:
     """Repetition period of a peak comb in an HBT histogram.
 
-    The coarse period is the first strong maximum of the histogram's autocorrelation
-    (computed by FFT); it is refined by maximising the comb's Fourier amplitude
-    ``|Σ c·exp(2πiτ/P)|`` over ``P`` near the coarse value.
+    The fundamental is the first lobe of the histogram's autocorrelation (computed by
+    FFT) that rises above half its strongest local maximum; the comb's Fourier amplitude
+    ``|Σ c·exp(2πiτ/P)|`` is then scanned over the whole lobe (a grid finer than the
+    amplitude's main-lobe width ``P²/span``) and its maximum refined. Scanning the whole
+    lobe, not only its first local maximum, keeps sparse histograms (under one count
+    per bin) from locking onto a noise bump on the lobe's flank.
 
     Parameters
     ----------
