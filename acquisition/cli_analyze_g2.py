@@ -2,7 +2,10 @@
 
 A PTU T2 file is cross-correlated (channel A start, channel B stop) and analysed as a
 pulsed HBT histogram; a text file is read as a histogram (delay, counts...). The result
-is printed for a person, or as one JSON object with ``--json``.
+is printed for a person, or as one JSON object with ``--json``: ``g2_0``, ``g2_0_err``
+(half the 68 % interval ``g2_0_ci68``), ``g2_0_bgcorr``, ``g2_0_bgcorr_err``,
+``g2_0_bgcorr_ci68``, ``g2_0_bgcorr_clipped`` and ``window_fraction``
+(``--window-fraction``) among the others. ``--channels A A`` is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from micropl.analysis.g2 import (
     MAX_ANALYSIS_BINS,
     G2Accumulator,
     G2Result,
+    check_channel_pair,
     pulsed_g2,
     pulsed_window_ps,
 )
@@ -67,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--window-ps", type=int, default=None, metavar="W",
                         help="correlation half-window in ps for tag files (default (n_side+1) "
                              f"periods, or {DEFAULT_WINDOW_PS} ps when the rate is unknown)")
+    parser.add_argument("--window-fraction", type=float, default=1.0, metavar="F",
+                        help="fraction of the period integrated around each peak, 0 < F <= 1 "
+                             "(default 1: the windows tile the histogram; narrow windows, "
+                             "e.g. 0.16, leave out more background; the background-corrected "
+                             "g2(0) estimates the same value for every F)")
     parser.add_argument("--zero-delay-ps", type=float, default=None, metavar="T",
                         help="approximate position of the zero-delay peak in ps")
     parser.add_argument("--delay-unit", choices=("ns", "ps"), default=None,
@@ -95,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
         raise AnalysisInputError(f"--n-side must be >= 1, got {args.n_side}")
     if args.rep_rate_hz is not None and not args.rep_rate_hz > 0:
         raise AnalysisInputError(f"--rep-rate must be > 0 Hz, got {args.rep_rate_hz}")
+    if not 0 < args.window_fraction <= 1:
+        raise AnalysisInputError(
+            f"--window-fraction must be in (0, 1], got {args.window_fraction}")
+    try:
+        check_channel_pair(*args.channels)
+    except AnalysisInputError as exc:
+        raise AnalysisInputError(f"--channels {args.channels[0]} {args.channels[1]}: {exc}; "
+                                 "give the two APD channels") from None
     info: dict = {"file": str(path)}
     if _is_ptu(path):
         tau_ps, counts, rate, rate_source, bin_ps = _correlate_ptu(args, path, info)
@@ -108,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
         info.update(kind="histogram", delay_unit=hist.delay_unit, n_snapshots=hist.n_snapshots)
     try:
         result = pulsed_g2(tau_ps, counts, rep_rate_hz=rate, n_side=args.n_side,
-                           zero_delay_ps=args.zero_delay_ps, period_source=rate_source)
+                           zero_delay_ps=args.zero_delay_ps, period_source=rate_source,
+                           window_fraction=args.window_fraction)
     except AnalysisInputError as exc:
         raise AnalysisInputError(f"{path}: {exc}") from exc
     info["bin_ps"] = bin_ps
@@ -308,10 +326,15 @@ def _human(r: G2Result, info: dict) -> str:
         lines.append(f"tags: {info['n_tags']} in channels {info['channels'][0]} and "
                      f"{info['channels'][1]} over {info['duration_s']:.3f} s "
                      f"({info['record_type']})")
+    lo, hi = r.g2_0_ci68
+    blo, bhi = r.g2_0_bgcorr_ci68
+    clipped = ", clipped at 0" if r.g2_0_bgcorr_clipped else ""
     lines += [
-        f"g2(0) = {r.g2_0:.4f} ± {r.g2_0_err:.4f}",
+        f"g2(0) = {r.g2_0:.4f} ± {r.g2_0_err:.4f} (68% interval {lo:.4f} to {hi:.4f})",
         f"g2(0), background-corrected = {r.g2_0_bgcorr:.4f} ± {r.g2_0_bgcorr_err:.4f} "
-        f"(background {r.background_per_bin:.2f} counts/bin)",
+        f"(68% interval {blo:.4f} to {bhi:.4f}{clipped}; background "
+        f"{r.background_per_bin:.2f} counts/bin)",
+        f"window: {r.window_fraction:g} of the period around each peak",
         f"repetition rate: {r.rep_rate_hz / 1e6:.4f} MHz (period {r.period_ps / 1e3:.4f} ns, "
         f"{r.period_source})",
         f"zero delay: {r.delay_ps / 1e3:.3f} ns ({r.zero_delay_source})",

@@ -33,6 +33,7 @@ from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import (
     G2Accumulator,
     G2Result,
+    check_channel_pair,
     fit_peak_train,
     pulsed_g2,
     pulsed_window_ps,
@@ -42,14 +43,31 @@ from micropl.drivers.interfaces import Spectrum, TagChunk
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnalysisSettings", "G2Done", "LiveAnalysis", "spectrum_noise"]
+__all__ = ["AnalysisSettings", "G2Done", "G2Start", "LiveAnalysis", "spectrum_noise"]
+
+
+@dataclass(frozen=True)
+class G2Start:
+    """Marker: a g² measurement of this run/QD starts, with its window (not stored).
+
+    Sent before the first tag chunk; without it the live core uses
+    ``AnalysisSettings.g2_window_fraction``.
+    """
+
+    window_fraction: float
+    transient = True
 
 
 @dataclass(frozen=True)
 class G2Done:
-    """Marker: the g² measurement of this run/QD is complete (not stored)."""
+    """Marker: the g² measurement of this run/QD is complete (not stored).
+
+    ``window_fraction``, when given, is the window of the final result (else the one
+    of :class:`G2Start`, else the analysis setting).
+    """
 
     integration_s: float
+    window_fraction: float | None = None
     transient = True
 
 
@@ -62,6 +80,9 @@ class AnalysisSettings(BaseModel):
                                 description="line shape fitted in energy")
     g2_bin_ps: int = Field(128, ge=1, le=100_000, description="g² histogram bin width, ps")
     n_side: int = Field(5, ge=1, le=20, description="side peaks per side for g²(0)")
+    g2_window_fraction: float = Field(
+        1.0, gt=0, le=1, description="fraction of the period integrated around each g² peak "
+                                     "when the measurement does not give one")
     g2_update_interval_s: float = Field(
         0.25, gt=0, description="wall time between live g² updates for displays, s")
 
@@ -85,7 +106,7 @@ class LiveAnalysis:
         self.publish = publish
         self.settings = settings or AnalysisSettings()
         self.rep_rate_hz = float(rep_rate_hz)
-        self.channels = channels
+        self.channels = check_channel_pair(*channels)
         self._g2: dict[tuple[int, int], _G2State] = {}
         # Newest derived records and analysis errors of the most recent run/QD pairs
         # only (the procedures ask about the QD they are measuring; displays and
@@ -154,6 +175,9 @@ class LiveAnalysis:
         record = item.record
         if isinstance(record, TagChunk) and item.kind == "g2":
             self._add_tags(item)
+        elif isinstance(record, G2Start):
+            with self._lock:
+                self._state(item).window_fraction = _window_fraction(record.window_fraction)
         elif isinstance(record, G2Done):
             self._finish_g2(item)
 
@@ -181,7 +205,8 @@ class LiveAnalysis:
             bin_ps = self.settings.g2_bin_ps
             window_ps = pulsed_window_ps(self.rep_rate_hz, self.settings.n_side, bin_ps)
             state = _G2State(G2Accumulator(bin_ps, window_ps, channel_a=self.channels[0],
-                                           channel_b=self.channels[1]))
+                                           channel_b=self.channels[1]),
+                             window_fraction=self.settings.g2_window_fraction)
             self._g2[key] = state
         return state
 
@@ -207,10 +232,17 @@ class LiveAnalysis:
                 return None
             tau_ps, counts = state.acc.result()
         try:
-            return pulsed_g2(tau_ps, counts, rep_rate_hz=self.rep_rate_hz,
-                             n_side=self.settings.n_side, background_correction=False)
+            return self._g2_of(tau_ps, counts, state.window_fraction,
+                               background_correction=False)
         except AnalysisInputError:
             return None
+
+    def _g2_of(self, tau_ps: np.ndarray, counts: np.ndarray, window_fraction: float, *,
+               background_correction: bool) -> G2Result:
+        """g²(0) of a histogram as every live path computes it (one call, one answer)."""
+        return pulsed_g2(tau_ps, counts, rep_rate_hz=self.rep_rate_hz,
+                         n_side=self.settings.n_side, window_fraction=window_fraction,
+                         background_correction=background_correction)
 
     def _finish_g2(self, item: Tagged) -> None:
         with self._lock:
@@ -218,6 +250,8 @@ class LiveAnalysis:
         if state is None:
             raise AnalysisInputError(f"run {item.run_id} QD {item.qd_id}: g² finished with "
                                      "no tags recorded")
+        if item.record.window_fraction is not None:
+            state.window_fraction = _window_fraction(item.record.window_fraction)
         self._publish_g2(item, state, "final")
 
     def _publish_g2(self, item: Tagged, state: _G2State, kind: str) -> None:
@@ -227,9 +261,8 @@ class LiveAnalysis:
                                         bin_ps=float(state.acc.bin_ps),
                                         integration_s=state.integration_s), kind)
         try:
-            result = pulsed_g2(tau_ps, counts, rep_rate_hz=self.rep_rate_hz,
-                               n_side=self.settings.n_side,
-                               background_correction=kind == "final")
+            result = self._g2_of(tau_ps, counts, state.window_fraction,
+                                 background_correction=kind == "final")
         except AnalysisInputError as exc:
             if kind == "final":
                 raise
@@ -237,7 +270,8 @@ class LiveAnalysis:
             return
         self._derived(item, result, kind)
         if kind == "final":
-            fit = fit_peak_train(tau_ps, counts, period_ps=result.period_ps)
+            fit = fit_peak_train(tau_ps, counts, period_ps=result.period_ps,
+                                 delay_ps=result.delay_ps)
             self._derived(item, fit, kind)
 
 
@@ -284,8 +318,17 @@ def _same_batch(a: Spectrum, b: Spectrum) -> bool:
                  or np.array_equal(a.wavelength_nm, b.wavelength_nm)))
 
 
+def _window_fraction(value: float) -> float:
+    """A g² window fraction, refused unless 0 < value <= 1."""
+    value = float(value)
+    if not 0 < value <= 1:
+        raise AnalysisInputError(f"g² window_fraction must be in (0, 1], got {value}")
+    return value
+
+
 @dataclass
 class _G2State:
     acc: G2Accumulator
+    window_fraction: float = 1.0
     integration_s: float = 0.0
     last_update_wall_s: float = 0.0

@@ -575,6 +575,7 @@ register_table(build_table("g2_result", G2Result, {
     "background_per_bin": F("counts"), "background_per_bin_err": F("counts"),
     "central_window_ps": J("tuple", "ps"), "side_windows_ps": A("<f8", "ps", max_ndim=2),
     "window_fraction": F(), "bin_ps": F("ps"),
+    "g2_0_ci68": J("tuple"), "g2_0_bgcorr_ci68": J("tuple"), "g2_0_bgcorr_clipped": B(),
 }, default_kind="g2_result"))
 register_table(build_table("peak_train_fit", PeakTrainFit, {
     "g2_0": F(), "g2_0_err": F(), "lifetime_ns": F("ns"), "lifetime_ns_err": F("ns"),

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MAX_ANALYSIS_BINS",
     "MAX_HISTOGRAM_BINS",
+    "check_channel_pair",
+    "poisson_interval",
+    "poisson_ratio_interval",
     "pulsed_window_ps",
     "CwG2Fit",
     "G2Accumulator",
@@ -131,6 +134,104 @@ def _fmt_ps(t_ps: float) -> str:
         if abs(t_ps) >= scale:
             return f"{t_ps / scale:.4g} {unit}"
     return f"{t_ps:.4g} ps"
+
+
+def check_channel_pair(channel_a: int, channel_b: int) -> tuple[int, int]:
+    """Refuse a start/stop channel pair that is not two different channels.
+
+    A channel correlated with itself pairs every tag with itself: the zero-delay peak
+    then holds one count per tag and g²(0) comes out near the number of tags per
+    period, which looks like a result but measures nothing. Every g² path (the CLI, the
+    live core, replay) correlates through :class:`G2Accumulator`, which calls this.
+
+    Parameters
+    ----------
+    channel_a, channel_b : int
+        Start and stop channel numbers.
+
+    Returns
+    -------
+    tuple of int
+        ``(channel_a, channel_b)`` as ints.
+
+    Raises
+    ------
+    AnalysisInputError
+        When the two channels are the same.
+    """
+    a, b = int(channel_a), int(channel_b)
+    if a == b:
+        raise AnalysisInputError(
+            f"channels {a} and {b}: the start and stop channels must be two different "
+            "detectors (a channel correlated with itself gives no g²)")
+    return a, b
+
+
+def poisson_interval(count: float, z: float = 1.0) -> tuple[float, float]:
+    """Score interval of the mean of a Poisson count.
+
+    The set of means ``μ`` with ``(count − μ)²/μ <= z²``:
+    ``count + z²/2 ± z·√(count + z²/4)``. For ``z = 1`` it is the 68.27 % interval; its
+    coverage averaged over means of 1–20 counts is 68 %, and it stays sensible at a
+    count of 0 (``[0, z²]``).
+
+    Parameters
+    ----------
+    count : float
+        Observed count (>= 0; a window area with fractional edge bins is accepted).
+    z : float
+        Half-width in standard deviations (1 for 68.27 %).
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        Interval of the mean, in counts.
+    """
+    c = max(float(count), 0.0)
+    half = z * math.sqrt(c + 0.25 * z * z)
+    centre = c + 0.5 * z * z
+    return max(centre - half, 0.0), centre + half
+
+
+def poisson_ratio_interval(count_a: float, count_b: float, z: float = 1.0
+                           ) -> tuple[float, float]:
+    """Interval of the ratio ``μ_a/μ_b`` of the means of two independent Poisson counts.
+
+    Given their sum ``N``, ``count_a`` is binomial with ``p = μ_a/(μ_a + μ_b)``; the
+    Wilson score interval of ``p`` is mapped to the ratio ``p/(1 − p)``. This is the
+    standard conditional interval for a ratio of Poisson means; it stays calibrated down
+    to a handful of counts in ``count_a`` (and tends to :func:`poisson_interval` divided
+    by ``count_b`` when ``count_b`` is large).
+
+    Parameters
+    ----------
+    count_a, count_b : float
+        Observed counts (>= 0, ``count_b > 0``).
+    z : float
+        Half-width in standard deviations (1 for 68.27 %).
+
+    Returns
+    -------
+    (low, high) : tuple of float
+        Interval of ``μ_a/μ_b`` (dimensionless).
+
+    Raises
+    ------
+    AnalysisInputError
+        When ``count_b`` is not positive.
+    """
+    a = max(float(count_a), 0.0)
+    b = float(count_b)
+    if not b > 0:
+        raise AnalysisInputError(f"ratio interval needs a positive denominator count, got {b}")
+    n = a + b
+    p = a / n
+    z2n = z * z / n
+    centre = (p + 0.5 * z2n) / (1.0 + z2n)
+    half = z * math.sqrt(p * (1.0 - p) / n + 0.25 * z2n / n) / (1.0 + z2n)
+    lo = max(centre - half, 0.0)
+    hi = min(centre + half, 1.0)
+    return lo / (1.0 - lo), (hi / (1.0 - hi) if hi < 1.0 else math.inf)
 
 
 def histogram_bins(bin_ps: int, window_ps: int) -> tuple[int, int]:
@@ -332,8 +433,7 @@ class G2Accumulator:
         self.bin_ps = int(bin_ps)
         self.window_ps = int(window_ps)
         self.n_bins, self.span_ps = histogram_bins(self.bin_ps, self.window_ps)
-        self.channel_a = int(channel_a)
-        self.channel_b = int(channel_b)
+        self.channel_a, self.channel_b = check_channel_pair(channel_a, channel_b)
         self.tau_ps = _bin_centres(self.bin_ps, self.window_ps, self.n_bins)
         self.reset()
 
@@ -839,13 +939,14 @@ class G2Result:
     Attributes
     ----------
     g2_0, g2_0_err : float
-        Raw area ratio central / mean side and its 1σ Poisson error
-        ``g2·√(1/C + 1/ΣS)`` (``C`` replaced by 1 in the error when it is 0).
+        Raw area ratio central / mean side, and its symmetric 1σ error: half the width of
+        ``g2_0_ci68``.
     g2_0_bgcorr, g2_0_bgcorr_err : float
         Ratio of the central to the mean side-peak area after removing the flat
         background and the decay tails that spill between windows (method in
-        :func:`pulsed_g2`), with the error propagated linearly from the bin counts.
-        NaN when no gap bins were available or the peak-shape fit failed.
+        :func:`pulsed_g2`), clipped at 0, and half the width of its unclipped 68 %
+        interval. NaN when no gap bins were available or the peak-shape fit failed.
+        It estimates the same intrinsic g²(0) for every ``window_fraction``.
     rep_rate_hz, period_ps : float
         Repetition rate and period used.
     period_source : str
@@ -878,6 +979,18 @@ class G2Result:
         Window width as a fraction of the period.
     bin_ps : float
         Histogram bin width in ps.
+    g2_0_ci68 : tuple of float
+        ``(low, high)`` 68.27 % interval of g²(0): the Wilson score interval of the
+        ratio of the central to the summed side-peak Poisson means
+        (:func:`poisson_ratio_interval`), calibrated down to a few central counts and
+        ``[0, ·]`` when the central window is empty.
+    g2_0_bgcorr_ci68 : tuple of float
+        ``(low, high)`` 68 % interval of the background-corrected value (the central
+        count's part from :func:`poisson_interval`, the background's and side peaks'
+        in quadrature), both ends clipped at 0. NaN when ``g2_0_bgcorr`` is.
+    g2_0_bgcorr_clipped : bool
+        The background-corrected estimate came out negative (more background than
+        counts in the central window) and ``g2_0_bgcorr`` is reported as 0.
     """
 
     g2_0: float
@@ -902,6 +1015,10 @@ class G2Result:
     side_windows_ps: np.ndarray
     window_fraction: float
     bin_ps: float
+    # Defaults: session files written before these fields existed still load.
+    g2_0_ci68: tuple[float, float] = (float("nan"), float("nan"))
+    g2_0_bgcorr_ci68: tuple[float, float] = (float("nan"), float("nan"))
+    g2_0_bgcorr_clipped: bool = False
 
     def as_dict(self) -> dict:
         """JSON-ready dictionary (arrays become lists)."""
@@ -952,9 +1069,12 @@ def detect_period_ps(tau_ps: np.ndarray, counts: np.ndarray, *,
                      min_period_ps: float | None = None) -> float:
     """Repetition period of a peak comb in an HBT histogram.
 
-    The coarse period is the first strong maximum of the histogram's autocorrelation
-    (computed by FFT); it is refined by maximising the comb's Fourier amplitude
-    ``|Σ c·exp(2πiτ/P)|`` over ``P`` near the coarse value.
+    The fundamental is the first lobe of the histogram's autocorrelation (computed by
+    FFT) that rises above half its strongest local maximum; the comb's Fourier amplitude
+    ``|Σ c·exp(2πiτ/P)|`` is then scanned over the whole lobe (a grid finer than the
+    amplitude's main-lobe width ``P²/span``) and its maximum refined. Scanning the whole
+    lobe, not only its first local maximum, keeps sparse histograms (under one count
+    per bin) from locking onto a noise bump on the lobe's flank.
 
     Parameters
     ----------
@@ -996,19 +1116,28 @@ def detect_period_ps(tau_ps: np.ndarray, counts: np.ndarray, *,
     peak_idx = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
     if peak_idx.size == 0 or seg[peak_idx].max() <= 0:
         raise AnalysisInputError("no periodic peaks found in the histogram")
-    strong = peak_idx[seg[peak_idx] >= 0.5 * seg[peak_idx].max()]
-    lag0 = strong[0] + min_lag
-    # Parabolic refinement of the autocorrelation maximum.
-    y0, y1, y2 = acf[lag0 - 1], acf[lag0], acf[lag0 + 1]
-    den = y0 - 2 * y1 + y2
-    frac = 0.5 * (y0 - y2) / den if den < 0 else 0.0
-    coarse = (lag0 + frac) * bin_ps
+    threshold = 0.5 * seg[peak_idx].max()
+    strong = peak_idx[seg[peak_idx] >= threshold]
+    # On sparse data noise makes local maxima on the flanks of the fundamental's lobe,
+    # so the whole lobe above the threshold is searched: the comb amplitude is scanned
+    # over it on a grid finer than its main-lobe width (P²/span), then refined.
+    lo_j = hi_j = int(strong[0])
+    while lo_j > 0 and seg[lo_j - 1] >= threshold:
+        lo_j -= 1
+    while hi_j < seg.size - 1 and seg[hi_j + 1] >= threshold:
+        hi_j += 1
+    p_lo = (lo_j + min_lag - 1) * bin_ps
+    p_hi = (hi_j + min_lag + 1) * bin_ps
 
     def neg_amp(p: float) -> float:
         return -abs(_comb_amplitude(tau, c, p))
 
-    width = 0.5 * bin_ps + coarse * coarse / max(tau[-1] - tau[0], coarse)
-    res = optimize.minimize_scalar(neg_amp, bounds=(coarse - width, coarse + width),
+    step = 0.25 * p_lo * p_lo / max(tau[-1] - tau[0], p_hi)
+    n_grid = int(min(max(math.ceil((p_hi - p_lo) / step), 2), 400)) + 1
+    grid = np.linspace(p_lo, p_hi, n_grid)
+    best = int(np.argmin([neg_amp(p) for p in grid]))
+    width = grid[1] - grid[0]
+    res = optimize.minimize_scalar(neg_amp, bounds=(grid[best] - width, grid[best] + width),
                                    method="bounded", options={"xatol": 1e-4 * bin_ps})
     period = float(res.x)
     amp = -float(res.fun)
@@ -1053,9 +1182,11 @@ def pulsed_g2(tau_ps: np.ndarray, counts: np.ndarray, *, period_ps: float | None
         By default the peak nearest τ = 0 when the histogram extends at least one period
         to both sides of 0, else the anomalously low peak of the comb.
     window_fraction : float
-        Width of each peak window as a fraction of the period (0 < f <= 1; default 1,
-        so the windows tile the histogram). Bins cut by a window edge count in proportion
-        to their overlap.
+        Width of each peak window as a fraction of the period (0 < f <= 1, at least one
+        bin; default 1, so the windows tile the histogram). Bins cut by a window edge
+        count in proportion to their overlap. Narrow windows (e.g. 0.16) leave out more
+        background from the raw ratio; the background-corrected value estimates the same
+        intrinsic g²(0) for every width.
     gap_fraction : float
         Background bins are those within ``±gap_fraction·P/2`` of the mid-point between
         two peaks (default 0.2, i.e. the central 20 % of each gap). See Notes for how the
@@ -1082,6 +1213,15 @@ def pulsed_g2(tau_ps: np.ndarray, counts: np.ndarray, *, period_ps: float | None
 
     Notes
     -----
+    Errors: ``g2_0_ci68`` is the 68.27 % score interval of the ratio of the central and
+    the summed side-peak Poisson means (:func:`poisson_ratio_interval`), which stays
+    calibrated down to a handful of central counts (and is ``[0, ·]`` at none);
+    ``g2_0_err`` is half its width, close to ``g2·√(1/C + 1/ΣS)`` at high counts. The
+    background-corrected interval takes the central window's and the gaps' counts
+    through the same score interval and the rest by linear propagation
+    (``g2_0_bgcorr_ci68``); a negative corrected estimate is reported as 0 with
+    ``g2_0_bgcorr_clipped``.
+
     Background-corrected value (``g2_0_bgcorr``): when the lifetime is a sizeable fraction
     of the period, the exponential tails of the peaks raise the gap level and spill from
     window to window, so the plain "gap mean × window width" subtraction comes out biased
@@ -1091,7 +1231,9 @@ def pulsed_g2(tau_ps: np.ndarray, counts: np.ndarray, *, period_ps: float | None
     shape, the counts of every complete window ``j`` and of the gap bins are written as
     ``Σ_k a_k·F_jk + b·n_j``, where ``a_k`` is the full area of peak ``k``, ``F_jk`` the
     exact fraction of its unit-area shape that falls in the region (bin-integrated),
-    ``n_j`` the number of bins and ``b`` the flat background per bin; peaks beyond the
+    ``n_j`` the number of (weighted) bins and ``b`` the flat background per bin; the gap
+    bins are those between the used peaks, inside or outside the windows, so a narrow
+    window changes only ``F`` and ``n_j``; peaks beyond the
     complete windows are given the mean side-peak area. The square linear system gives
     ``a_k`` and ``b`` as fixed linear combinations of the bin counts, so
     ``g2_0_bgcorr = a_0 / mean(a_side)`` and its error follow by exact linear propagation
@@ -1135,6 +1277,10 @@ def _pulsed_g2_impl(tau_ps, counts, *, period_ps, rep_rate_hz, n_side, zero_dela
     else:
         period = detect_period_ps(tau, c)
         source = "detected"
+    if window_fraction * period < bin_ps:
+        raise AnalysisInputError(
+            f"window fraction {window_fraction:g} of the {period / 1e3:.4g} ns period is "
+            f"narrower than one {bin_ps:.4g} ps bin; give a larger window fraction")
     if period > 0.5 * (tau[-1] - tau[0]):
         raise AnalysisInputError(
             f"histogram ({(tau[-1] - tau[0]) / 1e3:.1f} ns) holds fewer than two periods of "
@@ -1193,7 +1339,11 @@ def _pulsed_g2_impl(tau_ps, counts, *, period_ps, rep_rate_hz, n_side, zero_dela
             f"in all (at least {MIN_SIDE_COUNTS} are needed); is there an emitter under the "
             "spot, and was the acquisition long enough?")
     g2 = C / mean_s
-    g2_err = math.sqrt(max(C, 1.0)) / mean_s * math.sqrt(1.0 + C / sum_s)
+    # Interval of the ratio of the two Poisson means (central, all side peaks), scaled
+    # to the mean side peak; the symmetric 1σ is half its width.
+    r_lo, r_hi = poisson_ratio_interval(C, sum_s)
+    g2_ci = (r_lo * len(side), r_hi * len(side))
+    g2_err = 0.5 * (g2_ci[1] - g2_ci[0])
 
     # Background from the central part of the gaps between the used peaks, corrected for
     # the exponential tails that every peak (near or far) leaves in the gaps and windows.
@@ -1202,12 +1352,18 @@ def _pulsed_g2_impl(tau_ps, counts, *, period_ps, rep_rate_hz, n_side, zero_dela
     for i in used:
         for mid in (centres[i] - 0.5 * period, centres[i] + 0.5 * period):
             gap_mask |= np.abs(tau - mid) <= 0.5 * gap_fraction * period
-    gap_mask &= (weights[used].sum(axis=0) > 0.999)
+    # Only gaps between the used peaks (inside the span of their full periods), whatever
+    # the window width: with narrow windows the gaps lie outside every window.
+    span_lo = centres[min(used)] - 0.5 * period
+    span_hi = centres[max(used)] + 0.5 * period
+    gap_mask &= (tau - 0.5 * bin_ps >= span_lo - 1e-9) & (tau + 0.5 * bin_ps <= span_hi + 1e-9)
     n_gap = int(gap_mask.sum()) if background_correction else 0
     shape = _tail_shape(tau, c, bin_ps, period, centres[side]) if n_gap else None
     if n_gap and shape is None:
         log.warning("pulsed_g2: the side-peak shape fit did not converge; no "
                     "background-corrected g²(0)")
+    g2_bg_ci = (float("nan"), float("nan"))
+    bg_clipped = False
     if n_gap and shape is not None:
         # Linear model of the window and gap counts: every complete window j holds
         # Σ_k a_k·F_jk + b·n_j, the gaps Σ_k a_k·F_gk + b·n_g, with a_k the area of peak k,
@@ -1241,15 +1397,16 @@ def _pulsed_g2_impl(tau_ps, counts, *, period_ps, rep_rate_hz, n_side, zero_dela
         den = float(d @ c)
         if den > 0:
             g2_bg = num / den
-            var_n = float(a * a @ var_c)
-            var_d = float(d * d @ var_c)
-            cov = float(a * d @ var_c)
-            var_r = (var_n - 2 * g2_bg * cov + g2_bg * g2_bg * var_d) / (den * den)
-            if num <= 0:  # no signal left in the centre: use a one-count floor
-                var_r = max(var_r, 1.0 / (den * den))
-            g2_bg_err = math.sqrt(max(var_r, 0.0))
+            gap_w = gap_mask.astype(np.float64)
+            central_w = np.where(gap_mask, 0.0, weights[i0])
+            g2_bg_ci = _bgcorr_interval(g2_bg, (a - g2_bg * d) / den, [central_w, gap_w], c)
+            g2_bg_err = 0.5 * (g2_bg_ci[1] - g2_bg_ci[0])
+            if g2_bg < 0:
+                log.info("pulsed_g2: background-corrected g²(0) %.4g clipped at 0", g2_bg)
+                g2_bg, bg_clipped = 0.0, True
+            g2_bg_ci = (max(g2_bg_ci[0], 0.0), max(g2_bg_ci[1], 0.0))
         else:
-            g2_bg, g2_bg_err = float("nan"), float("nan")
+            g2_bg = g2_bg_err = float("nan")
     else:
         bg = bg_err = g2_bg = g2_bg_err = float("nan")
 
@@ -1264,7 +1421,41 @@ def _pulsed_g2_impl(tau_ps, counts, *, period_ps, rep_rate_hz, n_side, zero_dela
         background_per_bin=bg, background_per_bin_err=bg_err,
         central_window_ps=(float(centres[i0] - half), float(centres[i0] + half)),
         side_windows_ps=side_windows, window_fraction=float(window_fraction), bin_ps=bin_ps,
+        g2_0_ci68=(float(g2_ci[0]), float(g2_ci[1])),
+        g2_0_bgcorr_ci68=(float(g2_bg_ci[0]), float(g2_bg_ci[1])),
+        g2_0_bgcorr_clipped=bool(bg_clipped),
     ), shape
+
+
+def _bgcorr_interval(value: float, grad: np.ndarray, regions: list[np.ndarray],
+                     c: np.ndarray) -> tuple[float, float]:
+    """68 % interval of the background-corrected g²(0), unclipped.
+
+    ``value`` is a ratio of linear combinations of the bin counts ``c`` and ``grad`` its
+    gradient with respect to them. The regions whose counts may be low — the central
+    window and the background gaps, each given by its bin weights (disjoint) — enter
+    through the Poisson score interval of their summed count (:func:`poisson_interval`),
+    scaled by the gradient per count of the region; the other bins (side peaks) through
+    the linear propagation of their Poisson variances. The parts add in quadrature, on
+    each side separately.
+    """
+    var_c = np.maximum(c, 0.0)
+    var_other = float(grad * grad @ var_c)
+    down2 = up2 = 0.0
+    for w in regions:
+        inside = w > 0
+        if not np.any(inside):
+            continue
+        wi = w[inside]
+        var_other -= float(grad[inside] ** 2 @ var_c[inside])
+        beta = float(grad[inside] @ wi) / float(wi @ wi)  # g²(0) per count of the region
+        count = float(wi @ c[inside])
+        mu_lo, mu_hi = poisson_interval(count)
+        shifts = (beta * (mu_lo - count), beta * (mu_hi - count))
+        down2 += min(shifts) ** 2
+        up2 += max(shifts) ** 2
+    var_other = max(var_other, 0.0)
+    return value - math.sqrt(down2 + var_other), value + math.sqrt(up2 + var_other)
 
 
 # ---------------------------------------------------------------------------

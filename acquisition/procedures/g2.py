@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from micropl.acquisition.live import G2Done
+from micropl.acquisition.live import G2Done, G2Start
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits
 from micropl.analysis.errors import AnalysisInputError
@@ -19,7 +19,9 @@ class G2(ProcedureBase):
     Tags are read every ``read_interval_s`` of data (≤ 20 ms, so the over-rate
     watchdog acts within 50 ms) and stored raw. With ``target_g2_err`` the
     measurement stops as soon as g²(0) is known to that 1σ error (checked at
-    every live update, after at least ``min_duration_s``).
+    every live update, after at least ``min_duration_s``). ``window_fraction`` is the
+    fraction of the period integrated around each peak; the live preview, the precision
+    check and the final result all use it (:func:`~micropl.analysis.g2.pulsed_g2`).
     """
 
     name: ClassVar[str] = "g2"
@@ -32,6 +34,9 @@ class G2(ProcedureBase):
     read_interval_s: float = Field(0.02, gt=0, le=0.04, description="tag read period, s")
     update_interval_s: float = Field(0.5, gt=0, le=10, description="precision check period, s")
     power_percent: float | None = Field(None, ge=0, le=100, description="laser power, %")
+    window_fraction: float = Field(1.0, gt=0, le=1,
+                                   description="fraction of the period integrated around "
+                                               "each peak for g²(0)")
 
     @classmethod
     def field_bounds(cls, limits: Limits) -> dict[str, Bound]:
@@ -43,6 +48,7 @@ class G2(ProcedureBase):
 
     def run(self, ctx: Any) -> G2Result | None:
         tagger = ctx.setup.tagger
+        ctx.emit(G2Start(window_fraction=self.window_fraction), kind="g2_start")
         tagger.start(apd_channels(ctx))
         laser_on(ctx, self.power_percent)
         tagger.read()  # discard what arrived before the laser was on
