@@ -97,6 +97,7 @@ def session_source(path: Path, settings: Any) -> rp.ReplaySource:
                       "software_version": reader.software_version, "created": reader.created,
                       "simulated": reader.simulated, "runs": runs}
     stored.sort(key=lambda r: r.seq)
+    windows = {r["run_id"]: _g2_window_fraction(r["procedure"], r["parameters"]) for r in runs}
     events: list[rp.ReplayEvent] = []
     open_g2: dict[tuple[int, int], int] = {}
     position = 0.0
@@ -107,8 +108,9 @@ def session_source(path: Path, settings: Any) -> rp.ReplaySource:
             # last g² chunk of that run/QD.
             index = open_g2.pop((item.run_id, item.qd_id), None)
             if item.kind == "final" and index is not None:
-                events[index] = dataclasses.replace(events[index], ends_g2=True,
-                                                    g2_integration_s=record.integration_s)
+                events[index] = dataclasses.replace(
+                    events[index], ends_g2=True, g2_integration_s=record.integration_s,
+                    g2_window_fraction=windows.get(item.run_id))
             continue
         end = position + rp.record_duration_s(record)
         events.append(rp.ReplayEvent(record, position, end, item.run_id, item.qd_id,
@@ -123,6 +125,15 @@ def session_source(path: Path, settings: Any) -> rp.ReplaySource:
 
 
 rp.register_loader("session", session_source)
+
+
+def _g2_window_fraction(procedure: str, parameters: Any) -> float | None:
+    """The g² window a recorded run used (``g2`` or ``survey``), None when not recorded."""
+    if not isinstance(parameters, dict):
+        return None
+    g2 = parameters if procedure == "g2" else parameters.get("g2")
+    value = g2.get("window_fraction") if isinstance(g2, dict) else None
+    return float(value) if isinstance(value, int | float) and 0 < value <= 1 else None
 
 
 # --------------------------------------------------------------------------- the procedure
@@ -209,7 +220,8 @@ class Replay(ProcedureBase):
             return
         ctx.emit(record, **tags)
         if event.ends_g2:
-            ctx.emit(G2Done(integration_s=event.g2_integration_s), **tags)
+            ctx.emit(G2Done(integration_s=event.g2_integration_s,
+                            window_fraction=event.g2_window_fraction), **tags)
 
 
 def _check_step(record: Any, event: rp.ReplayEvent, role: str) -> None:

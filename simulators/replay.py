@@ -153,6 +153,9 @@ class ReplayEvent:
         The g² measurement of this run/QD ended after this tag chunk.
     g2_integration_s : float
         For ``ends_g2``: the recorded integration time, s.
+    g2_window_fraction : float or None
+        For ``ends_g2``: the integration window the run used (fraction of the period),
+        None when the recording does not say.
     """
 
     record: Any
@@ -163,6 +166,7 @@ class ReplayEvent:
     kind: str = ""
     ends_g2: bool = False
     g2_integration_s: float = 0.0
+    g2_window_fraction: float | None = None
 
 
 def record_duration_s(record: Any) -> float:

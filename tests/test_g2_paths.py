@@ -444,6 +444,15 @@ def test_procedure_live_storage_api_and_cli_agree(tmp_path, capsys):
         expected = list(value) if isinstance(value, tuple) else value
         assert res[key] == pytest.approx(expected, rel=1e-9), key
     assert np.isfinite(result.g2_0_bgcorr)
+    # Replay of the recording re-derives the final g² with the window the run used.
+    replayed = tmp_path / "replayed.h5"
+    assert main(["replay", str(path), "--out", str(replayed), "--json"]) == 0
+    capsys.readouterr()
+    with SessionReader(replayed) as reader:
+        again = [s.record for s in reader.records("g2_result") if s.kind == "final"]
+    assert len(again) == 1
+    for key in ("g2_0", "g2_0_err", "g2_0_bgcorr", "g2_0_bgcorr_err", "window_fraction"):
+        assert getattr(again[0], key) == pytest.approx(getattr(result, key), rel=1e-12), key
 
 
 def _feed_live(live, run_id, t1, t2, window_fraction):

@@ -192,8 +192,26 @@ def test_fuzz_truncated_session_file(tmp_path, capsys, session_bytes, data):
     path = tmp_path / "t.h5"
     path.write_bytes(session_bytes[:cut])
     out_dir = tmp_path / "export"
-    rejects(capsys, ["info", str(path)])
-    rejects(capsys, ["export", str(path), "--out", str(out_dir)], outputs=())
+    for argv in (["info", str(path)], ["export", str(path), "--csv", str(out_dir)]):
+        if not _reads_as_failed_write(capsys, argv):
+            rejects(capsys, argv, outputs=())
+
+
+def _reads_as_failed_write(capsys, argv: list[str]) -> bool:
+    """A cut whose metadata all lies before the cut cannot be told from a file whose
+    last write failed (disk full): it is read, with the rows complete before the cut
+    and a warning naming the failed write (docs/reliability.md). True in that case."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    if code != 0:
+        return False
+    assert "Traceback" not in err
+    assert "a write failed" in err, err
+    return True
 
 
 # --------------------------------------------------------------------------- CLI arguments
