@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from micropl.acquisition.logs import REPORTED_IN_RESULT
 from micropl.acquisition.records import G2Histogram, Tagged
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import (
@@ -135,8 +136,10 @@ class LiveAnalysis:
         Consecutive spectra that share an axis and a noise model are fitted in
         one batch call (the fitter's parallel path); everything else in order.
         An analysis error is remembered for the record's run/QD (the survey
-        reports it as the QD's failure reason) and then re-raised, so the
-        stream logs it; the rest of the batch is still handled.
+        reports it as the QD's failure reason, a procedure as its own); an
+        input the analysis refuses (:class:`AnalysisInputError`) is then logged
+        for the log file only, any other error re-raised, so the stream logs it
+        as a fault. The rest of the batch is still handled.
         """
         pending: list[Tagged] = []
         failure: Exception | None = None
@@ -155,7 +158,11 @@ class LiveAnalysis:
             failure = self._guarded(self._dispatch, [item]) or failure
         if pending:
             failure = self._guarded(self._fit_spectra, pending) or failure
-        if failure is not None:
+        if isinstance(failure, AnalysisInputError):
+            # Data that cannot be analysed (an empty histogram at a spot without an
+            # emitter): kept for its run/QD, whose result reports it; the log file has it.
+            log.warning("live analysis: %s", failure, extra=REPORTED_IN_RESULT)
+        elif failure is not None:
             raise failure
 
     def _guarded(self, action: Callable[[list[Tagged]], None],

@@ -248,3 +248,18 @@ def test_uncaught_error_in_a_thread_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli_run, "execute", with_a_crashing_thread)
     assert main([*SPECTRUM, "--out", str(tmp_path / "s.h5")]) == 1
     assert "the command failed after" in one_line(capsys)
+
+
+def test_g2_where_no_emitter_is_one_line(tmp_path, capsys):
+    """A g² at a spot without an emitter gives no histogram: the live core keeps the reason
+    for the run (logged to the file only), and the run's one line says it."""
+    config = tmp_path / "dark.yaml"
+    config.write_text("sample: {density_per_um2: 1.0e-6, aggregates_per_um2: 0.0,\n"
+                      "         background: {apd_cps: 0.0}}\n"
+                      "tagger: {dark_cps: [0.0, 0.0], afterpulse_probability: 0.0}\n")
+    out = tmp_path / "g.h5"
+    assert main(["g2", "--fast", "--json", "--config", str(config), "--out", str(out),
+                 "--param", "duration_s=1"]) == 1
+    line = one_line(capsys)
+    assert line.startswith("micropl: run failed:") and "histogram is empty" in line
+    assert "live analysis: " in (tmp_path / "g.log").read_text()
