@@ -89,3 +89,14 @@ def test_bad_input():
         fit_saturation(POWER_W, np.ones(POWER_W.size), np.zeros(POWER_W.size))
     with pytest.raises(AnalysisInputError):
         fit_saturation(-POWER_W, np.ones(POWER_W.size))
+
+
+def test_power_unit_is_carried_into_the_result_and_its_reasons():
+    """Powers in % of the laser setting (as the power series fits them): P_sat in %."""
+    rng = np.random.default_rng(4)
+    p = np.linspace(0.1, 2.0, 8)  # % of the laser setting, far below P_sat = 15 %
+    y = rng.poisson(saturation_model(p, 4e4, 15.0, 0.0, 300)).astype(float)
+    fit = fit_saturation(p, y, np.sqrt(y), linear_background=False, power_unit="%")
+    assert fit.power_unit == "%" and not fit.success
+    assert "saturation not reached" in fit.reason and " %" in fit.reason and " W" not in fit.reason
+    assert fit_saturation(POWER_W, simulate(rng), power_unit="W").power_unit == "W"
