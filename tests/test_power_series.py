@@ -26,8 +26,10 @@ P_SAT_PERCENT = 15.0  # the simulated laser's saturation_power_percent (configs/
 
 
 def power_series(path, procedure: PowerSeries, *, seed: int = 1):
-    """Run ``procedure`` on one QD under the laser focus (no blinking), into ``path``."""
-    with load_setup(clock_mode="fast") as setup:
+    """Run ``procedure`` on one QD under the laser focus (no blinking), into ``path``.
+
+    ``seed`` is the setup's sample seed, which also seeds the tagger's photon stream."""
+    with load_setup(clock_mode="fast", overrides={"sample": {"seed": seed}}) as setup:
         assert setup.config.laser.saturation_power_percent == P_SAT_PERCENT
         setup.world.sample = VirtualSample.single(x_um=20.0, y_um=20.0, g2_0=0.05, seed=seed)
         return run(procedure, setup, out=path)

@@ -40,8 +40,10 @@ WITH_SYNC = {"tagger": {"sync_channel": SYNC}}
 
 def trpl_run(path, procedure: ProcedureBase, *, lifetime_ns: float = 5.0, seed: int = 1,
              overrides: dict | None = None):
-    """Run ``procedure`` on one QD under the focus; returns the result and the truth."""
-    with load_setup(clock_mode="fast", overrides=overrides or WITH_SYNC) as setup:
+    """Run ``procedure`` on one QD under the focus; returns the result, the truth and the
+    tagger's snapshot. ``seed`` is the setup's sample seed (it seeds the photon stream)."""
+    overrides = {**(overrides or WITH_SYNC), "sample": {"seed": seed}}
+    with load_setup(clock_mode="fast", overrides=overrides) as setup:
         setup.world.sample = VirtualSample.single(x_um=20.0, y_um=20.0, g2_0=0.05,
                                                   lifetime_ns=lifetime_ns, seed=seed)
         result = run(procedure, setup, out=path)
