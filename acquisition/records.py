@@ -47,6 +47,7 @@ __all__ = [
     "G2Histogram",
     "RefocusResult",
     "PowerSeriesData",
+    "DecayHistogram",
     "Tagged",
 ]
 
@@ -389,3 +390,37 @@ class PowerSeriesData:
     power_percent: np.ndarray
     rate_cps: np.ndarray
     rate_err_cps: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class DecayHistogram:
+    """Photon delays of one APD after the laser pulse (time-resolved PL).
+
+    Attributes
+    ----------
+    t_ps : ndarray of float64, shape (n_bins,)
+        Bin centres, delay after the preceding laser pulse, ps.
+    counts : ndarray of int64, shape (n_bins,)
+        Photons per bin.
+    bin_ps : float
+        Bin width, ps.
+    period_ps : float
+        Laser repetition period, ps.
+    channel : int
+        Tagger input of the APD histogrammed.
+    sync_channel : int
+        Tagger input of the laser sync.
+    pulses_per_sync : int
+        Laser pulses per sync tag (the sync divider the tags showed).
+    integration_s : float
+        Data time the histogram covers, s.
+    """
+
+    t_ps: np.ndarray
+    counts: np.ndarray
+    bin_ps: float
+    period_ps: float
+    channel: int
+    sync_channel: int
+    pulses_per_sync: int
+    integration_s: float

@@ -603,3 +603,34 @@ register_table(build_table("spot_list", SpotList, {
     "snr_min": F(), "n_candidates": I(), "n_failed_fits": I(), "n_below_snr": I(),
     "n_rejected_not_isolated": I(),
 }, default_kind="spots"))
+
+
+# Time-resolved PL and power-series fits (trpl, power_series) --------------------------------
+from micropl.acquisition.records import DecayHistogram  # noqa: E402
+from micropl.analysis.lifetime import LifetimeFit  # noqa: E402
+from micropl.analysis.saturation import SaturationFit  # noqa: E402
+
+SAME_LENGTH["decay_histogram"] = ("t_ps", "counts")
+SAME_LENGTH["lifetime_fit"] = ("tau_ns", "tau_err_ns", "amplitude", "amplitude_err",
+                               "intensity_fraction")
+register_table(build_table("decay_histogram", DecayHistogram, {
+    "t_ps": A("<f8", "ps"), "counts": A("<i8", "counts"), "bin_ps": F("ps"),
+    "period_ps": F("ps"), "channel": I(), "sync_channel": I(), "pulses_per_sync": I(),
+    "integration_s": F("s"),
+}, default_kind="decay_histogram"))
+register_table(build_table("lifetime_fit", LifetimeFit, {
+    "tau_ns": A("<f8", "ns"), "tau_err_ns": A("<f8", "ns"), "amplitude": A("<f8", "counts"),
+    "amplitude_err": A("<f8", "counts"), "intensity_fraction": A("<f8"), "t0_ps": F("ps"),
+    "t0_err_ps": F("ps"), "irf_sigma_ps": F("ps"), "irf_sigma_err_ps": F("ps"),
+    "irf_fixed": B(), "background": F("counts"), "background_err": F("counts"),
+    "red_chi2": F(), "dof": I(), "period_ps": F("ps"), "t_ps": A("<f8", "ps"),
+    "model_counts": A("<f8", "counts"), "success": B(), "reason": T(),
+}, default_kind="lifetime_fit"))
+# amplitude, slope and offset are in the unit of the fitted counts (power_series: counts/s)
+register_table(build_table("saturation_fit", SaturationFit, {
+    "amplitude": F(), "amplitude_err": F(), "p_sat": F("(power_unit)"),
+    "p_sat_err": F("(power_unit)"), "slope": F(), "slope_err": F(), "offset": F(),
+    "offset_err": F(), "linear_background": B(),
+    "covariance": A("<f8", "", max_ndim=2), "red_chi2": F(), "dof": I(), "success": B(),
+    "reason": T(), "power_unit": T(),
+}, default_kind="saturation_fit"))

@@ -2,9 +2,10 @@
 
 * :func:`decay_histogram` — the delay of every photon after the preceding laser sync pulse,
   histogrammed over one repetition period.
-* :func:`fit_decay` (and the wrappers :func:`fit_mono_exponential`,
-  :func:`fit_bi_exponential`) — mono- or bi-exponential decay convolved with a Gaussian
+* :func:`fit_decay` — mono- or bi-exponential decay convolved with a Gaussian
   instrument response (IRF), for a periodic pulse train.
+
+The time-resolved PL procedure (:mod:`micropl.acquisition.procedures.trpl`) uses both.
 
 Model
 -----
@@ -48,9 +49,7 @@ __all__ = [
     "LifetimeFit",
     "decay_histogram",
     "decay_model",
-    "fit_bi_exponential",
     "fit_decay",
-    "fit_mono_exponential",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,7 +128,8 @@ class LifetimeFit:
 
 # --------------------------------------------------------------------------- histogram
 def decay_histogram(t_sync_ps: np.ndarray, t_photon_ps: np.ndarray, bin_ps: float,
-                    period_ps: float) -> tuple[np.ndarray, np.ndarray]:
+                    period_ps: float, *,
+                    pulses_per_sync: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Histogram of photon delays after the preceding sync pulse.
 
     Parameters
@@ -144,6 +144,11 @@ def decay_histogram(t_sync_ps: np.ndarray, t_photon_ps: np.ndarray, bin_ps: floa
         Repetition period in ps. The histogram covers ``[0, n_bins·bin_ps)`` with
         ``n_bins = floor(period_ps / bin_ps)``; delays beyond it (a remainder of less than a
         bin, or a missing sync pulse) and photons before the first sync are not counted.
+    pulses_per_sync : int
+        Laser pulses per sync tag (the tagger's sync divider; a HydraHarp-like input
+        divides a 10 MHz sync by 16). Pulses follow each sync at whole periods, so the
+        delay after the preceding *pulse* is the sync delay modulo ``period_ps``; delays
+        of ``pulses_per_sync·period_ps`` or more (a missing sync tag) are not counted.
 
     Returns
     -------
@@ -155,7 +160,8 @@ def decay_histogram(t_sync_ps: np.ndarray, t_photon_ps: np.ndarray, bin_ps: floa
     Raises
     ------
     AnalysisInputError
-        Unsorted inputs, no sync pulses, or non-positive ``bin_ps``/``period_ps``.
+        Unsorted inputs, no sync pulses, non-positive ``bin_ps``/``period_ps``, or a
+        ``pulses_per_sync`` that is not a whole number >= 1.
     """
     sync = np.asarray(t_sync_ps, dtype=np.int64)
     phot = np.asarray(t_photon_ps, dtype=np.int64)
@@ -166,6 +172,10 @@ def decay_histogram(t_sync_ps: np.ndarray, t_photon_ps: np.ndarray, bin_ps: floa
     n_bins = int(period_ps // bin_ps)
     if n_bins < 1:
         raise AnalysisInputError(f"bin_ps {bin_ps} is longer than the period {period_ps} ps")
+    if isinstance(pulses_per_sync, bool) or int(pulses_per_sync) != pulses_per_sync \
+            or pulses_per_sync < 1:
+        raise AnalysisInputError(f"pulses_per_sync must be a whole number >= 1, got "
+                                 f"{pulses_per_sync}")
     if sync.size == 0:
         raise AnalysisInputError("no sync pulses: a decay histogram needs the laser sync")
     if np.any(np.diff(sync) < 0) or np.any(np.diff(phot) < 0):
@@ -173,6 +183,8 @@ def decay_histogram(t_sync_ps: np.ndarray, t_photon_ps: np.ndarray, bin_ps: floa
     idx = np.searchsorted(sync, phot, side="right") - 1
     valid = idx >= 0
     delay = phot[valid] - sync[idx[valid]]
+    if pulses_per_sync > 1:
+        delay = delay[delay < int(pulses_per_sync) * float(period_ps)] % float(period_ps)
     k = np.floor(delay / float(bin_ps)).astype(np.int64)
     k = k[(k >= 0) & (k < n_bins)]
     counts = np.bincount(k, minlength=n_bins).astype(np.int64)
@@ -429,13 +441,13 @@ def fit_decay(t_ps: np.ndarray, counts: np.ndarray, period_ps: float, *,
     theta, res, nll, mu_of = best
 
     cov = _fisher_cov(theta, mu_of, lo, hi)
-    mu = mu_of(theta)
+    amps, taus, t0, sigma, bg = _unpack(theta, n_components, fit_sigma, sigma_fixed)
+    mu = decay_model(t, taus, amps, t0 * 1e3, sigma * 1e3, bg, period_ps)
     dof = int(t.size - theta.size)
     red = float(np.sum((n - mu) ** 2 / np.maximum(mu, 1e-12)) / dof)
     cov = cov * max(1.0, red)
     with np.errstate(invalid="ignore"):
         err = np.sqrt(np.diag(cov))
-    amps, taus, t0, sigma, bg = _unpack(theta, n_components, fit_sigma, sigma_fixed)
     e_amps, e_taus, e_t0, e_sigma, e_bg = _unpack(err, n_components, fit_sigma, np.nan)
     order = np.argsort(taus)
     amps, taus = np.asarray(amps)[order], np.asarray(taus)[order]
@@ -465,16 +477,3 @@ def fit_decay(t_ps: np.ndarray, counts: np.ndarray, period_ps: float, *,
         red_chi2=red, dof=dof, period_ps=float(period_ps), t_ps=t, model_counts=mu,
         success=reason == "ok", reason=reason)
 
-
-def fit_mono_exponential(t_ps: np.ndarray, counts: np.ndarray, period_ps: float, *,
-                         irf_sigma_ps: float | None = None, **kwargs) -> LifetimeFit:
-    """Mono-exponential decay fit; see :func:`fit_decay` for parameters and units."""
-    return fit_decay(t_ps, counts, period_ps, n_components=1, irf_sigma_ps=irf_sigma_ps,
-                     **kwargs)
-
-
-def fit_bi_exponential(t_ps: np.ndarray, counts: np.ndarray, period_ps: float, *,
-                       irf_sigma_ps: float | None = None, **kwargs) -> LifetimeFit:
-    """Bi-exponential decay fit; see :func:`fit_decay` for parameters and units."""
-    return fit_decay(t_ps, counts, period_ps, n_components=2, irf_sigma_ps=irf_sigma_ps,
-                     **kwargs)

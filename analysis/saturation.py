@@ -4,8 +4,13 @@
 
 ``A`` is the saturated signal, ``P_sat`` the saturation power, ``B`` an optional linear
 background (substrate or polymer PL, laser leakage) and ``C`` a constant (dark counts).
-The counts may be counts per exposure or rates; their unit carries through to ``A``,
-``B·P`` and ``C``.
+The excitation probability per pulse of a QD saturates as ``1 − exp(−P/P_sat)``
+(``../shared/PHYSICS.md``). The counts may be counts per exposure or rates; their unit
+carries through to ``A``, ``B·P`` and ``C``. The power may be in W or in the laser's
+percent setting; ``P_sat`` comes out in the same unit (``SaturationFit.power_unit``).
+
+The power-series procedure (:mod:`micropl.acquisition.procedures.power_series`) applies
+:func:`fit_saturation` to its count rates.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ class SaturationFit:
     ----------
     amplitude, amplitude_err : float
         Saturated signal ``A`` (unit of the counts).
-    p_sat_w, p_sat_err_w : float
-        Saturation power in W.
-    slope_per_w, slope_err_per_w : float
-        Linear background ``B`` (counts per W); 0 with error 0 when not fitted.
+    p_sat, p_sat_err : float
+        Saturation power, in ``power_unit``.
+    slope, slope_err : float
+        Linear background ``B`` (counts per ``power_unit``); 0 with error 0 when not
+        fitted.
     offset, offset_err : float
         Constant ``C`` (unit of the counts).
     linear_background : bool
@@ -50,14 +56,16 @@ class SaturationFit:
         ``P_sat`` (see ``reason``).
     reason : str
         ``"ok"`` or why the result should not be trusted.
+    power_unit : str
+        Unit of the powers fitted (``"W"``, ``"%"``).
     """
 
     amplitude: float
     amplitude_err: float
-    p_sat_w: float
-    p_sat_err_w: float
-    slope_per_w: float
-    slope_err_per_w: float
+    p_sat: float
+    p_sat_err: float
+    slope: float
+    slope_err: float
     offset: float
     offset_err: float
     linear_background: bool
@@ -66,26 +74,27 @@ class SaturationFit:
     dof: int
     success: bool
     reason: str
+    power_unit: str = "W"
 
 
-def saturation_model(power_w: np.ndarray, amplitude: float, p_sat_w: float,
-                     slope_per_w: float = 0.0, offset: float = 0.0) -> np.ndarray:
+def saturation_model(power: np.ndarray, amplitude: float, p_sat: float,
+                     slope: float = 0.0, offset: float = 0.0) -> np.ndarray:
     """``A·(1 − exp(−P/P_sat)) + B·P + C``.
 
     Parameters
     ----------
-    power_w : ndarray, shape (n,)
-        Excitation power in W.
-    amplitude, p_sat_w, slope_per_w, offset : float
-        ``A``, ``P_sat`` (W), ``B`` (per W) and ``C``.
+    power : ndarray, shape (n,)
+        Excitation power (W, or any unit: ``P_sat`` and ``B`` use the same one).
+    amplitude, p_sat, slope, offset : float
+        ``A``, ``P_sat`` (power unit), ``B`` (per power unit) and ``C``.
 
     Returns
     -------
     ndarray, shape (n,)
         Expected counts.
     """
-    p = np.asarray(power_w, dtype=float)
-    return amplitude * -np.expm1(-p / p_sat_w) + slope_per_w * p + offset
+    p = np.asarray(power, dtype=float)
+    return amplitude * -np.expm1(-p / p_sat) + slope * p + offset
 
 
 def _jac(p, theta, linear):
@@ -98,9 +107,9 @@ def _jac(p, theta, linear):
     return np.column_stack(cols)
 
 
-def fit_saturation(power_w: np.ndarray, counts: np.ndarray,
+def fit_saturation(power: np.ndarray, counts: np.ndarray,
                    counts_err: np.ndarray | None = None, *,
-                   linear_background: bool = True) -> SaturationFit:
+                   linear_background: bool = True, power_unit: str = "W") -> SaturationFit:
     """Fit ``counts(P) = A·(1 − exp(−P/P_sat)) + B·P + C`` with 1σ errors.
 
     Weighted least squares (analytic Jacobian, trust-region reflective with ``A ≥ 0`` and
@@ -115,14 +124,16 @@ def fit_saturation(power_w: np.ndarray, counts: np.ndarray,
 
     Parameters
     ----------
-    power_w : ndarray, shape (n,)
-        Excitation power in W (any order, ≥ 0).
+    power : ndarray, shape (n,)
+        Excitation power in ``power_unit`` (any order, ≥ 0).
     counts : ndarray, shape (n,)
         Measured counts or count rates at each power.
     counts_err : ndarray, shape (n,), optional
         1σ errors of ``counts`` (e.g. ``sqrt(counts)`` for raw Poisson counts).
     linear_background : bool
         Fit the linear term ``B`` (otherwise ``B = 0``).
+    power_unit : str
+        Unit of ``power`` (``"W"``, ``"%"`` of the laser setting); carried into the result.
 
     Returns
     -------
@@ -137,10 +148,10 @@ def fit_saturation(power_w: np.ndarray, counts: np.ndarray,
         Shapes differ, non-finite or negative powers, non-positive errors, or fewer points
         than parameters + 1.
     """
-    p = np.asarray(power_w, dtype=float)
+    p = np.asarray(power, dtype=float)
     y = np.asarray(counts, dtype=float)
     if p.ndim != 1 or p.shape != y.shape:
-        raise AnalysisInputError(f"power_w and counts must be 1D of equal length, got "
+        raise AnalysisInputError(f"power and counts must be 1D of equal length, got "
                                  f"{p.shape}, {y.shape}")
     if not (np.all(np.isfinite(p)) and np.all(np.isfinite(y))) or np.any(p < 0):
         raise AnalysisInputError("powers must be finite and >= 0, counts finite")
@@ -199,19 +210,19 @@ def fit_saturation(power_w: np.ndarray, counts: np.ndarray,
     elif not np.all(np.isfinite(err)):
         reason = "covariance not finite (parameters not constrained by the data)"
     elif theta[1] > 2.0 * p_max:
-        reason = (f"saturation not reached: P_sat {theta[1]:.3g} W > 2 × the largest power "
-                  f"{p_max:.3g} W")
+        reason = (f"saturation not reached: P_sat {theta[1]:.3g} {power_unit} > 2 × the "
+                  f"largest power {p_max:.3g} {power_unit}")
     elif theta[1] < 0.5 * float(np.min(p[p > 0])):
-        reason = (f"P_sat {theta[1]:.3g} W is below the smallest power: already saturated, "
-                  "P_sat not constrained")
+        reason = (f"P_sat {theta[1]:.3g} {power_unit} is below the smallest power: already "
+                  "saturated, P_sat not constrained")
     elif not err[1] < theta[1]:
         reason = "P_sat not constrained (relative error > 100 %)"
     if reason != "ok":
         log.debug("fit_saturation: %s", reason)
     b, b_err = (theta[2], err[2]) if linear_background else (0.0, 0.0)
     return SaturationFit(
-        amplitude=float(theta[0]), amplitude_err=float(err[0]), p_sat_w=float(theta[1]),
-        p_sat_err_w=float(err[1]), slope_per_w=float(b), slope_err_per_w=float(b_err),
+        amplitude=float(theta[0]), amplitude_err=float(err[0]), p_sat=float(theta[1]),
+        p_sat_err=float(err[1]), slope=float(b), slope_err=float(b_err),
         offset=float(theta[-1]), offset_err=float(err[-1]),
         linear_background=linear_background, covariance=cov, red_chi2=float(red), dof=dof,
-        success=reason == "ok", reason=reason)
+        success=reason == "ok", reason=reason, power_unit=str(power_unit))

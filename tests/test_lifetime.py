@@ -10,9 +10,7 @@ from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.lifetime import (
     decay_histogram,
     decay_model,
-    fit_bi_exponential,
     fit_decay,
-    fit_mono_exponential,
 )
 
 PERIOD_PS = 100_000.0
@@ -84,7 +82,7 @@ def test_mono_exponential_pulls_are_honest():
         tau = rng.uniform(2.0, 10.0)
         t0 = rng.uniform(3_000, 20_000)
         t, c = histogram(simulate_delays(rng, 20_000, [tau], [1.0], t0_ps=t0))
-        fit = fit_mono_exponential(t, c, PERIOD_PS)
+        fit = fit_decay(t, c, PERIOD_PS)
         assert fit.success, fit.reason
         assert fit.red_chi2 == pytest.approx(1.0, abs=0.2)
         pulls_tau.append((fit.tau_ns[0] - tau) / fit.tau_err_ns[0])
@@ -112,7 +110,7 @@ def test_bi_exponential_recovers_both_components():
     rng = np.random.default_rng(12)
     t, c = histogram(simulate_delays(rng, 200_000, [1.0, 8.0], [0.4, 0.6],
                                      background_fraction=0.01))
-    fit = fit_bi_exponential(t, c, PERIOD_PS)
+    fit = fit_decay(t, c, PERIOD_PS, n_components=2)
     assert fit.success, fit.reason
     assert fit.n_components == 2
     assert abs(fit.tau_ns[0] - 1.0) < 4 * fit.tau_err_ns[0]
@@ -120,7 +118,7 @@ def test_bi_exponential_recovers_both_components():
     np.testing.assert_allclose(fit.intensity_fraction, [0.4, 0.6], atol=0.03)
     assert fit.red_chi2 == pytest.approx(1.0, abs=0.15)
     # a mono-exponential fit of the same data is visibly worse
-    mono = fit_mono_exponential(t, c, PERIOD_PS)
+    mono = fit_decay(t, c, PERIOD_PS)
     assert mono.red_chi2 > fit.red_chi2 + 0.3
 
 
@@ -158,3 +156,31 @@ def test_bad_input():
         decay_histogram(np.array([], np.int64), np.array([1, 2]), 10.0, 100.0)
     with pytest.raises(AnalysisInputError):
         decay_histogram(np.array([5, 1]), np.array([1, 2]), 10.0, 100.0)
+
+
+@pytest.mark.parametrize("divider", [2, 16])
+def test_divided_sync_gives_the_histogram_of_every_pulse(divider):
+    """A sync tag every ``divider`` pulses gives the same histogram as a sync tag per pulse
+    (pulses at whole periods after each sync); a photon after a missing sync tag is
+    dropped, not folded onto the wrong pulse."""
+    rng = np.random.default_rng(7)
+    period = 100_000
+    n_pulses = 64 * divider
+    every = np.arange(n_pulses, dtype=np.int64) * period + 1_234
+    phot = np.sort(rng.integers(0, n_pulses * period, 5000)).astype(np.int64)
+    _, ref = decay_histogram(every, phot, bin_ps=500.0, period_ps=period)
+    _, got = decay_histogram(every[::divider], phot, bin_ps=500.0, period_ps=period,
+                             pulses_per_sync=divider)
+    np.testing.assert_array_equal(got, ref)
+    gap = np.delete(every[::divider], [10])  # one sync tag lost
+    _, fewer = decay_histogram(gap, phot, bin_ps=500.0, period_ps=period,
+                               pulses_per_sync=divider)
+    lost = ((phot >= every[::divider][10]) & (phot < every[::divider][11])).sum()
+    assert ref.sum() - fewer.sum() == lost
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_pulses_per_sync_must_be_a_whole_number(bad):
+    with pytest.raises(AnalysisInputError, match="pulses_per_sync"):
+        decay_histogram(np.array([0, 100]), np.array([1, 2]), 10.0, 100.0,
+                        pulses_per_sync=bad)

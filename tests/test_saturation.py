@@ -9,13 +9,13 @@ from scipy.optimize import curve_fit
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.saturation import fit_saturation, saturation_model
 
-TRUTH = {"amplitude": 40_000.0, "p_sat_w": 2e-6, "slope_per_w": 1.5e9, "offset": 300.0}
+TRUTH = {"amplitude": 40_000.0, "p_sat": 2e-6, "slope": 1.5e9, "offset": 300.0}
 POWER_W = np.geomspace(0.1e-6, 15e-6, 14)
 
 
 def simulate(rng, with_slope=True):
-    mu = saturation_model(POWER_W, TRUTH["amplitude"], TRUTH["p_sat_w"],
-                          TRUTH["slope_per_w"] if with_slope else 0.0, TRUTH["offset"])
+    mu = saturation_model(POWER_W, TRUTH["amplitude"], TRUTH["p_sat"],
+                          TRUTH["slope"] if with_slope else 0.0, TRUTH["offset"])
     return rng.poisson(mu).astype(float)
 
 
@@ -27,8 +27,8 @@ def test_recovers_truth_with_honest_errors():
         fit = fit_saturation(POWER_W, y, np.sqrt(y))
         assert fit.success, fit.reason
         for key, true in TRUTH.items():
-            err = {"amplitude": fit.amplitude_err, "p_sat_w": fit.p_sat_err_w,
-                   "slope_per_w": fit.slope_err_per_w, "offset": fit.offset_err}[key]
+            err = {"amplitude": fit.amplitude_err, "p_sat": fit.p_sat_err,
+                   "slope": fit.slope_err, "offset": fit.offset_err}[key]
             pulls[key].append((getattr(fit, key) - true) / err)
     for key, values in pulls.items():
         assert 0.7 < np.std(values) < 1.3, key
@@ -52,11 +52,11 @@ def test_matches_scipy_curve_fit():
         if absolute:
             ref_err = ref_err * np.sqrt(max(1.0, fit_saturation(POWER_W, y, sigma).red_chi2))
         fit = fit_saturation(POWER_W, y, sigma)
-        ours = np.array([fit.amplitude, fit.p_sat_w, fit.slope_per_w, fit.offset])
+        ours = np.array([fit.amplitude, fit.p_sat, fit.slope, fit.offset])
         # same optimum: differences far below the statistical errors
         assert np.all(np.abs(ours - ref) < 1e-3 * ref_err)
         np.testing.assert_allclose(
-            [fit.amplitude_err, fit.p_sat_err_w, fit.slope_err_per_w, fit.offset_err],
+            [fit.amplitude_err, fit.p_sat_err, fit.slope_err, fit.offset_err],
             ref_err, rtol=1e-3)
 
 
@@ -65,8 +65,8 @@ def test_without_linear_term():
     y = simulate(rng, with_slope=False)
     fit = fit_saturation(POWER_W, y, np.sqrt(y), linear_background=False)
     assert fit.success and not fit.linear_background
-    assert fit.slope_per_w == 0.0
-    assert abs(fit.p_sat_w - TRUTH["p_sat_w"]) < 4 * fit.p_sat_err_w
+    assert fit.slope == 0.0
+    assert abs(fit.p_sat - TRUTH["p_sat"]) < 4 * fit.p_sat_err
     assert fit.covariance.shape == (3, 3)
     assert fit.red_chi2 == pytest.approx(1.0, abs=0.9)
 
@@ -89,3 +89,14 @@ def test_bad_input():
         fit_saturation(POWER_W, np.ones(POWER_W.size), np.zeros(POWER_W.size))
     with pytest.raises(AnalysisInputError):
         fit_saturation(-POWER_W, np.ones(POWER_W.size))
+
+
+def test_power_unit_is_carried_into_the_result_and_its_reasons():
+    """Powers in % of the laser setting (as the power series fits them): P_sat in %."""
+    rng = np.random.default_rng(4)
+    p = np.linspace(0.1, 2.0, 8)  # % of the laser setting, far below P_sat = 15 %
+    y = rng.poisson(saturation_model(p, 4e4, 15.0, 0.0, 300)).astype(float)
+    fit = fit_saturation(p, y, np.sqrt(y), linear_background=False, power_unit="%")
+    assert fit.power_unit == "%" and not fit.success
+    assert "saturation not reached" in fit.reason and " %" in fit.reason and " W" not in fit.reason
+    assert fit_saturation(POWER_W, simulate(rng), power_unit="W").power_unit == "W"

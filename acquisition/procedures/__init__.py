@@ -13,12 +13,14 @@ from micropl.acquisition.procedures.spectral_series import SpectralSeries
 from micropl.acquisition.procedures.spectrum import SpectrumAcquisition
 from micropl.acquisition.procedures.survey import Survey
 from micropl.acquisition.procedures.time_trace import TimeTrace
+from micropl.acquisition.procedures.trpl import TimeResolvedPL
 
 PROCEDURES: dict[str, type[ProcedureBase]] = {
     cls.name: cls
     for cls in (RasterScan, Refocus, SpectrumAcquisition, G2, TimeTrace, PowerSeries,
-                SpectralSeries, Survey)
+                SpectralSeries, Survey, TimeResolvedPL)
 }
 
 __all__ = ["PROCEDURES", "ProcedureBase", "RasterScan", "MapImage", "Refocus", "RefocusResult",
-           "SpectrumAcquisition", "G2", "TimeTrace", "PowerSeries", "SpectralSeries", "Survey"]
+           "SpectrumAcquisition", "G2", "TimeTrace", "PowerSeries", "SpectralSeries", "Survey",
+           "TimeResolvedPL"]
