@@ -20,8 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from micropl.acquisition.cli_info import session_summary  # noqa: E402
 from micropl.acquisition.storage import SessionReader  # noqa: E402
+from micropl.acquisition.summary import session_summary  # noqa: E402
 from micropl.analysis.emitters import (  # noqa: E402
     EXCLUDING_FLAGS,
     excluded_counts,

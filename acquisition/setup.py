@@ -205,9 +205,9 @@ def _open(role: str, settings: Any, world: Any) -> Any:
         }[role]
         return cls(settings, world)
     if settings.driver == "replay":
-        # Session files are read by the acquisition layer; importing the replay command
+        # Session files are read by the acquisition layer; importing the replay module
         # registers that reader with the replay instruments (simulators cannot import it).
-        import micropl.acquisition.cli_replay  # noqa: F401
+        import micropl.acquisition.replay  # noqa: F401
     return driver_module(role, settings.driver).open_instrument(settings)
 
 

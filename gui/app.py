@@ -415,8 +415,8 @@ def run_replay_gui(path: str | Path, *, out: str | Path | None, speed: float = 1
     config : path, optional
         Replay setup YAML (``configs/replay.yaml`` by default).
     """
-    from micropl.acquisition.cli_replay import open_replay, replay_source_of
     from micropl.acquisition.live import AnalysisSettings
+    from micropl.acquisition.replay import open_replay, replay_source_of
 
     app = application()
     analysis = analysis or AnalysisSettings()

@@ -1,5 +1,5 @@
 """``python -m micropl`` runs the command-line interface."""
 
-from micropl.acquisition.cli import main
+from micropl.cli import main
 
 raise SystemExit(main())

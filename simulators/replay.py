@@ -31,7 +31,7 @@ Loaders
 PTU T2 files are read here (:func:`micropl.analysis.tags.read_ptu_t2`, which
 uses ``ptufile``). Session files (HDF5) are read by the acquisition layer,
 which registers its loader with :func:`register_loader` (simulators do not
-import acquisition); ``micropl.acquisition.cli_replay`` does so on import.
+import acquisition); ``micropl.acquisition.replay`` does so on import.
 """
 
 from __future__ import annotations
@@ -369,7 +369,7 @@ def load_source(settings: _ReplayBase) -> ReplaySource:
             if loader is None:
                 raise InstrumentError(
                     f"replay: cannot read {path.name}: the session-file loader is registered "
-                    "by micropl.acquisition.cli_replay; import it first")
+                    "by micropl.acquisition.replay; import it first")
             source = loader(path, settings)
             _SOURCES[key] = source
     source.set_speed(settings.speed)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from micropl.acquisition import load_setup, run
-from micropl.acquisition.cli_info import session_summary
 from micropl.acquisition.procedures import G2, RasterScan, SpectrumAcquisition, Survey
 from micropl.acquisition.storage import SessionReader
+from micropl.acquisition.summary import session_summary
 
 REGION_UM = (5.0, 30.0)
 N_QDS = 30

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from micropl.acquisition.cli import main
+from micropl.cli import main
 
 
 def test_help_via_python_m():
@@ -46,13 +46,13 @@ def test_progress_bars_on_a_terminal_handle_stages_with_and_without_totals():
     from rich.console import Console
 
     from micropl.acquisition import Session, load_setup
-    from micropl.acquisition.cli_run import _progress_display
     from micropl.acquisition.runner import Progress
+    from micropl.cli.output import ProgressDisplay
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)
     with load_setup(clock_mode="fast") as setup, Session(setup) as session:
-        with _progress_display(session, quiet=False, console=console) as display:
+        with ProgressDisplay(session, quiet=False, console=console) as display:
             for item in (Progress(1, "changing grating", 0.0, None, 0.0),
                          Progress(1, "cooling camera (10 °C)", 0.0, None, 1.0),
                          Progress(1, "cooling camera (-50 °C)", 0.0, None, 2.0),

@@ -1,6 +1,6 @@
 """Every error is one line: OSErrors on the user's paths, failing runs, bugs.
 
-Each case goes through :func:`micropl.acquisition.cli.main` (stderr captured as
+Each case goes through :func:`micropl.cli.main` (stderr captured as
 a terminal would see it, log records included) and checks the exit code, that
 stderr is exactly one line starting ``micropl:``, that it names the path, and
 that no traceback is printed. Tracebacks go to the log file (beside the session
@@ -18,8 +18,8 @@ import h5py
 import pytest
 
 from micropl.acquisition import storage
-from micropl.acquisition.cli import main
 from micropl.analysis.errors import AnalysisInputError
+from micropl.cli import main
 
 #: A quick fast-mode run whose output path is the case under test.
 SPECTRUM = ["spectrum", "--fast", "--param", "exposure_s=0.1", "--param", "em_gain=1"]
@@ -132,7 +132,7 @@ def test_oserror_reaching_the_cli_is_one_line(tmp_path, capsys, monkeypatch, cod
                                               fragment):
     """Any OSError a command lets through: one line naming the file and what to do; exit
     2 when it is about the user's path or disk, 1 for the machine (I/O error, limits)."""
-    from micropl.acquisition import cli_run
+    from micropl.cli import run as cli_run
 
     out = tmp_path / "run.h5"
 
@@ -221,7 +221,7 @@ def test_clean_run_leaves_no_log_file(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- bugs
 def test_bug_in_a_command_is_one_line_exit_1(tmp_path, capsys, monkeypatch):
-    from micropl.acquisition import cli_run
+    from micropl.cli import run as cli_run
 
     def broken(*args, **kwargs):
         raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
@@ -237,7 +237,7 @@ def test_bug_in_a_command_is_one_line_exit_1(tmp_path, capsys, monkeypatch):
 
 
 def test_uncaught_error_in_a_thread_is_one_line(tmp_path, capsys, monkeypatch):
-    from micropl.acquisition import cli_run
+    from micropl.cli import run as cli_run
 
     def with_a_crashing_thread(*args, **kwargs):
         thread = threading.Thread(target=lambda: 1 / 0, name="helper")

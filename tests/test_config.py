@@ -2,8 +2,8 @@
 
 import pytest
 
-from micropl.acquisition.cli import main
 from micropl.acquisition.config import load_config, packaged_config
+from micropl.cli import main
 
 BAD_CONFIGS = [
     ("camera: {em_gain: 5000}", "camera.em_gain: 5000 is above the maximum 1000"),

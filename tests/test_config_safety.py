@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from micropl.acquisition.cli import main
 from micropl.acquisition.config import (
     MAX_MESSAGE_CHARS,
     ROLES,
@@ -33,6 +32,7 @@ from micropl.acquisition.config import (
 )
 from micropl.acquisition.config_docs import render_markdown
 from micropl.acquisition.setup import load_setup
+from micropl.cli import main
 from micropl.drivers.interfaces import LimitError
 from micropl.simulators.settings import SampleSettings
 

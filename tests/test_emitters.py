@@ -16,13 +16,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from micropl.acquisition import cli, load_setup, run
-from micropl.acquisition.cli_info import session_summary, truth_agreement
+from micropl import cli
+from micropl.acquisition import load_setup, run
 from micropl.acquisition.procedures import G2, SpectrumAcquisition, Survey
 from micropl.acquisition.procedures.survey import Target
 from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter
 from micropl.acquisition.storage_schema import registered_tables
+from micropl.acquisition.summary import session_summary, truth_agreement
 from micropl.analysis.emitters import (
     FLAG_MULTIPLE,
     choose_g2,

@@ -7,7 +7,7 @@ import pytest
 from test_g2_pulsed import simulate_hbt_tags
 from test_tags_ptu import encode_hh2, ptu_bytes
 
-from micropl.acquisition.cli import main
+from micropl.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from scipy import stats
 from test_tags_ptu import encode_hh2, ptu_bytes
 
 from micropl.acquisition import Session, load_setup
-from micropl.acquisition.cli import main
 from micropl.acquisition.live import LiveAnalysis
 from micropl.acquisition.procedures import G2, Survey
 from micropl.acquisition.records import G2Histogram
@@ -27,6 +26,7 @@ from micropl.analysis.g2 import (
     pulsed_g2,
 )
 from micropl.analysis.tags import read_histogram_file
+from micropl.cli import main
 
 PERIOD = 12_500.0  # ps (80 MHz)
 BIN = 250.0

@@ -7,8 +7,8 @@ import argparse
 import pytest
 from PyQt5 import QtCore, QtGui
 
-from micropl.acquisition.cli import UsageError
 from micropl.acquisition.procedures import G2, PROCEDURES, RasterScan, Survey
+from micropl.cli import UsageError
 from micropl.gui.forms import ModelForm
 from micropl.gui.panels.instruments_panel import rate_colour
 from micropl.gui.panels.procedures_panel import ProceduresPanel
@@ -102,7 +102,7 @@ def test_rate_colours_near_threshold():
 
 
 def test_cli_gui_arguments():
-    from micropl.acquisition import cli_gui
+    from micropl.cli import gui as cli_gui
 
     parser = argparse.ArgumentParser()
     cli_gui.register(parser.add_subparsers())

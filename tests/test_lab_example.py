@@ -8,8 +8,8 @@ import re
 import pytest
 import yaml
 
-from micropl.acquisition.cli import main
 from micropl.acquisition.config import load_config, packaged_config
+from micropl.cli import main
 
 LAB = packaged_config("lab-example")
 

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from micropl.acquisition import load_setup
-from micropl.acquisition.cli import main
 from micropl.acquisition.live import AnalysisSettings
 from micropl.acquisition.procedures import (
     G2,
@@ -27,6 +26,7 @@ from micropl.acquisition.procedures import (
 from micropl.acquisition.procedures.preflight import Limits, ParameterError
 from micropl.acquisition.runner import Runner
 from micropl.acquisition.session import Session, run
+from micropl.cli import main
 from micropl.simulators.camera import SimCamera
 from micropl.simulators.laser import SimLaser
 from micropl.simulators.scanner import SimScanner

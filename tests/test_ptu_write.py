@@ -9,9 +9,9 @@ import numpy as np
 import ptufile
 import pytest
 
-from micropl.acquisition.cli import main
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.ptu_write import RECORD_TYPE_HYDRAHARP2_T2, T2_WRAP, write_ptu_t2
+from micropl.cli import main
 
 
 def read_photons(path):

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from micropl.acquisition.cli import main
 from micropl.analysis.ptu_write import write_ptu_t2
+from micropl.cli import main
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -233,7 +233,7 @@ def test_fuzz_cli_survey_arguments(tmp_path, capsys, args):
     capsys.readouterr()
     # Only invalid argument lists are of interest: a valid one reaches the point where
     # the setup is loaded and the survey would start (in real time, into ``--out``).
-    with mock.patch("micropl.acquisition.cli_run.execute", side_effect=_ValidArguments):
+    with mock.patch("micropl.cli.run.execute", side_effect=_ValidArguments):
         try:
             code = main(argv)
         except SystemExit as exc:

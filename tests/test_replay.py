@@ -13,11 +13,12 @@ import pytest
 from ptu_writer import write_t2
 from record_compare import same
 
-from micropl.acquisition import cli, load_setup
+from micropl import cli
+from micropl.acquisition import load_setup
 from micropl.acquisition import run as run_procedure
-from micropl.acquisition.cli_replay import Replay, open_replay, replay_source_of
 from micropl.acquisition.live import AnalysisSettings
 from micropl.acquisition.procedures import G2, RasterScan, SpectrumAcquisition, Survey
+from micropl.acquisition.replay import Replay, open_replay, replay_source_of
 from micropl.acquisition.session import Session
 from micropl.acquisition.storage import SessionReader
 from micropl.analysis.g2 import G2Result, PeakTrainFit, cross_correlate, pulsed_g2
@@ -26,9 +27,9 @@ from micropl.analysis.spectra import SpectrumFit, fit_spectra
 
 @pytest.fixture(autouse=True)
 def _replay_command(monkeypatch):
-    if "micropl.acquisition.cli_replay" not in cli.COMMAND_MODULES:
+    if "micropl.cli.replay" not in cli.COMMAND_MODULES:
         monkeypatch.setattr(cli, "COMMAND_MODULES",
-                            cli.COMMAND_MODULES + ("micropl.acquisition.cli_replay",))
+                            cli.COMMAND_MODULES + ("micropl.cli.replay",))
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pytest
 
 from micropl.acquisition import load_setup
 from micropl.acquisition import run as run_procedure
-from micropl.acquisition.cli_replay import open_replay, replay_source_of
 from micropl.acquisition.live import AnalysisSettings
 from micropl.acquisition.procedures import G2, RasterScan, Refocus, SpectrumAcquisition, Survey
+from micropl.acquisition.replay import open_replay, replay_source_of
 from micropl.acquisition.session import Session
 from micropl.acquisition.storage import SessionReader
 from micropl.analysis.g2 import G2Result

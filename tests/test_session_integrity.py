@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 import pytest
 
-from micropl.acquisition import cli
+from micropl import cli
 from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import (
     OutputExistsError,
@@ -102,7 +102,7 @@ def test_two_processes_racing_for_one_out_one_wins(tmp_path):
     """Two real ``micropl g2 --out SAME`` processes released together (barrier: both
     wait for one byte on stdin): one exit 0, one exit 2 with one line; one session."""
     path = tmp_path / "same.h5"
-    code = ("import sys; from micropl.acquisition.cli import main; sys.stdin.read(1); "
+    code = ("import sys; from micropl.cli import main; sys.stdin.read(1); "
             "sys.exit(main(sys.argv[1:]))")
     args = ["g2", "--fast", "--json", "--out", str(path), "--param", "duration_s=0.5",
             "--param", "min_duration_s=0.2"]
@@ -241,10 +241,10 @@ def _survey_file(path: Path, *, seed: int, stop_at: str) -> Path:
     named by ``stop_at`` is published: ``QDTarget`` (after the QD list) or ``QDStatus``."""
     import yaml
 
-    from micropl.acquisition.cli_run import build_procedure
     from micropl.acquisition.config import default_config_path
     from micropl.acquisition.session import Session
     from micropl.acquisition.setup import load_setup
+    from micropl.cli.run import build_procedure
 
     data = yaml.safe_load(default_config_path().read_text())
     data["sample"]["seed"] = seed
@@ -280,7 +280,7 @@ def test_resume_without_config_uses_the_recorded_setup(seed7_pending, tmp_path, 
         stored_text = r.config_text
         pending = [q.qd_id for q in r.qds() if q.status == "pending"]
     assert "seed: 7" in stored_text and pending
-    from micropl.acquisition import cli_run
+    from micropl.cli import run as cli_run
 
     used = []
     real = cli_run.load_setup

@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 
 from micropl.acquisition import signals as sig
-from micropl.acquisition.cli import main
 from micropl.acquisition.runner import Runner
 from micropl.acquisition.setup import load_setup
 from micropl.acquisition.signals import Interrupted, SignalGuard
 from micropl.acquisition.storage import SessionReader
+from micropl.cli import main
 
 DEADLINE_S = 120.0  # generous: 2 cores shared by many processes
 
@@ -326,7 +326,7 @@ def test_interrupted_names_the_signal(signame, code, fragment):
 
 def test_signal_after_the_run_still_ends_the_command_as_asked(monkeypatch, capsys):
     """SIGTERM arriving after the run ended (while the summary prints): exit 143, one line."""
-    from micropl.acquisition import cli_run
+    from micropl.cli import run as cli_run
 
     def finished_then_terminated(args) -> int:
         signal.raise_signal(signal.SIGTERM)
@@ -416,7 +416,7 @@ def test_signal_while_the_commands_load_is_one_line(tmp_path, capsys, monkeypatc
                                                      command, line):
     """A signal while the sub-commands are imported and parsed: one line, 128 + N, and an
     instrument command opens nothing (no session file)."""
-    from micropl.acquisition import cli
+    from micropl import cli
 
     signum = int(getattr(signal, signame))
     real_build = cli.build_parser

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from micropl.acquisition.cli import main
+from micropl.cli import main
 
 HC = 1239.84198
 

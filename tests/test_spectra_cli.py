@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from micropl.acquisition.cli import main
 from micropl.analysis.spectra import HC_EV_NM, pixel_edges_nm
+from micropl.cli import main
 
 
 def _write_spectrum(path, e0=2.44, fwhm=0.06, seed=0):

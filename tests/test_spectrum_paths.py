@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from micropl.acquisition.cli import main
 from micropl.acquisition.live import LiveAnalysis
 from micropl.acquisition.records import Tagged
 from micropl.analysis.spectra import QUALITIES, SpectrumFit, fit_spectra, main_line_roi_nm
+from micropl.cli import main
 from micropl.drivers.interfaces import Spectrum
 
 HC = 1239.84198

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from micropl.acquisition import cli
-from micropl.acquisition.cli_info import TRUTH_MATCH_UM
+from micropl import cli
 from micropl.acquisition.records import G2Histogram, QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter
+from micropl.acquisition.summary import TRUTH_MATCH_UM
 from micropl.analysis.g2 import pulsed_g2
 from micropl.analysis.spectra import fit_spectra
 from micropl.drivers.interfaces import Spectrum, TagChunk
@@ -21,7 +21,7 @@ from micropl.drivers.interfaces import Spectrum, TagChunk
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_storage_crash as crash  # noqa: E402  (subprocess writer helpers)
 
-MODULES = ("micropl.acquisition.cli_info", "micropl.acquisition.cli_export")
+MODULES = ("micropl.cli.info", "micropl.cli.export")
 
 
 @pytest.fixture(autouse=True)

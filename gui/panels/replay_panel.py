@@ -1,6 +1,6 @@
 """Replay controls: play, pause, seek and speed over a recorded file.
 
-The panel drives the :class:`~micropl.acquisition.cli_replay.Replay` procedure
+The panel drives the :class:`~micropl.acquisition.replay.Replay` procedure
 through the main window's runner commands (as the procedures panel does), so
 the replayed data reaches the same map, spectrum, g² and survey panels as live
 acquisition. Speed and seek only set the shared replay player's speed and
@@ -85,7 +85,7 @@ class ReplayPanel(QtWidgets.QWidget):
 
     def play(self, start_s: float = 0.0) -> None:
         """Start the replay (from the beginning, fast-forwarding to ``start_s``) or resume."""
-        from micropl.acquisition.cli_replay import Replay
+        from micropl.acquisition.replay import Replay
 
         runner = self.window.runner
         if runner.busy:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import logging
 import sys
 from pathlib import Path
@@ -19,12 +18,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from micropl.acquisition import logs
-from micropl.acquisition.cli import UsageError
 from micropl.acquisition.config import format_validation_error
 from micropl.acquisition.procedures import G2, RasterScan, SpectrumAcquisition, Survey
-from micropl.acquisition.runner import Progress, RunResult
+from micropl.acquisition.runner import RunResult
 from micropl.acquisition.session import Session
 from micropl.acquisition.setup import load_setup
+from micropl.cli import UsageError
+from micropl.cli.output import ProgressDisplay, print_json
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ def execute(procedure: Any, config: Path | None, out: Path, *, fast: bool, quiet
                     clock_mode="fast" if fast else None) as setup:
         procedure.check(setup)  # refused parameters leave no session file behind
         with Session(setup, out, resume=resume, resume_lock=resume_lock) as session:
-            with _progress_display(session, quiet):
+            with ProgressDisplay(session, quiet):
                 return session.run(procedure)
 
 
@@ -355,8 +355,9 @@ def _refuse_overwrite(path: Path) -> None:
 
 
 def _finish(args: argparse.Namespace, result: RunResult | None, **extra: Any) -> int:
-    from micropl.acquisition.cli_info import print_summary, session_summary
     from micropl.acquisition.storage import SessionReader
+    from micropl.acquisition.summary import session_summary
+    from micropl.cli.info import print_summary
 
     with SessionReader(args.out) as reader:
         summary = session_summary(reader)
@@ -365,64 +366,10 @@ def _finish(args: argparse.Namespace, result: RunResult | None, **extra: Any) ->
                              "procedure": result.procedure, "run_id": result.run_id}
     summary.update({k: str(v) for k, v in extra.items()})
     if args.json:
-        print(json.dumps(summary, default=_json_default))
+        print_json(summary)
     else:
         print_summary(summary)
     if result is not None and result.status != "completed":
         sys.stderr.write(f"micropl: run {result.status}: {result.reason}{logs.hint()}\n")
         return 1
     return 0
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-# --------------------------------------------------------------------------- progress
-class _progress_display:  # noqa: N801 - used as a context manager
-    """Rich progress bars fed from the stream's Progress records (terminals only)."""
-
-    def __init__(self, session: Session, quiet: bool, console: Any = None) -> None:
-        from rich.console import Console
-
-        self.console = console or Console(stderr=True)
-        self.enabled = not quiet and self.console.is_terminal
-        self.session = session
-        self.progress = None
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> _progress_display:
-        if not self.enabled:
-            return self
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as RichProgress
-
-        self.progress = RichProgress(TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeElapsedColumn(),
-                                     TimeRemainingColumn(),
-                                     console=self.console, transient=False)
-        self.progress.start()
-        self.session.on(self._update, maxlen=200)
-        return self
-
-    def _update(self, item: Any) -> None:
-        if not isinstance(item, Progress) or self.progress is None:
-            return
-        # One bar for the QDs ("QD 3/30"), one per other stage ("cooling camera (…)").
-        key = "qd" if item.stage.startswith("QD") else item.stage.split(" (")[0]
-        if key not in self.tasks:
-            self.tasks[key] = self.progress.add_task(item.stage, total=item.total)
-        self.progress.update(self.tasks[key], description=item.stage, completed=item.done,
-                             total=item.total)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -23,7 +23,6 @@ with its defaults, as the live analysis runs it):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -44,6 +43,7 @@ from micropl.analysis.spectrum_preprocess import (
     noise_model_from_scatter,
     remove_cosmic_rays_spatial,
 )
+from micropl.cli.output import print_json
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         _plot(args.plot, wavelength_nm, cleaned, fit, args.file.name)
         summary["plot"] = str(args.plot)
     if args.json:
-        sys.stdout.write(json.dumps(summary) + "\n")
+        print_json(summary)
     else:
         _print_table(summary)
     if not bool(fit.success):

@@ -18,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from micropl.acquisition.cli import UsageError
+from micropl.cli import UsageError
 
 __all__ = ["register", "run"]
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from rich.console import Console
 from rich.table import Table
 
 from micropl.acquisition.config import load_config
 from micropl.acquisition.setup import describe_config
+from micropl.cli.output import print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
     config, _ = load_config(args.file)
     rows = describe_config(config)
     if args.json:
-        print(json.dumps({"file": args.file or "simulated.yaml", "valid": True,
-                          "clock_mode": config.clock.mode, "instruments": rows}, default=str))
+        print_json({"file": args.file or "simulated.yaml", "valid": True,
+                    "clock_mode": config.clock.mode, "instruments": rows})
         return 0
     table = Table(title=f"{args.file or 'simulated.yaml'}: valid (clock: {config.clock.mode})")
     table.add_column("role")

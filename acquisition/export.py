@@ -1,4 +1,4 @@
-"""``micropl export FILE [--ptu DIR] [--csv DIR]``: raw tags to PTU, spectra to CSV.
+"""Export of a session file (``micropl export``): raw tags to PTU, spectra to CSV.
 
 * ``--ptu DIR``: the time tags of each QD and run (every ``tag_chunk`` row of
   that QD in that run, in order) become one PicoQuant PTU file with HydraHarp
@@ -20,17 +20,13 @@ line naming it, and the files it had written are removed again.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from micropl.acquisition.cli import UsageError
 from micropl.acquisition.storage import (
     OutputPathError,
     SessionReader,
@@ -39,47 +35,7 @@ from micropl.acquisition.storage import (
 )
 from micropl.analysis.errors import AnalysisInputError
 
-__all__ = ["register", "run", "export_ptu", "export_csv"]
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``export`` command."""
-    parser = subparsers.add_parser(
-        "export", help="export raw tags to PTU and spectra to CSV",
-        description="Export a session's raw time tags as PicoQuant PTU (T2) files and its "
-                    "spectra as CSV files. The session file is not modified.")
-    parser.add_argument("file", help="session file (.h5)")
-    parser.add_argument("--ptu", metavar="DIR", type=Path,
-                        help="write the raw tags of each QD/run as PTU T2 files into DIR")
-    parser.add_argument("--csv", metavar="DIR", type=Path,
-                        help="write each spectrum as wavelength_nm,counts CSV into DIR")
-    parser.add_argument("--json", action="store_true", help="list the files written as JSON")
-    parser.set_defaults(func=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Export what ``args`` asks for; 0 on success."""
-    if args.ptu is None and args.csv is None:
-        raise UsageError("export: give --ptu DIR and/or --csv DIR")
-    written: dict[str, list[str]] = {"ptu": [], "csv": []}
-    with SessionReader(args.file) as reader:
-        done: list[Path] = []
-        try:
-            if args.ptu is not None:
-                written["ptu"] = [str(p) for p in export_ptu(reader, args.ptu, done)]
-            if args.csv is not None:
-                written["csv"] = [str(p) for p in export_csv(reader, args.csv, done)]
-        except BaseException:
-            _remove(done)  # all or nothing: no partial export is left behind
-            raise
-    if args.json:
-        sys.stdout.write(json.dumps(written, indent=2) + "\n")
-    else:
-        for kind, paths in written.items():
-            if (args.ptu if kind == "ptu" else args.csv) is not None:
-                target = args.ptu if kind == "ptu" else args.csv
-                sys.stdout.write(f"{len(paths)} {kind.upper()} file(s) written to {target}\n")
-    return 0
+__all__ = ["export_ptu", "export_csv"]
 
 
 _HINT = "choose another folder, or move the existing file away (export never overwrites)"
@@ -87,7 +43,7 @@ _HINT = "choose another folder, or move the existing file away (export never ove
 
 def _out_dir(path: Path) -> Path:
     if os.path.lexists(path) and not os.path.isdir(path):
-        raise UsageError(f"{path}: not a directory")
+        raise OutputPathError(f"{path}: not a directory")
     if not os.path.exists(path):
         prepare_output(path, hint="choose another folder")
         try:
@@ -98,11 +54,6 @@ def _out_dir(path: Path) -> Path:
     elif not os.access(path, os.W_OK | os.X_OK):
         raise OutputPathError(f"{path}: folder is not writable; choose another folder")
     return path
-
-
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
 
 
 def _name(qd_id: int, run_id: int) -> str:

@@ -11,9 +11,7 @@ is printed for a person, or as one JSON object with ``--json``: ``g2_0``, ``g2_0
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -21,35 +19,25 @@ import numpy as np
 
 from micropl.analysis.errors import AnalysisInputError, FileFormatError
 from micropl.analysis.g2 import (
-    MAX_ANALYSIS_BINS,
-    G2Accumulator,
     G2Result,
     check_channel_pair,
     pulsed_g2,
-    pulsed_window_ps,
+)
+from micropl.analysis.g2_files import (
+    DEFAULT_BIN_PS,
+    DEFAULT_WINDOW_PS,
+    correlate_ptu_stream,
+    is_ptu_file,
+    pulsed_rate_and_window,
 )
 from micropl.analysis.tags import (
-    MAX_CHANNEL_DISORDER_PS,
-    PTU_MAGIC,
     T2_RECORD_TYPES,
-    PtuHeader,
-    iter_ptu_t2,
     read_histogram_file,
     read_ptu_header,
 )
+from micropl.cli.output import print_json
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BIN_PS = 64
-DEFAULT_WINDOW_PS = 600_000  # used when neither the rate nor --window-ps is known
-#: Most coincidence pairs counted from a PTU file (about 5 s of correlation): denser
-#: tags (a corrupt resolution puts them on one time) are refused, not correlated for hours.
-MAX_PAIRS = 2_000_000_000
-#: Most tags of one channel the correlator keeps for later pairs (32 MB): they lie
-#: within the window plus 1 ms of ordering slack, so more means over 1e9 counts/s
-#: (tags piled up on one time), not light.
-MAX_TAIL_TAGS = 4_000_000
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``analyze g2``."""
@@ -86,15 +74,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _is_ptu(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            magic = fh.read(8)
-    except IsADirectoryError as exc:
-        raise FileFormatError(f"{path}: is a directory") from exc
-    return magic == PTU_MAGIC or path.suffix.lower() == ".ptu"
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the analysis; returns the exit code (errors raise and become exit 2)."""
     path: Path = args.file
@@ -113,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise AnalysisInputError(f"--channels {args.channels[0]} {args.channels[1]}: {exc}; "
                                  "give the two APD channels") from None
     info: dict = {"file": str(path)}
-    if _is_ptu(path):
+    if is_ptu_file(path):
         tau_ps, counts, rate, rate_source, bin_ps = _correlate_ptu(args, path, info)
     else:
         if args.bin_ps is not None or args.window_ps is not None:
@@ -134,154 +113,10 @@ def run(args: argparse.Namespace) -> int:
         _plot(args.plot, tau_ps, counts, result, path)
     if args.json:
         out = {**info, **result.as_dict()}
-        sys.stdout.write(json.dumps(_jsonable(out)) + "\n")
+        print_json(out)
     else:
         sys.stdout.write(_human(result, info) + "\n")
     return 0
-
-
-def pulsed_rate_and_window(path: Path, header: PtuHeader, rep_rate_hz: float | None,
-                           n_side: int, bin_ps: int, window_ps: int | None = None
-                           ) -> tuple[float | None, str, int]:
-    """Repetition rate, where it came from, and the correlation half-window of a PTU file.
-
-    Parameters
-    ----------
-    path : Path
-        The file (named in errors).
-    header : PtuHeader
-        Its header (:func:`~micropl.analysis.tags.read_ptu_header`).
-    rep_rate_hz : float or None
-        ``--rep-rate``, Hz; None: the header's sync rate, else detected from the data.
-    n_side : int
-        Side peaks per side.
-    bin_ps : int
-        Bin width, ps.
-    window_ps : int or None
-        ``--window-ps``; None: ``n_side + 1`` periods (or :data:`DEFAULT_WINDOW_PS`).
-
-    Returns
-    -------
-    rate_hz : float or None
-    source : {"user", "header", "detected"}
-    window_ps : int
-
-    Raises
-    ------
-    AnalysisInputError
-        One line naming the file and the value when the window would need more than
-        :data:`~micropl.analysis.g2.MAX_ANALYSIS_BINS` bins, or the period fewer than
-        four bins (so memory and time stay bounded for any header).
-    """
-    if bin_ps <= 0:
-        raise AnalysisInputError(f"--bin-ps must be > 0, got {bin_ps}")
-    if rep_rate_hz is not None:
-        rate, source, label = float(rep_rate_hz), "user", "--rep-rate"
-    elif header.sync_rate_hz > 0:
-        rate, source, label = header.sync_rate_hz, "header", "sync rate in the header"
-    else:
-        rate, source, label = None, "detected", ""
-    if window_ps is None and rate is not None:
-        try:
-            window_ps = pulsed_window_ps(rate, n_side, bin_ps)
-        except AnalysisInputError as exc:
-            raise AnalysisInputError(
-                f"{path}: {label}: {exc}; give --bin-ps, --window-ps or --rep-rate") from None
-    elif window_ps is None:
-        window_ps = DEFAULT_WINDOW_PS
-    if window_ps <= 0:
-        raise AnalysisInputError(f"--window-ps must be > 0, got {window_ps}")
-    n_bins = -(-2 * int(window_ps) // int(bin_ps))
-    if n_bins > MAX_ANALYSIS_BINS:
-        raise AnalysisInputError(
-            f"{path}: a ±{window_ps} ps window in {bin_ps} ps bins needs {n_bins} bins "
-            f"(max {MAX_ANALYSIS_BINS}); give a larger --bin-ps or a smaller --window-ps")
-    return rate, source, int(window_ps)
-
-
-def check_replay_rate(path: Path, rep_rate_hz: float | None, n_side: int, bin_ps: int,
-                      channels: tuple[int, int] | None = None) -> None:
-    """Refuse, before a replay starts, a PTU file whose g² would not stay bounded.
-
-    The file is correlated once as the replay's live analysis will (same window, in
-    bounded memory), so a rate that gives an unbounded window, a missing channel or
-    implausibly dense tags end here with one line instead of in the replay.
-
-    Raises
-    ------
-    UsageError
-        No sync rate in the header and no ``--rep-rate``.
-    AnalysisInputError
-        As :func:`pulsed_rate_and_window` and :func:`correlate_ptu_stream` (one line
-        naming the file).
-    """
-    from micropl.acquisition.cli import UsageError
-
-    header = read_ptu_header(path)
-    if rep_rate_hz is None and not header.sync_rate_hz > 0:
-        raise UsageError(f"{path}: the PTU header has no sync rate; give --rep-rate HZ")
-    _, _, window_ps = pulsed_rate_and_window(path, header, rep_rate_hz, n_side, bin_ps)
-    ch_a, ch_b = channels if channels is not None else (1, 2)
-    acc, _, _ = correlate_ptu_stream(path, header, int(ch_a), int(ch_b), bin_ps, window_ps)
-    if acc.counts.sum() == 0:
-        raise AnalysisInputError(
-            f"{path}: no coincidences between channels {ch_a} and {ch_b} within ±{window_ps} ps")
-
-
-def correlate_ptu_stream(path: Path, header: PtuHeader, ch_a: int, ch_b: int, bin_ps: int,
-                         window_ps: int) -> tuple[G2Accumulator, np.ndarray, int]:
-    """Cross-correlate two channels of a PTU file block by block (bounded memory).
-
-    Parameters
-    ----------
-    path : Path
-        The file (named in errors).
-    header : PtuHeader
-        Its header.
-    ch_a, ch_b : int
-        Start and stop channels.
-    bin_ps, window_ps : int
-        Bin width and half-window, ps.
-
-    Returns
-    -------
-    acc : G2Accumulator
-        The histogram and the tag counts.
-    per_channel : ndarray of int64, shape (256,)
-        Tags per channel.
-    end_units : int
-        Time of the last record, in resolution units.
-
-    Raises
-    ------
-    AnalysisInputError
-        A channel without tags; more than :data:`MAX_PAIRS` pairs or
-        :data:`MAX_TAIL_TAGS` retained tags; records out of
-        order (as :func:`~micropl.analysis.tags.iter_ptu_t2`). One line naming the file.
-    """
-    acc = G2Accumulator(bin_ps, window_ps, channel_a=ch_a, channel_b=ch_b,
-                        max_pairs=MAX_PAIRS, max_tail=MAX_TAIL_TAGS)
-    per_channel = np.zeros(256, dtype=np.int64)
-    end_units = 0
-    for dec in iter_ptu_t2(header):
-        end_units = dec.end_units
-        if not dec.t_ps.size:
-            continue
-        per_channel += np.bincount(dec.channel, minlength=256)
-        # iter_ptu_t2 refuses tags more than MAX_CHANNEL_DISORDER_PS before the latest
-        # one; the promise lets the correlator drop old tags of a silent channel's peer.
-        promise = int(dec.t_ps.max()) - MAX_CHANNEL_DISORDER_PS
-        try:
-            acc.add_arrays(dec.t_ps[dec.channel == ch_a], dec.t_ps[dec.channel == ch_b],
-                           t_stop_ps=promise)
-        except AnalysisInputError as exc:
-            raise FileFormatError(f"{path}: {exc}") from None
-    present = ", ".join(str(c) for c in np.flatnonzero(per_channel)) or "none"
-    for ch in (ch_a, ch_b):
-        if not 0 <= ch < 256 or per_channel[ch] == 0:
-            raise AnalysisInputError(
-                f"channel {ch} has no tags in {path}; channels present: {present}")
-    return acc, per_channel, end_units
 
 
 def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
@@ -306,18 +141,6 @@ def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
         raise AnalysisInputError(
             f"{path}: no coincidences between channels {ch_a} and {ch_b} within ±{window_ps} ps")
     return tau_ps, counts, rate, source, bin_ps
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    return obj
 
 
 def _human(r: G2Result, info: dict) -> str:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from micropl.acquisition.cli import UsageError
-from micropl.acquisition.cli_simulate import (
+from micropl.cli import UsageError
+from micropl.cli.simulate import (
     check_seed,
     checked_out_path,
     p_exc_per_pulse,

@@ -35,14 +35,14 @@ log = logging.getLogger("micropl")
 
 #: Modules that register sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "micropl.acquisition.cli_run",
-    "micropl.acquisition.cli_config",
-    "micropl.acquisition.cli_info",
-    "micropl.acquisition.cli_export",
-    "micropl.acquisition.cli_analyze",
-    "micropl.acquisition.cli_simulate",
-    "micropl.acquisition.cli_replay",
-    "micropl.acquisition.cli_gui",
+    "micropl.cli.run",
+    "micropl.cli.config",
+    "micropl.cli.info",
+    "micropl.cli.export",
+    "micropl.cli.analyze",
+    "micropl.cli.simulate",
+    "micropl.cli.replay",
+    "micropl.cli.gui",
 )
 
 
@@ -57,7 +57,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"micropl: error: {message}\n")
 
 
-#: Commands that run instruments: stop signals end them cleanly (see :mod:`.signals`).
+#: Commands that run instruments: stop signals end them cleanly (see :mod:`micropl.acquisition.signals`).
 INSTRUMENT_COMMANDS: frozenset[str] = frozenset(
     {"survey", "scan", "spectrum", "g2", "demo", "replay"})
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from micropl.acquisition import cli_analyze_g2, cli_analyze_spectrum
+from micropl.cli.analyze import g2, spectrum
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,5 +12,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("analyze", help="analyse a g² or spectrum file")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True,
                                   parser_class=type(parser))
-    cli_analyze_g2.register(kinds)
-    cli_analyze_spectrum.register(kinds)
+    g2.register(kinds)
+    spectrum.register(kinds)

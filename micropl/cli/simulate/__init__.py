@@ -3,13 +3,12 @@
 ``micropl simulate spectrum`` puts one QD of known peak energy and FWHM under the
 laser spot of the simulated setup (fast clock, 300 g/mm grating centred on the QD,
 cold EMCCD) and writes one full-vertical-binning frame as CSV.
-``micropl simulate tags`` lives in :mod:`micropl.acquisition.cli_simulate_tags`.
+``micropl simulate tags`` lives in :mod:`micropl.cli.simulate.tags`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from micropl.acquisition.cli import UsageError
+from micropl.cli import UsageError
+from micropl.cli.output import print_json
 
 _ENERGY_RANGE_EV = (1.5, 3.5)
 _HC_EV_NM = 1239.84198
@@ -30,9 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True,
                                   parser_class=type(parser))
     _register_spectrum(kinds)
-    from micropl.acquisition import cli_simulate_tags  # imports helpers from here
+    from micropl.cli.simulate import tags  # imports helpers from here
 
-    cli_simulate_tags.register(kinds)
+    tags.register(kinds)
 
 
 def _register_spectrum(kinds: argparse._SubParsersAction) -> None:
@@ -113,7 +113,7 @@ def write_out(out: Path, write: Callable[[Path], object]) -> None:
 
 def write_truth(truth: dict) -> None:
     """Print the simulation truth as one line of JSON on stdout (``--json``)."""
-    sys.stdout.write(json.dumps(truth) + "\n")
+    print_json(truth)
 
 
 def p_exc_per_pulse(power_percent: float, saturation_power_percent: float) -> float:
