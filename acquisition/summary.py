@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from micropl.acquisition.procedures.trpl import add_trpl_lifetimes
 from micropl.acquisition.storage import SessionReader
 from micropl.analysis.emitters import (
     EXCLUDING_FLAGS,
@@ -376,6 +377,7 @@ def session_summary(reader: SessionReader) -> dict[str, Any]:
         if reader.simulated:
             entry["truth"] = measured_truth.get(q.qd_id) or _truth_match(truth, q.x_um, q.y_um)
         qds.append(entry)
+    add_trpl_lifetimes(reader, qds)  # beside the g² peak-train lifetime_ns
     summary_extra: dict[str, Any] = {
         "excluded": excluded_counts(q["flags"] for q in qds if q["status"] == "completed")}
     if reader.simulated:

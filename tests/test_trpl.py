@@ -25,6 +25,7 @@ from micropl.acquisition.procedures.trpl import (
 from micropl.acquisition.records import DecayHistogram, QDTarget
 from micropl.acquisition.session import run
 from micropl.acquisition.storage import SessionReader
+from micropl.acquisition.summary import session_summary
 from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.lifetime import LifetimeFit, decay_histogram
 from micropl.drivers.interfaces import TagChunk
@@ -210,3 +211,7 @@ def test_session_summary_hook_gives_the_trpl_lifetime_per_qd(tmp_path):
     assert abs(qds[0]["trpl_lifetime_ns"] - truth["lifetime_ns"][0]) \
         < 3 * qds[0]["trpl_lifetime_ns_err"]
     assert {k: qds[1][k] for k in NO_TRPL} == NO_TRPL  # no TRPL on that QD: null fields
+    with SessionReader(path) as reader:
+        summary = session_summary(reader)
+    (qd,) = summary["qds"]
+    assert qd["trpl_lifetime_ns"] == pytest.approx(float(result.value.tau_ns[0]))
