@@ -17,8 +17,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-from micropl.acquisition import storage
 from micropl.acquisition.cli import main
+from micropl.acquisition.storage import reader as storage
 from micropl.analysis.errors import AnalysisInputError
 
 #: A quick fast-mode run whose output path is the case under test.

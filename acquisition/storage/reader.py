@@ -9,7 +9,7 @@ readers) so that
   h5py with ``swmr=True``).
 
 SWMR allows no new groups or datasets once it has started, so every table is
-created with the file (see :mod:`micropl.acquisition.storage_schema` for the
+created with the file (see :mod:`micropl.acquisition.storage.schema` for the
 layout). An append writes the values datasets, flushes them, then writes the
 ``rows`` entries and flushes those: a row is visible only once everything it
 points to is on disk, and a reader takes the length of ``rows`` as the number
@@ -55,7 +55,7 @@ import numpy as np
 
 from micropl import __version__
 from micropl.acquisition.records import NO_ID, RunStop, Tagged
-from micropl.acquisition.storage_schema import (
+from micropl.acquisition.storage.schema import (
     FORMAT_NAME,
     FORMAT_VERSION,
     KIND_BYTES,
