@@ -18,7 +18,7 @@ import h5py
 import pytest
 
 from micropl.acquisition.cli import main
-from micropl.acquisition.storage import reader as storage
+from micropl.acquisition.storage import writer as storage
 from micropl.analysis.errors import AnalysisInputError
 
 #: A quick fast-mode run whose output path is the case under test.
