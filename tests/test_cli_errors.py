@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from micropl.acquisition import storage
+from micropl.acquisition.storage import writer as storage
 from micropl.analysis.errors import AnalysisInputError
 from micropl.cli import main
 

@@ -22,7 +22,7 @@ from micropl.acquisition.procedures import G2, SpectrumAcquisition, Survey
 from micropl.acquisition.procedures.survey import Target
 from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter
-from micropl.acquisition.storage_schema import registered_tables
+from micropl.acquisition.storage.schema import registered_tables
 from micropl.acquisition.summary import session_summary, truth_agreement
 from micropl.analysis.emitters import (
     FLAG_MULTIPLE,

@@ -119,7 +119,7 @@ class Outcome:
 
 
 def table_of(item: Any) -> str:
-    from micropl.acquisition.storage import _unwrap
+    from micropl.acquisition.storage.codec import _unwrap
 
     return _unwrap(item)[1].name
 

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from record_compare import same
 
-from micropl.acquisition import storage_schema as schema
 from micropl.acquisition.records import (
     QD_STATUSES,
     RUN_STATUSES,
@@ -26,7 +25,7 @@ from micropl.acquisition.records import (
     RunStop,
     Tagged,
 )
-from micropl.acquisition.storage import SessionReader, SessionWriter
+from micropl.acquisition.storage import SessionReader, SessionWriter, schema
 from micropl.analysis.errors import FileFormatError
 from micropl.analysis.g2 import pulsed_g2
 from micropl.analysis.spectra import SpectrumFit, fit_spectra

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from micropl.acquisition.records import RunStop, Tagged
-from micropl.acquisition.storage import SessionReader, SessionWriter, _stored_eof
+from micropl.acquisition.storage import SessionReader, SessionWriter
+from micropl.acquisition.storage.recovery import _stored_eof
 from micropl.drivers.interfaces import TagChunk
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")

@@ -394,7 +394,7 @@ def build_table(name: str, record_type: type, columns: Mapping[str, Column], *,
         if col is None:
             if strict:
                 raise SchemaError(f"{record_type.__name__}.{f.name} has no storage column: "
-                                  f"add it to micropl.acquisition.storage_schema")
+                                  f"add it to micropl.acquisition.storage.schema")
             log.warning("%s.%s has no declared storage column; inferred from %r",
                         record_type.__name__, f.name, f.type)
             col = _infer(f)
@@ -462,7 +462,7 @@ def table_for(record_type: type) -> TableSpec:
         return _BY_TYPE[record_type]
     except KeyError:
         raise SchemaError(f"no storage table for {record_type.__qualname__}; register one "
-                          f"with micropl.acquisition.storage_schema.register_table") from None
+                          f"with micropl.acquisition.storage.schema.register_table") from None
 
 
 def table_by_name(name: str) -> TableSpec:
