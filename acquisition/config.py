@@ -258,8 +258,9 @@ def driver_plugins() -> tuple[DriverPlugin, ...]:
         for role, model in (plugin.module.DRIVERS.items() if plugin.module else ()):
             key = (role, _driver_name(model))
             if key in owners:
-                raise DriverPluginError(f"{plugin.label}: {role} driver {key[1]!r} is "
-                                        f"already provided by {owners[key].label}")
+                raise DriverPluginError(f"{role} driver {key[1]!r} is provided twice: by "
+                                        f"{owners[key].label} and by {plugin.label}; rename "
+                                        "one driver or uninstall one package")
             owners[key] = plugin
     if not owners:
         raise ConfigError(f"no instrument drivers are registered (entry-point group "

@@ -168,9 +168,6 @@ def load_setup(path: str | Path | None = None, *, text: str | None = None,
     source = "<text>" if text is not None else str(path or "simulated.yaml")
     clock = VirtualClock(config.clock.mode)
     context = OpenContext(config, clock)
-    # Session files are read by the acquisition layer; importing the replay command
-    # registers that reader with the replay instruments (simulators cannot import it).
-    import micropl.acquisition.cli_replay  # noqa: F401
     opened: dict[str, Any] = {}
     try:
         for role in ROLES:
@@ -192,7 +189,8 @@ class OpenContext:
 
     A driver module whose ``open_instrument`` has a parameter named ``context``
     receives this object (others are called with the settings alone). The
-    simulated instruments take their shared world from it.
+    simulated instruments take their shared world from it; the replay
+    instruments have it register the session-file reader.
 
     Parameters
     ----------
@@ -222,6 +220,15 @@ class OpenContext:
     def built_world(self) -> Any:
         """The world if a driver asked for it, else None (a setup without simulation)."""
         return self._world
+
+    def load_session_reader(self) -> None:
+        """Register the session-file (HDF5) reader with the replay instruments.
+
+        Session files are read by the acquisition layer, which simulators cannot
+        import; the replay driver calls this before it opens a session file.
+        """
+        # Importing the replay command registers that reader with the replay instruments.
+        import micropl.acquisition.cli_replay  # noqa: F401
 
 
 def _simulated_world(config: Any, clock: Clock) -> Any:
