@@ -8,21 +8,28 @@ A setup file names a driver for each instrument role and gives its settings::
     spectrograph: {driver: acton, resource: "ASRL/dev/ttyUSB0::INSTR"}
 
 Each role's section is a pydantic model chosen by its ``driver`` key (a section
-without one, or a missing section, means the simulated instrument). The
-simulated models live in :mod:`micropl.simulators.settings`; each real driver
-module in :mod:`micropl.drivers` declares its own in a ``DRIVERS`` mapping.
+without one, or a missing section, means the simulated instrument). The models
+come from the driver registry: every module registered in the ``micropl.drivers``
+entry-point group (:data:`ENTRY_POINT_GROUP`; micropl's real drivers, its
+simulated instruments in :mod:`micropl.simulators.drivers`, its replay instruments
+in :mod:`micropl.simulators.replay`, and any lab's own package) declares its
+models in a ``DRIVERS`` mapping.
 Unknown keys are errors, and every error is reported as one line naming the key
 path, the bad value and what is allowed (see :func:`format_validation_error`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
+import importlib.metadata
 import logging
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import numpy as np
 import yaml
@@ -42,34 +49,17 @@ log = logging.getLogger(__name__)
 
 ROLES: tuple[str, ...] = ("laser", "spectrograph", "camera", "tagger", "scanner")
 
-#: Modules that declare real drivers (``DRIVERS = {role: SettingsModel}``).
-DRIVER_MODULES: tuple[str, ...] = (
-    "micropl.drivers.acton",
-    "micropl.drivers.pilas",
-    "micropl.drivers.mdt693b",
-    "micropl.drivers.pi_e727",
-    "micropl.drivers.andor_camera",
-    "micropl.drivers.picam_camera",
-    "micropl.drivers.shamrock",
-    "micropl.drivers.swabian",
-    "micropl.drivers.picoquant",
-    "micropl.drivers.sepia",
-)
-
-#: Modules outside ``drivers/`` that provide instruments for a role (replay).
-EXTRA_MODULES: tuple[str, ...] = ("micropl.simulators.replay",)
-
-_SIMULATED: dict[str, type[BaseModel]] = {
-    "laser": sim.SimLaserSettings,
-    "spectrograph": sim.SimSpectrographSettings,
-    "camera": sim.SimCameraSettings,
-    "tagger": sim.SimTaggerSettings,
-    "scanner": sim.SimScannerSettings,
-}
-
-
 class ConfigError(ValueError):
     """A setup file is missing, unreadable or invalid; the message is one line."""
+
+
+class DriverPluginError(ConfigError):
+    """A module registered in the ``micropl.drivers`` entry-point group is broken.
+
+    Raised when it fails to import for another reason than a missing third-party
+    package, or when its ``DRIVERS``/``open_instrument`` declarations are invalid;
+    the message is one line naming the entry point and the module.
+    """
 
 
 #: Largest setup file read, bytes (the packaged ones are a few kB).
@@ -115,44 +105,217 @@ class SafetySettings(_Strict):
 
 
 # --------------------------------------------------------------------------- driver registry
+#: Entry-point group of the modules that provide instruments. Each entry point names a
+#: module (``name = "package.module"``, no ``:object``) that declares
+#: ``DRIVERS = {role: SettingsModel}`` (each model has a ``driver: Literal["tag"]`` field),
+#: ``open_instrument(settings)`` or ``open_instrument(settings, context)`` (see
+#: :class:`micropl.acquisition.setup.OpenContext`) and optionally ``REQUIRES``,
+#: ``VENDOR_LIBRARIES`` and ``PIP_EXTRA`` (listed by ``micropl info --instruments``).
+#: micropl declares its own in pyproject.toml ``[project.entry-points."micropl.drivers"]``,
+#: the simulated and replay instruments included; a lab's package adds its own the same way.
+ENTRY_POINT_GROUP = "micropl.drivers"
+
+
+@dataclass(frozen=True)
+class DriverPlugin:
+    """One module registered in the :data:`ENTRY_POINT_GROUP` entry-point group.
+
+    Attributes
+    ----------
+    name : str
+        The entry point's name.
+    module_name : str
+        The module it names.
+    distribution : str
+        The installed distribution that declares it.
+    module : module or None
+        The imported module; None when it was skipped.
+    skipped : str or None
+        Why it was skipped (a Python package it needs is not installed, or the
+        module is not there), None when it is loaded.
+    """
+
+    name: str
+    module_name: str
+    distribution: str
+    module: Any = None
+    skipped: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name it: entry point, module and distribution."""
+        return (f"driver plug-in {self.name!r} ({self.module_name}, entry point of "
+                f"{self.distribution})")
+
+
+def _entry_points() -> list[tuple[importlib.metadata.EntryPoint, str]]:
+    """The group's entry points of every distribution on ``sys.path``, in path order.
+
+    A distribution can be seen twice (a stale copy further down the path, or an
+    egg-info folder of a source checkout); an entry point whose name or value was
+    already seen is dropped, so the first copy wins.
+    """
+    names: set[str] = set()
+    values: set[str] = set()
+    out: list[tuple[importlib.metadata.EntryPoint, str]] = []
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP:
+                continue
+            if ep.name in names or ep.value in values:
+                log.debug("driver entry point %s = %s of %s: already registered, ignored",
+                          ep.name, ep.value, dist.metadata["Name"])
+                continue
+            names.add(ep.name)
+            values.add(ep.value)
+            out.append((ep, str(dist.metadata["Name"] or "?")))
+    return out
+
+
+def _import_plugin(ep: importlib.metadata.EntryPoint, distribution: str) -> DriverPlugin:
+    """Import the module an entry point names; skip it only when a package is missing.
+
+    Raises
+    ------
+    DriverPluginError
+        When the module fails to import for another reason (a bug inside it is
+        reported, not swallowed) or its declarations are invalid.
+    """
+    plugin = DriverPlugin(ep.name, ep.value, distribution)
+    if ep.attr:
+        raise DriverPluginError(f"{plugin.label}: names {ep.value!r}; an entry point of "
+                                f"{ENTRY_POINT_GROUP} names a module, without ':object'")
+    try:
+        module = importlib.import_module(ep.module)
+    except ModuleNotFoundError as exc:
+        reason = _missing_reason(ep.module, exc.name or "")
+        if reason is None:
+            raise DriverPluginError(f"{plugin.label}: import failed: {exc}") from exc
+        log.info("%s skipped: %s", plugin.label, reason)
+        return dataclasses.replace(plugin, skipped=reason)
+    except Exception as exc:  # a bug inside the plug-in: named in one line, chained
+        raise DriverPluginError(f"{plugin.label}: import failed: "
+                                f"{type(exc).__name__}: {_one_line(str(exc))}") from exc
+    _check_declarations(plugin, module)
+    return dataclasses.replace(plugin, module=module)
+
+
+def _missing_reason(module_name: str, missing: str) -> str | None:
+    """Why a module whose import lacks ``missing`` is skipped; None when that is a bug.
+
+    The module itself (or its package) not there: a stale entry point, skipped. A
+    package outside the module's own top-level package: a vendor or optional
+    package not installed, skipped. A missing module of its own package: a bug.
+    """
+    if missing and (module_name == missing or module_name.startswith(missing + ".")):
+        return f"module {module_name} not found (reinstall the package that declares it)"
+    if missing and missing.split(".")[0] != module_name.split(".")[0]:
+        return f"needs Python package {missing!r}, which is not installed"
+    return None
+
+
+def _check_declarations(plugin: DriverPlugin, module: Any) -> None:
+    """``DRIVERS`` maps known roles to settings models with a driver tag; ``open_instrument``."""
+    drivers = getattr(module, "DRIVERS", None)
+    if not isinstance(drivers, Mapping) or not drivers:
+        raise DriverPluginError(f"{plugin.label}: DRIVERS must be a non-empty mapping "
+                                "{role: settings model}")
+    for role, model in drivers.items():
+        if role not in ROLES:
+            raise DriverPluginError(f"{plugin.label}: DRIVERS role {role!r} is not one of "
+                                    f"{', '.join(ROLES)}")
+        if not (isinstance(model, type) and issubclass(model, BaseModel)
+                and _literal_tag(model) is not None):
+            raise DriverPluginError(f"{plugin.label}: DRIVERS[{role!r}] must be a pydantic "
+                                    "model with a field driver: Literal['<name>']")
+    if not callable(getattr(module, "open_instrument", None)):
+        raise DriverPluginError(f"{plugin.label}: no open_instrument(settings) function")
+
+
+def _literal_tag(model: type[BaseModel]) -> str | None:
+    """The model's driver name (its ``driver: Literal["name"]`` field), or None."""
+    field = model.model_fields.get("driver")
+    if field is None or get_origin(field.annotation) is not Literal:
+        return None
+    args = get_args(field.annotation)
+    return args[0] if len(args) == 1 and isinstance(args[0], str) else None
+
+
+@functools.cache
+def driver_plugins() -> tuple[DriverPlugin, ...]:
+    """Every module registered in :data:`ENTRY_POINT_GROUP`, loaded or skipped (cached).
+
+    Raises
+    ------
+    DriverPluginError
+        A broken plug-in, or two modules that provide the same driver for a role.
+    ConfigError
+        When no driver is registered at all (micropl's metadata is missing).
+    """
+    plugins = tuple(_import_plugin(ep, dist) for ep, dist in _entry_points())
+    owners: dict[tuple[str, str], DriverPlugin] = {}
+    for plugin in plugins:
+        for role, model in (plugin.module.DRIVERS.items() if plugin.module else ()):
+            key = (role, _driver_name(model))
+            if key in owners:
+                raise DriverPluginError(f"{role} driver {key[1]!r} is provided twice: by "
+                                        f"{owners[key].label} and by {plugin.label}; rename "
+                                        "one driver or uninstall one package")
+            owners[key] = plugin
+    if not owners:
+        raise ConfigError(f"no instrument drivers are registered (entry-point group "
+                          f"{ENTRY_POINT_GROUP}); reinstall micropl: pip install -e .")
+    return plugins
+
+
+def driver_modules() -> tuple[Any, ...]:
+    """The loaded driver modules, in registration order."""
+    return tuple(p.module for p in driver_plugins() if p.module is not None)
+
+
+def skipped_drivers() -> tuple[DriverPlugin, ...]:
+    """The registered modules that were skipped, each with its reason."""
+    return tuple(p for p in driver_plugins() if p.module is None)
+
+
+def clear_driver_caches() -> None:
+    """Forget the registry and every schema built from it (after installing a plug-in)."""
+    importlib.invalidate_caches()
+    for cached in (driver_plugins, driver_models, driver_module, setup_model, _all_driver_tags):
+        cached.cache_clear()
+
+
 @functools.cache
 def driver_models(role: str) -> tuple[type[BaseModel], ...]:
-    """Settings models available for ``role``: simulated first, then real drivers."""
-    models: list[type[BaseModel]] = [_SIMULATED[role]]
-    for name in DRIVER_MODULES + EXTRA_MODULES:
-        module = _import_optional(name)
-        if module is not None and role in getattr(module, "DRIVERS", {}):
-            models.append(module.DRIVERS[role])
+    """Settings models available for ``role``: simulated first (the default), then the rest."""
+    models = [m.DRIVERS[role] for m in driver_modules() if role in m.DRIVERS]
+    models.sort(key=lambda model: _driver_name(model) != "simulated")  # stable
+    if not models:
+        raise ConfigError(f"{role}: no registered driver provides this role"
+                          f"{_skipped_hint()}")
     return tuple(models)
 
 
 @functools.cache
 def driver_module(role: str, driver: str) -> Any:
-    """The module that opens ``driver`` for ``role`` (None for simulated)."""
-    if driver == "simulated":
-        return None
-    for name in DRIVER_MODULES + EXTRA_MODULES:
-        module = _import_optional(name)
-        if module is None:
-            continue
-        model = getattr(module, "DRIVERS", {}).get(role)
+    """The module whose ``open_instrument`` opens ``driver`` for ``role``."""
+    for module in driver_modules():
+        model = module.DRIVERS.get(role)
         if model is not None and _driver_name(model) == driver:
             return module
-    raise ConfigError(f"{role}.driver: no module provides driver {driver!r}")
+    raise ConfigError(f"{role}.driver: no module provides driver {driver!r}{_skipped_hint()}")
+
+
+def _skipped_hint() -> str:
+    skipped = skipped_drivers()
+    if not skipped:
+        return ""
+    return "; not loaded: " + ", ".join(f"{p.name} ({p.skipped})" for p in skipped)
 
 
 def _driver_name(model: type[BaseModel]) -> str:
     annotation = model.model_fields["driver"].annotation
     return annotation.__args__[0]  # Literal["name"]
-
-
-def _import_optional(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
 
 
 class _SetupBase(StrictSettings):

@@ -1,8 +1,9 @@
 """Which instrument drivers exist and whether what they need is installed here.
 
-:func:`driver_table` lists every driver that a setup file can name (the simulated
-ones and those declared by the modules of
-:data:`micropl.acquisition.config.DRIVER_MODULES`) with what it needs to open an
+:func:`driver_table` lists every driver that a setup file can name (those
+declared by the modules registered in the ``micropl.drivers`` entry-point group,
+:data:`micropl.acquisition.config.ENTRY_POINT_GROUP`: the simulated, replay and
+real drivers of micropl and any lab's plug-in) with what it needs to open an
 instrument:
 
 * ``REQUIRES`` — Python modules, checked with :func:`importlib.util.find_spec`
@@ -13,22 +14,24 @@ instrument:
 * ``PIP_EXTRA`` — the optional extra of micropl that installs the Python package
   (``pip install 'micropl[<extra>]'``).
 
+:func:`skipped_table` lists the registered modules that could not be loaded
+because a Python package they import is not installed, with that reason.
+
 Nothing here opens, loads or talks to hardware. ``micropl info --instruments``
-prints this table.
+prints these tables.
 """
 
 from __future__ import annotations
 
 import ctypes.util
 import functools
-import importlib
 import importlib.util
 import os
 from typing import Any
 
 from micropl.acquisition import config as _config
 
-__all__ = ["driver_table", "library_available", "module_available"]
+__all__ = ["driver_table", "skipped_table", "library_available", "module_available"]
 
 
 def module_available(name: str) -> bool:
@@ -128,17 +131,24 @@ def driver_table() -> list[dict[str, Any]]:
         ``ready``: every Python module found and, when vendor libraries are
         listed, at least one of those for this operating system found.
     """
-    modules: list[Any] = []
-    for name in _config.DRIVER_MODULES + _config.EXTRA_MODULES:
-        module = _config._import_optional(name)
-        if module is not None:
-            modules.append(module)
+    modules = _config.driver_modules()
     rows: list[dict[str, Any]] = []
     for role in _config.ROLES:
-        simulated = _config.driver_models(role)[0]
-        rows.append(_row(role, simulated, importlib.import_module(simulated.__module__)))
-        for module in modules:
-            model = getattr(module, "DRIVERS", {}).get(role)
-            if model is not None:
-                rows.append(_row(role, model, module))
+        for model in _config.driver_models(role):
+            module = next(m for m in modules if m.DRIVERS.get(role) is model)
+            rows.append(_row(role, model, module))
     return rows
+
+
+def skipped_table() -> list[dict[str, str]]:
+    """The registered driver modules that were not loaded, and why.
+
+    Returns
+    -------
+    list of dict
+        One dict per skipped entry point, in registration order, with keys
+        ``entry_point``, ``module``, ``distribution`` and ``reason`` (for
+        example ``needs Python package 'TimeTagger', which is not installed``).
+    """
+    return [{"entry_point": p.name, "module": p.module_name, "distribution": p.distribution,
+             "reason": str(p.skipped)} for p in _config.skipped_drivers()]

@@ -9,6 +9,7 @@ False
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from micropl.simulators.clock import VirtualClock
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Setup", "load_setup", "describe_config"]
+__all__ = ["Setup", "OpenContext", "load_setup", "describe_config"]
 
 
 @dataclass
@@ -166,14 +167,12 @@ def load_setup(path: str | Path | None = None, *, text: str | None = None,
     config, config_text = load_config(path, text=text, overrides=merged or None)
     source = "<text>" if text is not None else str(path or "simulated.yaml")
     clock = VirtualClock(config.clock.mode)
+    context = OpenContext(config, clock)
     opened: dict[str, Any] = {}
-    world = None
     try:
-        if any(getattr(config, role).driver == "simulated" for role in ROLES):
-            world = _simulated_world(config, clock)
         for role in ROLES:
             settings = getattr(config, role)
-            opened[role] = _open(role, settings, world)
+            opened[role] = _open(role, settings, context)
     except BaseException:
         for instrument in opened.values():
             try:
@@ -182,33 +181,77 @@ def load_setup(path: str | Path | None = None, *, text: str | None = None,
                 log.error("closing after a failed setup: %s", exc)
         raise
     return Setup(config=config, config_text=config_text, source=source, clock=clock,
-                 world=world, **opened)
+                 world=context.built_world, **opened)
 
 
-def _simulated_world(config: Any, clock: VirtualClock) -> Any:
+class OpenContext:
+    """What :func:`load_setup` hands to a driver's ``open_instrument(settings, context)``.
+
+    A driver module whose ``open_instrument`` has a parameter named ``context``
+    receives this object (others are called with the settings alone). The
+    simulated instruments take their shared world from it; the replay
+    instruments have it register the session-file reader.
+
+    Parameters
+    ----------
+    config : SetupConfig
+        The whole validated setup (read it, do not change it).
+    clock : Clock
+        The setup's clock (``sleep``/``now``, real or fast; DESIGN §4).
+    """
+
+    def __init__(self, config: Any, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self._world: Any = None
+
+    @property
+    def world(self) -> Any:
+        """The setup's one :class:`~micropl.simulators.world.SimulatedWorld`, built on first use.
+
+        Built from the setup's ``sample`` section and :attr:`clock`; every
+        instrument asking for it gets the same world.
+        """
+        if self._world is None:
+            self._world = _simulated_world(self.config, self.clock)
+        return self._world
+
+    @property
+    def built_world(self) -> Any:
+        """The world if a driver asked for it, else None (a setup without simulation)."""
+        return self._world
+
+    def load_session_reader(self) -> None:
+        """Register the session-file (HDF5) reader with the replay instruments.
+
+        Session files are read by the acquisition layer, which simulators cannot
+        import; the replay driver calls this before it opens a session file.
+        """
+        # Importing the replay module registers that reader with the replay instruments.
+        import micropl.acquisition.replay  # noqa: F401
+
+
+def _simulated_world(config: Any, clock: Clock) -> Any:
     from micropl.simulators.sample import VirtualSample
     from micropl.simulators.world import SimulatedWorld
 
     return SimulatedWorld(VirtualSample.from_settings(config.sample), clock)
 
 
-def _open(role: str, settings: Any, world: Any) -> Any:
-    if settings.driver == "simulated":
-        from micropl.simulators import camera, laser, scanner, spectrograph, tagger
+def _open(role: str, settings: Any, context: OpenContext) -> Any:
+    """Open one instrument with its registered driver module's ``open_instrument``."""
+    opener = driver_module(role, settings.driver).open_instrument
+    if _takes_context(opener):
+        return opener(settings, context=context)
+    return opener(settings)
 
-        cls = {
-            "laser": laser.SimLaser,
-            "spectrograph": spectrograph.SimSpectrograph,
-            "camera": camera.SimCamera,
-            "tagger": tagger.SimTimeTagger,
-            "scanner": scanner.SimScanner,
-        }[role]
-        return cls(settings, world)
-    if settings.driver == "replay":
-        # Session files are read by the acquisition layer; importing the replay module
-        # registers that reader with the replay instruments (simulators cannot import it).
-        import micropl.acquisition.replay  # noqa: F401
-    return driver_module(role, settings.driver).open_instrument(settings)
+
+def _takes_context(function: Any) -> bool:
+    """True when ``function`` has a parameter named ``context``."""
+    try:
+        return "context" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # no signature (a builtin): settings only
+        return False
 
 
 def describe_config(config: Any) -> list[dict[str, Any]]:

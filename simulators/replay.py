@@ -31,7 +31,8 @@ Loaders
 PTU T2 files are read here (:func:`micropl.analysis.tags.read_ptu_t2`, which
 uses ``ptufile``). Session files (HDF5) are read by the acquisition layer,
 which registers its loader with :func:`register_loader` (simulators do not
-import acquisition); ``micropl.acquisition.replay`` does so on import.
+import acquisition); ``micropl.acquisition.replay`` does so on import, and the
+setup loader imports it when :func:`open_instrument` asks its context to.
 """
 
 from __future__ import annotations
@@ -693,13 +694,24 @@ _CLASSES: dict[type[BaseModel], type[_ReplayInstrument]] = {
 }
 
 
-def open_instrument(settings: _ReplayBase) -> _ReplayInstrument:
+def open_instrument(settings: _ReplayBase, context: Any = None) -> _ReplayInstrument:
     """Open the replay instrument of ``settings`` on its (shared) recorded source.
+
+    Parameters
+    ----------
+    settings : ReplaySettings
+        The role's validated section.
+    context : OpenContext, optional
+        The setup loader's context (:class:`micropl.acquisition.setup.OpenContext`);
+        its ``load_session_reader()`` registers the session-file reader. Without
+        one, that reader must have been registered already (:func:`register_loader`).
 
     Raises
     ------
     FileFormatError
         When the source is missing, truncated or foreign (one line naming the file).
     """
+    if context is not None:
+        context.load_session_reader()
     source = load_source(settings)
     return _CLASSES[type(settings)](settings, source)

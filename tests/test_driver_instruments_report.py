@@ -29,9 +29,10 @@ def test_every_registered_driver_is_listed_once_with_its_module():
         assert listed == {config._driver_name(m) for m in config.driver_models(role)}
     for row in rows:
         module = importlib.import_module(row["module"])
-        if row["driver"] != "simulated":
-            assert module.DRIVERS[row["role"]].__name__ == row["settings"]
-            assert config.driver_module(row["role"], row["driver"]) is module
+        assert module.DRIVERS[row["role"]].__name__ == row["settings"]
+        assert config.driver_module(row["role"], row["driver"]) is module
+    simulated = [r["module"] for r in rows if r["driver"] == "simulated"]
+    assert simulated == ["micropl.simulators.drivers"] * len(config.ROLES)
 
 
 def test_requirements_match_find_spec_and_find_library():
@@ -88,8 +89,8 @@ def test_nothing_is_opened(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("hardware or library access")
 
-    for name in config.DRIVER_MODULES:
-        monkeypatch.setattr(importlib.import_module(name), "open_instrument", refuse)
+    for module in config.driver_modules():
+        monkeypatch.setattr(module, "open_instrument", refuse)
     monkeypatch.setattr(ctypes, "CDLL", refuse)
     library_available.cache_clear()
     assert len(driver_table()) >= 15

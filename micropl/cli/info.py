@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _instruments(as_json: bool) -> int:
-    from micropl.acquisition.instruments_report import driver_table
+    from micropl.acquisition.instruments_report import driver_table, skipped_table
 
     rows = driver_table()
     if as_json:
@@ -70,6 +70,8 @@ def _instruments(as_json: bool) -> int:
         table.add_row(row["role"], row["driver"], row["module"],
                       escape((", ".join(needs) or "—") + hint), "yes" if row["ready"] else "no")
     Console(width=None if sys.stdout.isatty() else 160).print(table)
+    for skipped in skipped_table():
+        print(f"not loaded: {skipped['entry_point']} ({skipped['module']}): {skipped['reason']}")
     return 0
 
 
