@@ -202,7 +202,24 @@ def _truth_match(truth: dict[str, np.ndarray] | None, x_um: float,
     return {"index": k, "distance_um": _num(distance[k]), "x_um": value("x_um"),
             "y_um": value("y_um"), "energy_ev": value("energy_ev"),
             "fwhm_mev": value("fwhm_mev"), "g2_0": None, "g2_0_intrinsic": value("g2_0"),
-            "exposure_averaged": False}
+            "exposure_averaged": False, **_emitter_labels(truth, k)}
+
+
+def _emitter_labels(truth: dict[str, np.ndarray] | None, k: int) -> dict[str, Any]:
+    """The sample's batch label (e.g. ``"14nm"``) and core/shell flag of emitter ``k``.
+
+    None where the truth does not record them (sessions from before batches).
+    """
+    out: dict[str, Any] = {"batch": None, "core_shell": None}
+    if not truth or not 0 <= k < truth["x_um"].size:
+        return out
+    if "batch" in truth:
+        label = truth["batch"][k]
+        out["batch"] = (label.decode("utf-8", "replace") if isinstance(label, bytes)
+                        else str(label)) or None
+    if "core_shell" in truth:
+        out["core_shell"] = bool(truth["core_shell"][k])
+    return out
 
 
 def _truth_records(reader: SessionReader,
@@ -220,6 +237,7 @@ def _truth_records(reader: SessionReader,
             entry[key] = _num(truth[key][k]) if truth and key in truth \
                 and 0 <= k < truth[key].size else None
         entry["exposure_averaged"] = True
+        entry.update(_emitter_labels(truth, k))
         out[r.qd_id] = entry
     return out
 

@@ -284,6 +284,13 @@ def test_info_json_carries_every_key_for_a_simulated_session(pair_session, capsy
         assert all(k in q for k in INFO_KEYS), sorted(set(INFO_KEYS) - set(q))
         assert all(q["truth"][k] is not None for k in TRUTH_KEYS)
         assert q["spectral_jitter_mev"] is not None and q["n_frames"] == 3
+    with SessionReader(path) as reader:
+        truth = reader.truth
+    for q in info["qds"]:  # the emitter's batch as the sample labels it
+        k = q["truth"]["index"]
+        assert q["truth"]["batch"] == str(np.asarray(truth["batch"][k]).astype(str))
+        assert q["truth"]["batch"] in ("7nm", "14nm", "aggregate")
+        assert q["truth"]["core_shell"] is bool(truth["core_shell"][k])
     assert info["truth_agreement"]["n_single"] == 1
 
 
