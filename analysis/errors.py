@@ -1,12 +1,8 @@
-"""Exceptions for bad input to the analysis layer.
+"""Exceptions for bad input to the analysis layer (defined in :mod:`micropl.errors`).
 
 The CLI turns these into one line on stderr and exit code 2.
 """
 
+from micropl.errors import AnalysisInputError, FileFormatError
 
-class AnalysisInputError(ValueError):
-    """Input data cannot be analysed as asked (no peaks, all zeros, bad shape...)."""
-
-
-class FileFormatError(AnalysisInputError):
-    """A data file is truncated, empty, foreign or otherwise unreadable."""
+__all__ = ["AnalysisInputError", "FileFormatError"]

@@ -17,7 +17,7 @@ the USB virtual serial port, 9600 baud 8N1):
 
 The wavelength axis of the camera is computed from the grating equation of a
 Czerny–Turner spectrograph, with the one implementation that the analysis and
-the simulated spectrograph use (:func:`micropl.analysis.spectra.wavelength_axis_nm`:
+the simulated spectrograph use (:func:`micropl.grating.wavelength_axis_nm`:
 incidence α = ψ − γ/2, diffraction β = ψ + γ/2, γ = inclusion angle). Importing
 that pure-numpy function is the accepted exception to "drivers import only
 drivers": a second copy of the grating equation drifted in its sign convention.
@@ -36,8 +36,6 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 from pymeasure.instruments import Instrument
 
-from micropl.analysis.errors import AnalysisInputError
-from micropl.analysis.spectra import wavelength_axis_nm
 from micropl.drivers._settings import StrictSettings, check_range
 from micropl.drivers._visa_common import (
     AllowedRange,
@@ -54,6 +52,8 @@ from micropl.drivers.interfaces import (
     InstrumentTimeout,
     limit_error,
 )
+from micropl.errors import AnalysisInputError
+from micropl.grating import wavelength_axis_nm
 
 __all__ = ["ActonSettings", "SpectraPro", "DRIVERS", "REQUIRES", "open_instrument"]
 

@@ -14,8 +14,8 @@ What the driver does
 * streams the FIFO with ``XX_ReadFiFo``, checks ``XX_GetFlags`` for FIFO
   overrun (``TagChunk.overflow``) and lost sync, and decodes records with the
   same record decoder as the PTU reader
-  (:class:`micropl.analysis.tags.T2StreamDecoder` over
-  :func:`micropl.analysis.tags.decode_t2_records`), carrying the time
+  (:class:`micropl.ptu.T2StreamDecoder` over
+  :func:`micropl.ptu.decode_t2_records`), carrying the time
   wrap-around (overflow-record) state from one FIFO read to the next. Importing
   that pure-numpy decoder is the accepted exception to "drivers import only
   drivers": one decoder means a FIFO stream and its PTU export decode alike.
@@ -48,7 +48,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from micropl.analysis.tags import SYNC_CHANNEL, T2StreamDecoder
 from micropl.drivers._settings import StrictSettings, show
 from micropl.drivers.interfaces import (
     InstrumentError,
@@ -56,6 +55,7 @@ from micropl.drivers.interfaces import (
     TagChunk,
     limit_error,
 )
+from micropl.ptu import SYNC_CHANNEL, T2StreamDecoder
 
 __all__ = [
     "DRIVERS",

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from micropl.analysis.errors import AnalysisInputError
-from micropl.analysis.spectra import wavelength_axis_nm as _grating_axis_nm
 from micropl.drivers.interfaces import Grating, grating_refusal, limit_error, range_refusal
+from micropl.grating import wavelength_axis_nm as _grating_axis_nm
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimSpectrographSettings
 from micropl.simulators.world import SimulatedWorld

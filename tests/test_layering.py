@@ -6,8 +6,9 @@ is checked against the rules:
 
 * ``drivers``, ``simulators`` and ``analysis`` import neither ``acquisition``,
   ``gui`` nor ``cli``;
-* ``drivers`` import no ``analysis`` (the known exceptions are listed in
-  :data:`DRIVER_IMPORTS_OF_ANALYSIS_TO_GO`);
+* ``drivers`` import no ``analysis``: what drivers share with analysis lives in the
+  leaf modules under ``micropl/`` (:data:`LEAF_MODULES`), which import nothing of
+  micropl but each other;
 * nothing imports ``micropl.cli`` except the command line itself and
   ``micropl/__main__.py`` (tests may);
 * ``analysis`` imports no Qt.
@@ -47,25 +48,12 @@ QT_MODULES: tuple[str, ...] = ("PyQt5", "PyQt6", "PySide2", "PySide6", "pyqtgrap
 #: Modules that may import the command line besides its own modules.
 CLI_IMPORTERS: frozenset[str] = frozenset({"micropl.__main__"})
 
-#: Known drivers → analysis imports (the T2 decoder, the grating equation and the error
-#: base class). They are to go: when one is removed, delete its entry here.
-DRIVER_IMPORTS_OF_ANALYSIS_TO_GO: frozenset[tuple[str, str]] = frozenset({
-    ("micropl.drivers.picoquant", "micropl.analysis.tags"),
-    ("micropl.drivers.acton", "micropl.analysis.errors"),
-    ("micropl.drivers.acton", "micropl.analysis.spectra"),
-})
+#: The shared leaf: every layer may import it, it imports nothing of micropl but itself.
+LEAF_MODULES: frozenset[str] = frozenset({"micropl.errors", "micropl.grating", "micropl.ptu"})
 
 
 def _within(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
-
-
-def _known_exception(module: str, name: str) -> tuple[str, str] | None:
-    """The allow-list entry that covers ``module`` importing ``name``, if any."""
-    for entry in DRIVER_IMPORTS_OF_ANALYSIS_TO_GO:
-        if entry[0] == module and _within(name, entry[1]):
-            return entry
-    return None
 
 
 def module_name(path: Path) -> str:
@@ -110,11 +98,15 @@ def violations(module: str, names: set[str]) -> list[str]:
             continue
         for name in sorted(names):
             for package in banned:
-                if _within(name, package) and _known_exception(module, name) is None:
+                if _within(name, package):
                     found.append(f"{module} imports {name} ({low} must not import {package})")
     if not _within(module, "micropl.cli") and module not in CLI_IMPORTERS:
         found += [f"{module} imports {name} (only the command line imports micropl.cli)"
                   for name in sorted(names) if _within(name, "micropl.cli")]
+    if module in LEAF_MODULES:
+        found += [f"{module} imports {name} (a leaf module imports only the leaf)"
+                  for name in sorted(names) if _within(name, "micropl") and name != "micropl"
+                  and not any(_within(name, leaf) for leaf in LEAF_MODULES)]
     if _within(module, "micropl.analysis"):
         found += [f"{module} imports {name} (analysis imports no Qt)"
                   for name in sorted(names) if any(_within(name, qt) for qt in QT_MODULES)]
@@ -130,18 +122,12 @@ def test_the_package_keeps_its_layers():
     sources = _sources()
     assert len(sources) > 50  # the walk found the package, not an empty folder
     found: list[str] = []
-    used_exceptions: set[tuple[str, str]] = set()
     for path in sources:
         module = module_name(path)
         names = imported_names(path.read_text(encoding="utf-8"), module,
                                is_package=path.name == "__init__.py")
         found += violations(module, names)
-        used_exceptions |= {_known_exception(module, n) for n in names} - {None}
     assert not found, "layering broken:\n" + "\n".join(found)
-    # An exception that no longer happens is removed from the list, so it cannot return.
-    assert used_exceptions == DRIVER_IMPORTS_OF_ANALYSIS_TO_GO, (
-        f"no longer imported, delete from the allow-list: "
-        f"{sorted(DRIVER_IMPORTS_OF_ANALYSIS_TO_GO - used_exceptions)}")
 
 
 def test_module_names_follow_the_package_dirs():
@@ -171,6 +157,10 @@ def test_module_names_follow_the_package_dirs():
     ("micropl.drivers.thorlabs", "from micropl.analysis.errors import AnalysisInputError",
      False),
     ("micropl.drivers.acton", "from micropl.gui.app import run_gui", False),
+    ("micropl.drivers.acton", "from micropl.analysis.spectra import wavelength_axis_nm", False),
+    ("micropl.drivers.picoquant", "from micropl.analysis.tags import T2StreamDecoder", False),
+    ("micropl.ptu", "from micropl.analysis.errors import AnalysisInputError", False),
+    ("micropl.grating", "import micropl.drivers.interfaces", False),
     ("micropl.acquisition.setup", "import micropl.cli.replay", False),
     ("micropl.acquisition.report", "from micropl.cli.info import print_summary", False),
     ("micropl.gui.app", "from micropl import cli", False),
@@ -191,7 +181,9 @@ def test_a_bad_import_is_caught(module, source, is_package):
     ("micropl.analysis.g2", "from .errors import AnalysisInputError", False),
     ("micropl.simulators.world", "from micropl.analysis.emitters import expected_pulsed_g2",
      False),
-    ("micropl.drivers.acton", "from micropl.analysis.spectra import wavelength_axis_nm", False),
+    ("micropl.drivers.acton", "from micropl.grating import wavelength_axis_nm", False),
+    ("micropl.drivers.picoquant", "from micropl.ptu import T2StreamDecoder", False),
+    ("micropl.ptu", "from micropl.errors import AnalysisInputError", False),
     ("micropl.gui.app", "import pyqtgraph as pg", False),
     ("micropl.acquisition.config", "import micropl.cliff", False),
 ])

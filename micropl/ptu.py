@@ -1,0 +1,289 @@
+"""The PicoQuant T2 time-tag codec: 32-bit records to time tags in ps.
+
+The one decoder of T2 records (PicoHarp 300, HydraHarp v1/v2, TimeHarp 260, Generic
+T2), shared by the PTU file reader (:mod:`micropl.analysis.tags`) and the PicoQuant
+driver (:mod:`micropl.drivers.picoquant`), which streams the same records from the
+device's FIFO. A leaf module: it imports nothing of micropl but the shared errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from micropl.errors import AnalysisInputError
+
+__all__ = ["MAX_T2_TIME_PS", "SYNC_CHANNEL", "T2Decoded", "T2StreamDecoder", "T2_RECORD_TYPES",
+           "decode_t2_records"]
+
+#: micropl channel of sync-input events (HydraHarp/TimeHarp 260/Generic T2 records).
+SYNC_CHANNEL = 0
+
+#: T2 record types (``TTResultFormat_TTTRRecType``) and their names.
+T2_RECORD_TYPES: dict[int, str] = {
+    0x00010203: "PicoHarpT2",
+    0x00010204: "HydraHarpT2",
+    0x01010204: "HydraHarp2T2",
+    0x00010205: "TimeHarp260NT2",
+    0x00010206: "TimeHarp260PT2",
+    0x00010207: "GenericT2",
+}
+_T3_RECORD_TYPES = {0x00010303, 0x00010304, 0x01010304, 0x00010305, 0x00010306, 0x00010307}
+
+#: Largest time tag the decoder produces, ps (2**62 ps ≈ 53 days; int64 holds 2**63).
+MAX_T2_TIME_PS = float(2**62)
+
+_PH_WRAP = 210_698_240  # PicoHarp 300 T2 overflow period, in time units
+_HH1_WRAP = 33_552_000  # HydraHarp v1 T2
+_HH2_WRAP = 33_554_432  # HydraHarp v2, TimeHarp 260, Generic T2 (2**25)
+
+
+@dataclass(frozen=True, eq=False)
+class T2Decoded:
+    """Photons and markers decoded from a block of T2 records.
+
+    Attributes
+    ----------
+    t_ps : ndarray of int64, shape (n,)
+        Photon and sync arrival times in ps, in record order.
+    channel : ndarray of uint8, shape (n,)
+        micropl channel: 0 for sync, 1..64 for detector inputs (see module docstring).
+    marker_t_ps : ndarray of int64, shape (k,)
+        Times of external marker records in ps.
+    marker_bits : ndarray of uint8, shape (k,)
+        Marker bit masks.
+    n_overflows : int
+        Overflow (time wrap) periods consumed in this block.
+    time_offset_units : int
+        Overflow-corrected time base after the block, in resolution units: pass it as
+        ``time_offset_units`` when decoding the next block of the same stream.
+    end_units : int
+        Time of the last record of the block (or of the last overflow), in resolution
+        units, including ``time_offset_units``.
+    n_unknown : int
+        Special records of no known kind (skipped).
+    """
+
+    t_ps: np.ndarray
+    channel: np.ndarray
+    marker_t_ps: np.ndarray
+    marker_bits: np.ndarray
+    n_overflows: int
+    time_offset_units: int
+    end_units: int
+    n_unknown: int = 0
+
+
+def _resolution_ps(resolution_s: float) -> tuple[int | None, float]:
+    res_ps = float(resolution_s) * 1e12
+    if not (math.isfinite(res_ps) and res_ps > 0):
+        raise AnalysisInputError(f"invalid time resolution {resolution_s!r} s")
+    rounded = round(res_ps)
+    if rounded >= 1 and abs(res_ps - rounded) <= 1e-6 * res_ps:
+        return int(rounded), res_ps
+    return None, res_ps
+
+
+def decode_t2_records(records_uint32: np.ndarray, record_type: int, resolution_s: float, *,
+                      time_offset_units: int = 0) -> T2Decoded:
+    """Decode PicoQuant T2 records into picosecond time tags.
+
+    The same decoder serves PTU files and FIFO buffers read from the PicoQuant
+    libraries (phlib, hhlib, th260lib, mhlib): records are the raw 32-bit words.
+
+    Parameters
+    ----------
+    records_uint32 : ndarray of uint32, shape (n,)
+        Raw T2 records, in acquisition order.
+    record_type : int
+        ``TTResultFormat_TTTRRecType`` of the records: one of :data:`T2_RECORD_TYPES`
+        (PicoHarp 300 T2, HydraHarp v1/v2 T2, TimeHarp 260 N/P T2, Generic T2 for
+        MultiHarp and PicoHarp 330).
+    resolution_s : float
+        Time-tag resolution in s (``MeasDesc_GlobalResolution``; e.g. 4e-12 for
+        PicoHarp 300, 1e-12 for HydraHarp, 5e-12 or 80e-12 for MultiHarp).
+    time_offset_units : int
+        Overflow-corrected time base at the start of the block, in resolution units
+        (0 for the first block; then the previous block's ``time_offset_units``).
+
+    Returns
+    -------
+    T2Decoded
+        Photons (including sync events as channel 0) and markers. When the resolution is
+        an integer number of ps the times are exact; otherwise they are rounded to 1 ps.
+
+    Raises
+    ------
+    AnalysisInputError
+        Unknown or T3 record type, or records that are not a 1-D integer array.
+
+    Notes
+    -----
+    Record layouts (PicoQuant spec):
+
+    * PicoHarp T2: bits 28–31 channel, 0–27 time. Channel 15 is special: low 4 bits 0
+      means an overflow of 210 698 240 units, otherwise those bits are markers.
+    * HydraHarp/TimeHarp 260/Generic T2: bit 31 special, bits 25–30 channel, 0–24 time.
+      Special with channel 63 is an overflow: v1 adds 33 552 000 units per record; the
+      others add ``time × 2²⁵`` units (a time field of 0 counts as one). Special with
+      channel 0 is a sync event, 1–15 are markers.
+    """
+    rec = np.asarray(records_uint32)
+    if rec.ndim != 1 or (rec.size and rec.dtype.kind not in "iu"):
+        raise AnalysisInputError("T2 records must be a 1-D array of uint32 words")
+    rec = rec.astype(np.uint32, copy=False)
+    rtype = int(record_type)
+    if rtype in _T3_RECORD_TYPES:
+        raise AnalysisInputError(f"record type 0x{rtype:08x} is T3, not T2")
+    if rtype not in T2_RECORD_TYPES:
+        raise AnalysisInputError(f"unknown T2 record type 0x{rtype:08x}")
+    res_int, res_ps = _resolution_ps(resolution_s)
+
+    if rtype == 0x00010203:  # PicoHarp 300 T2
+        chan = (rec >> np.uint32(28)).astype(np.int64)
+        time = (rec & np.uint32(0x0FFFFFFF)).astype(np.int64)
+        special = chan == 15
+        low = (rec & np.uint32(0xF)).astype(np.int64)
+        is_ovf = special & (low == 0)
+        is_marker = special & (low != 0)
+        is_photon = ~special
+        is_sync = np.zeros(rec.size, dtype=bool)
+        increment = np.where(is_ovf, _PH_WRAP, 0)
+        marker_bits = low
+        # Markers carry their bits in the low time bits; PicoQuant subtracts them.
+        time = np.where(is_marker, time - low, time)
+        out_chan = chan + 1
+        is_unknown = np.zeros(rec.size, dtype=bool)
+    else:
+        spec = (rec >> np.uint32(31)).astype(bool)
+        chan = ((rec >> np.uint32(25)) & np.uint32(0x3F)).astype(np.int64)
+        time = (rec & np.uint32(0x01FFFFFF)).astype(np.int64)
+        is_ovf = spec & (chan == 63)
+        is_sync = spec & (chan == 0)
+        is_marker = spec & (chan >= 1) & (chan <= 15)
+        is_unknown = spec & ~(is_ovf | is_sync | is_marker)
+        is_photon = ~spec | is_sync
+        if rtype == 0x00010204:  # HydraHarp v1
+            increment = np.where(is_ovf, _HH1_WRAP, 0)
+        else:
+            increment = np.where(is_ovf, np.maximum(time, 1) * _HH2_WRAP, 0)
+        marker_bits = chan
+        out_chan = np.where(is_sync, SYNC_CHANNEL, chan + 1)
+        # Overflow records carry a count, not a time.
+        time = np.where(is_ovf, 0, time)
+
+    _check_time_range(time_offset_units, increment, res_ps)
+    base = int(time_offset_units) + np.cumsum(increment, dtype=np.int64)
+    abs_units = base + time
+    if res_int is not None:
+        t_all = abs_units * res_int
+    else:
+        t_all = np.rint(abs_units.astype(np.float64) * res_ps).astype(np.int64)
+    wrap = _PH_WRAP if rtype == 0x00010203 else _HH1_WRAP if rtype == 0x00010204 else _HH2_WRAP
+    n_ovf = int(increment.sum()) // wrap
+    end_units = int(abs_units[-1]) if rec.size else int(time_offset_units)
+    return T2Decoded(
+        t_ps=t_all[is_photon],
+        channel=out_chan[is_photon].astype(np.uint8),
+        marker_t_ps=t_all[is_marker],
+        marker_bits=marker_bits[is_marker].astype(np.uint8),
+        n_overflows=n_ovf,
+        time_offset_units=int(base[-1]) if rec.size else int(time_offset_units),
+        end_units=end_units,
+        n_unknown=int(np.count_nonzero(is_unknown)),
+    )
+
+
+def _check_time_range(time_offset_units: int, increment: np.ndarray, res_ps: float) -> None:
+    """Refuse overflow records that would push times past :data:`MAX_T2_TIME_PS`.
+
+    The sum is taken in float64 (exact enough for a bound), so it cannot wrap as the
+    int64 running sum would.
+    """
+    top_units = float(time_offset_units) + float(increment.sum(dtype=np.float64)) + 2.0**28
+    if top_units * max(res_ps, 1.0) > MAX_T2_TIME_PS:
+        raise AnalysisInputError(
+            f"overflow records push the time to {top_units * res_ps * 1e-12:.3g} s, beyond "
+            f"the {MAX_T2_TIME_PS * 1e-12:.3g} s that 64-bit ps time tags hold")
+
+
+class T2StreamDecoder:
+    """Decode a stream of T2 records block by block, carrying the time base.
+
+    The record time field is short (25 or 28 bits) and wraps; overflow records
+    advance a running offset that must survive from one block (one FIFO read) to the
+    next. Decoding the blocks of a stream one after the other gives exactly what
+    :func:`decode_t2_records` gives for the whole stream at once.
+
+    Parameters
+    ----------
+    record_type : int
+        ``TTResultFormat_TTTRRecType`` code, one of :data:`T2_RECORD_TYPES`.
+    resolution_s : float
+        Time-tag resolution in s.
+
+    Attributes
+    ----------
+    time_offset_units : int
+        Overflow-corrected time base reached so far, in resolution units.
+    n_overflows : int
+        Overflow periods consumed since the last :meth:`reset`.
+
+    Raises
+    ------
+    AnalysisInputError
+        Unknown or T3 record type, or a non-positive resolution.
+
+    Examples
+    --------
+    >>> dec = T2StreamDecoder(0x01010204, 1e-12)  # HydraHarp v2 T2, 1 ps
+    >>> overflow, photon = (1 << 31) | (63 << 25) | 1, (0 << 25) | 5
+    >>> out = dec.decode(np.array([overflow, photon], dtype=np.uint32))
+    >>> int(out.t_ps[0]), int(out.channel[0]), dec.time_ps
+    (33554437, 1, 33554432)
+    """
+
+    def __init__(self, record_type: int, resolution_s: float) -> None:
+        rtype = int(record_type)
+        if rtype in _T3_RECORD_TYPES:
+            raise AnalysisInputError(f"record type 0x{rtype:08x} is T3, not T2")
+        if rtype not in T2_RECORD_TYPES:
+            raise AnalysisInputError(f"unknown T2 record type 0x{rtype:08x}")
+        self.record_type = rtype
+        self.resolution_s = float(resolution_s)
+        self._res_int, self._res_ps = _resolution_ps(self.resolution_s)
+        self.time_offset_units = 0
+        self.n_overflows = 0
+
+    def reset(self) -> None:
+        """Start again at time zero (a new measurement)."""
+        self.time_offset_units = 0
+        self.n_overflows = 0
+
+    @property
+    def time_ps(self) -> int:
+        """Time reached by the overflow records so far, in ps."""
+        if self._res_int is not None:
+            return self.time_offset_units * self._res_int
+        return round(self.time_offset_units * self._res_ps)
+
+    def decode(self, records_uint32: np.ndarray) -> T2Decoded:
+        """Decode the next block of records, continuing the time base.
+
+        Parameters
+        ----------
+        records_uint32 : ndarray of uint32, shape (n,)
+            The next raw records of the stream (may be empty).
+
+        Returns
+        -------
+        T2Decoded
+            As :func:`decode_t2_records`, with times on the stream's time base.
+        """
+        out = decode_t2_records(records_uint32, self.record_type, self.resolution_s,
+                                time_offset_units=self.time_offset_units)
+        self.time_offset_units = out.time_offset_units
+        self.n_overflows += out.n_overflows
+        return out
