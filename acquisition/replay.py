@@ -256,9 +256,11 @@ def check_source(path: Path) -> str:
         with SessionReader(path):
             pass
     else:
-        from micropl.analysis.tags import read_ptu_t2
+        from micropl.analysis.tags import read_ptu_header
 
-        read_ptu_t2(path)
+        # The header only: the records are decoded once by the pre-flight correlation
+        # and once when the source is served, each refusing bad records in one line.
+        read_ptu_header(path)
     return kind
 
 
