@@ -35,13 +35,13 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.drivers._settings import (
     GAIN_TEMPERATURE_MAX_C,
     GAIN_TEMPERATURE_MIN_C,
     StrictSettings,
     show,
 )
+from micropl.errors import AnalysisInputError
 from micropl.grating import wavelength_axis_nm
 from micropl.simulators import settings as sim
 

@@ -33,7 +33,7 @@ from micropl.acquisition.storage import (
     prepare_output,
     write_new_file,
 )
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = ["export_ptu", "export_csv"]
 

@@ -30,7 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from micropl.acquisition.logs import REPORTED_IN_RESULT
 from micropl.acquisition.records import G2Histogram, Tagged
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import (
     G2Accumulator,
     G2Result,
@@ -41,6 +40,7 @@ from micropl.analysis.g2 import (
 )
 from micropl.analysis.spectra import fit_spectra
 from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.errors import AnalysisInputError
 
 log = logging.getLogger(__name__)
 

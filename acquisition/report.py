@@ -27,8 +27,8 @@ from micropl.analysis.emitters import (  # noqa: E402
     excluded_counts,
     exclusion_text,
 )
-from micropl.analysis.errors import AnalysisInputError  # noqa: E402
 from micropl.analysis.statistics import survey_statistics  # noqa: E402
+from micropl.errors import AnalysisInputError  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from micropl.analysis.emitters import (
     spectral_jitter,
     two_line_test,
 )
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = ["session_summary", "truth_agreement", "truth_agreement_line",
            "TRUTH_MATCH_UM", "TRUTH_N_SIGMA"]

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from scipy import optimize, special
 
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = [
     "DurationFit",

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 from scipy import optimize, special
 
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +355,7 @@ def cross_correlate(t1_ps: np.ndarray, t2_ps: np.ndarray, bin_ps: int, window_ps
         Half-width of the delay window in ps.
     check_sorted : bool
         Verify the sort order (one cheap pass); unsorted input raises
-        :class:`~micropl.analysis.errors.AnalysisInputError`.
+        :class:`~micropl.errors.AnalysisInputError`.
 
     Returns
     -------
@@ -408,7 +408,7 @@ class G2Accumulator:
         Channel numbers of the start (``t1``) and stop (``t2``) streams for
         :meth:`add_chunk`. Default 1 and 2. The delay is ``t_b - t_a``.
     max_pairs : int, optional
-        Refuse (:class:`~micropl.analysis.errors.AnalysisInputError`, before counting
+        Refuse (:class:`~micropl.errors.AnalysisInputError`, before counting
         them) tags that would bring the pairs counted beyond this. The correlation's time
         grows with the pairs, so this bounds it when tags are implausibly dense (e.g. a
         corrupt resolution that puts many tags on one time). Default: no limit.

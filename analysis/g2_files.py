@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from micropl.analysis.errors import AnalysisInputError, FileFormatError
 from micropl.analysis.g2 import MAX_ANALYSIS_BINS, G2Accumulator, pulsed_window_ps
 from micropl.analysis.tags import (
     MAX_CHANNEL_DISORDER_PS,
@@ -21,6 +20,7 @@ from micropl.analysis.tags import (
     iter_ptu_t2,
     read_ptu_header,
 )
+from micropl.errors import AnalysisInputError, FileFormatError
 
 __all__ = ["DEFAULT_BIN_PS", "DEFAULT_WINDOW_PS", "MAX_PAIRS", "MAX_TAIL_TAGS",
            "check_replay_rate", "correlate_ptu_stream", "is_ptu_file",

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = [
     "LifetimeFit",

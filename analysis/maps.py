@@ -36,7 +36,7 @@ import numba
 import numpy as np
 from scipy import ndimage
 
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = [
     "FWHM_PER_SIGMA",

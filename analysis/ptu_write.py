@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = [
     "write_ptu_t2", "RECORD_TYPE_HYDRAHARP2_T2", "T2_WRAP", "MAX_WRAPS_PER_RECORD",

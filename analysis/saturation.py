@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = ["SaturationFit", "fit_saturation", "saturation_model"]
 

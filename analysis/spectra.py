@@ -4,8 +4,8 @@ Everything here works on numpy arrays.
 
 Axes
 ----
-* :func:`wavelength_axis_nm` — the grating equation of a Czerny–Turner
-  spectrograph (what the simulated and real spectrograph drivers call);
+* the grating equation of a Czerny–Turner spectrograph is
+  :func:`micropl.grating.wavelength_axis_nm` (shared with the drivers);
 * :func:`polynomial_axis_nm` — a polynomial calibration in pixel index;
 * :func:`energy_ev_from_wavelength_nm`, :func:`wavelength_nm_from_energy_ev`,
   :func:`pixel_edges_nm`, :func:`pixel_energy_width_ev` and
@@ -73,8 +73,7 @@ import numpy as np
 from numba import njit, prange
 from scipy.ndimage import gaussian_filter1d, median_filter
 
-from micropl.analysis.errors import AnalysisInputError
-from micropl.grating import wavelength_axis_nm
+from micropl.errors import AnalysisInputError
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,6 @@ __all__ = [
     "resolution_ev",
     "saturated_spectra",
     "voigt_fwhm",
-    "wavelength_axis_nm",
     "wavelength_nm_from_energy_ev",
 ]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from micropl.analysis.errors import FileFormatError
+from micropl.errors import FileFormatError
 
 __all__ = ["MAX_TEXT_FILE_BYTES", "MAX_TEXT_LINE_CHARS", "read_spectrum_file",
            "read_text_limited", "text_lines"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import median_filter
 
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = [
     "combine_accumulations",

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from micropl.analysis.emitters import EXCLUDING_FLAGS, excluded_counts, exclusion_text
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = [
     "G2Distribution",

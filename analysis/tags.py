@@ -61,17 +61,14 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from micropl.analysis.errors import AnalysisInputError, FileFormatError
 from micropl.analysis.spectrum_files import read_text_limited, text_lines
-from micropl.ptu import (  # noqa: F401 - the codec's names are part of this module's API
+from micropl.errors import AnalysisInputError, FileFormatError
+from micropl.ptu import (
     _T3_RECORD_TYPES,
-    MAX_T2_TIME_PS,
-    SYNC_CHANNEL,
     T2_RECORD_TYPES,
     T2Decoded,
     T2StreamDecoder,
     _resolution_ps,
-    decode_t2_records,
 )
 
 log = logging.getLogger(__name__)
@@ -83,12 +80,7 @@ __all__ = [
     "MAX_PTU_RECORDS_IN_MEMORY",
     "MAX_PTU_SPAN_S",
     "PtuHeader",
-    "SYNC_CHANNEL",
-    "T2Decoded",
-    "T2StreamDecoder",
-    "T2_RECORD_TYPES",
     "TagData",
-    "decode_t2_records",
     "iter_ptu_t2",
     "read_ptu_header",
     "read_histogram_file",

@@ -38,10 +38,10 @@ from micropl.acquisition.records import (
     Tagged,
 )
 from micropl.acquisition.runner import Progress
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import G2Result, PeakTrainFit, fit_peak_train
 from micropl.analysis.spectra import SpectrumFit
 from micropl.drivers.interfaces import MapLine, Spectrum, TagChunk
+from micropl.errors import AnalysisInputError
 
 log = logging.getLogger(__name__)
 

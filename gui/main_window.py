@@ -38,7 +38,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from micropl.acquisition.procedures import RasterScan
 from micropl.acquisition.records import RunStart, RunStop
 from micropl.acquisition.runner import RunState
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 from micropl.gui.bridge import DisplayBuffer, QDCurves, Update
 from micropl.gui.commands import CommandWorker, Readback
 from micropl.gui.log_handler import GuiLogHandler

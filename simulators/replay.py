@@ -50,7 +50,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from micropl.analysis.errors import FileFormatError
 from micropl.drivers.interfaces import (
     EM_GAIN_MAX,
     EM_GAIN_MAX_ADVANCED,
@@ -62,6 +61,7 @@ from micropl.drivers.interfaces import (
     TagChunk,
     limit_error,
 )
+from micropl.errors import FileFormatError
 
 log = logging.getLogger(__name__)
 

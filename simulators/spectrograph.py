@@ -1,7 +1,7 @@
 """Simulated Czerny–Turner spectrograph with a grating turret.
 
 The wavelength axis comes from the grating equation
-(:func:`micropl.analysis.spectra.wavelength_axis_nm`) with the configured focal
+(:func:`micropl.grating.wavelength_axis_nm`) with the configured focal
 length and inclusion angle. Changing the grating takes ``grating_change_s`` and
 moving the centre wavelength takes ``|Δλ| / move_speed_nm_per_s`` of clock time.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.drivers.interfaces import Grating, grating_refusal, limit_error, range_refusal
+from micropl.errors import AnalysisInputError
 from micropl.grating import wavelength_axis_nm as _grating_axis_nm
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimSpectrographSettings

@@ -14,7 +14,7 @@ from micropl.analysis.blinking import (
     on_off_durations,
     two_level_threshold,
 )
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 PERIOD_PS = 100_000
 

@@ -18,8 +18,8 @@ import h5py
 import pytest
 
 from micropl.acquisition.storage import writer as storage
-from micropl.analysis.errors import AnalysisInputError
 from micropl.cli import main
+from micropl.errors import AnalysisInputError
 
 #: A quick fast-mode run whose output path is the case under test.
 SPECTRUM = ["spectrum", "--fast", "--param", "exposure_s=0.1", "--param", "em_gain=1"]

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from pymeasure.adapters import ProtocolAdapter
 from pymeasure.test import expected_protocol
 
-from micropl.analysis.spectra import wavelength_axis_nm
 from micropl.drivers import acton
 from micropl.drivers.acton import (
     ActonSettings,
@@ -27,6 +26,7 @@ from micropl.drivers.interfaces import (
     LimitError,
     Spectrograph,
 )
+from micropl.grating import wavelength_axis_nm
 
 CONNECT = [(b"NO-ECHO", b" ok")]
 GRATINGS_REPLY = [

@@ -15,11 +15,11 @@ from ptufile import T2_RECORD_DTYPE
 from ptufile._ptufile import decode_t2_records as ptufile_decode_t2
 from pydantic import ValidationError
 
-from micropl.analysis.errors import AnalysisInputError
-from micropl.analysis.tags import SYNC_CHANNEL, T2StreamDecoder, decode_t2_records
 from micropl.drivers import picoquant
 from micropl.drivers.interfaces import InstrumentError, LimitError, MissingExtraError, TimeTagger
 from micropl.drivers.picoquant import RECORD_FORMATS
+from micropl.errors import AnalysisInputError
+from micropl.ptu import SYNC_CHANNEL, T2StreamDecoder, decode_t2_records
 
 SPECIAL = 1 << 31
 HH1, HH2 = RECORD_FORMATS["hydraharp_v1_t2"], RECORD_FORMATS["hydraharp_v2_t2"]
@@ -41,8 +41,9 @@ def ph(channel, t):
 # ---------------------------------------------------------------------- decoder
 def test_driver_uses_the_ptu_reader_decoder():
     import micropl.analysis.tags as tags
+    import micropl.ptu as ptu
 
-    assert picoquant.T2StreamDecoder is tags.T2StreamDecoder
+    assert picoquant.T2StreamDecoder is ptu.T2StreamDecoder is tags.T2StreamDecoder
     with pytest.raises(ImportError):
         import micropl.drivers.picoquant_records  # noqa: F401  (the second decoder is gone)
 

@@ -113,7 +113,7 @@ def test_open_instrument_without_sdk_raises_missing_extra():
 def test_fake_sdk_calibration_uses_the_grating_convention_of_the_analysis():
     """The fake's SDK calibration (α = ψ − γ/2, β = ψ + γ/2 with Andor's signed deviation
     angle) equals micropl's one grating equation for the same optical parameters."""
-    from micropl.analysis.spectra import wavelength_axis_nm
+    from micropl.grating import wavelength_axis_nm
 
     spec, sdk = make()
     spec.grating = 2

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import G2Accumulator, cross_correlate, histogram_bins
+from micropl.errors import AnalysisInputError
 
 
 def brute_force(t1, t2, bin_ps, window_ps):

@@ -17,7 +17,6 @@ from micropl.acquisition import Session, load_setup
 from micropl.acquisition.live import LiveAnalysis
 from micropl.acquisition.procedures import G2, Survey
 from micropl.acquisition.records import G2Histogram
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import (
     G2Accumulator,
     G2Result,
@@ -27,6 +26,7 @@ from micropl.analysis.g2 import (
 )
 from micropl.analysis.tags import read_histogram_file
 from micropl.cli import main
+from micropl.errors import AnalysisInputError
 
 PERIOD = 12_500.0  # ps (80 MHz)
 BIN = 250.0

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import (
     cross_correlate,
     detect_period_ps,
@@ -15,6 +14,7 @@ from micropl.analysis.g2 import (
     two_sided_exp_irf,
 )
 from micropl.analysis.tags import read_histogram_file
+from micropl.errors import AnalysisInputError
 
 # ---------------------------------------------------------------------------
 # Independent photon-level simulation of an HBT experiment on a pulsed emitter

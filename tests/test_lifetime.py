@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.lifetime import (
     decay_histogram,
     decay_model,
     fit_decay,
 )
+from micropl.errors import AnalysisInputError
 
 PERIOD_PS = 100_000.0
 IRF_PS = 300.0

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit, minimize
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.maps import (
     FWHM_PER_SIGMA,
     find_spots,
     fit_gaussian_2d,
     register_shift_um,
 )
+from micropl.errors import AnalysisInputError
 
 PIXEL_UM = 0.2
 PSF_FWHM_UM = 0.6

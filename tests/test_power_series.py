@@ -16,8 +16,8 @@ from micropl.acquisition.procedures.power_series import saturation_fit
 from micropl.acquisition.records import PowerSeriesData
 from micropl.acquisition.session import run
 from micropl.acquisition.storage import SessionReader
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.saturation import SaturationFit
+from micropl.errors import AnalysisInputError
 from micropl.simulators.sample import VirtualSample
 
 pytestmark = pytest.mark.timeout(300)

@@ -9,9 +9,9 @@ import numpy as np
 import ptufile
 import pytest
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.ptu_write import RECORD_TYPE_HYDRAHARP2_T2, T2_WRAP, write_ptu_t2
 from micropl.cli import main
+from micropl.errors import AnalysisInputError
 
 
 def read_photons(path):

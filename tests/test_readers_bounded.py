@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from ptu_writer import hbt_block, write_records
 
-from micropl.analysis.errors import FileFormatError
 from micropl.analysis.spectrum_files import (
     MAX_TEXT_FILE_BYTES,
     MAX_TEXT_LINE_CHARS,
@@ -37,6 +36,7 @@ from micropl.analysis.tags import (
     read_ptu_t2,
 )
 from micropl.cli import main
+from micropl.errors import FileFormatError
 
 GB = 1 << 30
 #: Peak RSS allowed for any adversarial file, bytes.

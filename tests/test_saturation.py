@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.saturation import fit_saturation, saturation_model
+from micropl.errors import AnalysisInputError
 
 TRUTH = {"amplitude": 40_000.0, "p_sat": 2e-6, "slope": 1.5e9, "offset": 300.0}
 POWER_W = np.geomspace(0.1e-6, 15e-6, 14)

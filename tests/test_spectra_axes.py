@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectra import (
     HC_EV_NM,
     density_per_ev,
@@ -13,9 +12,10 @@ from micropl.analysis.spectra import (
     pixel_edges_nm,
     pixel_energy_width_ev,
     polynomial_axis_nm,
-    wavelength_axis_nm,
     wavelength_nm_from_energy_ev,
 )
+from micropl.errors import AnalysisInputError
+from micropl.grating import wavelength_axis_nm
 
 
 def test_dispersion_300_gmm_near_515_nm():

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from micropl.analysis.errors import AnalysisInputError, FileFormatError
 from micropl.analysis.spectra import fit_spectra, main_line_roi_nm
 from micropl.analysis.spectrum_files import read_spectrum_file
+from micropl.errors import AnalysisInputError, FileFormatError
 
 ROWS = [(500.0, 10.0), (500.5, 12.0), (501.0, 30.0), (501.5, 11.0)]
 

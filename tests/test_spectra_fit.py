@@ -5,7 +5,6 @@ import pytest
 from scipy.optimize import curve_fit
 from scipy.special import erf, voigt_profile, wofz
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectra import (
     HC_EV_NM,
     faddeeva,
@@ -13,6 +12,7 @@ from micropl.analysis.spectra import (
     line_profile_per_ev,
     pixel_edges_nm,
 )
+from micropl.errors import AnalysisInputError
 
 WL = np.linspace(470.0, 560.0, 1000)          # ≈0.09 nm/pixel, 1000 pixels
 EDGES_EV = HC_EV_NM / pixel_edges_nm(WL)

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectrum_preprocess import (
     combine_accumulations,
     frame_noise_rms,
@@ -12,6 +11,7 @@ from micropl.analysis.spectrum_preprocess import (
     remove_cosmic_rays_temporal,
     subtract_background_frame,
 )
+from micropl.errors import AnalysisInputError
 
 N_PX = 1024
 

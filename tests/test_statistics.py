@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.statistics import (
     fwhm_histogram,
     g2_distribution,
     linear_fit_with_scatter,
     survey_statistics,
 )
+from micropl.errors import AnalysisInputError
 
 
 def test_fwhm_histogram_known_values():

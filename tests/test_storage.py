@@ -26,10 +26,10 @@ from micropl.acquisition.records import (
     Tagged,
 )
 from micropl.acquisition.storage import SessionReader, SessionWriter, schema
-from micropl.analysis.errors import FileFormatError
 from micropl.analysis.g2 import pulsed_g2
 from micropl.analysis.spectra import SpectrumFit, fit_spectra
 from micropl.drivers.interfaces import Frame, MapLine, Spectrum, TagChunk
+from micropl.errors import FileFormatError
 
 
 def fake_record(spec: schema.TableSpec, rng: np.random.Generator):

@@ -23,8 +23,8 @@ from record_compare import same
 
 from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter
-from micropl.analysis.errors import FileFormatError
 from micropl.drivers.interfaces import Frame, Spectrum, TagChunk
+from micropl.errors import FileFormatError
 
 HERE = Path(__file__).resolve().parent
 N_PX = 1600

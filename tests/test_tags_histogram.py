@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from micropl.analysis.errors import FileFormatError
 from micropl.analysis.tags import read_histogram_file
+from micropl.errors import FileFormatError
 
 
 def write(tmp_path, name, text):

@@ -7,8 +7,9 @@ import ptufile
 import pytest
 from ptu_writer import HH2T2, TY_ANSI, TY_EMPTY8, tag
 
-from micropl.analysis.errors import AnalysisInputError, FileFormatError
-from micropl.analysis.tags import decode_t2_records, read_ptu_t2
+from micropl.analysis.tags import read_ptu_t2
+from micropl.errors import AnalysisInputError, FileFormatError
+from micropl.ptu import decode_t2_records
 
 # ---------------------------------------------------------------------------
 # PTU files built from the PicoQuant "unified tag" file description (tests/ptu_writer)

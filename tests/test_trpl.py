@@ -26,9 +26,9 @@ from micropl.acquisition.records import DecayHistogram, QDTarget
 from micropl.acquisition.session import run
 from micropl.acquisition.storage import SessionReader
 from micropl.acquisition.summary import session_summary
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.lifetime import LifetimeFit, decay_histogram
 from micropl.drivers.interfaces import TagChunk
+from micropl.errors import AnalysisInputError
 from micropl.simulators.laser import SimLaser
 from micropl.simulators.sample import VirtualSample
 from micropl.simulators.tagger import SimTimeTagger

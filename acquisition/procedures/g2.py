@@ -9,8 +9,8 @@ from pydantic import Field
 from micropl.acquisition.live import G2Done, G2Start
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import G2Result
+from micropl.errors import AnalysisInputError
 
 
 class G2(ProcedureBase):

@@ -11,8 +11,8 @@ from pydantic import Field
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
 from micropl.acquisition.procedures.preflight import Limits, refuse_outside
 from micropl.acquisition.records import PowerSeriesData
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.saturation import SaturationFit, fit_saturation
+from micropl.errors import AnalysisInputError
 
 log = logging.getLogger(__name__)
 

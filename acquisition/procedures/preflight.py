@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.drivers.interfaces import (
     Grating,
     InstrumentError,
@@ -41,6 +40,7 @@ from micropl.drivers.interfaces import (
     grating_refusal,
     range_refusal,
 )
+from micropl.errors import AnalysisInputError
 
 log = logging.getLogger(__name__)
 

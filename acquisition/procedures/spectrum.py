@@ -10,13 +10,13 @@ from scipy.ndimage import median_filter
 
 from micropl.acquisition.procedures.base import ProcedureBase, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectrum_preprocess import (
     frame_noise_rms,
     remove_cosmic_rays_spatial,
     remove_cosmic_rays_temporal,
 )
 from micropl.drivers.interfaces import InstrumentTimeout, Spectrum
+from micropl.errors import AnalysisInputError
 
 #: ADC ceiling of a camera that does not state one (``adc_max_adu``): 16 bits, ADU.
 ADC_MAX_ADU_16BIT = 65535

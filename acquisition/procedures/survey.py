@@ -49,11 +49,11 @@ from micropl.analysis.emitters import (
     qd_flags,
     two_line_test,
 )
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.g2 import G2Result
 from micropl.analysis.maps import emptiest_position_um, find_spots, register_shift_um
 from micropl.analysis.spectra import SpectrumFit
 from micropl.drivers.interfaces import Frame, InstrumentError, Spectrum
+from micropl.errors import AnalysisInputError
 
 
 class Target(BaseModel):

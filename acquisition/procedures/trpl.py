@@ -24,9 +24,9 @@ from pydantic import Field
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits, ParameterError
 from micropl.acquisition.records import DecayHistogram
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.lifetime import LifetimeFit, decay_histogram, fit_decay
 from micropl.drivers.interfaces import bin_refusal
+from micropl.errors import AnalysisInputError
 
 __all__ = ["NO_TRPL", "TimeResolvedPL", "add_trpl_lifetimes", "pulses_per_sync",
            "sync_channel_of", "trpl_lifetimes"]

@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 
 from micropl.acquisition.storage.output import _output_error
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = ["SessionBusyError", "SessionLock", "writer_alive"]
 

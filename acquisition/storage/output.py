@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from micropl.analysis.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError
 
 __all__ = [
     "OutputPathError",

@@ -35,7 +35,7 @@ from micropl.acquisition.storage.schema import (
 )
 from micropl.acquisition.storage.validation import _not_session, _StoredChecks
 from micropl.acquisition.storage.views import StoredRecord, _SessionViews
-from micropl.analysis.errors import FileFormatError
+from micropl.errors import FileFormatError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A file's claims (dataset extents, row offsets and sizes, chunk addresses) are
 checked against what it actually holds before anything is read, so a damaged
-or cut file fails with one :class:`~micropl.analysis.errors.FileFormatError`
+or cut file fails with one :class:`~micropl.errors.FileFormatError`
 line instead of returning fill values. :class:`_StoredChecks` holds the checks;
 :class:`~micropl.acquisition.storage.reader.SessionReader` inherits them.
 """
@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from micropl.acquisition.storage.schema import FORMAT_NAME, FORMAT_VERSION, SAME_LENGTH, TableSpec
-from micropl.analysis.errors import FileFormatError
+from micropl.errors import FileFormatError
 
 log = logging.getLogger(__name__)
 

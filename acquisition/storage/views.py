@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from micropl.analysis.errors import FileFormatError
+from micropl.errors import FileFormatError
 
 __all__ = ["StoredRecord", "RunInfo", "QDInfo", "SurveyState", "QDData"]
 

@@ -26,7 +26,7 @@ from micropl.acquisition.storage.locking import (
 from micropl.acquisition.storage.output import _exists_error, _output_error, _tmp_path, place_new
 from micropl.acquisition.storage.reader import SessionReader
 from micropl.acquisition.storage.schema import SchemaError, TableSpec, registered_tables
-from micropl.analysis.errors import FileFormatError
+from micropl.errors import FileFormatError
 
 log = logging.getLogger(__name__)
 

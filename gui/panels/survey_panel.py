@@ -9,8 +9,8 @@ import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
 from micropl.analysis.emitters import EXCLUDING_FLAGS, excluded_counts, exclusion_text
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.statistics import fwhm_histogram
+from micropl.errors import AnalysisInputError
 from micropl.gui.bridge import QDRow
 from micropl.gui.widgets import DataFollower, plot_widget
 

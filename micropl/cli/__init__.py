@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from micropl.acquisition.config import ConfigError
-    from micropl.analysis.errors import AnalysisInputError
+    from micropl.errors import AnalysisInputError
 
     return (UsageError, AnalysisInputError, ConfigError, FileNotFoundError, IsADirectoryError,
             NotADirectoryError)

@@ -18,10 +18,10 @@ from typing import Any
 from micropl.acquisition import logs
 from micropl.acquisition.live import AnalysisSettings
 from micropl.acquisition.replay import Replay, check_source, open_replay, replay_source_of
-from micropl.analysis.errors import FileFormatError
 from micropl.analysis.g2 import G2Result
 from micropl.cli import UsageError
 from micropl.cli.output import print_json
+from micropl.errors import FileFormatError
 from micropl.simulators import replay as rp
 
 __all__ = ["register", "run"]

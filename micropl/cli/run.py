@@ -229,7 +229,7 @@ def plan_resume(path: Path, state: Any, extra: dict[str, Any]) -> tuple[Any, int
 
 
 def _bad_file(path: Path, why: str) -> Exception:
-    from micropl.analysis.errors import FileFormatError
+    from micropl.errors import FileFormatError
 
     return FileFormatError(f"{path}: {' '.join(why.split())}")
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from micropl.analysis.errors import AnalysisInputError, FileFormatError
 from micropl.analysis.g2 import (
     G2Result,
     check_channel_pair,
@@ -30,12 +29,10 @@ from micropl.analysis.g2_files import (
     is_ptu_file,
     pulsed_rate_and_window,
 )
-from micropl.analysis.tags import (
-    T2_RECORD_TYPES,
-    read_histogram_file,
-    read_ptu_header,
-)
+from micropl.analysis.tags import read_histogram_file, read_ptu_header
 from micropl.cli.output import print_json
+from micropl.errors import AnalysisInputError, FileFormatError
+from micropl.ptu import T2_RECORD_TYPES
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from micropl.analysis.errors import AnalysisInputError
 from micropl.analysis.spectra import (
     HC_EV_NM,
     MODELS,
@@ -44,6 +43,7 @@ from micropl.analysis.spectrum_preprocess import (
     remove_cosmic_rays_spatial,
 )
 from micropl.cli.output import print_json
+from micropl.errors import AnalysisInputError
 
 log = logging.getLogger(__name__)
 
