@@ -8,6 +8,7 @@ checked before the dialog is closed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -69,6 +70,18 @@ def live(qapp, tmp_path_factory):
             yield window
             window.ask = lambda question: True
             window.close()
+
+
+@contextlib.contextmanager
+def guarded_window(qtbot):
+    """A live window on a fast simulated setup whose signals end it (``signal_shutdown``)."""
+    with load_setup(clock_mode="fast") as setup, Session(setup) as session, \
+            signal_shutdown() as guard:
+        window = MainWindow(session)
+        qtbot.addWidget(window)
+        guard.window = window
+        window.show()
+        yield setup, window, guard
 
 
 def start_survey(qtbot, window: MainWindow) -> None:
@@ -284,12 +297,7 @@ def test_emergency_stop_filter_matches_only_its_keys(qapp, key, modifiers, stops
 def test_signal_during_close_confirmation_ends_safely(qtbot, settings_file):
     """SIGHUP while the close confirmation is open: the dialog closes, the run is aborted
     naming the signal, the laser is off and the window closed (in-process)."""
-    with load_setup(clock_mode="fast") as setup, Session(setup) as session, \
-            signal_shutdown() as guard:
-        window = MainWindow(session)
-        qtbot.addWidget(window)
-        guard.window = window
-        window.show()
+    with guarded_window(qtbot) as (setup, window, guard):
         start_survey(qtbot, window)
 
         def check(dialog):
@@ -314,12 +322,7 @@ def test_second_signal_is_ignored_and_handlers_restored(qtbot, settings_file):
     """SIGTERM in a file dialog, then SIGINT: the first one's reason is stored; after the
     block the previous handlers are back."""
     before = {sig: signal.getsignal(sig) for sig in SHUTDOWN_SIGNALS}
-    with load_setup(clock_mode="fast") as setup, Session(setup) as session, \
-            signal_shutdown() as guard:
-        window = MainWindow(session)
-        qtbot.addWidget(window)
-        guard.window = window
-        window.show()
+    with guarded_window(qtbot) as (setup, window, guard):
         start_survey(qtbot, window)
 
         def check(dialog):
@@ -344,12 +347,7 @@ def test_second_signal_is_ignored_and_handlers_restored(qtbot, settings_file):
 
 def test_signal_without_a_run_closes_the_window(qtbot, settings_file):
     """SIGTERM with no run (the laser switched on by hand): laser off, window closed."""
-    with load_setup(clock_mode="fast") as setup, Session(setup) as session, \
-            signal_shutdown() as guard:
-        window = MainWindow(session)
-        qtbot.addWidget(window)
-        guard.window = window
-        window.show()
+    with guarded_window(qtbot) as (setup, window, guard):
         QTest.mouseClick(window.instruments_panel.laser_button, QtCore.Qt.LeftButton)
         qtbot.waitUntil(lambda: setup.laser.emission_on, timeout=10_000)
         os.kill(os.getpid(), signal.SIGTERM)
