@@ -40,6 +40,9 @@ __all__ = [
     "Camera",
     "TimeTagger",
     "Scanner",
+    "LineScanner",
+    "hardware_lines",
+    "line_refusal",
     "ReadMode",
     "EM_GAIN_MAX",
     "EM_GAIN_MAX_ADVANCED",
@@ -514,3 +517,75 @@ class Scanner(Instrument, Protocol):
         ``limits_um``.
         """
         ...
+
+
+# --------------------------------------------------------------------------- hardware lines
+def line_refusal(start_um: float, stop_um: float, n_pixels: int, dwell_s: float,
+                 limits_um: tuple[float, float]) -> str | None:
+    """Whether a hardware-timed line sweep is possible in the x range ``limits_um``.
+
+    Parameters
+    ----------
+    start_um, stop_um : float
+        Edges of the sweep in µm: the start of the first pixel and the end of
+        the last (either direction).
+    n_pixels : int
+        Pixels in the line (at least 1).
+    dwell_s : float
+        Time per pixel in s (positive, finite).
+    limits_um : (float, float)
+        Allowed x range in µm.
+
+    Returns
+    -------
+    str or None
+        None when allowed, else what is allowed (``"range 0–80 µm"``, ...).
+    """
+    if int(n_pixels) != n_pixels or n_pixels < 1:
+        return "at least 1 pixel"
+    if not (math.isfinite(float(dwell_s)) and dwell_s > 0):
+        return "a positive dwell time"
+    if start_um == stop_um:
+        return "a sweep of non-zero length"
+    for edge in (start_um, stop_um):
+        allowed = range_refusal(edge, limits_um[0], limits_um[1], "µm")
+        if allowed is not None:
+            return allowed
+    return None
+
+
+@runtime_checkable
+class LineScanner(Scanner, Protocol):
+    """A scanner that can clock a line of pixels itself (hardware timing).
+
+    The line runs along x at the current y and z, at constant speed from
+    ``start_um`` to ``stop_um`` (the outer edges of the first and the last
+    pixel) in ``n_pixels × dwell_s``. The trigger output gives a pulse at each
+    of the ``n_pixels + 1`` pixel boundaries; wired to a tagger input
+    (``marker_channel``) it puts a marker tag there, wired to a camera's
+    external trigger it starts one exposure per pixel.
+    """
+
+    #: Whether this device (and its settings) can run hardware-timed lines.
+    supports_hardware_lines: bool
+    #: Time-tagger input wired to the trigger output (None: not wired).
+    marker_channel: int | None
+
+    def configure_line(self, start_um: float, stop_um: float, n_pixels: int,
+                       dwell_s: float) -> None:
+        """Prepare a line sweep; refuses (LimitError) before anything is sent."""
+        ...
+
+    def start_line(self) -> None:
+        """Start the configured line from the current position (move to ``start_um`` first)."""
+        ...
+
+    def line_done(self) -> bool:
+        """Whether the line started last has finished."""
+        ...
+
+
+def hardware_lines(scanner: Any) -> bool:
+    """Whether ``scanner`` can run hardware-timed lines (:class:`LineScanner`)."""
+    return bool(getattr(scanner, "supports_hardware_lines", False)) and isinstance(
+        scanner, LineScanner)

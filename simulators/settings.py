@@ -376,6 +376,11 @@ class SimScannerSettings(_Strict):
     speed_um_per_s: float = Field(500.0, gt=0)
     settle_s: float = Field(0.002, ge=0)
     drift_um_per_min: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    hardware_lines: bool = Field(True, description="clock x lines in hardware (pixel "
+                                 "markers, camera triggers); false: software-timed maps only")
+    marker_channel: int | None = Field(None, ge=1, le=SIM_TAGGER_INPUTS,
+                                       description="tagger input wired to the pixel trigger "
+                                       "output, or none")
     faults: FaultSettings = FaultSettings()
 
     @model_validator(mode="after")

@@ -32,6 +32,7 @@ from micropl.simulators.hbt import (
     DetectorModel,
     Emitters,
     HbtStream,
+    StreamOutput,
     period_ps_from_rate,
     sync_divider_for_rate,
 )
@@ -189,9 +190,10 @@ class SimTimeTagger:
             A channel this tagger does not have, or no channel at all.
         """
         wanted = tuple(int(c) for c in channels)
-        if channels_refusal(wanted, self.channels) is not None:
+        available = self.channels + self._marker_inputs()
+        if channels_refusal(wanted, available) is not None:
             raise limit_error(_KIND, self.name, f"start on channels {wanted}",
-                              f"available channels {self.channels}")
+                              f"available channels {available}")
         self._faults.check(f"start {wanted}")
         self._enabled = wanted
         self._stream = HbtStream(self._detectors, self._seed, t_start_ps=self._now_ps())
@@ -224,11 +226,17 @@ class SimTimeTagger:
         divider = sync_divider_for_rate(rep_rate_hz) if (sync_on and period_ps) else 0
         if divider:
             self._sync_divider = divider
-        emitters = self._emitters(exc, stream.block_span_ps(t_end_ps))
         keep_apd = (self.channels[0] in self._enabled, self.channels[1] in self._enabled)
-        out = stream.advance(t_end_ps, emitters, period_ps, float(exc.background_cps_per_apd),
-                             sync_divider=divider, max_tags=int(self.settings.buffer_tags),
-                             keep_apd=keep_apd)
+        lut = self._lut
+        lines = self._lines_in(stream.t_ps, t_end_ps)
+        if lines:  # a hardware-timed line: excitation per pixel, marker tags
+            out, lut = self._advance_through_lines(stream, t_end_ps, lines, period_ps, divider,
+                                                   keep_apd)
+        else:
+            emitters = self._emitters(exc, stream.block_span_ps(t_end_ps))
+            out = stream.advance(t_end_ps, emitters, period_ps,
+                                 float(exc.background_cps_per_apd), sync_divider=divider,
+                                 max_tags=int(self.settings.buffer_tags), keep_apd=keep_apd)
         t_ps, channel_index = out.t_ps, out.channel
         missed = int(out.n_dropped)
         forced = self._faults.overflow()
@@ -245,9 +253,74 @@ class SimTimeTagger:
         self._last_counts = out.counts.copy()
         self._last_duration_s = (out.t_stop_ps - out.t_start_ps) * 1e-12
         return TagChunk(t_ps=np.ascontiguousarray(t_ps, np.int64),
-                        channel=self._lut[channel_index],
+                        channel=lut[channel_index],
                         t_start_ps=int(out.t_start_ps), t_stop_ps=int(out.t_stop_ps),
                         overflow=bool(overflow), missed_events=missed)
+
+    # ------------------------------------------------------------------ pixel markers
+    def _marker_inputs(self) -> tuple[int, ...]:
+        """The input wired to the simulated scanner's trigger output, if any and free."""
+        marker = getattr(self.world.scanner, "marker_channel", None)
+        if marker is None or int(marker) in self.channels:
+            return ()
+        return (int(marker),)
+
+    def _lines_in(self, t0_ps: int, t1_ps: int) -> list:
+        """Hardware-timed lines of the simulated scanner overlapping ``[t0_ps, t1_ps)``."""
+        scanner = self.world.scanner
+        if scanner is None or not getattr(scanner, "supports_hardware_lines", False):
+            return []
+        return [line for line in scanner.lines_between(t0_ps * 1e-12 - 1e-9, t1_ps * 1e-12 + 1e-9)
+                if int(round(line.t0_s * 1e12)) < t1_ps
+                and int(round(line.t_end_s * 1e12)) >= t0_ps]
+
+    def _advance_through_lines(self, stream: HbtStream, t_end_ps: int, lines: list,
+                               period_ps: int, divider: int, keep_apd: tuple[bool, bool]):
+        """Tags of ``[stream.t_ps, t_end_ps)`` while the scanner sweeps ``lines``.
+
+        The span is cut at every pixel boundary; each piece is generated with the
+        excitation at the centre of its pixel (the scanner is probed there). The
+        trigger pulses of the span become tags on the marker input, when enabled.
+
+        Returns
+        -------
+        StreamOutput, ndarray
+            The merged output (channel index 3 = marker) and the channel table.
+        """
+        scanner = self.world.scanner
+        t_begin = stream.t_ps
+        pulses = np.concatenate([np.round(line.trigger_times_s() * 1e12).astype(np.int64)
+                                 for line in lines])
+        pulses = pulses[(pulses >= t_begin) & (pulses < t_end_ps)]
+        cuts = np.unique(np.concatenate([[t_begin], pulses, [t_end_ps]]))
+        budget = int(self.settings.buffer_tags)
+        pieces_t, pieces_c = [], []
+        counts = np.zeros(3, np.int64)
+        dropped = 0
+        for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+            with scanner.probing(0.5 * (a + b) * 1e-12):
+                exc = self.world.excitation()
+            emitters = self._emitters(exc, stream.block_span_ps(b))
+            out = stream.advance(b, emitters, period_ps, float(exc.background_cps_per_apd),
+                                 sync_divider=divider, max_tags=budget, keep_apd=keep_apd)
+            budget = max(0, budget - out.t_ps.size)
+            pieces_t.append(out.t_ps)
+            pieces_c.append(out.channel)
+            counts += out.counts
+            dropped += int(out.n_dropped)
+        t_ps = np.concatenate(pieces_t) if pieces_t else np.empty(0, np.int64)
+        channel = np.concatenate(pieces_c) if pieces_c else np.empty(0, np.uint8)
+        marker = getattr(scanner, "marker_channel", None)
+        lut = self._lut
+        if marker is not None and int(marker) in self._enabled and pulses.size:
+            lut = np.append(self._lut, np.uint8(int(marker)))
+            where = np.searchsorted(t_ps, pulses, side="left")
+            t_ps = np.insert(t_ps, where, pulses)
+            channel = np.insert(channel, where, np.uint8(3))
+        merged = StreamOutput(t_ps=t_ps, channel=channel.astype(np.uint8, copy=False),
+                              t_start_ps=int(t_begin), t_stop_ps=int(t_end_ps),
+                              n_dropped=dropped, counts=counts)
+        return merged, lut
 
     def count_rates_hz(self) -> dict[int, float]:
         """Count rate of each channel in counts/s.

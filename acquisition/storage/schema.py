@@ -634,3 +634,16 @@ register_table(build_table("saturation_fit", SaturationFit, {
     "covariance": A("<f8", "", max_ndim=2), "red_chi2": F(), "dof": I(), "success": B(),
     "reason": T(), "power_unit": T(),
 }, default_kind="saturation_fit"))
+
+
+# Hardware-timed and spectral maps (raster_scan, hyperspectral) ----------------------------
+from micropl.acquisition.scan_records import MapTiming, SpectralCube  # noqa: E402
+
+register_table(build_table("map_timing", MapTiming, {
+    "timing": L(16), "reason": T(), "marker_channel": I(), "dwell_s": F("s"),
+}, default_kind="map_timing"))
+register_table(build_table("spectral_cube", SpectralCube, {
+    "x_um": A("<f8", "um"), "y_um": A("<f8", "um"), "wavelength_nm": A("<f8", "nm"),
+    "counts": A("<f8", "e", max_ndim=3), "exposure_s": F("s"), "dwell_s": F("s"),
+    "em_gain": I(), "read_noise": F("e"), "timing": L(16), "missing_pixels": I(),
+}, default_kind="spectral_cube"))
