@@ -586,6 +586,12 @@ class LineScanner(Scanner, Protocol):
 
 
 def hardware_lines(scanner: Any) -> bool:
-    """Whether ``scanner`` can run hardware-timed lines (:class:`LineScanner`)."""
-    return bool(getattr(scanner, "supports_hardware_lines", False)) and isinstance(
-        scanner, LineScanner)
+    """Whether ``scanner`` can run hardware-timed lines (:class:`LineScanner`).
+
+    Looks only at the object's attributes and methods (no property is read, so no
+    device is asked).
+    """
+    kind = type(scanner)
+    return bool(getattr(scanner, "supports_hardware_lines", False)) and all(
+        callable(getattr(kind, name, None))
+        for name in ("configure_line", "start_line", "line_done", "move_to"))

@@ -17,6 +17,36 @@ USB virtual serial port at 115200 baud; LF ends every command and reply line):
 
 Axis identifiers are ``1 2 3`` by default (configurable). Targets outside
 ``limits_um`` are refused with :class:`LimitError` before anything is sent.
+
+Hardware-timed lines (wave generator)
+-------------------------------------
+With ``hardware_lines`` on, the controller is a
+:class:`~micropl.drivers.interfaces.LineScanner`. :meth:`E727.configure_line`
+writes one linear segment into wave table ``wave_table`` and sets up the
+digital trigger output ``trigger_output`` to pulse at each pixel boundary::
+
+    WGO 1 0                                  stop the generator (if it ran)
+    WAV 1 X LIN <L> <amp> <start> <L> 0 0    L = n·p + 1 points, amp = stop − start
+    WSL 1 1                                  wave table 1 → generator 1 (axis x)
+    WGC 1 1                                  one cycle
+    WTR 1 <rate> 0                           a point every <rate> servo cycles
+    CTO <out> 3 4                            trigger mode: generator trigger
+    TWC                                      clear the trigger points
+    TWS <out> <i·p + 1> 1                    output high at each boundary, i = 0…n
+    ERR?
+
+``p`` points per pixel (at least 2) at ``rate`` servo cycles of ``servo_cycle_s``
+each make one dwell; the smallest rate that keeps the table within
+``wave_points_max`` is used. Parameters the wave generator cannot do (an edge
+outside ``limits_um``, a dwell that is not a whole number of table points, a
+table too long) are refused with :class:`LimitError` before anything is sent.
+The trigger points (CTO/TWC/TWS) are sent only when the pixel layout changes.
+:meth:`E727.start_line` sends ``WGO 1 1`` (start now) and checks ``ERR?``;
+:meth:`E727.line_done` asks ``WGN? 1`` (cycles finished) and, once the cycle is
+done, stops the generator with ``WGO 1 0``. The segment has no speed-up points:
+the axis follows a constant-speed target, and the servo lag at the start of a
+line shifts its first pixel (scan lines wide enough that the lag is small, or
+discard the first pixel).
 """
 
 from __future__ import annotations
@@ -41,9 +71,12 @@ from micropl.drivers.interfaces import (
     Clock,
     InstrumentError,
     InstrumentTimeout,
+    limit_error,
+    line_refusal,
 )
 
-__all__ = ["E727Settings", "E727", "GCS_ERRORS", "DRIVERS", "REQUIRES", "open_instrument"]
+__all__ = ["E727Settings", "E727", "GCS_ERRORS", "DRIVERS", "REQUIRES", "open_instrument",
+           "wave_layout"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +127,19 @@ class E727Settings(StrictSettings):
     )
     poll_s: float = Field(0.005, gt=0, description="interval between ONT? polls, s")
     servo_on_at_open: bool = Field(True, description="switch the servo of every axis on when opened")
+    hardware_lines: bool = Field(
+        True, description="clock x lines with the wave generator (pixel trigger pulses)")
+    marker_channel: int | None = Field(
+        None, ge=0, le=64, description="time-tagger input wired to the trigger output "
+        "(pixel markers), or none")
+    trigger_output: int = Field(1, ge=1, le=8, description="digital output line (CTO) that "
+                                "pulses at each pixel boundary")
+    wave_generator: int = Field(1, ge=1, le=8, description="wave generator driving the x axis")
+    wave_table: int = Field(1, ge=1, le=8, description="wave table holding the line")
+    servo_cycle_s: float = Field(2e-5, gt=0, le=1e-2, description="servo cycle time, s "
+                                 "(one wave table point at table rate 1)")
+    wave_points_max: int = Field(65536, ge=16, description="longest wave table the line may "
+                                 "use, points")
 
     @model_validator(mode="after")
     def _check(self) -> E727Settings:
@@ -174,6 +220,41 @@ class GcsAxis(Channel):
     )
 
 
+def wave_layout(n_pixels: int, dwell_s: float, servo_cycle_s: float,
+                points_max: int) -> tuple[int, int] | str:
+    """Table rate and points per pixel for a line of ``n_pixels`` × ``dwell_s``.
+
+    Parameters
+    ----------
+    n_pixels : int
+        Pixels in the line.
+    dwell_s : float
+        Time per pixel, s.
+    servo_cycle_s : float
+        Controller servo cycle, s.
+    points_max : int
+        Longest wave table allowed (``n_pixels × points_per_pixel + 1`` points).
+
+    Returns
+    -------
+    (int, int) or str
+        ``(table_rate, points_per_pixel)`` with the smallest rate that fits, or
+        what is allowed when nothing does.
+    """
+    cycles = dwell_s / servo_cycle_s
+    whole = round(cycles)
+    if whole < 2 or abs(cycles - whole) > 1e-6 * max(1.0, cycles):
+        return (f"a dwell of a whole number (≥ 2) of servo cycles of {servo_cycle_s * 1e6:g} µs")
+    for rate in range(1, whole // 2 + 1):
+        if whole % rate:
+            continue
+        points = whole // rate
+        if n_pixels * points + 1 <= points_max:
+            return rate, points
+    return (f"at most {points_max} wave table points (n_pixels × 2 + 1 at the least, "
+            f"here {n_pixels * 2 + 1})")
+
+
 # --------------------------------------------------------------------------- instrument
 class E727(VisaLinkMixin, Instrument):
     """PI E-727 piezo controller (a Scanner), talking GCS 2.0.
@@ -219,6 +300,13 @@ class E727(VisaLinkMixin, Instrument):
             (self._axes[a].travel_min_um, self._axes[a].travel_max_um) for a in "xyz"
         )
         self.limits_um: Limits = self._checked_limits()
+        #: Whether lines are clocked by the wave generator (settings ``hardware_lines``).
+        self.supports_hardware_lines = bool(self.settings.hardware_lines)
+        #: Tagger input of the trigger output (settings ``marker_channel``).
+        self.marker_channel = self.settings.marker_channel
+        self._trigger_layout: tuple[int, int] | None = None
+        self._line: tuple[float, float, int, float] | None = None
+        self._line_running = False
         for label, axis in self._axes.items():
             i = "xyz".index(label)
             axis.target_um_values = AllowedRange(
@@ -346,6 +434,85 @@ class E727(VisaLinkMixin, Instrument):
                 f"({GCS_ERRORS.get(code, 'see the E-727 manual')})"
             )
 
+    # ------------------------------------------------------------------ hardware lines
+    def line_refusal(self, start_um: float, stop_um: float, n_pixels: int,
+                     dwell_s: float) -> str | None:
+        """Why the wave generator cannot run this line (None when it can)."""
+        if not self.supports_hardware_lines:
+            return "hardware lines are off (settings hardware_lines: false)"
+        allowed = line_refusal(start_um, stop_um, n_pixels, dwell_s, self.limits_um[0])
+        if allowed is not None:
+            return allowed
+        layout = wave_layout(int(n_pixels), float(dwell_s), self.settings.servo_cycle_s,
+                             self.settings.wave_points_max)
+        return layout if isinstance(layout, str) else None
+
+    def configure_line(self, start_um: float, stop_um: float, n_pixels: int,
+                       dwell_s: float) -> None:
+        """Write the line into the wave table and set the pixel trigger points.
+
+        Raises
+        ------
+        LimitError
+            Before anything is sent, for a line the wave generator cannot do
+            (:meth:`line_refusal`).
+        InstrumentError
+            When ``ERR?`` reports an error after the configuration.
+        """
+        allowed = self.line_refusal(start_um, stop_um, n_pixels, dwell_s)
+        if allowed is not None:
+            raise limit_error(KIND, self.name, f"line x {start_um:g}→{stop_um:g} µm, "
+                              f"{n_pixels} px × {dwell_s:g} s", allowed)
+        s = self.settings
+        rate, per_pixel = wave_layout(int(n_pixels), float(dwell_s), s.servo_cycle_s,
+                                      s.wave_points_max)  # type: ignore[misc]
+        n = int(n_pixels)
+        length = n * per_pixel + 1
+        gen, table, out = s.wave_generator, s.wave_table, s.trigger_output
+        amplitude = float(stop_um) - float(start_um)
+        self.write(f"WGO {gen} 0")
+        self.write(f"WAV {table} X LIN {length} {amplitude:.4f} {float(start_um):.4f} "
+                   f"{length} 0 0")
+        self.write(f"WSL {gen} {table}")
+        self.write(f"WGC {gen} 1")
+        self.write(f"WTR {gen} {rate} 0")
+        if self._trigger_layout != (n, per_pixel):
+            self._trigger_layout = None
+            self.write(f"CTO {out} 3 4")
+            self.write("TWC")
+            for i in range(n + 1):
+                self.write(f"TWS {out} {i * per_pixel + 1} 1")
+        self.check_errors()
+        self._trigger_layout = (n, per_pixel)
+        self._line = (float(start_um), float(stop_um), n, float(dwell_s))
+
+    def start_line(self) -> None:
+        """Start the configured line now (``WGO <gen> 1``) and check ``ERR?``."""
+        if self._line is None:
+            raise InstrumentError(f"{KIND} '{self.name}': start line refused: no line "
+                                  "configured")
+        self.write(f"WGO {self.settings.wave_generator} 1")
+        self.check_errors()
+        self._line_running = True
+
+    def line_done(self) -> bool:
+        """Whether the line's cycle is finished (``WGN?``); then the generator is stopped."""
+        if not self._line_running:
+            return True
+        gen = self.settings.wave_generator
+        reply = self.ask(f"WGN? {gen}")
+        try:
+            cycles = int(_axis_value(reply))
+        except ValueError as exc:
+            raise InstrumentError(f"{KIND} '{self.name}': unexpected WGN? answer "
+                                  f"{reply!r}") from exc
+        if cycles < 1:
+            return False
+        self.write(f"WGO {gen} 0")
+        self.check_errors()
+        self._line_running = False
+        return True
+
     # ------------------------------------------------------------------ housekeeping
     def snapshot(self) -> dict[str, Any]:
         """Current settings with units in the keys."""
@@ -360,6 +527,10 @@ class E727(VisaLinkMixin, Instrument):
             "z_um": z,
             "limits_um": [list(pair) for pair in self.limits_um],
             "travel_um": [list(pair) for pair in self.travel_um],
+            "hardware_lines": self.supports_hardware_lines,
+            "marker_channel": self.marker_channel,
+            "trigger_output": self.settings.trigger_output,
+            "servo_cycle_s": self.settings.servo_cycle_s,
         }
 
 

@@ -227,3 +227,114 @@ def test_sim_session(sim_yaml, resource):
     finally:
         scanner.close()
         scanner.close()
+
+
+# --------------------------------------------------------------------------- hardware lines
+from micropl.drivers.interfaces import hardware_lines  # noqa: E402
+from micropl.drivers.pi_e727 import wave_layout  # noqa: E402
+
+
+def line_config(n=4, per_pixel=50, rate=1, start="10.0000", amp="2.0000", out=1,
+                triggers=True):
+    """The configuration bytes of a line of n pixels (generator 1, table 1)."""
+    length = n * per_pixel + 1
+    pairs = [(b"WGO 1 0", None),
+             (f"WAV 1 X LIN {length} {amp} {start} {length} 0 0".encode(), None),
+             (b"WSL 1 1", None), (b"WGC 1 1", None), (f"WTR 1 {rate} 0".encode(), None)]
+    if triggers:
+        pairs += [(f"CTO {out} 3 4".encode(), None), (b"TWC", None)]
+        pairs += [(f"TWS {out} {i * per_pixel + 1} 1".encode(), None) for i in range(n + 1)]
+    return pairs + [(b"ERR?", b"0")]
+
+
+def test_line_configures_the_wave_generator_and_the_pixel_triggers():
+    pairs = connect() + line_config() + [(b"WGO 1 1", None), (b"ERR?", b"0"),
+                                         (b"WGN? 1", b"1=0"), (b"WGN? 1", b"1=1"),
+                                         (b"WGO 1 0", None), (b"ERR?", b"0")]
+    with expected_protocol(E727, pairs, settings=settings(marker_channel=4)) as scanner:
+        assert hardware_lines(scanner)
+        assert scanner.marker_channel == 4
+        scanner.configure_line(10.0, 12.0, 4, 0.001)  # 1 ms = 50 servo cycles of 20 µs
+        scanner.start_line()
+        assert scanner.line_done() is False
+        assert scanner.line_done() is True
+        assert scanner.line_done() is True  # no query once done
+
+
+def test_backward_line_and_unchanged_layout_skip_the_trigger_points():
+    pairs = connect() + line_config(out=2) + line_config(start="12.0000", amp="-2.0000",
+                                                         triggers=False, out=2)
+    pairs += line_config(n=5, start="12.0000", amp="-2.0000", out=2)
+    with expected_protocol(E727, pairs, settings=settings(trigger_output=2)) as scanner:
+        scanner.configure_line(10.0, 12.0, 4, 0.001)
+        scanner.configure_line(12.0, 10.0, 4, 0.001)  # same layout: no CTO/TWC/TWS
+        scanner.configure_line(12.0, 10.0, 5, 0.001)  # new layout: sent again
+
+
+def test_long_line_uses_a_slower_table_rate():
+    # 1000 px × 1 ms at 20 µs: 50 000 points per line > 16 384; rate 5 → 10 points per pixel
+    length = 1000 * 10 + 1
+    pairs = connect() + [(b"WGO 1 0", None),
+                         (f"WAV 1 X LIN {length} 50.0000 0.0000 {length} 0 0".encode(), None),
+                         (b"WSL 1 1", None), (b"WGC 1 1", None), (b"WTR 1 5 0", None),
+                         (b"CTO 1 3 4", None), (b"TWC", None)]
+    pairs += [(f"TWS 1 {i * 10 + 1} 1".encode(), None) for i in range(1001)]
+    pairs += [(b"ERR?", b"0")]
+    with expected_protocol(E727, pairs, settings=settings(wave_points_max=16384)) as scanner:
+        scanner.configure_line(0.0, 50.0, 1000, 0.001)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((10.0, 100.5, 4, 0.001), "range 0–100 µm"),
+    ((-0.5, 10.0, 4, 0.001), "range 0–100 µm"),
+    ((10.0, 12.0, 0, 0.001), "at least 1 pixel"),
+    ((10.0, 12.0, 4, -0.001), "positive dwell"),
+    ((10.0, 12.0, 4, 0.00103), "whole number"),
+    ((10.0, 12.0, 4, 0.00002), "whole number \\(≥ 2\\)"),
+    ((10.0, 12.0, 40000, 0.00004), "at most 65536 wave table points"),
+    ((10.0, 10.0, 4, 0.001), "non-zero length"),
+])
+def test_line_refused_before_anything_is_sent(args, match):
+    with expected_protocol(E727, connect()) as scanner:
+        with pytest.raises(LimitError, match=match):
+            scanner.configure_line(*args)
+
+
+def test_line_errors_are_reported_with_the_gcs_code():
+    pairs = connect() + line_config()[:-1] + [(b"ERR?", b"17")]
+    with expected_protocol(E727, pairs) as scanner:
+        with pytest.raises(InstrumentError, match="GCS error 17 \\(parameter out of range\\) "
+                           "after 'TWS 1 201 1'"):
+            scanner.configure_line(10.0, 12.0, 4, 0.001)
+    with expected_protocol(E727, connect()) as scanner:
+        with pytest.raises(InstrumentError, match="no line configured"):
+            scanner.start_line()
+    pairs = connect() + line_config() + [(b"WGO 1 1", None), (b"ERR?", b"0"),
+                                         (b"WGN? 1", b"junk")]
+    with expected_protocol(E727, pairs) as scanner:
+        scanner.configure_line(10.0, 12.0, 4, 0.001)
+        scanner.start_line()
+        with pytest.raises(InstrumentError, match="expected '<axis>=<value>'"):
+            scanner.line_done()
+
+
+def test_hardware_lines_off_is_refused_and_reported():
+    with expected_protocol(E727, connect(), settings=settings(hardware_lines=False)) as scanner:
+        assert not hardware_lines(scanner)
+        with pytest.raises(LimitError, match="hardware lines are off"):
+            scanner.configure_line(10.0, 12.0, 4, 0.001)
+
+
+@pytest.mark.parametrize("n, dwell, expected", [
+    (100, 1e-3, (1, 50)), (100, 4e-5, (1, 2)), (1000, 1e-3, (1, 50)),
+    (2000, 1e-3, (2, 25)), (10, 2e-5, "whole number"), (10, 3.3e-5, "whole number"),
+])
+def test_wave_layout(n, dwell, expected):
+    got = wave_layout(n, dwell, 2e-5, 65536)
+    if isinstance(expected, str):
+        assert isinstance(got, str) and expected in got
+    else:
+        assert got == expected
+        rate, points = got
+        assert points * rate * 2e-5 == pytest.approx(dwell)
+        assert n * points + 1 <= 65536
