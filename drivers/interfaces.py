@@ -572,8 +572,12 @@ class LineScanner(Scanner, Protocol):
     marker_channel: int | None
 
     def configure_line(self, start_um: float, stop_um: float, n_pixels: int,
-                       dwell_s: float) -> None:
-        """Prepare a line sweep; refuses (LimitError) before anything is sent."""
+                       dwell_s: float, *, end_pulse: bool = True) -> None:
+        """Prepare a line sweep; refuses (LimitError) before anything is sent.
+
+        ``end_pulse=False``: no pulse at the end of the last pixel (``n_pixels``
+        pulses, one per pixel start, as a camera's external trigger wants).
+        """
         ...
 
     def start_line(self) -> None:

@@ -448,8 +448,11 @@ class E727(VisaLinkMixin, Instrument):
         return layout if isinstance(layout, str) else None
 
     def configure_line(self, start_um: float, stop_um: float, n_pixels: int,
-                       dwell_s: float) -> None:
+                       dwell_s: float, *, end_pulse: bool = True) -> None:
         """Write the line into the wave table and set the pixel trigger points.
+
+        ``end_pulse=False`` leaves out the trigger point at the end of the last
+        pixel (one pulse per pixel start, for a camera's external trigger).
 
         Raises
         ------
@@ -476,14 +479,15 @@ class E727(VisaLinkMixin, Instrument):
         self.write(f"WSL {gen} {table}")
         self.write(f"WGC {gen} 1")
         self.write(f"WTR {gen} {rate} 0")
-        if self._trigger_layout != (n, per_pixel):
+        pulses = n + 1 if end_pulse else n
+        if self._trigger_layout != (pulses, per_pixel):
             self._trigger_layout = None
             self.write(f"CTO {out} 3 4")
             self.write("TWC")
-            for i in range(n + 1):
+            for i in range(pulses):
                 self.write(f"TWS {out} {i * per_pixel + 1} 1")
         self.check_errors()
-        self._trigger_layout = (n, per_pixel)
+        self._trigger_layout = (pulses, per_pixel)
         self._line = (float(start_um), float(stop_um), n, float(dwell_s))
 
     def start_line(self) -> None:

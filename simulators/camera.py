@@ -172,6 +172,9 @@ class SimCamera:
         self._stream_t0_s = 0.0
         self._stream_next = 0
         self._closed = False
+        self._trigger_mode = "internal"
+        self._trigger_seen_s = -math.inf
+        self._trigger_busy_s = -math.inf
         world.camera = self
 
     # ------------------------------------------------------------------ temperature
@@ -402,7 +405,56 @@ class SimCamera:
         self._faults.check("start stream")
         self._stream_t0_s = self.world.clock.now()
         self._stream_next = 0
+        self._trigger_seen_s = self._stream_t0_s
+        self._trigger_busy_s = -math.inf
         self._streaming = True
+
+    # ------------------------------------------------------------------ external trigger
+    @property
+    def trigger_mode(self) -> str:
+        """``"internal"`` (free-running stream) or ``"external"`` (one frame per trigger).
+
+        In external mode a stream exposes one frame of ``exposure_s`` at each
+        trigger pulse of the simulated scanner's hardware-timed lines (its pixel
+        trigger output is wired to the camera). A pulse that comes while the
+        previous frame is still exposing or reading out (``exposure_s +
+        readout_s``) is missed: its frame index is skipped, so a gap in
+        ``Frame.index`` marks it.
+        """
+        return self._trigger_mode
+
+    @trigger_mode.setter
+    def trigger_mode(self, value: str) -> None:
+        if value not in ("internal", "external"):
+            raise limit_error(_KIND, self.name, f"trigger mode {value!r}",
+                              "one of internal, external")
+        self._refuse_while_streaming(f"trigger mode {value}")
+        self._trigger_mode = value
+
+    def _triggered_frames(self) -> list[Frame]:
+        """Frames of the trigger pulses whose exposure ended by now (external mode)."""
+        scanner = self.world.scanner
+        now = self.world.clock.now()
+        if scanner is None or not hasattr(scanner, "lines_between"):
+            return []
+        frames = []
+        for line in scanner.lines_between(self._trigger_seen_s, now):
+            for t_s in line.pulse_times_s():
+                if not self._trigger_seen_s < t_s <= now - self._exposure_s:
+                    continue
+                self._trigger_seen_s = t_s
+                k = self._stream_next
+                self._stream_next += 1
+                if t_s < self._trigger_busy_s or self._faults.drop_frame():
+                    log.debug("camera '%s': trigger %d missed (busy)", self.name, k)
+                    continue
+                self._trigger_busy_s = t_s + self._exposure_s + self.settings.readout_s
+                with scanner.probing(t_s + 0.5 * self._exposure_s):
+                    counts = self._make_counts(t_s, self._exposure_s, self._read_mode,
+                                               self._em_gain)
+                frames.append(Frame(counts=counts, exposure_s=self._exposure_s, t_s=t_s,
+                                    index=k, em_gain=self._em_gain, read_mode=self._read_mode))
+        return frames
 
     def read_frames(self) -> list[Frame]:
         """Frames whose exposure ended by now, since the last call.
@@ -413,6 +465,8 @@ class SimCamera:
         if not self._streaming:
             return []
         self._faults.check("read frames")
+        if self._trigger_mode == "external":
+            return self._triggered_frames()
         period_s = self._exposure_s + self.settings.readout_s
         elapsed_s = self.world.clock.now() - self._stream_t0_s - self._exposure_s
         n_done = int(math.floor(elapsed_s / period_s + 1e-9)) + 1 if elapsed_s >= -1e-12 else 0
@@ -451,6 +505,7 @@ class SimCamera:
             "em_gain": self._em_gain,
             "em_gain_advanced": self._advanced,
             "read_mode": self._read_mode,
+            "trigger_mode": self._trigger_mode,
             "roi_rows": list(self._roi_rows),
             "temperature_c": self._update_temperature(),
             "target_temperature_c": self._target_c,

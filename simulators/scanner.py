@@ -66,6 +66,7 @@ class SimLine:
     y_um: float
     z_um: float
     t0_s: float
+    end_pulse: bool = True
 
     @property
     def t_end_s(self) -> float:
@@ -75,6 +76,12 @@ class SimLine:
     def trigger_times_s(self) -> np.ndarray:
         """Clock times of the ``n_pixels + 1`` trigger pulses, s."""
         return self.t0_s + self.dwell_s * np.arange(self.n_pixels + 1)
+
+    def pulse_times_s(self) -> np.ndarray:
+        """Clock times of the trigger output's pulses: every pixel boundary, or the
+        pixel starts only when the line was configured without its end pulse, s."""
+        times = self.trigger_times_s()
+        return times if self.end_pulse else times[:-1]
 
     def x_at(self, t_s: float) -> float:
         """Commanded x at clock time ``t_s`` (constant speed, clamped to the edges), µm."""
@@ -112,7 +119,7 @@ class SimScanner:
         self.supports_hardware_lines = bool(settings.hardware_lines)
         #: Tagger input its trigger output is wired to (settings ``marker_channel``).
         self.marker_channel = settings.marker_channel
-        self._configured: tuple[float, float, int, float] | None = None
+        self._configured: tuple[float, float, int, float, bool] | None = None
         self._lines: list[SimLine] = []
         self._probe_t_s: float | None = None
         world.scanner = self
@@ -186,8 +193,11 @@ class SimScanner:
                                   "no hardware-timed lines (settings hardware_lines: false)")
 
     def configure_line(self, start_um: float, stop_um: float, n_pixels: int,
-                       dwell_s: float) -> None:
+                       dwell_s: float, *, end_pulse: bool = True) -> None:
         """Prepare an x sweep from edge ``start_um`` to ``stop_um`` in ``n_pixels × dwell_s``.
+
+        ``end_pulse=False`` leaves out the pulse at the end of the last pixel
+        (``n_pixels`` pulses, one per pixel start: camera triggers).
 
         Raises
         ------
@@ -202,7 +212,8 @@ class SimScanner:
             raise limit_error(_KIND, self.name, f"line x {start_um:g}→{stop_um:g} µm, "
                               f"{n_pixels} px × {dwell_s:g} s", allowed)
         self._faults.check("configure line")
-        self._configured = (float(start_um), float(stop_um), int(n_pixels), float(dwell_s))
+        self._configured = (float(start_um), float(stop_um), int(n_pixels), float(dwell_s),
+                            bool(end_pulse))
 
     def start_line(self) -> None:
         """Start the configured line now; the first trigger pulse is at the current time.
@@ -214,13 +225,13 @@ class SimScanner:
         if self._configured is None:
             raise InstrumentError(f"{_KIND} '{self.name}': start line refused: no line "
                                   "configured")
-        start, stop, n, dwell = self._configured
+        start, stop, n, dwell, end_pulse = self._configured
         x, y, z = self._commanded_um(self.world.clock.now())
         if abs(x - start) > 1e-6:
             raise InstrumentError(f"{_KIND} '{self.name}': start line refused: at x = {x:g} µm, "
                                   f"not at the line start {start:g} µm")
         self._faults.check("start line")
-        line = SimLine(start, stop, n, dwell, y, z, self.world.clock.now())
+        line = SimLine(start, stop, n, dwell, y, z, self.world.clock.now(), end_pulse)
         self._lines = [*self._lines[-(_LINES_KEPT - 1):], line]
         self._position_um = (stop, y, z)
 

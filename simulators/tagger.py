@@ -289,7 +289,7 @@ class SimTimeTagger:
         """
         scanner = self.world.scanner
         t_begin = stream.t_ps
-        pulses = np.concatenate([np.round(line.trigger_times_s() * 1e12).astype(np.int64)
+        pulses = np.concatenate([np.round(line.pulse_times_s() * 1e12).astype(np.int64)
                                  for line in lines])
         pulses = pulses[(pulses >= t_begin) & (pulses < t_end_ps)]
         cuts = np.unique(np.concatenate([[t_begin], pulses, [t_end_ps]]))

@@ -6,6 +6,7 @@ procedure's ``name`` to its class.
 
 from micropl.acquisition.procedures.base import ProcedureBase
 from micropl.acquisition.procedures.g2 import G2
+from micropl.acquisition.procedures.hyperspectral import Hyperspectral, SpectralMap
 from micropl.acquisition.procedures.power_series import PowerSeries
 from micropl.acquisition.procedures.raster_scan import MapImage, RasterScan
 from micropl.acquisition.procedures.refocus import Refocus, RefocusResult
@@ -18,9 +19,9 @@ from micropl.acquisition.procedures.trpl import TimeResolvedPL
 PROCEDURES: dict[str, type[ProcedureBase]] = {
     cls.name: cls
     for cls in (RasterScan, Refocus, SpectrumAcquisition, G2, TimeTrace, PowerSeries,
-                SpectralSeries, Survey, TimeResolvedPL)
+                SpectralSeries, Survey, TimeResolvedPL, Hyperspectral)
 }
 
 __all__ = ["PROCEDURES", "ProcedureBase", "RasterScan", "MapImage", "Refocus", "RefocusResult",
            "SpectrumAcquisition", "G2", "TimeTrace", "PowerSeries", "SpectralSeries", "Survey",
-           "TimeResolvedPL"]
+           "TimeResolvedPL", "Hyperspectral", "SpectralMap"]

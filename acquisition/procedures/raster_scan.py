@@ -37,6 +37,8 @@ from micropl.drivers.interfaces import (
 Timing = Literal["auto", "hardware", "software"]
 #: Reads of the tagger during a hardware line are at most this far apart, s (watchdog).
 LINE_READ_S = 0.02
+#: The last read of a line covers at most this much clock time after the read before, s.
+LINE_TAIL_S = 0.003
 #: Time allowed beyond the line's duration for its last marker to arrive, s.
 LINE_MARKER_GRACE_S = 1.0
 
@@ -274,7 +276,7 @@ class RasterScan(ProcedureBase):
 
 
 def run_line(ctx: Any, x_um: np.ndarray, y_um: float, z_um: float, dwell_s: float,
-             backwards: bool, on_read: Any) -> None:
+             backwards: bool, on_read: Any, *, end_pulse: bool = True) -> None:
     """Sweep one hardware-timed line; ``on_read()`` is called every ≤ 20 ms of clock time.
 
     Moves to the start edge, configures and starts the line, then calls
@@ -291,7 +293,10 @@ def run_line(ctx: Any, x_um: np.ndarray, y_um: float, z_um: float, dwell_s: floa
     start, stop = line_edges_um(x_um, backwards)
     ctx.checkpoint()
     scanner.move_to(start, y_um, z_um)
-    scanner.configure_line(start, stop, int(x_um.size), dwell_s)
+    if end_pulse:
+        scanner.configure_line(start, stop, int(x_um.size), dwell_s)
+    else:
+        scanner.configure_line(start, stop, int(x_um.size), dwell_s, end_pulse=False)
     on_read(first=True)
     clock = ctx.clock
     t0 = clock.now()
@@ -302,6 +307,8 @@ def run_line(ctx: Any, x_um: np.ndarray, y_um: float, z_um: float, dwell_s: floa
         now = clock.now()
         # sleep to the next fixed deadline: the time the reads take is absorbed
         wake = t0 + (math.floor((now - t0) / LINE_READ_S + 1e-6) + 1) * LINE_READ_S
+        if now < t_end - 2 * LINE_TAIL_S and wake > t_end - LINE_TAIL_S:
+            wake = t_end - LINE_TAIL_S  # the read after the line's end then has little to do
         wake = min(wake, t_end) if now < t_end else now + LINE_READ_S
         ctx.sleep(max(wake - now, 1e-9))
         if on_read(first=False) and scanner.line_done():

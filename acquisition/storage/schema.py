@@ -647,3 +647,12 @@ register_table(build_table("spectral_cube", SpectralCube, {
     "counts": A("<f8", "e", max_ndim=3), "exposure_s": F("s"), "dwell_s": F("s"),
     "em_gain": I(), "read_noise": F("e"), "timing": L(16), "missing_pixels": I(),
 }, default_kind="spectral_cube"))
+from micropl.analysis.spectral_map import SpectralMapFit  # noqa: E402
+
+register_table(build_table("spectral_map_fit", SpectralMapFit, {
+    "x_um": A("<f8", "um"), "y_um": A("<f8", "um"),
+    "peak_energy_ev": A("<f8", "eV", max_ndim=2), "peak_energy_err_ev": A("<f8", "eV", max_ndim=2),
+    "fwhm_mev": A("<f8", "meV", max_ndim=2), "fwhm_err_mev": A("<f8", "meV", max_ndim=2),
+    "area": A("<f8", "e", max_ndim=2), "area_err": A("<f8", "e", max_ndim=2),
+    "reduced_chi2": A("<f8", "", max_ndim=2), "quality": J("str_array"), "model": T(),
+}, default_kind="spectral_map_fit"))
