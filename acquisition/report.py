@@ -32,7 +32,7 @@ from micropl.errors import AnalysisInputError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "write_spectral_map_report", "spectral_map_figure"]
 
 
 def write_report(session_file: str | Path, png: str | Path, *, n_examples: int = 3) -> Path:
@@ -207,3 +207,75 @@ def _statistics_panels(axes: Any, qds: list[dict[str, Any]]) -> None:
     ax.set_ylabel("QDs")
     ax.set_title(f"g²(0): {int(np.sum(g2 < 0.5))} of {g2.size} single QDs below 0.5\n"
                  f"{stats.exclusion_text}", fontsize=10)
+
+
+# --------------------------------------------------------------------------- spectral maps
+def spectral_map_figure(fit: Any, cube: Any = None) -> Any:
+    """A figure of a spectral map: integrated PL, peak energy and FWHM maps.
+
+    Parameters
+    ----------
+    fit : SpectralMapFit
+        The per-pixel fit (:func:`micropl.analysis.spectral_map.fit_spectral_cube`).
+    cube : SpectralCube, optional
+        The cube (its integrated counts are drawn as the first panel).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Pixels whose fit is not ``"ok"`` are blank; the titles give the median
+        1σ error of the pixels drawn.
+    """
+    panels = [("peak energy (eV)", fit.peak_energy_ev, fit.peak_energy_err_ev, "viridis"),
+              ("FWHM (meV)", fit.fwhm_mev, fit.fwhm_err_mev, "magma")]
+    n = len(panels) + (cube is not None)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.4), constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    x, y = np.asarray(fit.x_um), np.asarray(fit.y_um)
+    half = 0.5 * (x[1] - x[0] if x.size > 1 else 1.0), 0.5 * (y[1] - y[0] if y.size > 1 else 1.0)
+    extent = (x[0] - half[0], x[-1] + half[0], y[0] - half[1], y[-1] + half[1])
+    ok = np.asarray(fit.quality) == "ok"
+    k = 0
+    if cube is not None:
+        total = np.nansum(np.asarray(cube.counts), axis=2)
+        im = axes[0].imshow(total, origin="lower", extent=extent, cmap="gray")
+        fig.colorbar(im, ax=axes[0], label="photoelectrons per pixel")
+        axes[0].set_title(f"spectral map, {cube.timing}-timed\n{cube.missing_pixels} pixels missing")
+        k = 1
+    for ax, (label, values, errors, cmap) in zip(axes[k:], panels):
+        shown = np.where(ok, values, np.nan)
+        im = ax.imshow(shown, origin="lower", extent=extent, cmap=cmap)
+        fig.colorbar(im, ax=ax, label=label)
+        err = np.asarray(errors)[ok]
+        note = f"median 1σ {np.median(err):.2g}" if err.size else "no line fitted"
+        ax.set_title(f"{label}\n{int(ok.sum())} of {ok.size} pixels fitted, {note}")
+    for ax in axes:
+        ax.set_xlabel("x (µm)")
+        ax.set_ylabel("y (µm)")
+    return fig
+
+
+def write_spectral_map_report(session_file: str | Path, png: str | Path) -> Path:
+    """Draw the last spectral map of ``session_file`` (its cube and fit) into ``png``.
+
+    Raises
+    ------
+    AnalysisInputError
+        When the file holds no fitted spectral map.
+    """
+    from micropl.acquisition.scan_records import SpectralCube
+    from micropl.analysis.spectral_map import SpectralMapFit
+
+    png = Path(png)
+    with SessionReader(session_file) as reader:
+        fits = reader.records(SpectralMapFit)
+        cubes = reader.records(SpectralCube)
+    if not fits:
+        raise AnalysisInputError(f"{session_file}: holds no fitted spectral map (run "
+                                 "'micropl hyperspectral' first)")
+    fig = spectral_map_figure(fits[-1].record, cubes[-1].record if cubes else None)
+    try:
+        fig.savefig(png, dpi=110)
+    finally:
+        plt.close(fig)
+    return png

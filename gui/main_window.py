@@ -47,6 +47,7 @@ from micropl.gui.panels.instruments_panel import InstrumentsPanel
 from micropl.gui.panels.log_panel import LogPanel
 from micropl.gui.panels.map_panel import MapPanel
 from micropl.gui.panels.procedures_panel import ProceduresPanel
+from micropl.gui.panels.spectral_map_panel import SpectralMapPanel
 from micropl.gui.panels.spectrum_panel import SpectrumPanel
 from micropl.gui.panels.survey_panel import SurveyPanel
 from micropl.gui.settings import make_settings
@@ -248,6 +249,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.runner = session.runner
             self.apd_max_rate_cps = self.runner.apd_max_rate_cps
             self.subscriber = session.on(self.buffer.handle, maxlen=5000)
+            self.spectral_map_panel.follow(session.stream)
             self.worker = CommandWorker(self.runner)
             self.worker.failed.connect(self._command_failed)
             self.worker.done.connect(lambda text: self.statusBar().showMessage(text, 5000))
@@ -310,6 +312,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tabifyDockWidget(self.docks["procedures"], self.docks["instruments"])
         self.docks["procedures"].raise_()
         self._dock("map", "Scan map", self.map_panel, right)
+        self.spectral_map_panel = SpectralMapPanel()
+        self._dock("spectral_map", "Spectral map", self.spectral_map_panel, right)
+        self.tabifyDockWidget(self.docks["map"], self.docks["spectral_map"])
+        self.docks["map"].raise_()
         self._dock("spectrum", "Spectrum", self.spectrum_panel, right)
         self._dock("g2", "g²", self.g2_panel, right)
         self.splitDockWidget(self.docks["map"], self.docks["spectrum"], QtCore.Qt.Horizontal)
@@ -730,6 +736,7 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             QtWidgets.QApplication.instance().removeEventFilter(self.estop_filter)
             self.session.stream.unsubscribe(self.subscriber.subscription)
+            self.spectral_map_panel.unfollow(self.session.stream)
             self.worker.stop()
         logging.getLogger("micropl").removeHandler(self.log_handler)
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -36,6 +36,7 @@ log = logging.getLogger("micropl")
 #: Modules that register sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "micropl.cli.run",
+    "micropl.cli.hyperspectral",
     "micropl.cli.config",
     "micropl.cli.info",
     "micropl.cli.export",
@@ -59,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
 
 #: Commands that run instruments: stop signals end them cleanly (see :mod:`micropl.acquisition.signals`).
 INSTRUMENT_COMMANDS: frozenset[str] = frozenset(
-    {"survey", "scan", "spectrum", "g2", "demo", "replay"})
+    {"survey", "scan", "spectrum", "g2", "demo", "replay", "hyperspectral"})
 
 _LOG_HELP = ("append the log (INFO and up, with tracebacks) to FILE; default: OUT.log beside "
              "the session file, written from the first warning or error on")
