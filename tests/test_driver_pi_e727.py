@@ -338,3 +338,13 @@ def test_wave_layout(n, dwell, expected):
         rate, points = got
         assert points * rate * 2e-5 == pytest.approx(dwell)
         assert n * points + 1 <= 65536
+
+
+def test_camera_line_without_the_end_pulse():
+    """``end_pulse=False``: one trigger point per pixel start (a camera's external trigger)."""
+    pairs = connect() + line_config(n=3, amp="1.5000")[:-1 - 4] + [
+        (b"TWS 1 1 1", None), (b"TWS 1 51 1", None), (b"TWS 1 101 1", None), (b"ERR?", b"0")]
+    pairs += line_config(n=3, amp="1.5000")  # the marker layout differs: sent again
+    with expected_protocol(E727, pairs) as scanner:
+        scanner.configure_line(10.0, 11.5, 3, 0.001, end_pulse=False)
+        scanner.configure_line(10.0, 11.5, 3, 0.001)

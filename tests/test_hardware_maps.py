@@ -190,3 +190,23 @@ def test_hardware_map_equals_software_map_within_poisson_noise(bidirectional, tm
         return (float(np.sum(m * sw.x_um[None, :]) / m.sum()),
                 float(np.sum(m * sw.y_um[:, None]) / m.sum()))
     assert centroid(b) == pytest.approx(centroid(a), abs=0.01)
+
+
+# --------------------------------------------------------------------------- interlock
+@pytest.mark.parametrize("overrides, match", [
+    ({"safety": {"apd_max_rate_cps": 2e4}}, "exceeds the protection threshold"),
+    ({"tagger": {"faults": {"overflow_every_n_reads": 3}}}, "buffer overflow"),
+])
+def test_interlock_sees_the_tags_of_a_hardware_line(overrides, match):
+    """Every tagger read of a hardware-timed line goes through the guarded tagger: an
+    over-rate at the bright QD, or a read that lost tags, aborts with the laser off."""
+    with load_setup(clock_mode="fast", overrides={
+            **STEADY, **overrides, "scanner": {"marker_channel": MARKER}}) as setup:
+        region = _bright_region(setup)
+        with Session(setup) as session:
+            result = session.run(RasterScan(**region, step_um=0.1, dwell_s=0.002,
+                                            power_percent=30, timing="hardware"))
+        assert not setup.laser.emission_on
+        assert setup.tagger.snapshot()["running"] is False
+    assert result.status == "aborted", result
+    assert match in result.reason

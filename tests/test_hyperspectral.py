@@ -160,3 +160,55 @@ def test_hyperspectral_refusals_before_the_laser_goes_on():
                                            exposure_s=0.01, dwell_s=0.02, fit=False))
         assert result.value.timing.timing == "software"
         assert "no hardware-timed lines" in result.value.timing.reason
+
+
+# --------------------------------------------------------------------------- CLI and report
+def test_cli_hyperspectral_json_report_and_exit_codes(tmp_path, capsys):
+    import json
+
+    from micropl.cli import main
+
+    out, png = tmp_path / "hs.h5", tmp_path / "hs.png"
+    code = main(["hyperspectral", "--fast", "--out", str(out), "--report", str(png), "--json",
+                 "--param", "x_min_um=10", "--param", "x_max_um=11", "--param", "y_min_um=10",
+                 "--param", "y_max_um=10.5", "--param", "exposure_s=0.02",
+                 "--param", "dwell_s=0.04"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    section = summary["spectral_map"]
+    assert section["timing"] == "hardware" and section["shape"] == [2, 3, 1600]
+    assert section["missing_pixels"] == 0 and section["report"] == str(png)
+    assert png.stat().st_size > 10_000
+    bad = tmp_path / "bad.h5"
+    for args, message in (
+        (["--param", "x_max_um=500", "--param", "step_um=20"], "x_max_um = 500 µm refused"),
+        (["--param", "exposure_s=0.2"], "exposure_s 0.2 s is longer than dwell_s"),
+        (["--param", "nope=1"], "nope: unknown key"),
+        (["--timing", "hardware", "--config", str(_no_lines_config(tmp_path))],
+         "timing = hardware refused"),
+    ):
+        assert main(["hyperspectral", "--fast", "--out", str(bad), *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert not bad.exists()
+
+
+def _no_lines_config(tmp_path):
+    from importlib import resources
+
+    text = resources.files("micropl.configs").joinpath("simulated.yaml").read_text()
+    path = tmp_path / "no-lines.yaml"
+    path.write_text(text.replace("  speed_um_per_s: 500.0", "  speed_um_per_s: 500.0\n"
+                                 "  hardware_lines: false"))
+    return path
+
+
+def test_spectral_map_report_needs_a_fit(tmp_path):
+    from micropl.acquisition.report import write_spectral_map_report
+
+    out = tmp_path / "scan.h5"
+    with _setup() as setup, Session(setup, out) as session:
+        session.run(Hyperspectral(x_min_um=10, x_max_um=10.5, y_min_um=10, y_max_um=10.5,
+                                  exposure_s=0.01, dwell_s=0.02, fit=False))
+    with pytest.raises(AnalysisInputError, match="holds no fitted spectral map"):
+        write_spectral_map_report(out, tmp_path / "x.png")
