@@ -210,3 +210,13 @@ def test_interlock_sees_the_tags_of_a_hardware_line(overrides, match):
         assert setup.tagger.snapshot()["running"] is False
     assert result.status == "aborted", result
     assert match in result.reason
+
+
+def test_camera_counted_map_is_software_timed():
+    with _setup() as setup, Session(setup) as session:
+        scan = RasterScan(x_min_um=5, x_max_um=5.4, y_min_um=5, y_max_um=5.2, step_um=0.2,
+                          dwell_s=0.01, source="camera")
+        result = session.run(scan)
+        assert result.status == "completed" and result.value.timing == "software"
+        with pytest.raises(ParameterError, match="use the hyperspectral procedure"):
+            session.run(scan.model_copy(update={"timing": "hardware"}))

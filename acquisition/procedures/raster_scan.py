@@ -214,7 +214,17 @@ class RasterScan(ProcedureBase):
         self.chosen_timing(setup)
 
     def chosen_timing(self, setup: Any) -> tuple[str, str]:
-        """:func:`choose_timing` for this map on ``setup``."""
+        """:func:`choose_timing` for this map on ``setup``.
+
+        A camera-counted map is software-timed (the camera-triggered map is the
+        ``hyperspectral`` procedure).
+        """
+        if self.source == "camera":
+            if self.timing == "hardware":
+                raise ParameterError("timing = hardware refused: a camera-counted map is "
+                                     "software-timed; use the hyperspectral procedure")
+            return "software", "requested" if self.timing == "software" else \
+                "camera-counted maps are software-timed"
         x_um, _ = self.axes_um()
         return choose_timing(self.timing, setup.scanner, x_um, self.dwell_s, self.source,
                              tuple(setup.apd_channels))
