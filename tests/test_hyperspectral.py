@@ -212,3 +212,30 @@ def test_spectral_map_report_needs_a_fit(tmp_path):
                                   exposure_s=0.01, dwell_s=0.02, fit=False))
     with pytest.raises(AnalysisInputError, match="holds no fitted spectral map"):
         write_spectral_map_report(out, tmp_path / "x.png")
+
+
+def test_simulated_camera_external_trigger_one_frame_per_pixel_start():
+    from micropl.drivers.interfaces import InstrumentError, LimitError
+
+    with _setup() as setup:
+        camera, scanner, clock = setup.camera, setup.scanner, setup.clock
+        with pytest.raises(LimitError, match="one of internal, external"):
+            camera.trigger_mode = "gate"
+        camera.exposure_s = 0.01
+        camera.trigger_mode = "external"
+        camera.start_stream()
+        with pytest.raises(InstrumentError, match="stop the stream first"):
+            camera.trigger_mode = "internal"
+        scanner.move_to(10.0, 10.0)
+        scanner.configure_line(10.0, 11.0, 4, 0.025, end_pulse=False)
+        t0 = clock.now()
+        scanner.start_line()
+        clock.sleep(0.05)
+        first = camera.read_frames()
+        clock.sleep(0.1)
+        rest = camera.read_frames()
+        frames = first + rest
+        assert [f.index for f in frames] == [0, 1, 2, 3]  # no end-of-line frame
+        np.testing.assert_allclose([f.t_s for f in frames], t0 + 0.025 * np.arange(4))
+        assert len(first) == 2  # frames appear once their exposure has ended
+        camera.stop()
