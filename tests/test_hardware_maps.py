@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -220,3 +222,23 @@ def test_camera_counted_map_is_software_timed():
         assert result.status == "completed" and result.value.timing == "software"
         with pytest.raises(ParameterError, match="use the hyperspectral procedure"):
             session.run(scan.model_copy(update={"timing": "hardware"}))
+
+
+@pytest.mark.parametrize("change, status, match", [
+    (lambda t: t[:-1], "failed", "not complete 1 s after its end \\(pixel markers or triggers "
+                                 "missing: check the trigger wiring\\)"),
+    (lambda t: np.sort(np.append(t, t[1] + 1e-4)), "failed", "pixel markers on channel 4 for "
+                                                             "a line of"),
+])
+def test_missing_or_extra_markers_end_the_run_with_the_laser_off(monkeypatch, change, status,
+                                                                 match):
+    from micropl.simulators.scanner import SimLine
+
+    original = SimLine.pulse_times_s
+    monkeypatch.setattr(SimLine, "pulse_times_s", lambda self: change(original(self)))
+    with _setup() as setup, Session(setup) as session:
+        result = session.run(RasterScan(x_min_um=5, x_max_um=6, y_min_um=5, y_max_um=5.4,
+                                        step_um=0.2, dwell_s=0.002, timing="hardware"))
+        assert not setup.laser.emission_on
+    assert result.status == status, result
+    assert re.search(match, result.reason), result.reason
