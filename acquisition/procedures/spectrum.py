@@ -144,8 +144,9 @@ class SpectrumAcquisition(ProcedureBase):
         it (kind ``frame``), the accumulated spectrum's last (kind
         ``accumulated``): :func:`~micropl.acquisition.results.fit_spectrum_records`
         with the session's line shape (``ctx.analysis.spectrum_model``). A fit
-        the fitter refuses is logged and left out
-        (:attr:`SpectrumOutcome.fit_error`); the acquisition goes on.
+        the fitter refuses (or fails on) is logged and left out
+        (:attr:`SpectrumOutcome.fit_error`; a survey records it as the QD's failure
+        reason); the acquisition goes on.
         """
         setup = ctx.setup
         camera, spectrograph = setup.camera, setup.spectrograph
@@ -230,6 +231,11 @@ class SpectrumAcquisition(ProcedureBase):
             fit = fit_spectrum_records([spectrum], ctx.analysis.spectrum_model)[0]
         except AnalysisInputError as exc:
             ctx.log.warning("%s spectrum not fitted: %s", kind, exc)
+            return None, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a fitter bug: logged with its traceback,
+            # and the reason of this spectrum's (a survey's QD's) failure; the data are kept
+            ctx.log.error("%s spectrum not fitted: %s: %s", kind, type(exc).__name__, exc,
+                          exc_info=exc)
             return None, f"{type(exc).__name__}: {exc}"
         ctx.emit(fit, kind=kind)
         return fit, ""
