@@ -243,7 +243,16 @@ class _Derived:
 
     def add(self, record: Any, event: rp.ReplayEvent) -> None:
         ctx = self._ctx
-        if isinstance(record, Spectrum) and event.kind in ("frame", "accumulated"):
+        g2_chunk = isinstance(record, TagChunk) and event.kind == "g2"
+        if not g2_chunk and self._g2.pop(event.qd_id, None) is not None:
+            # A g² attempt's chunks are contiguous: another record of its QD means that
+            # attempt ended without a result (the survey retried); the next starts afresh.
+            log.info("replay: QD %d g² attempt without a result", event.qd_id)
+        if g2_chunk:
+            measurement = self._measurement(event.qd_id)
+            if measurement is not None:
+                measurement.add(record)
+        elif isinstance(record, Spectrum) and event.kind in ("frame", "accumulated"):
             try:
                 fit = fit_spectrum_records([record], ctx.analysis.spectrum_model)[0]
             except AnalysisInputError as exc:
@@ -251,10 +260,6 @@ class _Derived:
                             event.kind, exc)
                 return
             ctx.emit(fit, qd_id=event.qd_id, kind=event.kind)
-        elif isinstance(record, TagChunk) and event.kind == "g2":
-            measurement = self._measurement(event.qd_id)
-            if measurement is not None:
-                measurement.add(record)
 
     def _measurement(self, qd_id: int) -> G2Measurement | None:
         if qd_id not in self._g2:

@@ -24,9 +24,11 @@ import pytest
 
 from micropl.acquisition import Session, load_setup
 from micropl.acquisition.context import RunContext
-from micropl.acquisition.procedures import G2, SpectrumAcquisition
+from micropl.acquisition.procedures import G2, SpectrumAcquisition, Survey
 from micropl.acquisition.procedures.base import ProcedureBase
 from micropl.acquisition.records import G2Histogram, Tagged
+from micropl.acquisition.replay import Replay, open_replay, replay_source_of
+from micropl.acquisition.results import AnalysisSettings
 from micropl.acquisition.runner import RunState
 from micropl.acquisition.storage import SessionReader
 from micropl.analysis.g2 import (
@@ -38,7 +40,7 @@ from micropl.analysis.g2 import (
     pulsed_window_ps,
 )
 from micropl.analysis.spectra import SpectrumFit, fit_spectra
-from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.drivers.interfaces import InstrumentError, Spectrum, TagChunk
 from micropl.errors import AnalysisInputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -299,3 +301,74 @@ def test_a_writer_thread_that_dies_fails_the_run(setup, tmp_path):
     assert result.status == "failed"
     assert "storage" in result.reason and "writer thread ended" in result.reason
     assert setup.laser.emission_on is False
+
+
+# ------------------------------------------------------------------ a retried g² stage
+class _FlakyG2(G2):
+    """A g² whose first attempt loses the tagger after ``fail_after`` reads."""
+
+    name: ClassVar[str] = "g2"
+    calls: ClassVar[list[int]] = []
+
+    def run(self, ctx: RunContext) -> G2Result:
+        self.calls.append(1)
+        if len(self.calls) > 1:
+            return super().run(ctx)
+        raw = ctx.setup.tagger.instrument
+        real, reads = raw.read, []
+
+        def read(*args, **kwargs):
+            reads.append(1)
+            if len(reads) > 20:
+                raise InstrumentError(f"tagger '{raw.name}': injected disconnect")
+            return real(*args, **kwargs)
+
+        raw.read = read
+        try:
+            return super().run(ctx)
+        finally:
+            del raw.read
+
+
+def test_a_retried_g2_stage_histograms_only_its_own_attempt_and_replays_the_same(setup,
+                                                                                  tmp_path):
+    from micropl.acquisition.procedures.survey import Target
+
+    _FlakyG2.calls = []
+    path = tmp_path / "s.h5"
+    survey = Survey(targets=[Target(qd_id=0, x_um=QD_UM[0], y_um=QD_UM[1])],
+                    film_reference=False, drift_every_n_qds=0, retry_delay_s=0.0,
+                    refocus={"size_um": 0.8, "step_um": 0.2},
+                    spectrum=SpectrumAcquisition(exposure_s=0.2, accumulations=1,
+                                                 background_frames=1),
+                    g2=_FlakyG2(duration_s=1.0))
+    with Session(setup, path) as session:
+        result = session.run(survey)
+    assert result.ok and result.value["n_completed"] == 1, result
+    assert len(_FlakyG2.calls) == 2
+    with SessionReader(path) as reader:
+        stored = sorted(reader.records("tag_chunk", kind="g2")
+                        + reader.records("refocus"), key=lambda r: r.seq)
+        final = reader.records(G2Histogram, kind="final")
+        g2 = reader.records(G2Result, kind="final")
+    assert len(final) == len(g2) == 1
+    last_refocus = max(i for i, r in enumerate(stored) if r.kind == "refocus")
+    second = [r.record for r in stored[last_refocus + 1:]]
+    first = [r for r in stored[:last_refocus] if r.kind == "g2"]
+    assert first and second and all(isinstance(c, TagChunk) for c in second)
+    t = np.concatenate([c.t_ps for c in second])
+    ch = np.concatenate([c.channel for c in second])
+    _, counts = cross_correlate(t[ch == 1], t[ch == 2], 128,
+                                pulsed_window_ps(setup.laser.rep_rate_hz, 5, 128))
+    np.testing.assert_array_equal(final[0].record.counts, counts)
+    # Replay re-derives the same result from the stored raw records.
+    replayed = tmp_path / "replayed.h5"
+    with open_replay(path) as replay_setup, Session(replay_setup, replayed) as session:
+        source = replay_source_of(replay_setup)
+        again = session.run(Replay.for_source(source, AnalysisSettings()))
+    assert again.ok, again.reason
+    with SessionReader(replayed) as reader:
+        redone = reader.records(G2Result, kind="final")
+    assert len(redone) == 1
+    for key in ("g2_0", "g2_0_err", "g2_0_bgcorr", "g2_0_bgcorr_err"):
+        assert getattr(redone[0].record, key) == getattr(g2[0].record, key), key
