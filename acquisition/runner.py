@@ -479,9 +479,10 @@ class Runner:
         failed, or fell too far behind) fails it too.
         """
         if not self.stream.flush(timeout_s=self.STORE_TIMEOUT_S):
-            problem = (f"storage did not catch up within {self.STORE_TIMEOUT_S:g} s "
-                       "(or its writer stopped): the session file may lack the run's "
-                       "last records")
+            names = ", ".join(self.stream.behind()) or "a subscriber"
+            problem = (f"{names} did not handle the run's records within "
+                       f"{self.STORE_TIMEOUT_S:g} s of its end: the session file may lack "
+                       "its last records")
             log.error("%s", problem)
             return "failed", "; ".join(filter(None, [reason, problem]))
         control = self._control

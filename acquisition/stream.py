@@ -299,6 +299,13 @@ class Stream:
                 if self.published == before:
                     return True
 
+    def behind(self) -> list[str]:
+        """Names of the lossless subscribers with records not yet handled (or stopped)."""
+        with self._lock:
+            subs = [s for s in self._subs if s.lossless]
+        return [s.name if s.dead is None else f"{s.name} (stopped: {s.dead})"
+                for s in subs if len(s) or s._pending or s.dead is not None]
+
     def close(self, timeout_s: float | None = 10.0) -> None:
         """Deliver what is queued, then stop every worker thread."""
         with self._lock:

@@ -372,3 +372,22 @@ def test_a_retried_g2_stage_histograms_only_its_own_attempt_and_replays_the_same
     assert len(redone) == 1
     for key in ("g2_0", "g2_0_err", "g2_0_bgcorr", "g2_0_bgcorr_err"):
         assert getattr(redone[0].record, key) == getattr(g2[0].record, key), key
+
+
+def test_a_run_whose_records_are_not_stored_by_its_end_is_not_completed(setup, tmp_path):
+    """The writer is stalled past the end-of-run wait: the run fails naming storage
+    (not a silent success); once the writer goes on, every record is still written."""
+    release, stored = threading.Event(), []
+    with Session(setup, tmp_path / "s.h5") as session:
+        _stall_writer(session, release, stored)
+        session.runner.STORE_TIMEOUT_S = 0.2
+        setup.scanner.move_to(*QD_UM)
+        try:
+            result = session.run(G2(duration_s=0.3))
+        finally:
+            release.set()
+    assert result.status == "failed"
+    assert result.reason.startswith("storage did not handle the run's records within 0.2 s")
+    with SessionReader(tmp_path / "s.h5") as reader:
+        assert reader.runs()[-1].status == "failed"
+        assert len(reader.records(G2Result, kind="final")) == 1
