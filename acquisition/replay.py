@@ -1,4 +1,4 @@
-"""Replay of recorded data through the live analysis (``micropl replay FILE``).
+"""Replay of recorded data through the acquisition pipeline (``micropl replay FILE``).
 
 The recorded file (a micropl session file or a PicoQuant PTU T2 file) is served
 by the replay instruments of :mod:`micropl.simulators.replay` (setup
@@ -18,7 +18,7 @@ Why re-publish rather than re-run the original procedures: a survey's map
 pixels, refocus scans and drift images are not stored as raw data (only their
 results are), so re-running ``survey`` on replay instruments cannot reproduce
 it; re-publishing the stored raw records in order reproduces exactly what the
-live core saw.
+procedures computed from.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``spectrum``: a QD spectrum with background frame, cosmic-ray removal and live fits."""
+"""``spectrum``: a QD spectrum with background frame, cosmic-ray removal and its own fits."""
 
 from __future__ import annotations
 
