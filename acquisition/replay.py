@@ -1,4 +1,4 @@
-"""Replay of recorded data through the live analysis (``micropl replay FILE``).
+"""Replay of recorded data through the acquisition pipeline (``micropl replay FILE``).
 
 The recorded file (a micropl session file or a PicoQuant PTU T2 file) is served
 by the replay instruments of :mod:`micropl.simulators.replay` (setup
@@ -8,8 +8,9 @@ by the replay instruments of :mod:`micropl.simulators.replay` (setup
 recorded time line: it takes every frame from the replay camera and every tag
 chunk from the replay tagger, and re-publishes them — and the other recorded
 raw records (spectra, map lines, QD targets and statuses, refocus results) —
-with their recorded QD and kind. The live analysis core recomputes every fit
-with the chosen :class:`~micropl.acquisition.live.AnalysisSettings`, and
+with their recorded QD and kind. It recomputes every fit as the procedures do
+(:mod:`micropl.acquisition.results`) with the chosen
+:class:`~micropl.acquisition.results.AnalysisSettings`, and
 storage writes a new session file whose replay run records the source (path,
 SHA-256, software version, its runs) and the analysis settings.
 
@@ -17,7 +18,7 @@ Why re-publish rather than re-run the original procedures: a survey's map
 pixels, refocus scans and drift images are not stored as raw data (only their
 results are), so re-running ``survey`` on replay instruments cannot reproduce
 it; re-publishing the stored raw records in order reproduces exactly what the
-live core saw.
+procedures computed from.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from micropl.acquisition.live import AnalysisSettings, G2Done
+from micropl.acquisition.live import G2Done
 from micropl.acquisition.procedures.base import ProcedureBase
 from micropl.acquisition.records import (
     G2Histogram,
@@ -41,15 +42,22 @@ from micropl.acquisition.records import (
     RunStart,
     RunStop,
 )
+from micropl.acquisition.results import (
+    AnalysisSettings,
+    G2Measurement,
+    check_window_fraction,
+    fit_spectrum_records,
+)
 from micropl.analysis.g2 import G2Result
 from micropl.drivers.interfaces import Frame, InstrumentError, MapLine, Spectrum, TagChunk
+from micropl.errors import AnalysisInputError
 from micropl.simulators import replay as rp
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Replay", "check_source", "open_replay", "replay_source_of", "session_source"]
 
-#: Records the live core derives: not replayed, recomputed (a QD's flags follow from its
+#: Records derived from the raw data (the procedures' results): not replayed, recomputed (a QD's flags follow from its
 #: recomputed fits: ``info`` computes them for the replayed session).
 _DERIVED_TABLES = ("spectrum_fit", "g2_histogram", "g2_result", "peak_train_fit", "cw_g2_fit",
                    "qd_flags")
@@ -172,20 +180,19 @@ class Replay(ProcedureBase):
         source.attach_clock(ctx.clock)
         source.fast_forward_to(self.start_s)
         n = len(source.events)
+        derived = _Derived(ctx)
         for i, event in enumerate(source.events):
             source.play_to(event.end_s, ctx.checkpoint)
-            self._replay(ctx, source, event)
+            self._replay(ctx, source, event, derived)
             if i % 25 == 0 or i == n - 1:
                 ctx.progress("replay", source.position_s, source.duration_s)
         setup.tagger.stop()
-        if ctx.live is None:
-            return None
-        ctx.sync()
         if source.kind == "ptu":
-            return ctx.live.latest(ctx.run_id, -1, G2Result, "final")
+            return derived.g2_results.get(-1)
         return {"events": n, "duration_s": source.duration_s}
 
-    def _replay(self, ctx: Any, source: rp.ReplaySource, event: rp.ReplayEvent) -> None:
+    def _replay(self, ctx: Any, source: rp.ReplaySource, event: rp.ReplayEvent,
+                derived: _Derived) -> None:
         setup = ctx.setup
         record = event.record
         tags = {"qd_id": event.qd_id, "kind": event.kind}
@@ -212,9 +219,76 @@ class Replay(ProcedureBase):
         elif isinstance(record, RunStart | RunStop | InstrumentSnapshot):
             return
         ctx.emit(record, **tags)
+        derived.add(record, event)
         if event.ends_g2:
             ctx.emit(G2Done(integration_s=event.g2_integration_s,
                             window_fraction=event.g2_window_fraction), **tags)
+            derived.finish_g2(event)
+
+
+class _Derived:
+    """The results replay recomputes from the raw records, with the functions the
+    procedures use (:mod:`micropl.acquisition.results`) and the replay's settings.
+
+    Spectra of kinds ``frame`` and ``accumulated`` are fitted as they are replayed;
+    the g² tag chunks of each QD are correlated, and at the recorded end of the
+    measurement its final histogram, g²(0) and peak-train fit are emitted. Data the
+    analysis refuses is logged and left without a result (the replay goes on).
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+        self._g2: dict[int, G2Measurement | None] = {}
+        self.g2_results: dict[int, G2Result] = {}
+
+    def add(self, record: Any, event: rp.ReplayEvent) -> None:
+        ctx = self._ctx
+        g2_chunk = isinstance(record, TagChunk) and event.kind == "g2"
+        if not g2_chunk and self._g2.pop(event.qd_id, None) is not None:
+            # A g² attempt's chunks are contiguous: another record of its QD means that
+            # attempt ended without a result (the survey retried); the next starts afresh.
+            log.info("replay: QD %d g² attempt without a result", event.qd_id)
+        if g2_chunk:
+            measurement = self._measurement(event.qd_id)
+            if measurement is not None:
+                measurement.add(record)
+        elif isinstance(record, Spectrum) and event.kind in ("frame", "accumulated"):
+            try:
+                fit = fit_spectrum_records([record], ctx.analysis.spectrum_model)[0]
+            except AnalysisInputError as exc:
+                log.warning("replay: QD %d %s spectrum not fitted: %s", event.qd_id,
+                            event.kind, exc)
+                return
+            ctx.emit(fit, qd_id=event.qd_id, kind=event.kind)
+
+    def _measurement(self, qd_id: int) -> G2Measurement | None:
+        if qd_id not in self._g2:
+            ctx = self._ctx
+            try:
+                self._g2[qd_id] = G2Measurement(ctx.analysis, ctx.setup.laser.rep_rate_hz,
+                                                ctx.setup.apd_channels)
+            except AnalysisInputError as exc:
+                log.warning("replay: QD %d g² not computed: %s", qd_id, exc)
+                self._g2[qd_id] = None
+        return self._g2[qd_id]
+
+    def finish_g2(self, event: rp.ReplayEvent) -> None:
+        measurement = self._g2.pop(event.qd_id, None)
+        if measurement is None:
+            return
+        ctx, tags = self._ctx, {"qd_id": event.qd_id, "kind": "final"}
+        histogram = measurement.histogram()
+        ctx.emit(histogram, **tags)
+        try:
+            if event.g2_window_fraction is not None:
+                measurement.window_fraction = check_window_fraction(event.g2_window_fraction)
+            outcome = measurement.finish(histogram)
+        except AnalysisInputError as exc:
+            log.warning("replay: QD %d g² not computed: %s", event.qd_id, exc)
+            return
+        for record in outcome.records()[1:]:
+            ctx.emit(record, **tags)
+        self.g2_results[event.qd_id] = outcome.result
 
 
 def _check_step(record: Any, event: rp.ReplayEvent, role: str) -> None:

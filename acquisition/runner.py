@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from micropl.acquisition import logs, signals
+from micropl.acquisition.context import Aborted, Progress, RunContext, RunControl
 from micropl.acquisition.interlock import (
     WINDOW_S,
     ApdRateInterlock,
@@ -54,6 +55,7 @@ from micropl.acquisition.records import (
     RunStop,
     Tagged,
 )
+from micropl.acquisition.results import AnalysisSettings
 from micropl.acquisition.setup import Setup
 from micropl.acquisition.stream import Stream
 from micropl.drivers.interfaces import Frame, InstrumentError, TagChunk
@@ -62,15 +64,7 @@ log = logging.getLogger(__name__)
 
 _BOOKKEEPING = (RunStart, RunStop, QDTarget, QDStatus, InstrumentSnapshot)
 
-__all__ = ["Aborted", "Procedure", "RunContext", "RunResult", "Runner", "RunState"]
-
-
-class Aborted(Exception):
-    """Raised by :meth:`RunContext.checkpoint` when the run is to stop."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["Aborted", "Procedure", "Progress", "RunContext", "RunResult", "Runner", "RunState"]
 
 
 class Procedure(Protocol):
@@ -119,140 +113,6 @@ class RunResult:
         return self.status == "completed"
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Progress of the current run (published on the stream; not stored)."""
-
-    run_id: int
-    stage: str
-    done: float
-    total: float | None
-    t_s: float
-    transient = True
-
-
-class _Control:
-    """Pause/abort flags shared by the runner and the worker thread."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.paused = False
-        self.abort_reason: str | None = None
-        self.abort_is_failure = False
-        self.interlock: ApdRateInterlock | None = None  # made at the first tag chunk
-        self.evidence: TagChunk | None = None  # the chunk that tripped, until published
-        self.run_setup: RunSetup | None = None  # what the run's procedures see as the setup
-
-
-class _RunLog(logging.LoggerAdapter):
-    """Log records of one run, prefixed with its id (one logger for all runs)."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return f"run {self.extra['run_id']}: {msg}", kwargs
-
-
-class RunContext:
-    """What a procedure sees: the setup, emit, checkpoint, progress and sleep.
-
-    Child contexts made with :meth:`scoped` share the control flags and tag the
-    records they emit (e.g. with the QD they belong to).
-    """
-
-    def __init__(self, runner: Runner, run_id: int, control: _Control,
-                 tags: dict[str, Any] | None = None) -> None:
-        self._runner = runner
-        self.run_id = run_id
-        self._control = control
-        self.tags: dict[str, Any] = dict(tags or {})
-        self.setup: Setup = runner.run_setup_for(control)  # tagger guarded, laser latched
-        self.clock = runner.setup.clock
-        self.log = _RunLog(logging.getLogger("micropl.run"), {"run_id": run_id})
-
-    # ------------------------------------------------------------------ records
-    def emit(self, record: Any, **tags: Any) -> None:
-        """Publish ``record`` (tagged with this context's tags and ``tags``).
-
-        Watchdogs check raw data first; a tripped watchdog makes the setup safe
-        and raises :class:`Aborted` — the record is still published, so the
-        data that showed the fault is kept. A tag chunk the guarded tagger
-        already checked is not counted again. After a trip (here, in a tagger
-        read, or an emergency stop) every emit raises :class:`Aborted`.
-        """
-        reason = self._runner.watchdog(record)
-        all_tags = {**self.tags, **tags}
-        if record is self._control.evidence:
-            self._control.evidence = None  # published here, with the procedure's tags
-        self._runner.publish(self.run_id, record, all_tags)
-        self._stop_if_tripped(reason)
-
-    def guard(self, record: Any) -> None:
-        """Run the watchdogs on a raw record that is not stored (e.g. map pixels)."""
-        self._stop_if_tripped(self._runner.watchdog(record))
-
-    def _stop_if_tripped(self, reason: str | None) -> None:
-        if reason is not None and self._runner.tripped is None:
-            self._runner.trip(reason)
-        reason = reason or self._runner.tripped
-        if reason is not None:
-            self._keep_evidence()
-            raise Aborted(reason)
-
-    def _keep_evidence(self) -> None:
-        """Publish the tag chunk that tripped the interlock when the procedure did not.
-
-        A read whose result a procedure discards (e.g. the tags of a scanner move)
-        can trip the interlock; that chunk is stored with kind ``interlock``.
-        """
-        chunk, self._control.evidence = self._control.evidence, None
-        if chunk is not None:
-            self._runner.publish(self.run_id, chunk, {**self.tags, "kind": "interlock"})
-
-    def scoped(self, **tags: Any) -> RunContext:
-        """A context whose records also carry ``tags`` (e.g. ``qd_id=3``)."""
-        return RunContext(self._runner, self.run_id, self._control, {**self.tags, **tags})
-
-    @property
-    def live(self) -> Any:
-        """The live analysis core (latest fits), or None when disabled."""
-        return self._runner.live
-
-    def sync(self, timeout_s: float = 60.0) -> None:
-        """Wait until storage and the live core handled everything emitted so far."""
-        if not self._runner.stream.flush(timeout_s):
-            raise TimeoutError(f"subscribers did not catch up within {timeout_s} s")
-
-    # ------------------------------------------------------------------ control
-    def checkpoint(self) -> None:
-        """Block while paused; raise :class:`Aborted` when an abort was asked."""
-        control = self._control
-        while True:
-            with control.cond:
-                reason = control.abort_reason
-                if not control.paused or reason is not None:
-                    break
-                control.cond.wait(0.1)
-            self._runner.watch_paused(control)  # paused, the laser may be on: watch the APDs
-        if reason is not None:
-            self._keep_evidence()
-            raise Aborted(reason)
-
-    def sleep(self, duration_s: float, slice_s: float = 0.05) -> None:
-        """Wait ``duration_s`` of clock time, checkpointing at least every ``slice_s``."""
-        end = self.clock.now() + duration_s
-        while True:
-            self.checkpoint()
-            left = end - self.clock.now()
-            if left <= 0:
-                return
-            self.clock.sleep(min(left, slice_s) if self.clock.mode == "real" else left)
-
-    def progress(self, stage: str, done: float = 0.0, total: float | None = None) -> None:
-        """Report progress of the current stage (shown by the CLI and GUI)."""
-        self._runner.stream.publish(Progress(self.run_id, stage, float(done),
-                                             None if total is None else float(total),
-                                             self.clock.now()))
-
-
 class Runner:
     """Runs procedures on a setup, one at a time, in a worker thread.
 
@@ -264,23 +124,29 @@ class Runner:
         Where records go; a new one by default.
     apd_max_rate_cps : float, optional
         Protection threshold; the setup's ``safety.apd_max_rate_cps`` by default.
+    analysis : AnalysisSettings, optional
+        The fit settings procedures compute their results with
+        (:attr:`RunContext.analysis`); the defaults when None.
     """
 
     #: Width of the sliding window in which the APD over-rate interlock measures rates, s.
     RATE_WINDOW_S = WINDOW_S
     #: How often :meth:`run` looks for a stop signal, in s (the laser goes off within it).
     SIGNAL_POLL_S = 0.02
+    #: How long the end of a run waits for storage to handle its records, in s.
+    STORE_TIMEOUT_S = 60.0
 
     def __init__(self, setup: Setup, stream: Stream | None = None, *,
-                 apd_max_rate_cps: float | None = None) -> None:
+                 apd_max_rate_cps: float | None = None,
+                 analysis: AnalysisSettings | None = None) -> None:
         self.setup = setup
         self.stream = stream or Stream()
         safety = setup.config.safety
         self.apd_max_rate_cps = float(apd_max_rate_cps or safety.apd_max_rate_cps)
         self.camera_max_temperature_c = float(safety.camera_max_temperature_c)
-        self.live: Any = None
+        self.analysis = analysis or AnalysisSettings()
         self._thread: threading.Thread | None = None
-        self._control = _Control()
+        self._control = RunControl()
         self._result: RunResult | None = None
         self._done = threading.Event()
         self._done.set()
@@ -336,11 +202,11 @@ class Runner:
             raise RuntimeError("a run is already in progress; abort it or wait")
         check = getattr(procedure, "check", None)
         if check is not None:  # pre-flight: before the laser goes on, before any move
-            check(self.setup, analysis=getattr(self.live, "settings", None))
+            check(self.setup, analysis=self.analysis)
         with self._lock:
             rid = self._next_run_id if run_id is None else run_id
             self._next_run_id = rid + 1
-            self._control = _Control()
+            self._control = RunControl()
             self._state = RunState.RUNNING
             self._result = None
             self.tripped = None
@@ -499,14 +365,14 @@ class Runner:
                 source=f"tagger '{getattr(self.setup.tagger, 'name', 'tagger')}'")
         return control.interlock
 
-    def run_setup_for(self, control: _Control) -> RunSetup:
+    def run_setup_for(self, control: RunControl) -> RunSetup:
         """What a run's procedures see as the setup: the tagger guarded, the laser latched."""
         if control.run_setup is None:
             control.run_setup = RunSetup(self.setup, self._tags_read, self._tagger_started,
                                          self._tags_merged, self._refuse_laser_on)
         return control.run_setup
 
-    def watch_paused(self, control: _Control) -> None:
+    def watch_paused(self, control: RunControl) -> None:
         """While a run is paused with the laser on: read and check its streaming tagger."""
         view = control.run_setup
         if view is None or self.tripped is not None:
@@ -591,9 +457,10 @@ class Runner:
             ended = self.setup.clock.now()
             try:
                 self._publish_final_snapshot(run_id)
+                status, reason = self._stored(status, reason)
                 self.publish(run_id, RunStop(run_id=run_id, status=status, reason=reason,
                                              t_s=time.time()), {})
-                self.stream.flush(timeout_s=60.0)
+                self.stream.flush(timeout_s=self.STORE_TIMEOUT_S)
             finally:
                 self._result = RunResult(run_id, name, status, reason,
                                          value if status == "completed" else None, started, ended)
@@ -601,6 +468,27 @@ class Runner:
                     self._state = RunState.IDLE
                 self._done.set()
                 log.info("run %d (%s) %s%s", run_id, name, status, f": {reason}" if reason else "")
+
+    def _stored(self, status: str, reason: str) -> tuple[str, str]:
+        """Wait, once at the end of the run, until its records were handled.
+
+        Procedures never wait for storage; the run's end does, so that a
+        completed result means the data were stored. A subscriber that does not
+        catch up within :attr:`STORE_TIMEOUT_S`, or whose worker stopped, fails
+        the run (the stop record says so). A fault reported meanwhile (storage
+        failed, or fell too far behind) fails it too.
+        """
+        if not self.stream.flush(timeout_s=self.STORE_TIMEOUT_S):
+            names = ", ".join(self.stream.behind()) or "a subscriber"
+            problem = (f"{names} did not handle the run's records within "
+                       f"{self.STORE_TIMEOUT_S:g} s of its end: the session file may lack "
+                       "its last records")
+            log.error("%s", problem)
+            return "failed", "; ".join(filter(None, [reason, problem]))
+        control = self._control
+        if control.abort_is_failure and control.abort_reason and status != "failed":
+            return "failed", control.abort_reason
+        return status, reason
 
     def _failure(self, run_id: int, name: str, exc: Exception) -> tuple[str, str]:
         """Status and reason of a run that ``exc`` ended, logged with its traceback.

@@ -1,4 +1,11 @@
-"""A measurement session: setup, stream, runner, live analysis and storage, wired.
+"""A measurement session: setup, stream, runner, live previews and storage, wired.
+
+The procedures compute and emit their own results (with the session's
+:class:`~micropl.acquisition.results.AnalysisSettings`); storage writes every
+record that is not transient or a ``live`` preview, on its own thread. Emitting
+never waits for storage: the storage queue has a memory budget
+(``storage_queue_mb``), and a writer that fails, stops or falls that far behind
+fails the run (nothing is lost silently).
 
 Scripts use it through :func:`run`::
 
@@ -18,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from micropl.acquisition import logs
-from micropl.acquisition.live import AnalysisSettings, LiveAnalysis
+from micropl.acquisition.live import LiveAnalysis
 from micropl.acquisition.records import Tagged
+from micropl.acquisition.results import AnalysisSettings
 from micropl.acquisition.runner import Procedure, Runner, RunResult
 from micropl.acquisition.setup import Setup, load_setup
 from micropl.acquisition.signals import Interrupted, SignalGuard
@@ -53,6 +61,9 @@ class Session:
         Continue an existing session file instead of creating one.
     resume_lock : SessionLock, optional
         The file's lock, taken by the caller before it read the file (resume).
+    storage_queue_mb : float
+        Memory budget of the records waiting for the writer, MB: beyond it the
+        run fails ("storage cannot keep up") rather than acquisition waiting.
 
     Raises
     ------
@@ -65,15 +76,15 @@ class Session:
 
     def __init__(self, setup: Setup, out: str | Path | None = None, *,
                  analysis: AnalysisSettings | None = None, resume: bool = False,
-                 resume_lock: Any = None) -> None:
+                 resume_lock: Any = None, storage_queue_mb: float = 1024.0) -> None:
         self.setup = setup
         self.stream = Stream()
-        self.runner = Runner(setup, self.stream)
-        self.live = LiveAnalysis(self.stream.publish, analysis,
+        self.analysis = analysis or AnalysisSettings()
+        self.runner = Runner(setup, self.stream, analysis=self.analysis)
+        self.live = LiveAnalysis(self.stream.publish, self.analysis,
                                  rep_rate_hz=setup.laser.rep_rate_hz,
                                  channels=setup.apd_channels)
-        self.runner.live = self.live
-        # A failing fit is logged and kept per QD by the live core; acquisition goes on.
+        # Previews for displays only; a failing preview is logged, acquisition goes on.
         self.stream.attach("live-analysis", self.live.handle, batch=True)
         self.writer = None
         self.path = None if out is None else Path(out)
@@ -85,7 +96,8 @@ class Session:
                 raise
             self.runner.reserve_run_ids(self.writer.next_run_id())
             self.stream.attach("storage", self._store, on_error=self._storage_failed,
-                               batch=True)
+                               batch=True, max_bytes=int(storage_queue_mb * 1e6),
+                               on_overflow=self._storage_behind)
 
     def _open_writer(self, path: Path, resume: bool, lock: Any) -> Any:
         from micropl.acquisition.storage import SessionWriter, prepare_output
@@ -104,6 +116,11 @@ class Session:
     def _storage_failed(self, items: Any, exc: BaseException) -> None:
         # Nothing may be lost: stop the run rather than go on without storage.
         self.runner.abort(f"storage failed: {exc}", failed=True)
+
+    def _storage_behind(self, reason: str) -> None:
+        # Acquisition never waits for the writer: past the budget, the run fails.
+        self.runner.abort(f"storage cannot keep up: {reason}; the records queued are "
+                          "still written", failed=True)
 
     def on(self, handler: Callable[[Any], None], *, maxlen: int | None = 1000) -> Any:
         """Attach a display subscriber (coalescing: keeps the newest ``maxlen``)."""

@@ -1,8 +1,9 @@
 """Publish/subscribe data stream with one queue per subscriber (DESIGN §5).
 
-* A **lossless** subscriber (storage, the live analysis core) gets every
-  record, in publication order; its queue is unbounded, so a slow consumer
-  costs memory, never data.
+* A **lossless** subscriber (storage, the live preview core) gets every
+  record, in publication order. Publishing never blocks on it: a slow consumer
+  costs memory, never data, and storage's queue has a memory budget whose
+  overrun fails the run instead of growing without end (``max_bytes``).
 * A **coalescing** subscriber (a display) keeps at most ``maxlen`` records and
   drops the oldest when it falls behind.
 
@@ -26,9 +27,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
-__all__ = ["Stream", "Subscription", "Worker"]
+__all__ = ["Stream", "Subscription", "Worker", "record_nbytes"]
 
 _CLOSE = object()
 
@@ -43,13 +46,31 @@ class Subscription:
     maxlen : int or None
         None for a lossless queue; otherwise keep only the newest ``maxlen``
         records (``dropped`` counts the others).
+    max_bytes : int, optional
+        Memory budget of a lossless queue: the array bytes of the records queued
+        (:func:`record_nbytes`). Going over it loses nothing (``put`` never blocks
+        and never drops) but calls ``on_overflow`` once with a one-line reason, so
+        the owner can stop the producer (the session fails the run); it is armed
+        again once the queue has drained below half the budget.
+    on_overflow : callable, optional
+        ``on_overflow(reason)``, called from the publishing thread.
     """
 
-    def __init__(self, name: str, maxlen: int | None = None) -> None:
+    def __init__(self, name: str, maxlen: int | None = None, *, max_bytes: int | None = None,
+                 on_overflow: Callable[[str], None] | None = None) -> None:
         self.name = name
         self.maxlen = maxlen
         self.dropped = 0
+        self.max_bytes = None if max_bytes is None or maxlen is not None else int(max_bytes)
+        self.on_overflow = on_overflow
+        #: Array bytes queued now, and the most ever queued (bounded queues only).
+        self.queued_bytes = 0
+        self.peak_bytes = 0
+        #: Why the subscriber's worker stopped handling records (None while it runs).
+        self.dead: str | None = None
         self._items: collections.deque[Any] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque()
+        self._overflowed = False
         self._cond = threading.Condition()
         self._pending = 0  # items taken but not yet marked done
 
@@ -59,20 +80,42 @@ class Subscription:
         return self.maxlen is None
 
     def put(self, record: Any) -> None:
-        """Queue ``record`` (the stream calls this)."""
+        """Queue ``record`` (the stream calls this); never blocks on the consumer."""
+        overflow = None
         with self._cond:
             if self.maxlen is not None and len(self._items) >= self.maxlen:
                 self._items.popleft()
                 self.dropped += 1
             self._items.append(record)
+            if self.max_bytes is not None:
+                size = record_nbytes(record)
+                self._sizes.append(size)
+                self.queued_bytes += size
+                self.peak_bytes = max(self.peak_bytes, self.queued_bytes)
+                if self.queued_bytes > self.max_bytes and not self._overflowed:
+                    self._overflowed = True
+                    overflow = (f"subscriber {self.name!r} is {self.queued_bytes / 1e6:.0f} MB "
+                                f"behind (limit {self.max_bytes / 1e6:.0f} MB)")
             self._cond.notify_all()
+        if overflow is not None and self.on_overflow is not None:
+            self.on_overflow(overflow)
+
+    def _taken(self, n: int) -> None:
+        """Account for ``n`` records taken off the front (lock held)."""
+        self._pending += n
+        if self.max_bytes is None:
+            return
+        for _ in range(n):
+            self.queued_bytes -= self._sizes.popleft()
+        if self._overflowed and self.queued_bytes <= self.max_bytes // 2:
+            self._overflowed = False
 
     def get(self, timeout_s: float | None = None) -> Any:
         """Next record, waiting up to ``timeout_s``; raises ``TimeoutError`` if none came."""
         with self._cond:
             if not self._cond.wait_for(lambda: self._items, timeout=timeout_s):
                 raise TimeoutError(f"subscriber {self.name!r}: no record within {timeout_s} s")
-            self._pending += 1
+            self._taken(1)
             return self._items.popleft()
 
     def drain(self) -> list[Any]:
@@ -80,7 +123,7 @@ class Subscription:
         with self._cond:
             items = list(self._items)
             self._items.clear()
-            self._pending += len(items)
+            self._taken(len(items))
             return items
 
     def done(self, n: int = 1) -> None:
@@ -89,15 +132,38 @@ class Subscription:
             self._pending -= n
             self._cond.notify_all()
 
-    def wait_empty(self, timeout_s: float | None = None) -> bool:
-        """Block until every queued record was handled; False on timeout."""
+    def stopped(self, reason: str) -> None:
+        """Mark the subscriber's worker as stopped (its queue will not drain)."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._items and self._pending == 0,
-                                       timeout=timeout_s)
+            self.dead = reason
+            self._cond.notify_all()
+
+    def wait_empty(self, timeout_s: float | None = None) -> bool:
+        """Block until every queued record was handled; False on timeout or when the
+        worker stopped with records left."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self._items and self._pending == 0 or self.dead is not None,
+                timeout=timeout_s) and not (self.dead is not None
+                                            and (self._items or self._pending))
 
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
+
+
+def record_nbytes(item: Any) -> int:
+    """Bytes of the arrays a record holds (its envelope's record), plus a small overhead.
+
+    The measure of a lossless queue's memory budget: tag chunks, frames and
+    spectra are nearly all array data.
+    """
+    record = getattr(item, "record", item)
+    total = 64
+    for value in getattr(record, "__dict__", {}).values():
+        if isinstance(value, np.ndarray):
+            total += value.nbytes
+    return total
 
 
 class Worker:
@@ -110,7 +176,10 @@ class Worker:
     An exception in the handler is logged and kept in :attr:`errors`; the
     worker goes on with the next record (a failing fit must not stop storage).
     ``on_error`` is called with the record (or batch) and the exception, so the
-    owner can decide (the session stops the run when storage fails).
+    owner can decide (the session stops the run when storage fails). Should the
+    thread itself end on anything else, the subscription is marked
+    :attr:`~Subscription.dead` (a flush then returns False instead of waiting)
+    and ``on_error`` is called with ``None`` and the exception.
     """
 
     def __init__(self, subscription: Subscription, handler: Callable[[Any], None],
@@ -121,9 +190,20 @@ class Worker:
         self.on_error = on_error
         self.batch = batch
         self.errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._loop, name=f"stream-{subscription.name}",
+        self._thread = threading.Thread(target=self._run, name=f"stream-{subscription.name}",
                                         daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - reported: flush fails, owner told
+            sub = self.subscription
+            log.critical("subscriber %r stopped: %s: %s", sub.name, type(exc).__name__, exc)
+            sub.stopped(f"{type(exc).__name__}: {exc}")
+            self.errors.append(exc)
+            if self.on_error is not None:
+                self.on_error(None, exc)
 
     def _loop(self) -> None:
         sub = self.subscription
@@ -166,9 +246,11 @@ class Stream:
         self._lock = threading.Lock()
         self.published = 0
 
-    def subscribe(self, name: str, maxlen: int | None = None) -> Subscription:
-        """Add a subscriber queue (lossless when ``maxlen`` is None)."""
-        sub = Subscription(name, maxlen)
+    def subscribe(self, name: str, maxlen: int | None = None, *, max_bytes: int | None = None,
+                  on_overflow: Callable[[str], None] | None = None) -> Subscription:
+        """Add a subscriber queue (lossless when ``maxlen`` is None; see
+        :class:`Subscription` for ``max_bytes`` and ``on_overflow``)."""
+        sub = Subscription(name, maxlen, max_bytes=max_bytes, on_overflow=on_overflow)
         with self._lock:
             self._subs.append(sub)
         return sub
@@ -181,10 +263,12 @@ class Stream:
 
     def attach(self, name: str, handler: Callable[[Any], None], *, maxlen: int | None = None,
                on_error: Callable[[Any, BaseException], None] | None = None,
-               batch: bool = False) -> Worker:
+               batch: bool = False, max_bytes: int | None = None,
+               on_overflow: Callable[[str], None] | None = None) -> Worker:
         """Subscribe and run ``handler`` on each record (or each batch of queued
         records, with ``batch=True``) in a thread of its own."""
-        worker = Worker(self.subscribe(name, maxlen), handler, on_error, batch)
+        sub = self.subscribe(name, maxlen, max_bytes=max_bytes, on_overflow=on_overflow)
+        worker = Worker(sub, handler, on_error, batch)
         with self._lock:
             self._workers.append(worker)
         return worker
@@ -200,8 +284,9 @@ class Stream:
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every lossless subscriber handled everything published so far.
 
-        Records published by handlers meanwhile (fits) are waited for too.
-        Returns False on timeout.
+        Records published by handlers meanwhile are waited for too. Returns False
+        on timeout, or at once when a lossless subscriber's worker stopped with
+        records left (they will never be handled).
         """
         while True:
             with self._lock:
@@ -213,6 +298,13 @@ class Stream:
             with self._lock:
                 if self.published == before:
                     return True
+
+    def behind(self) -> list[str]:
+        """Names of the lossless subscribers with records not yet handled (or stopped)."""
+        with self._lock:
+            subs = [s for s in self._subs if s.lossless]
+        return [s.name if s.dead is None else f"{s.name} (stopped: {s.dead})"
+                for s in subs if len(s) or s._pending or s.dead is not None]
 
     def close(self, timeout_s: float | None = 10.0) -> None:
         """Deliver what is queued, then stop every worker thread."""

@@ -251,8 +251,8 @@ def test_uncaught_error_in_a_thread_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_g2_where_no_emitter_is_one_line(tmp_path, capsys):
-    """A g² at a spot without an emitter gives no histogram: the live core keeps the reason
-    for the run (logged to the file only), and the run's one line says it."""
+    """A g² at a spot without an emitter gives no histogram: the procedure's own analysis
+    fails the run, its one line says why, and the log file has it."""
     config = tmp_path / "dark.yaml"
     config.write_text("sample: {density_per_um2: 1.0e-6, aggregates_per_um2: 0.0,\n"
                       "         background: {apd_cps: 0.0}}\n"
@@ -262,4 +262,4 @@ def test_g2_where_no_emitter_is_one_line(tmp_path, capsys):
                  "--param", "duration_s=1"]) == 1
     line = one_line(capsys)
     assert line.startswith("micropl: run failed:") and "histogram is empty" in line
-    assert "live analysis: " in (tmp_path / "g.log").read_text()
+    assert "histogram is empty" in (tmp_path / "g.log").read_text()

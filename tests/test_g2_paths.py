@@ -410,7 +410,7 @@ def test_real_data_background_corrected_matches_the_authors(shared_data, capsys,
 
 
 # ---------------------------------------------------------------------------
-# Same numbers on every path: procedure (live core), stored result, API, CLI
+# Same numbers on every path: procedure, stored result, API, CLI, replay
 # ---------------------------------------------------------------------------
 
 
@@ -455,45 +455,47 @@ def test_procedure_live_storage_api_and_cli_agree(tmp_path, capsys):
         assert getattr(again[0], key) == pytest.approx(getattr(result, key), rel=1e-12), key
 
 
-def _feed_live(live, run_id, t1, t2, window_fraction):
-    """Send two detectors' tags through the live core as the G2 procedure does."""
-    from micropl.acquisition.live import G2Done, G2Start
-    from micropl.acquisition.records import Tagged
+def _chunks(t1, t2, n_parts=2):
+    """Two detectors' tags as the tagger delivers them: merged, in ``n_parts`` chunks."""
     from micropl.drivers.interfaces import TagChunk
 
     t_ps = np.concatenate([t1, t2])
     order = np.argsort(t_ps, kind="stable")
     channel = np.concatenate([np.ones(t1.size), np.full(t2.size, 2)]).astype(np.uint8)[order]
     t_ps = t_ps[order]
-    live.handle([Tagged(G2Start(window_fraction=window_fraction), run_id=run_id, qd_id=-1,
-                        kind="g2_start")])
-    cut = [0, t_ps.size // 2, t_ps.size]
-    bounds = [0, int(t_ps[cut[1] - 1]), int(t_ps[-1]) + 1]
-    for i in range(2):
-        chunk = TagChunk(t_ps=t_ps[cut[i]:cut[i + 1]], channel=channel[cut[i]:cut[i + 1]],
-                         t_start_ps=bounds[i], t_stop_ps=bounds[i + 1])
-        live.handle([Tagged(chunk, run_id=run_id, qd_id=-1, kind="g2")])
-    check = live.current_g2(run_id, -1)
-    live.handle([Tagged(G2Done(integration_s=0.3), run_id=run_id, qd_id=-1, kind="g2")])
-    return check, live.latest(run_id, -1, G2Result, "final")
+    cut = np.linspace(0, t_ps.size, n_parts + 1).astype(int)
+    bounds = [0, *(int(t_ps[c - 1]) for c in cut[1:-1]), int(t_ps[-1]) + 1]
+    return [TagChunk(t_ps=t_ps[cut[i]:cut[i + 1]], channel=channel[cut[i]:cut[i + 1]],
+                     t_start_ps=bounds[i], t_stop_ps=bounds[i + 1]) for i in range(n_parts)]
 
 
-def test_pulls_through_the_live_core():
-    """The G2 procedure's final result is the live core's: pulls on photon-level
+def _measure(settings, t1, t2, window_fraction):
+    """The G2 procedure's own analysis of two detectors' tags: the precision check
+    after the last chunk and the final outcome."""
+    from micropl.acquisition.results import G2Measurement
+
+    measurement = G2Measurement(settings, 1e7, (1, 2), window_fraction)
+    for chunk in _chunks(t1, t2):
+        measurement.add(chunk)
+    return measurement.g2(), measurement.finish()
+
+
+def test_pulls_through_the_procedure_measurement():
+    """The G2 procedure's final result (its own G2Measurement): pulls on photon-level
     simulations (no background, so raw and corrected both estimate g²(0) = 0.2 for
     every window)."""
     from test_g2_pulsed import simulate_hbt_tags
 
-    rng = np.random.default_rng(41)
-    from micropl.acquisition.live import AnalysisSettings
+    from micropl.acquisition.results import AnalysisSettings
 
-    live = LiveAnalysis(lambda item: None, AnalysisSettings(g2_bin_ps=500), rep_rate_hz=1e7,
-                        channels=(1, 2))
+    rng = np.random.default_rng(41)
+    settings = AnalysisSettings(g2_bin_ps=500)
     raw, bg = [], []
     for run_id in range(60):
         t1, t2 = simulate_hbt_tags(rng, g2_0=0.2, lifetime_ps=3_000, n_pulses=2_000_000,
                                    click_prob=6e-3)
-        _check, final = _feed_live(live, run_id, t1, t2, (1.0, 0.3)[run_id % 2])
+        _check, outcome = _measure(settings, t1, t2, (1.0, 0.3)[run_id % 2])
+        final = outcome.result
         raw.append((final.g2_0 - 0.2) / final.g2_0_err)
         bg.append((final.g2_0_bgcorr - 0.2) / final.g2_0_bgcorr_err)
     for pulls in (raw, bg):
@@ -502,39 +504,33 @@ def test_pulls_through_the_live_core():
 
 
 def test_live_preview_precision_check_and_final_give_the_api_numbers():
-    """The live core: preview (``live``), the procedure's precision check
-    (``current_g2``) and the ``final`` result are the API's numbers on its histogram."""
+    """The live core's preview (``live``), the procedure's precision check and its
+    ``final`` result are the API's numbers on the same histogram."""
     from test_g2_pulsed import simulate_hbt_tags
 
     from micropl.acquisition.live import G2Done, G2Start
     from micropl.acquisition.records import Tagged
-    from micropl.drivers.interfaces import TagChunk
+    from micropl.acquisition.results import AnalysisSettings
 
     rng = np.random.default_rng(31)
     t1, t2 = simulate_hbt_tags(rng, g2_0=0.2, lifetime_ps=3_000, n_pulses=3_000_000,
                                click_prob=6e-3, dark_hz=20_000.0)
-    t_ps = np.concatenate([t1, t2])
-    order = np.argsort(t_ps, kind="stable")
-    channel = np.concatenate([np.ones(t1.size), np.full(t2.size, 2)]).astype(np.uint8)[order]
-    t_ps = t_ps[order]
     published = []
     live = LiveAnalysis(published.append, rep_rate_hz=1e7, channels=(1, 2))
     live.handle([Tagged(G2Start(window_fraction=0.3), run_id=1, qd_id=-1, kind="g2_start")])
-    half = t_ps.size // 2
-    stop = int(t_ps[-1]) + 1
-    for part, (a, b) in enumerate(((0, half), (half, t_ps.size))):
-        t0 = 0 if part == 0 else int(t_ps[half - 1])
-        t_end = int(t_ps[half - 1]) if part == 0 else stop
-        chunk = TagChunk(t_ps=t_ps[a:b], channel=channel[a:b], t_start_ps=t0, t_stop_ps=t_end)
+    for chunk in _chunks(t1, t2):
         live.handle([Tagged(chunk, run_id=1, qd_id=-1, kind="g2")])
-    check = live.current_g2(1, -1)
+    preview = live.preview_g2(1, -1)
     live.handle([Tagged(G2Done(integration_s=0.3), run_id=1, qd_id=-1, kind="g2")])
-    final = live.latest(1, -1, G2Result, "final")
-    hist = live.latest(1, -1, G2Histogram, "final")
+    assert live.preview_g2(1, -1) is None  # the preview ended with the measurement
+    assert not [i for i in published if i.kind != "live"]  # previews only, never a result
+    check, outcome = _measure(AnalysisSettings(), t1, t2, 0.3)
+    final, hist = outcome.result, outcome.histogram
     api = pulsed_g2(hist.tau_ps, hist.counts, rep_rate_hz=1e7, window_fraction=0.3)
-    assert final.window_fraction == check.window_fraction == 0.3
+    assert final.window_fraction == check.window_fraction == preview.window_fraction == 0.3
     for key in ("g2_0", "g2_0_err", "g2_0_ci68"):
         assert getattr(check, key) == pytest.approx(getattr(api, key), rel=1e-12)
+        assert getattr(preview, key) == pytest.approx(getattr(api, key), rel=1e-12)
     for key in ("g2_0", "g2_0_err", "g2_0_bgcorr", "g2_0_bgcorr_err", "g2_0_ci68",
                 "g2_0_bgcorr_ci68"):
         assert getattr(final, key) == pytest.approx(getattr(api, key), rel=1e-12)

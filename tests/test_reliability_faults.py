@@ -372,14 +372,14 @@ def test_tagger_overflow_is_recorded_not_hidden(tmp_path):
 
 
 def test_exception_in_live_fitter_fails_that_qd_only(tmp_path, monkeypatch):
-    """A bug in the live spectrum fitter (RuntimeError) while one QD is measured: that
-    QD is failed with the error as its reason, the others complete, and storage keeps
-    every raw record of it.
+    """A bug in the spectrum fitter (RuntimeError) while one QD is measured: that QD is
+    failed with the error as its reason, the others complete, and storage keeps every
+    raw record of it.
 
     The fitter is broken from the survey's move onto that QD until its move onto the
-    next one; the g² step syncs the stream, so exactly that QD's spectra meet the bug.
+    next one; the spectrum procedure fits its own spectra, so exactly that QD's meet it.
     """
-    import micropl.acquisition.live as live
+    import micropl.acquisition.results as live
 
     bad = TARGETS[1]
     state = {"broken": False}

@@ -1,4 +1,4 @@
-"""Spectrum fits give the same, honest numbers on every path: CLI, API, live core, procedure.
+"""Spectrum fits give the same, honest numbers on every path: CLI, API, procedure, replay.
 
 The spectra are made here, independently of the project's simulator: a
 Lorentzian (or Gaussian) in photon energy integrated exactly over each pixel's
@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from micropl.acquisition.live import LiveAnalysis
-from micropl.acquisition.records import Tagged
+from micropl.acquisition.results import fit_spectrum_records
 from micropl.analysis.spectra import QUALITIES, SpectrumFit, fit_spectra, main_line_roi_nm
 from micropl.cli import main
 from micropl.drivers.interfaces import Spectrum
@@ -92,11 +91,9 @@ def _cli(capsys, path, *extra):
     return code, json.loads(out), err
 
 
-def _live(spectra):
-    published = []
-    live = LiveAnalysis(published.append)
-    live.handle([Tagged(s, run_id=1, qd_id=i, kind="accumulated") for i, s in enumerate(spectra)])
-    fits = [t.record for t in published if isinstance(t.record, SpectrumFit)]
+def _procedure_fits(spectra):
+    """The procedures' fit of their spectra (the spectrum procedure, the survey, replay)."""
+    fits = fit_spectrum_records(spectra)
     assert len(fits) == len(spectra)
     return fits
 
@@ -117,11 +114,11 @@ def test_api_defaults_pulls(case):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_live_core_pulls_with_the_noise_model(case):
-    """The live core on photoelectron spectra (known noise model) gives honest 1σ."""
+def test_procedure_fit_pulls_with_the_noise_model(case):
+    """The procedures' fit of photoelectron spectra (known noise model) gives honest 1σ."""
     e0, fwhm, y = _batch(case, 200, seed=7 + sorted(CASES).index(case))
     gain = 100 if CASES[case][2] == "emccd" else 1
-    fits = _live([_electrons(row, gain) for row in y])
+    fits = _procedure_fits([_electrons(row, gain) for row in y])
     stacked = {name: np.array([float(getattr(f, name)) for f in fits])
                for name in ("peak_energy_ev", "peak_energy_err_ev", "fwhm_mev", "fwhm_err_mev")}
     assert all(str(f.quality) == "ok" for f in fits)
@@ -134,14 +131,14 @@ def test_live_core_pulls_with_the_noise_model(case):
 @pytest.mark.parametrize("case", ["bright_emccd", "very_low_poisson"])
 def test_cli_pulls_and_agreement_with_api_and_live(case, tmp_path, capsys):
     """120 files through `micropl analyze spectrum --json`: honest 1σ, and the same numbers
-    as the API (the README's call) and the live core, within 0.1σ."""
+    as the API (the README's call) and the procedures, within 0.1σ."""
     n = 120
     e0, fwhm, y = _batch(case, n, seed=3)
     adu = y * ADU_PER_E
     gain = 100 if CASES[case][2] == "emccd" else 1
     api = fit_spectra(WL, adu)                        # the README's call on a file's counts
-    live_adu = _live([Spectrum(wavelength_nm=WL, counts=row, exposure_s=1.0) for row in adu])
-    live_e = _live([_electrons(row, gain) for row in y])
+    live_adu = _procedure_fits([Spectrum(wavelength_nm=WL, counts=row, exposure_s=1.0) for row in adu])
+    live_e = _procedure_fits([_electrons(row, gain) for row in y])
     cli = []
     for i in range(n):
         code, d, err = _cli(capsys, _write(tmp_path / f"s{i}.csv", adu[i]))
@@ -185,8 +182,8 @@ def test_one_rule_for_the_range_on_every_path(tmp_path, capsys):
     assert low_ev < 2.41 - 3.5 * 0.070 and high_ev > 2.41 + 3.5 * 0.070
 
 
-def test_spectrum_procedure_live_fit_is_fit_spectra_of_its_spectrum(tmp_path):
-    """Procedure → live core: the stored fit is fit_spectra's (defaults + the noise model)."""
+def test_spectrum_procedure_fit_is_fit_spectra_of_its_spectrum(tmp_path):
+    """Procedure → storage: the stored fit is fit_spectra's (defaults + the noise model)."""
     from micropl.acquisition import load_setup
     from micropl.acquisition.live import spectrum_noise
     from micropl.acquisition.procedures import SpectrumAcquisition
@@ -338,10 +335,10 @@ def test_flat_topped_line_is_saturated_in_json_and_table(tmp_path, capsys):
     assert code == 0 and d["quality"] == "ok" and d["saturated"] is False
 
 
-def test_live_spectrum_with_pixels_at_the_ceiling_is_saturated():
+def test_procedure_fit_of_pixels_at_the_ceiling_is_saturated():
     rng = np.random.default_rng(15)
     y = noisy(rng, lorentz(WL, 2.41, 0.070, 4e5, 15.0), "emccd")
-    ok, sat = _live([_electrons(y, 100),
+    ok, sat = _procedure_fits([_electrons(y, 100),
                      Spectrum(wavelength_nm=WL, counts=y, exposure_s=1.0, em_gain=100,
                               bias_subtracted=True, counts_unit="e", saturated_pixels=3)])
     assert str(ok.quality) == "ok" and not bool(ok.saturated)

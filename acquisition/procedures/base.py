@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
 from micropl.drivers.interfaces import TagChunk
 
@@ -21,7 +22,7 @@ class ProcedureBase(BaseModel):
     name: ClassVar[str] = "procedure"
     title: ClassVar[str] = "Procedure"
 
-    def run(self, ctx: Any) -> Any:  # pragma: no cover - abstract
+    def run(self, ctx: RunContext) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # ------------------------------------------------------------------ pre-flight
@@ -77,12 +78,12 @@ class ProcedureBase(BaseModel):
         """Checks that involve several fields or derived values (none by default)."""
 
 
-def apd_channels(ctx: Any) -> tuple[int, int]:
+def apd_channels(ctx: RunContext) -> tuple[int, int]:
     """The two HBT channels of the run's setup."""
     return ctx.setup.apd_channels
 
 
-def count_apds(ctx: Any, dwell_s: float, slice_s: float = 0.02) -> tuple[int, float]:
+def count_apds(ctx: RunContext, dwell_s: float, slice_s: float = 0.02) -> tuple[int, float]:
     """Counts of both APDs over ``dwell_s`` of clock time, checked by the watchdog.
 
     The tagger must be started. Tags that arrived before the call (during a move)
@@ -113,7 +114,7 @@ def count_apds(ctx: Any, dwell_s: float, slice_s: float = 0.02) -> tuple[int, fl
     return total, covered
 
 
-def laser_on(ctx: Any, power_percent: float | None = None) -> None:
+def laser_on(ctx: RunContext, power_percent: float | None = None) -> None:
     """Set the power (when given) and switch the laser on."""
     laser = ctx.setup.laser
     if power_percent is not None:

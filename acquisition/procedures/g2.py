@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
+from micropl.acquisition.context import RunContext
 from micropl.acquisition.live import G2Done, G2Start
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits
+from micropl.acquisition.results import G2Measurement
 from micropl.analysis.g2 import G2Result
 from micropl.errors import AnalysisInputError
 
 
 class G2(ProcedureBase):
-    """Stream both APDs' time tags; the live core correlates them.
+    """Stream both APDs' time tags, correlate them, and fit the histogram.
 
     Tags are read every ``read_interval_s`` of data (≤ 20 ms, so the over-rate
-    watchdog acts within 50 ms) and stored raw. With ``target_g2_err`` the
-    measurement stops as soon as g²(0) is known to that 1σ error (checked at
-    every live update, after at least ``min_duration_s``). ``window_fraction`` is the
-    fraction of the period integrated around each peak; the live preview, the precision
-    check and the final result all use it (:func:`~micropl.analysis.g2.pulsed_g2`).
+    watchdog acts within 50 ms), stored raw and correlated by the procedure itself
+    (:class:`~micropl.acquisition.results.G2Measurement`, with the session's bin and
+    side peaks). With ``target_g2_err`` the measurement stops as soon as g²(0) is
+    known to that 1σ error (checked every ``update_interval_s`` of data, after at
+    least ``min_duration_s``). ``window_fraction`` is the fraction of the period
+    integrated around each peak; the precision check, the final result and the live
+    preview all use it (:func:`~micropl.analysis.g2.pulsed_g2`).
     """
 
     name: ClassVar[str] = "g2"
@@ -46,7 +50,24 @@ class G2(ProcedureBase):
         limits.refuse_channels(prefix + "tagger apd_channels", limits.apd_channels)
         limits.refuse_g2_bin(prefix.rstrip(". :") or self.name)
 
-    def run(self, ctx: Any) -> G2Result | None:
+    def run(self, ctx: RunContext) -> G2Result:
+        """Acquire, then build and fit the histogram; return g²(0) (kind ``final``).
+
+        Emits the raw tag chunks (kind ``g2``), then the final
+        :class:`~micropl.acquisition.records.G2Histogram`,
+        :class:`~micropl.analysis.g2.G2Result` (with background correction) and,
+        when the fitter accepts the histogram, the
+        :class:`~micropl.analysis.g2.PeakTrainFit` — each once, with the context's
+        run and QD.
+
+        Raises
+        ------
+        AnalysisInputError
+            When g²(0) cannot be computed (e.g. no coincidences); the histogram
+            is stored first.
+        """
+        measurement = G2Measurement(ctx.analysis, ctx.setup.laser.rep_rate_hz,
+                                    apd_channels(ctx), self.window_fraction)
         tagger = ctx.setup.tagger
         ctx.emit(G2Start(window_fraction=self.window_fraction), kind="g2_start")
         tagger.start(apd_channels(ctx))
@@ -57,29 +78,37 @@ class G2(ProcedureBase):
             ctx.sleep(min(self.read_interval_s, self.duration_s - elapsed))
             chunk = tagger.read()
             ctx.emit(chunk, kind="g2")
+            measurement.add(chunk)
             elapsed += chunk.duration_s
             if elapsed >= next_check:
                 next_check += self.update_interval_s
                 ctx.progress("g2", elapsed, self.duration_s)
-                if self._precise_enough(ctx, elapsed):
+                if self._precise_enough(measurement, elapsed):
                     break
         tagger.stop()
         ctx.emit(G2Done(integration_s=elapsed), kind="g2")
-        live = ctx.live
-        if live is None:
-            return None
-        ctx.sync()
-        qd_id = ctx.tags.get("qd_id", -1)
-        result = live.latest(ctx.run_id, qd_id, G2Result, "final")
-        if result is None:  # the analysis failed: say why instead of finishing quietly
-            errors = live.errors_for(ctx.run_id, qd_id)
-            raise AnalysisInputError(f"g² after {elapsed:.1f} s: "
-                                     + (errors[-1] if errors else "no result"))
-        return result
+        return self._finish(ctx, measurement, elapsed)
 
-    def _precise_enough(self, ctx: Any, elapsed_s: float) -> bool:
-        if self.target_g2_err is None or ctx.live is None or elapsed_s < self.min_duration_s:
+    @staticmethod
+    def _finish(ctx: RunContext, measurement: G2Measurement, elapsed_s: float) -> G2Result:
+        """Emit the final histogram, g²(0) and peak-train fit; return g²(0)."""
+        histogram = measurement.histogram()
+        ctx.emit(histogram, kind="final")
+        try:
+            outcome = measurement.finish(histogram)
+        except AnalysisInputError as exc:  # say why instead of finishing quietly
+            raise AnalysisInputError(f"g² after {elapsed_s:.1f} s: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+        for record in outcome.records()[1:]:
+            ctx.emit(record, kind="final")
+        return outcome.result
+
+    def _precise_enough(self, measurement: G2Measurement, elapsed_s: float) -> bool:
+        """Whether g²(0) (no background correction) reached ``target_g2_err`` (1σ)."""
+        if self.target_g2_err is None or elapsed_s < self.min_duration_s:
             return False
-        ctx.sync()
-        result = ctx.live.current_g2(ctx.run_id, ctx.tags.get("qd_id", -1))
-        return result is not None and result.g2_0_err <= self.target_g2_err
+        try:
+            result = measurement.g2()
+        except AnalysisInputError:  # not computable yet (no side-peak counts)
+            return False
+        return result.g2_0_err <= self.target_g2_err

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
 
+from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
 from micropl.acquisition.procedures.preflight import Limits, refuse_outside
 from micropl.acquisition.records import PowerSeriesData
@@ -47,7 +48,7 @@ class PowerSeries(ProcedureBase):
             refuse_outside(f"{prefix}powers_percent[{i}]", power, limits.power_bound())
         limits.refuse_channels(prefix + "tagger apd_channels", limits.apd_channels)
 
-    def run(self, ctx: Any) -> SaturationFit:
+    def run(self, ctx: RunContext) -> SaturationFit:
         ctx.setup.tagger.start(apd_channels(ctx))
         powers, rates = [], []
         for i, power in enumerate(self.powers_percent):

@@ -122,7 +122,7 @@ class Limits:
     position_um : (float, float, float) or None
         Scanner position now, µm.
     g2_bin_ps : int or None
-        Bin width of the live g² histogram, ps (None: no live analysis).
+        Bin width of the g² histogram, ps (the session's analysis settings; None: not known).
     """
 
     laser: str

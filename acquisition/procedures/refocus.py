@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
+from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
 from micropl.acquisition.records import RefocusResult
@@ -58,7 +59,7 @@ class Refocus(ProcedureBase):
                            f"focus scan {z0 - half:g}–{z0 + half:g} µm around z = {z0:g} µm",
                            tested=end)
 
-    def run(self, ctx: Any) -> RefocusResult:
+    def run(self, ctx: RunContext) -> RefocusResult:
         scanner = ctx.setup.scanner
         x0, y0, z0 = scanner.position_um
         cx = x0 if self.x_um is None else self.x_um
@@ -119,7 +120,7 @@ class Refocus(ProcedureBase):
                              float(fit.amplitude / self.dwell_s),
                              float((fit.fwhm_x_um + fit.fwhm_y_um) / 2), True, "ok")
 
-    def _best_z(self, ctx: Any, x: float, y: float, z0: float) -> float:
+    def _best_z(self, ctx: RunContext, x: float, y: float, z0: float) -> float:
         scanner = ctx.setup.scanner
         _, _, (zlo, zhi) = scanner.limits_um
         zs = np.clip(z0 + np.arange(-self.z_range_um / 2, self.z_range_um / 2 + 1e-9,

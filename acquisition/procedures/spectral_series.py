@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
+from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.base import ProcedureBase
 from micropl.acquisition.procedures.preflight import Bound, Limits
 from micropl.acquisition.procedures.spectrum import SpectrumAcquisition
@@ -33,7 +34,7 @@ class SpectralSeries(ProcedureBase):
     def _check_more(self, limits: Limits, prefix: str) -> None:
         self.spectrum.check_limits(limits, prefix + "spectrum.")
 
-    def run(self, ctx: Any) -> int:
+    def run(self, ctx: RunContext) -> int:
         # One background frame, then every frame is published and fitted on its own.
         self.spectrum.model_copy(update={"accumulations": self.n_spectra}).run(ctx)
         return self.n_spectra

@@ -1,15 +1,19 @@
-"""``spectrum``: a QD spectrum with background frame, cosmic-ray removal and live fits."""
+"""``spectrum``: a QD spectrum with background frame, cosmic-ray removal and its own fits."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
 from scipy.ndimage import median_filter
 
+from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.base import ProcedureBase, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
+from micropl.acquisition.results import fit_spectrum_records
+from micropl.analysis.spectra import SpectrumFit
 from micropl.analysis.spectrum_preprocess import (
     frame_noise_rms,
     remove_cosmic_rays_spatial,
@@ -29,13 +33,46 @@ def saturated_pixel_count(camera: object, raw_counts: np.ndarray) -> int:
     return int(np.count_nonzero(np.asarray(raw_counts) >= ceiling))
 
 
+@dataclass(frozen=True)
+class SpectrumOutcome:
+    """What a spectrum acquisition produced.
+
+    Attributes
+    ----------
+    spectrum : Spectrum
+        The accumulated spectrum (e⁻ or ADU per pixel, wavelengths in nm).
+    fit : SpectrumFit or None
+        Its line fit (emitted with kind ``accumulated``); None when not fitted.
+    fit_error : str
+        Why there is no fit ("" when there is one).
+    exposures_s : list of (float, float)
+        Clock-time start and end of each raw frame's exposure, s.
+    """
+
+    spectrum: Spectrum
+    fit: SpectrumFit | None
+    fit_error: str
+    exposures_s: list[tuple[float, float]]
+
+    def problem(self) -> str | None:
+        """Why the accumulated spectrum's fit failed (one line), or None when it succeeded."""
+        fit = self.fit
+        if fit is not None and bool(np.all(fit.success)):
+            return None
+        if fit is None:
+            message = f"no fit: {self.fit_error}" if self.fit_error else "no fit"
+        else:
+            message = str(np.asarray(fit.message).ravel()[0])
+        return f"spectrum fit failed: {message}"
+
+
 class SpectrumAcquisition(ProcedureBase):
     """Acquire ``accumulations`` FVB frames at the current position.
 
     Each frame is published raw (ADU) and as a processed :class:`Spectrum` in
     detected photoelectrons (background frame subtracted, divided by the EM
-    gain, cosmic rays removed), which the live analysis core fits. The
-    accumulated spectrum (temporal cosmic-ray removal, then the sum) follows.
+    gain, cosmic rays removed), followed by its fit. The accumulated spectrum
+    (temporal cosmic-ray removal, then the sum) and its fit end the stage.
 
     Given a ``film`` spectrum (the laser-on spectrum of the bare film next to
     the QD, see :class:`~micropl.acquisition.procedures.survey.Survey`), its
@@ -92,9 +129,25 @@ class SpectrumAcquisition(ProcedureBase):
                            f"the centre wavelength in place, {limits.center_wavelength_nm:g} nm",
                            tested=limits.center_wavelength_nm)
 
-    def run(self, ctx: Any, *, film: Spectrum | None = None, label: str = "") -> Spectrum:
-        """Acquire; ``label`` prefixes the kinds of the published records ("film_": a
-        film reference, stored but not fitted)."""
+    def run(self, ctx: RunContext, *, film: Spectrum | None = None,
+            label: str = "") -> Spectrum:
+        """Acquire and fit (see :meth:`acquire`); the accumulated spectrum."""
+        return self.acquire(ctx, film=film, label=label).spectrum
+
+    def acquire(self, ctx: RunContext, *, film: Spectrum | None = None,
+                label: str = "") -> SpectrumOutcome:
+        """Acquire the frames, sum them and fit each frame and the sum.
+
+        ``label`` prefixes the kinds of the published records (``"film_"``: a
+        film reference, stored but not fitted). Each processed frame's
+        :class:`~micropl.analysis.spectra.SpectrumFit` is emitted right after
+        it (kind ``frame``), the accumulated spectrum's last (kind
+        ``accumulated``): :func:`~micropl.acquisition.results.fit_spectrum_records`
+        with the session's line shape (``ctx.analysis.spectrum_model``). A fit
+        the fitter refuses (or fails on) is logged and left out
+        (:attr:`SpectrumOutcome.fit_error`; a survey records it as the QD's failure
+        reason); the acquisition goes on.
+        """
         setup = ctx.setup
         camera, spectrograph = setup.camera, setup.spectrograph
         if self.grating is not None and spectrograph.grating != self.grating:
@@ -126,12 +179,14 @@ class SpectrumAcquisition(ProcedureBase):
 
         laser_on(ctx, self.power_percent)
         frames = []
+        exposures_s: list[tuple[float, float]] = []
         n_saturated = 0
         t_first = setup.clock.now()
         for i in range(self.accumulations):
             ctx.checkpoint()
             frame = camera.acquire()
             ctx.emit(frame, kind=f"{label}raw")
+            exposures_s.append((float(frame.t_s), float(frame.t_s + frame.exposure_s)))
             saturated = saturated_pixel_count(camera, frame.counts)
             if saturated:
                 ctx.log.warning("spectrum frame %d: %d pixel(s) at the ADC ceiling; lower the "
@@ -143,11 +198,14 @@ class SpectrumAcquisition(ProcedureBase):
                                                        read_noise=read_noise_e)
             counts = counts - film_per_frame
             frames.append(counts)
-            ctx.emit(Spectrum(wavelength_nm=wavelength_nm, counts=counts,
-                              exposure_s=self.exposure_s, t_s=frame.t_s, accumulations=1,
-                              em_gain=gain, bias_subtracted=self.background, counts_unit=unit,
-                              read_noise=read_noise_e, saturated_pixels=saturated),
-                     kind=f"{label}frame")
+            processed = Spectrum(wavelength_nm=wavelength_nm, counts=counts,
+                                 exposure_s=self.exposure_s, t_s=frame.t_s, accumulations=1,
+                                 em_gain=gain, bias_subtracted=self.background,
+                                 counts_unit=unit, read_noise=read_noise_e,
+                                 saturated_pixels=saturated)
+            ctx.emit(processed, kind=f"{label}frame")
+            if not label:
+                self._fit(ctx, processed, "frame")
             ctx.progress("spectrum", i + 1, self.accumulations)
         stack = np.asarray(frames)
         if self.remove_cosmics and len(frames) >= 2:
@@ -161,7 +219,26 @@ class SpectrumAcquisition(ProcedureBase):
                                                        film_noise_e),
                             saturated_pixels=n_saturated)
         ctx.emit(spectrum, kind=f"{label}accumulated")
-        return spectrum
+        if label:
+            return SpectrumOutcome(spectrum, None, "not fitted (film reference)", exposures_s)
+        fit, error = self._fit(ctx, spectrum, "accumulated")
+        return SpectrumOutcome(spectrum, fit, error, exposures_s)
+
+    @staticmethod
+    def _fit(ctx: RunContext, spectrum: Spectrum, kind: str) -> tuple[SpectrumFit | None, str]:
+        """Fit one processed spectrum, emit the fit with ``kind``; (fit, "") or (None, why)."""
+        try:
+            fit = fit_spectrum_records([spectrum], ctx.analysis.spectrum_model)[0]
+        except AnalysisInputError as exc:
+            ctx.log.warning("%s spectrum not fitted: %s", kind, exc)
+            return None, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a fitter bug: logged with its traceback,
+            # and the reason of this spectrum's (a survey's QD's) failure; the data are kept
+            ctx.log.error("%s spectrum not fitted: %s: %s", kind, type(exc).__name__, exc,
+                          exc_info=exc)
+            return None, f"{type(exc).__name__}: {exc}"
+        ctx.emit(fit, kind=kind)
+        return fit, ""
 
     def _sum_noise(self, frame_noise: float, background_noise: float,
                    film_noise: float) -> float:
@@ -196,7 +273,7 @@ class SpectrumAcquisition(ProcedureBase):
         variance = excess * np.mean(np.maximum(film.counts, 0.0)) + film.read_noise ** 2
         return np.asarray(film.counts, float) * share, float(share * np.sqrt(variance))
 
-    def _background(self, ctx: Any, label: str) -> tuple[np.ndarray | float, float, float]:
+    def _background(self, ctx: RunContext, label: str) -> tuple[np.ndarray | float, float, float]:
         """Mean background frame (ADU), one frame's signal-independent noise and
         the noise of the mean background (both ADU rms per pixel)."""
         if not self.background:
@@ -230,7 +307,7 @@ class SpectrumAcquisition(ProcedureBase):
         mean = stack.mean(axis=0)
         return mean, float(noise), float(noise / np.sqrt(len(frames)))
 
-    def _wait_until_cold(self, ctx: Any) -> None:
+    def _wait_until_cold(self, ctx: RunContext) -> None:
         camera = ctx.setup.camera
         limit = ctx.setup.config.safety.camera_max_temperature_c
         if not camera.cooler_on:

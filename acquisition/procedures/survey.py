@@ -32,14 +32,15 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from micropl.acquisition.context import Aborted, RunContext
 from micropl.acquisition.procedures.base import ProcedureBase
 from micropl.acquisition.procedures.g2 import G2
 from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
 from micropl.acquisition.procedures.raster_scan import MapImage, RasterScan
 from micropl.acquisition.procedures.refocus import Refocus
-from micropl.acquisition.procedures.spectrum import SpectrumAcquisition
+from micropl.acquisition.procedures.spectrum import SpectrumAcquisition, SpectrumOutcome
 from micropl.acquisition.records import QDFlags, QDStatus, QDTarget, QDTruth
-from micropl.acquisition.runner import Aborted
+from micropl.acquisition.results import spectrum_noise
 from micropl.analysis.emitters import (
     SINGLE_G2_THRESHOLD,
     SINGLE_N_SIGMA,
@@ -51,8 +52,7 @@ from micropl.analysis.emitters import (
 )
 from micropl.analysis.g2 import G2Result
 from micropl.analysis.maps import emptiest_position_um, find_spots, register_shift_um
-from micropl.analysis.spectra import SpectrumFit
-from micropl.drivers.interfaces import Frame, InstrumentError, Spectrum
+from micropl.drivers.interfaces import InstrumentError, Spectrum
 from micropl.errors import AnalysisInputError
 
 
@@ -180,7 +180,7 @@ class Survey(ProcedureBase):
                        amplitude=float(spots.amplitude[k]), snr=float(spots.snr[k]))
                 for qd_id, k in enumerate(index)]
 
-    def run(self, ctx: Any) -> dict[str, Any]:
+    def run(self, ctx: RunContext) -> dict[str, Any]:
         image = None
         if self.targets is not None:
             targets = list(self.targets)
@@ -215,7 +215,7 @@ class Survey(ProcedureBase):
                 "drift_um": drift.tolist()}
 
     # ------------------------------------------------------------------ steps
-    def _find(self, ctx: Any) -> tuple[list[Target], MapImage]:
+    def _find(self, ctx: RunContext) -> tuple[list[Target], MapImage]:
         image: MapImage = self.scan.run(ctx)
         spots = find_spots(image.counts, image.x_um, image.y_um, psf_fwhm_um=self.psf_fwhm_um,
                            snr_min=self.min_snr)
@@ -228,11 +228,11 @@ class Survey(ProcedureBase):
         return targets, image
 
     @staticmethod
-    def _announce_target(ctx: Any, target: Target) -> None:
+    def _announce_target(ctx: RunContext, target: Target) -> None:
         ctx.emit(QDTarget(run_id=ctx.run_id, qd_id=target.qd_id, x_um=target.x_um,
                           y_um=target.y_um, amplitude=target.amplitude, snr=target.snr))
 
-    def _film_reference(self, ctx: Any, image: MapImage) -> Spectrum:
+    def _film_reference(self, ctx: RunContext, image: MapImage) -> Spectrum:
         """Take the film reference at the darkest place of the map (retried like a QD)."""
         x, y = emptiest_position_um(image.counts, image.x_um, image.y_um,
                                     radius_um=self.film_radius_um)
@@ -252,7 +252,7 @@ class Survey(ProcedureBase):
                 ctx.sleep(self.retry_delay_s)
         return take()  # the last attempt: its error ends the survey
 
-    def _measure(self, ctx: Any, target: Target, drift_um: np.ndarray,
+    def _measure(self, ctx: RunContext, target: Target, drift_um: np.ndarray,
                  film: Spectrum | None) -> str | None:
         """Measure one QD; None when completed, else the reason it failed."""
         x, y = target.x_um + drift_um[0], target.y_um + drift_um[1]
@@ -261,12 +261,11 @@ class Survey(ProcedureBase):
             try:
                 ctx.setup.scanner.move_to(x, y)
                 self.refocus.model_copy(update={"x_um": x, "y_um": y}).run(ctx)
-                exposures = _ExposureLog(ctx)
-                spectrum = self.spectrum.run(exposures, film=film)
+                measured = self.spectrum.acquire(ctx, film=film)
                 g2_start_s = ctx.clock.now()
                 g2 = self.g2.run(ctx)  # raises when g²(0) could not be computed
                 g2_window_s = (g2_start_s, ctx.clock.now())
-                problem = self._spectrum_problem(ctx)
+                problem = measured.problem()
             except Aborted:
                 raise
             except (InstrumentError, AnalysisInputError, TimeoutError) as exc:
@@ -278,8 +277,8 @@ class Survey(ProcedureBase):
                     ctx.sleep(self.retry_delay_s)
                 continue
             if problem is None:
-                self._assess(ctx, target, spectrum, g2)
-                self._truth(ctx, target, exposures.windows_s, g2_window_s, g2)
+                self._assess(ctx, target, measured, g2)
+                self._truth(ctx, target, measured.exposures_s, g2_window_s, g2)
             return problem
         if last.startswith(f"laser '{ctx.setup.laser.name}'"):
             # The laser itself kept failing: make sure it can still be switched off. If
@@ -292,7 +291,7 @@ class Survey(ProcedureBase):
                 raise
         return last
 
-    def _laser_off(self, ctx: Any) -> None:
+    def _laser_off(self, ctx: RunContext) -> None:
         """Switch the laser off, trying again once after ``retry_delay_s``."""
         try:
             ctx.setup.laser.off()
@@ -302,17 +301,17 @@ class Survey(ProcedureBase):
             ctx.setup.laser.off()
 
     @staticmethod
-    def _record(ctx: Any, target: Target, reason: str | None) -> None:
+    def _record(ctx: RunContext, target: Target, reason: str | None) -> None:
         """Store the QD's status: completed (``reason`` None) or failed with the reason."""
         ctx.emit(QDStatus(run_id=ctx.run_id, qd_id=target.qd_id,
                           status="completed" if reason is None else "failed",
                           reason=reason or "", t_s=time.time()))
 
-    def _assess(self, ctx: Any, target: Target, spectrum: Spectrum,
+    def _assess(self, ctx: RunContext, target: Target, measured: SpectrumOutcome,
                 g2: G2Result | None) -> None:
-        """Store the QD's flags (:mod:`micropl.analysis.emitters` decides)."""
-        fit = None if ctx.live is None else ctx.live.latest(
-            ctx.run_id, target.qd_id, SpectrumFit, "accumulated")
+        """Store the QD's flags (:mod:`micropl.analysis.emitters` decides) from the
+        stages' own results: the spectrum's fit and g²(0)."""
+        spectrum, fit = measured.spectrum, measured.fit
         choice = None if g2 is None else choose_g2(g2.g2_0, g2.g2_0_err, g2.g2_0_bgcorr,
                                                    g2.g2_0_bgcorr_err)
         lines = self._two_line_test(ctx, spectrum)
@@ -328,23 +327,17 @@ class Survey(ProcedureBase):
         ctx.emit(QDFlags(flags=",".join(flags), detail="; ".join(detail), t_s=time.time()))
 
     @staticmethod
-    def _two_line_test(ctx: Any, spectrum: Spectrum) -> TwoLineTest | None:
+    def _two_line_test(ctx: RunContext, spectrum: Spectrum) -> TwoLineTest | None:
         """One line or two resolved lines in the accumulated spectrum (None: not testable)."""
-        if spectrum.counts_unit == "e":
-            noise = {"noise_factor": 2.0 if spectrum.em_gain > 1 else 1.0,
-                     "read_noise": float(spectrum.read_noise)}
-        else:
-            noise = {"noise_factor": None}
-        settings = getattr(ctx.live, "settings", None)
-        model = getattr(settings, "spectrum_model", "lorentzian")
         try:
-            return two_line_test(spectrum.wavelength_nm, spectrum.counts, model=model, **noise)
+            return two_line_test(spectrum.wavelength_nm, spectrum.counts,
+                                 model=ctx.analysis.spectrum_model, **spectrum_noise(spectrum))
         except AnalysisInputError as exc:
             ctx.log.warning("two-line test not made: %s", exc)
             return None
 
     @staticmethod
-    def _truth(ctx: Any, target: Target, exposures_s: list[tuple[float, float]],
+    def _truth(ctx: RunContext, target: Target, exposures_s: list[tuple[float, float]],
                g2_window_s: tuple[float, float], g2: G2Result | None) -> None:
         """Simulated setups: store what the simulated emitters gave during this QD's
         measurement (the world computes it; nothing for a real setup)."""
@@ -360,21 +353,8 @@ class Survey(ProcedureBase):
             return
         ctx.emit(QDTruth(t_s=time.time(), **truth))
 
-    def _spectrum_problem(self, ctx: Any) -> str | None:
-        """Why the accumulated spectrum's live fit failed, or None when it succeeded."""
-        if ctx.live is None:
-            return None
-        fit = ctx.live.latest(ctx.run_id, ctx.tags["qd_id"], SpectrumFit, "accumulated")
-        if fit is None or not bool(np.all(fit.success)):
-            message = "no fit" if fit is None else str(np.asarray(fit.message).ravel()[0])
-            errors = ctx.live.errors_for(ctx.run_id, ctx.tags["qd_id"]) if fit is None else []
-            if errors:  # the live fitter raised: its error is the reason
-                message = f"no fit: {errors[-1]}"
-            return f"spectrum fit failed: {message}"
-        return None
-
     # ------------------------------------------------------------------ drift
-    def _reference(self, ctx: Any, targets: list[Target]) -> tuple[RasterScan, MapImage] | None:
+    def _reference(self, ctx: RunContext, targets: list[Target]) -> tuple[RasterScan, MapImage] | None:
         if not targets:
             return None
         scan = self.drift_scan(ctx.setup.scanner.limits_um, targets[0])
@@ -398,28 +378,9 @@ class Survey(ProcedureBase):
             region[f"{axis}_max_um"] = start + step * steps
         return self.scan.model_copy(update={**region, "emit_lines": False})
 
-    def _drift(self, ctx: Any, reference: tuple[RasterScan, MapImage]) -> np.ndarray:
+    def _drift(self, ctx: RunContext, reference: tuple[RasterScan, MapImage]) -> np.ndarray:
         scan, first = reference
         again = scan.run(ctx)
         shift = register_shift_um(first.counts, again.counts, scan.step_um)
         ctx.log.info("drift since the start: (%.3f, %.3f) µm", shift.dx_um, shift.dy_um)
         return np.array([shift.dx_um, shift.dy_um])
-
-
-class _ExposureLog:
-    """A run context that also notes the clock-time interval of every raw frame emitted
-    (the exposures of a spectrum), for the truth record of simulated setups."""
-
-    def __init__(self, ctx: Any) -> None:
-        self._ctx = ctx
-        self.windows_s: list[tuple[float, float]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self._ctx, name)
-
-    def emit(self, record: Any, **tags: Any) -> None:
-        if isinstance(record, Frame) and tags.get("kind") == "raw":
-            self.windows_s.append((float(record.t_s), float(record.t_s + record.exposure_s)))
-        self._ctx.emit(record, **tags)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
+from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits
 
@@ -31,7 +32,7 @@ class TimeTrace(ProcedureBase):
     def _check_more(self, limits: Limits, prefix: str) -> None:
         limits.refuse_channels(prefix + "tagger apd_channels", limits.apd_channels)
 
-    def run(self, ctx: Any) -> float:
+    def run(self, ctx: RunContext) -> float:
         tagger = ctx.setup.tagger
         tagger.start(tuple(tagger.channels) if len(tagger.channels) > 2 else apd_channels(ctx))
         laser_on(ctx, self.power_percent)

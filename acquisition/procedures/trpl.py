@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
+from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits, ParameterError
 from micropl.acquisition.records import DecayHistogram
@@ -129,7 +130,7 @@ class TimeResolvedPL(ProcedureBase):
             raise ParameterError(f"{prefix}bin_ps = {self.bin_ps:g} ps refused: tagger "
                                  f"'{limits.tagger}' needs {allowed}")
 
-    def run(self, ctx: Any) -> LifetimeFit:
+    def run(self, ctx: RunContext) -> LifetimeFit:
         tagger, laser = ctx.setup.tagger, ctx.setup.laser
         apds = apd_channels(ctx)
         sync = sync_channel_of(tuple(tagger.channels), apds, self.sync_channel)
