@@ -188,7 +188,7 @@ def _run_distributed(chunks: Sequence[QDChunk], settings: ReanalysisSettings, ad
     try:
         futures = client.map(analyze_chunk, list(chunks), settings=settings, pure=False)
         chunk_of = {f.key: c for f, c in zip(futures, chunks)}
-        for i, future in enumerate(as_completed(futures), 1):
+        for i, future in enumerate(as_completed(futures, loop=client.loop), 1):
             try:
                 rows.extend(future.result())
             except Exception as exc:  # noqa: BLE001 - a lost worker: each QD's row says so

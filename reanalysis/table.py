@@ -143,7 +143,8 @@ def read_table(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
             types = {n: getattr(pa, t)() for n, t in COLUMNS.items()}
             table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
-                column_types=types, strings_can_be_null=True))
+                column_types=types, strings_can_be_null=True,
+                quoted_strings_can_be_null=False))
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise FileFormatError(f"{path}: not a readable results table "
                               f"({' '.join(str(exc).split())[:160]})") from None

@@ -119,7 +119,7 @@ def analyze_chunk(chunk: QDChunk, settings: ReanalysisSettings) -> list[dict[str
             return [_guarded_row(reader, context, chunk, qd_id, settings)
                     for qd_id in chunk.qd_ids]
     except Exception as exc:  # noqa: BLE001 - every QD's row names the error
-        log.error("%s: %s", chunk.session, exc, exc_info=exc)
+        log.info("%s: %s", chunk.session, exc, exc_info=exc)
         return [_error_row(chunk.session, qd_id, exc) for qd_id in chunk.qd_ids]
 
 
@@ -128,7 +128,7 @@ def _guarded_row(reader: SessionReader, context: _SessionContext, chunk: QDChunk
     try:
         return _qd_row(reader, context, chunk.session, qd_id, settings)
     except Exception as exc:  # noqa: BLE001 - the row names the error; the others go on
-        log.error("%s QD %d: %s", chunk.session, qd_id, exc, exc_info=exc)
+        log.info("%s QD %d: %s", chunk.session, qd_id, exc, exc_info=exc)
         row = _error_row(chunk.session, qd_id, exc)
         row["sample"] = context.sample or None
         return row
