@@ -116,7 +116,7 @@ def compare_means(a, b) -> MeanDifference:
     na, ma, sa = _mean_sem(a)
     nb, mb, sb = _mean_sem(b)
     p = math.nan
-    if na > 1 and nb > 1:
+    if na > 1 and nb > 1 and (sa > 0 or sb > 0):  # no test between two constant samples
         p = float(sps.ttest_ind(a[np.isfinite(a)], b[np.isfinite(b)], equal_var=False).pvalue)
     return MeanDifference(na, ma, sa, nb, mb, sb, mb - ma, math.hypot(sa, sb), p)
 
