@@ -306,10 +306,40 @@ def test_stricter_selection_rules_re_judge_the_statuses(synthetic):
 
 def test_rows_are_sorted_by_session_and_qd_whatever_the_order_given(synthetic, tmp_path):
     other = write_session(tmp_path / "a.h5", 2, seed=9, duration_s=0.5, n_frames=2)
+    seen: list[tuple[int, int]] = []
     rows = reanalyze([str(synthetic), str(other)], ReanalysisSettings(peak_train=False,
                                                                       two_line_test=False),
-                     scheduler="threads", workers=2, chunk_qds=1).rows
+                     scheduler="threads", workers=2, chunk_qds=1,
+                     progress=lambda d, t: seen.append((d, t))).rows
+    assert seen == [(k, 8) for k in range(1, 9)]  # one call per task, in order of completion
     keys = [(r["session"], r["qd_id"]) for r in rows]
     assert keys == sorted(keys) and len(keys) == 8
     assert np.all(np.isfinite([r["g2_0"] for r in rows]))
     assert os.path.exists(other)
+
+
+@pytest.mark.parametrize(("fraction", "zeroed"), [(0.02, False), (0.3, False), (0.7, False),
+                                                  (0.97, False), (0.4, True), (0.8, True)])
+def test_a_damaged_session_is_refused_or_its_qds_named_never_a_traceback(
+        fraction, zeroed, synthetic, tmp_path, capsys):
+    """Cut at ``fraction`` of its bytes, or 64 kB zeroed there (data, not metadata)."""
+    cut = tmp_path / "cut.h5"
+    data = bytearray(synthetic.read_bytes())
+    at = int(len(data) * fraction)
+    if zeroed:
+        data[at: at + 65536] = bytes(65536)
+    else:
+        del data[at:]
+    cut.write_bytes(bytes(data))
+    out = tmp_path / "r.csv"
+    code, _, err = _run(capsys, ["reanalyze", str(cut), "--out", str(out), "--scheduler",
+                                 "sync", "--no-peak-train", "--no-two-line-test"])
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert all(line.startswith("micropl: ") for line in err.splitlines())
+    if code == 2:  # refused before any work: one line naming the file
+        assert err.count("\n") == 1 and str(cut) in err and not out.exists()
+    else:  # readable header: every QD is a row, the damaged ones named
+        rows = read_table(out)
+        named = {int(line.split(" QD ")[1].split(":")[0]) for line in err.splitlines()}
+        assert named == {r["qd_id"] for r in rows if r["task_error"]}
+        assert code == (1 if named else 0)
