@@ -171,11 +171,17 @@ class _SessionContext:
 
 
 def _survey_window(reader: SessionReader) -> float | None:
-    """``g2.window_fraction`` of the session's survey (None: no survey, or not stored)."""
-    state = reader.survey_state()
-    g2 = state.parameters.get("g2") if state is not None else None
-    value = g2.get("window_fraction") if isinstance(g2, dict) else None
-    return float(value) if isinstance(value, int | float) and 0 < value <= 1 else None
+    """``g2.window_fraction`` of the session's latest survey run (None: no survey, or not
+    stored). Only the runs' parameters are read (not the map)."""
+    for run in reversed(reader.runs()):
+        if run.procedure != "survey" or not run.parameters_json:
+            continue
+        parameters = reader.json_field(run.parameters_json, f"run {run.run_id} parameters_json")
+        g2 = parameters.get("g2") if isinstance(parameters, dict) else None
+        value = g2.get("window_fraction") if isinstance(g2, dict) else None
+        if isinstance(value, int | float) and 0 < value <= 1:
+            return float(value)
+    return None
 
 
 # --------------------------------------------------------------------------- one QD
