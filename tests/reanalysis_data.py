@@ -62,15 +62,16 @@ def qd_tags(rng: np.random.Generator, duration_s: float, n_emitters: int,
 
 def write_session(path: Path, n_qds: int, *, seed: int = 0, duration_s: float = 2.0,
                   n_frames: int = 3, multiple_every: int = 5, chunk_s: float = 0.1,
-                  corrupt_qd: int | None = None) -> Path:
+                  corrupt_qd: int | None = None, window_fraction: float = 1.0) -> Path:
     """Write a survey-like session of ``n_qds`` QDs to ``path``; returns ``path``.
 
     ``corrupt_qd``: that QD's accumulated spectrum has a constant wavelength axis (its
-    analysis raises).
+    analysis raises). ``window_fraction``: the survey's ``g2.window_fraction`` parameter
+    (no g² result is stored: a re-analysis takes the window from there).
     """
     rng = np.random.default_rng(seed)
     instruments = {"laser": {"rep_rate_hz": 1e7}, "tagger": {"apd_channels": [1, 2]}}
-    parameters = {"g2": {"window_fraction": 1.0, "duration_s": duration_s}}
+    parameters = {"g2": {"window_fraction": window_fraction, "duration_s": duration_s}}
     with SessionWriter.create(path, config_text="", instruments=instruments) as writer:
         writer.append(RunStart(0, "survey", json.dumps(parameters), time.time()))
         for qd in range(n_qds):

@@ -93,6 +93,9 @@ def test_own_settings_reproduce_the_stored_fits_and_flags(survey, tmp_path, caps
             "poor_fit" if "poor_fit" in q["flags"] else "single"
         assert row["status"] == expected
         assert row["stored_status"] == q["status"] == "completed"
+        # the main emitter's batch and core/shell flag, as info reads them from the truth
+        assert row["batch"] == q["truth"]["batch"] and row["batch"] in ("7nm", "14nm")
+        assert row["core_shell"] == q["truth"]["core_shell"]
     assert _fingerprint(survey) == before  # opened read-only: not a byte changed
 
 
@@ -343,3 +346,26 @@ def test_a_damaged_session_is_refused_or_its_qds_named_never_a_traceback(
         named = {int(line.split(" QD ")[1].split(":")[0]) for line in err.splitlines()}
         assert named == {r["qd_id"] for r in rows if r["task_error"]}
         assert code == (1 if named else 0)
+
+
+def test_without_a_stored_g2_result_the_window_is_the_surveys(tmp_path):
+    path = write_session(tmp_path / "w.h5", 1, seed=4, duration_s=1.0, n_frames=2,
+                         window_fraction=0.4, multiple_every=1)  # two emitters: g²(0) > 0
+    fast = ReanalysisSettings(peak_train=False, two_line_test=False)
+    (own,) = reanalyze([str(path)], fast, scheduler="sync").rows
+    (full,) = reanalyze([str(path)], fast.model_copy(update={"window_fraction": 1.0}),
+                        scheduler="sync").rows
+    assert own["window_fraction"] == 0.4 and full["window_fraction"] == 1.0
+    assert own["g2_0"] > 0.2 and abs(own["g2_0"] - full["g2_0"]) > 1e-6
+
+
+def test_survey_resume_with_sample_relabels_a_finished_survey(survey, tmp_path, capsys):
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(survey.read_bytes())
+    code, _, err = _run(capsys, ["survey", "--resume", str(copy), "--sample", "film C",
+                                 "--json"])
+    assert code == 0, err
+    with SessionReader(copy) as reader:
+        assert reader.sample == "film C"
+    code, _, err = _run(capsys, ["survey", "--resume", str(copy), "--sample", "a\tb"])
+    assert code == 2 and "control characters" in err
