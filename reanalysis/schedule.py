@@ -131,6 +131,13 @@ def reanalyze(sessions: Sequence[str | os.PathLike[str]],
         raise AnalysisInputError(f"--workers must be >= 1, got {workers}")
     if not sessions:
         raise AnalysisInputError("no session files given")
+    seen: dict[str, str] = {}
+    for session in sessions:
+        key = os.path.realpath(os.fspath(session))
+        if key in seen:
+            raise AnalysisInputError(f"{session}: given twice (also as {seen[key]}); give "
+                                     "each session once")
+        seen[key] = str(session)
     chunks = sessions_chunks(sessions, chunk_qds)
     rows = run_chunks(chunks, settings, scheduler=where, workers=workers, progress=progress)
     local = where in LOCAL_SCHEDULERS.values()

@@ -199,9 +199,9 @@ def test_a_failing_qd_is_named_and_the_others_go_on(tmp_path, capsys):
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("case", ["not_a_session", "missing", "folder", "suffix", "exists",
                                   "no_suffix", "window", "workers", "scheduler_word",
-                                  "scheduler_port", "bin", "threshold"])
+                                  "scheduler_port", "bin", "threshold", "twice"])
 def test_bad_inputs_are_one_line_and_exit_2(case, synthetic, tmp_path, capsys):
-    session, out, extra = str(synthetic), tmp_path / "r.parquet", []
+    session, out, extra, more = str(synthetic), tmp_path / "r.parquet", [], []
     if case == "not_a_session":
         session = str(tmp_path / "notes.h5")
         Path(session).write_text("not HDF5\n")
@@ -215,12 +215,14 @@ def test_bad_inputs_are_one_line_and_exit_2(case, synthetic, tmp_path, capsys):
         out.write_bytes(b"keep me")
     elif case == "no_suffix":
         out = tmp_path / "results"
+    elif case == "twice":
+        more = [str(synthetic.parent / ".." / synthetic.parent.name / synthetic.name)]
     else:
         extra = {"window": ["--window-fraction", "1.5"], "workers": ["--workers", "0"],
                  "scheduler_word": ["--scheduler", "cluster"],
                  "scheduler_port": ["--scheduler", "tcp://localhost:99999"],
                  "bin": ["--bin-ps", "0"], "threshold": ["--single-threshold", "-1"]}[case]
-    code, stdout, err = _run(capsys, ["reanalyze", session, "--out", str(out), *extra])
+    code, stdout, err = _run(capsys, ["reanalyze", session, *more, "--out", str(out), *extra])
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and err.startswith("micropl: error: "), err
     assert "Traceback" not in err and stdout == ""
