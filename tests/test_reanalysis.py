@@ -371,3 +371,26 @@ def test_survey_resume_with_sample_relabels_a_finished_survey(survey, tmp_path, 
         assert reader.sample == "film C"
     code, _, err = _run(capsys, ["survey", "--resume", str(copy), "--sample", "a\tb"])
     assert code == 2 and "control characters" in err
+
+
+def test_a_qd_without_data_is_failed_with_its_stored_reason(tmp_path):
+    import time
+
+    from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop
+    from micropl.acquisition.storage import SessionWriter
+
+    path = tmp_path / "failed.h5"
+    with SessionWriter.create(path, config_text="") as writer:
+        writer.append(RunStart(0, "survey", "{}", time.time()))
+        for qd in (0, 1):
+            writer.append(QDTarget(run_id=0, qd_id=qd, x_um=1.0, y_um=qd, amplitude=1.0,
+                                   snr=9.0))
+        writer.append(QDStatus(run_id=0, qd_id=0, status="failed",
+                               reason="camera 'camera': not responding", t_s=time.time()))
+        writer.append(RunStop(0, "failed", "camera", time.time()))
+    rows = reanalyze([str(path)], scheduler="sync").rows
+    assert [(r["qd_id"], r["status"], r["stored_status"]) for r in rows] == [
+        (0, "failed", "failed"), (1, "failed", "pending")]
+    assert rows[0]["reason"] == "no accumulated spectrum stored"
+    assert rows[0]["stored_reason"] == "camera 'camera': not responding"
+    assert not any(r["task_error"] for r in rows)
