@@ -55,7 +55,8 @@ from micropl.reanalysis.settings import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QDChunk", "analyze_chunk", "plan_session", "DEFAULT_CHUNK_QDS"]
+__all__ = ["QDChunk", "analyze_chunk", "judge", "plan_session", "sessions_chunks",
+           "DEFAULT_CHUNK_QDS"]
 
 #: QDs per task by default: a few seconds of work, one file open per task.
 DEFAULT_CHUNK_QDS = 4
@@ -213,23 +214,53 @@ def _qd_row(reader: SessionReader, context: _SessionContext, session: str, qd_id
     row.update(g2_part)
     if g2_problem:
         problems.append(g2_problem)
-    multiple = two
+    if choice is not None:
+        row["g2_rule_source"] = choice.source
+    status, reason, all_flags = judge(problems, choice, two_lines=two, fit_flag_list=flags,
+                                      settings=settings)
+    row.update(status=status, reason=reason, flags=",".join(all_flags))
+    return row
+
+
+def judge(problems: Sequence[str], choice: Any, *, two_lines: bool,
+          fit_flag_list: Sequence[str], settings: ReanalysisSettings
+          ) -> tuple[str, str | None, list[str]]:
+    """A QD's status, the reason of a failure, and its flags.
+
+    Parameters
+    ----------
+    problems : sequence of str
+        Why its analysis failed (empty: it did not).
+    choice : G2Choice or None
+        The g²(0) the single-emitter rule uses (:func:`~micropl.analysis.emitters.choose_g2`).
+    two_lines : bool
+        The two-line test found two resolved lines.
+    fit_flag_list : sequence of str
+        :func:`~micropl.analysis.emitters.fit_flags` of the spectrum fit.
+    settings : ReanalysisSettings
+        The rule's threshold and margin.
+
+    Returns
+    -------
+    (status, reason, flags)
+        ``failed`` (with the problems as reason), else ``multiple_emitters`` when the
+        g²(0) rule (:func:`~micropl.analysis.emitters.is_single_emitter`) fails or two
+        lines were found, else ``poor_fit``, else ``single``.
+    """
+    multiple = bool(two_lines)
     if choice is not None:
         multiple |= not is_single_emitter(choice.value, choice.err,
                                           threshold=settings.single_threshold,
                                           n_sigma=settings.single_n_sigma)
-        row["g2_rule_source"] = choice.source
-    all_flags = ([FLAG_MULTIPLE] if multiple else []) + [f for f in flags if f != FLAG_MULTIPLE]
-    row["flags"] = ",".join(all_flags)
+    flags = ([FLAG_MULTIPLE] if multiple else []) + [f for f in fit_flag_list
+                                                     if f != FLAG_MULTIPLE]
     if problems:
-        row.update(status=STATUS_FAILED, reason="; ".join(problems))
-    elif FLAG_MULTIPLE in all_flags:
-        row.update(status=STATUS_MULTIPLE, reason=None)
-    elif FLAG_POOR_FIT in all_flags:
-        row.update(status=STATUS_POOR_FIT, reason=None)
-    else:
-        row.update(status=STATUS_SINGLE, reason=None)
-    return row
+        return STATUS_FAILED, "; ".join(problems), flags
+    if FLAG_MULTIPLE in flags:
+        return STATUS_MULTIPLE, None, flags
+    if FLAG_POOR_FIT in flags:
+        return STATUS_POOR_FIT, None, flags
+    return STATUS_SINGLE, None, flags
 
 
 def _truth_labels(reader: SessionReader, context: _SessionContext, qd_id: int

@@ -394,3 +394,26 @@ def test_a_qd_without_data_is_failed_with_its_stored_reason(tmp_path):
     assert rows[0]["reason"] == "no accumulated spectrum stored"
     assert rows[0]["stored_reason"] == "camera 'camera': not responding"
     assert not any(r["task_error"] for r in rows)
+
+
+@pytest.mark.parametrize(("problems", "g2", "two", "fit_flags", "threshold", "expected"), [
+    ([], (0.2, 0.05), False, [], 0.5, ("single", [])),
+    ([], (0.4, 0.05), False, [], 0.5, ("multiple_emitters", ["multiple_emitters"])),
+    ([], (0.2, 0.05), True, [], 0.5, ("multiple_emitters", ["multiple_emitters"])),
+    ([], (0.2, 0.05), False, ["poor_fit"], 0.5, ("poor_fit", ["poor_fit"])),
+    ([], (0.2, 0.05), False, ["saturated"], 0.5, ("single", ["saturated"])),
+    ([], (0.2, 0.05), False, [], 0.25, ("multiple_emitters", ["multiple_emitters"])),
+    ([], None, False, [], 0.5, ("single", [])),
+    (["g²: no coincidences"], None, False, ["poor_fit"], 0.5, ("failed", ["poor_fit"])),
+    ([], (0.6, 0.0), False, ["poor_fit", "saturated"], 0.5,
+     ("multiple_emitters", ["multiple_emitters", "poor_fit", "saturated"])),
+])
+def test_judge(problems, g2, two, fit_flags, threshold, expected):
+    from micropl.analysis.emitters import G2Choice
+    from micropl.reanalysis.tasks import judge
+
+    choice = None if g2 is None else G2Choice(g2[0], g2[1], "bgcorr")
+    status, reason, flags = judge(problems, choice, two_lines=two, fit_flag_list=fit_flags,
+                                  settings=ReanalysisSettings(single_threshold=threshold))
+    assert (status, flags) == expected
+    assert (reason is None) == (not problems)
