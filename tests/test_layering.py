@@ -11,7 +11,8 @@ is checked against the rules:
   micropl but each other;
 * nothing imports ``micropl.cli`` except the command line itself and
   ``micropl/__main__.py`` (tests may);
-* ``analysis`` imports no Qt.
+* ``analysis`` imports no Qt;
+* ``reanalysis`` imports neither ``gui`` nor ``cli``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ PACKAGE_DIRS: dict[str, str] = {
     "micropl.acquisition": "acquisition",
     "micropl.gui": "gui",
     "micropl.configs": "configs",
+    "micropl.reanalysis": "reanalysis",
 }
 
 #: Packages each low layer must not import.
@@ -40,6 +42,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                         "micropl.analysis"),
     "micropl.simulators": ("micropl.acquisition", "micropl.gui", "micropl.cli"),
     "micropl.analysis": ("micropl.acquisition", "micropl.gui", "micropl.cli"),
+    "micropl.reanalysis": ("micropl.gui", "micropl.cli"),
 }
 
 #: Qt bindings (and what wraps them) analysis must not import.
@@ -166,6 +169,8 @@ def test_module_names_follow_the_package_dirs():
     ("micropl.gui.app", "from micropl import cli", False),
     ("micropl.gui.app", "from micropl.cli import UsageError", False),
     ("micropl", "from . import cli", True),
+    ("micropl.reanalysis.tasks", "from micropl.gui.app import run_gui", False),
+    ("micropl.reanalysis.schedule", "from micropl.cli import UsageError", False),
 ])
 def test_a_bad_import_is_caught(module, source, is_package):
     assert violations(module, imported_names(source, module, is_package))

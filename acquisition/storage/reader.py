@@ -184,6 +184,12 @@ class SessionReader(_StoredChecks, _SessionViews):
         return self._attr("resume_count", int, default=0)
 
     @property
+    def sample(self) -> str:
+        """The session's sample label (``micropl label``, ``survey --sample``); "" if none."""
+        value = self._h5.attrs.get("sample", "")
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    @property
     def config_text(self) -> str:
         """The setup configuration (YAML text)."""
         return self._text("config_text")
@@ -407,6 +413,8 @@ class SessionReader(_StoredChecks, _SessionViews):
                       software_version=self.software_version,
                       resume_count=self.resume_count + 1)
         dst.attrs["resumed_by_version"] = __version__
+        if "sample" in src.attrs:  # the sample label (micropl label) survives a resume
+            dst.attrs["sample"] = src.attrs["sample"]
         if truth is not None:
             for name, ds in src["truth"].items():
                 for key, value in ds.attrs.items():

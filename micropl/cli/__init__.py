@@ -44,6 +44,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "micropl.cli.simulate",
     "micropl.cli.replay",
     "micropl.cli.gui",
+    "micropl.cli.reanalyze",
+    "micropl.cli.stats",
+    "micropl.cli.label",
 )
 
 

@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument("--max-qds", type=int, help="largest number of QDs measured")
             parser.add_argument("--resume", metavar="FILE", type=Path,
                                 help="continue the survey in FILE at the first QD not measured")
+            parser.add_argument("--sample", metavar="NAME",
+                                help="sample label stored in the session file (editable later "
+                                     "with 'micropl label')")
         parser.set_defaults(func=run_command, procedure=name)
     demo = subparsers.add_parser(
         "demo", help="run a fast survey on the simulated setup and write a report",
@@ -99,6 +102,10 @@ _OUT_HINT = "choose another --out (or --resume it)"
 
 def run_command(args: argparse.Namespace) -> int:
     resume = getattr(args, "resume", None)
+    if getattr(args, "sample", None) is not None:
+        from micropl.reanalysis.labels import check_label
+
+        args.sample = check_label(args.sample)  # refused before any instrument is opened
     extra: dict[str, Any] = {}
     if getattr(args, "max_qds", None) is not None:
         extra["max_qds"] = args.max_qds
@@ -115,7 +122,16 @@ def run_command(args: argparse.Namespace) -> int:
     procedure = build_procedure(args.procedure, args.param, extra)
     _refuse_overwrite(args.out)
     result = execute(procedure, args.config, args.out, fast=args.fast, quiet=args.json)
+    _label(args, args.out)
     return _finish(args, result)
+
+
+def _label(args: argparse.Namespace, path: Path) -> None:
+    """Store ``--sample`` in the closed session file (one attribute)."""
+    if getattr(args, "sample", None) is not None:
+        from micropl.reanalysis.labels import write_sample
+
+        write_sample(path, args.sample)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -164,6 +180,7 @@ def _resume(args: argparse.Namespace, path: Path, extra: dict[str, Any]) -> int:
             if not args.json:
                 note = f"; {closed} interrupted run(s) closed" if closed else ""
                 sys.stderr.write(f"{path}: every selected QD is already measured{note}\n")
+            _label(args, path)
             args.out = path
             return _finish(args, None)
         if not args.json:
@@ -174,6 +191,7 @@ def _resume(args: argparse.Namespace, path: Path, extra: dict[str, Any]) -> int:
                          resume=True, config_text=text, resume_lock=lock)
     finally:
         lock.release()
+    _label(args, path)
     args.out = path
     return _finish(args, result)
 
