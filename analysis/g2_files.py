@@ -24,7 +24,7 @@ from micropl.errors import AnalysisInputError, FileFormatError
 
 __all__ = ["DEFAULT_BIN_PS", "DEFAULT_WINDOW_PS", "MAX_PAIRS", "MAX_TAIL_TAGS",
            "check_replay_rate", "correlate_ptu_stream", "is_ptu_file",
-           "pulsed_rate_and_window"]
+           "pulsed_rate_and_window", "tag_file_kind"]
 
 #: Correlation bin width of tag files when none is given, ps.
 DEFAULT_BIN_PS = 64
@@ -52,6 +52,36 @@ def is_ptu_file(path: Path) -> bool:
     except IsADirectoryError as exc:
         raise FileFormatError(f"{path}: is a directory") from exc
     return magic == PTU_MAGIC or path.suffix.lower() == ".ptu"
+
+
+def tag_file_kind(path: Path) -> str:
+    """How ``micropl analyze g2`` reads ``path``, by its content.
+
+    Returns
+    -------
+    {"ptu-t2", "ptu-t3", "ttbin", "histogram"}
+        PTU files by their record type; ``.ttbin`` by its suffix (Swabian's format
+        has no published magic); anything else is a histogram (PHU or text).
+
+    Raises
+    ------
+    FileFormatError
+        A directory; a corrupt PTU header; a ``.ttbin`` file without the ``swabian``
+        extra; a legacy PicoQuant file (one line naming the converter).
+    """
+    from micropl.analysis.formats.legacy import refuse_known_binary
+    from micropl.analysis.formats.ttbin import require_swabian
+    from micropl.ptu import T3_RECORD_TYPES
+
+    if is_ptu_file(path):
+        header = read_ptu_header(path, allow_t3=True)
+        return "ptu-t3" if header.record_type in T3_RECORD_TYPES else "ptu-t2"
+    if path.suffix.lower() == ".ttbin":
+        require_swabian(path)
+        return "ttbin"
+    with open(path, "rb") as fh:
+        refuse_known_binary(path, fh.read(64), what="histogram")
+    return "histogram"
 
 
 def pulsed_rate_and_window(path: Path, header: PtuHeader, rep_rate_hz: float | None,
