@@ -320,7 +320,8 @@ class T3Decoded:
         Delay of each photon after that sync pulse, in units of the TCSPC resolution
         (``MeasDesc_Resolution``).
     channel : ndarray of uint8, shape (n,)
-        micropl input channel, 1-based (record channel field + 1).
+        micropl input channel, 1-based (the record's channel field + 1; PicoHarp T3:
+        the field, 1–4).
     marker_nsync : ndarray of int64, shape (k,)
         Sync numbers of marker records.
     marker_bits : ndarray of uint8, shape (k,)
@@ -373,8 +374,10 @@ def decode_t3_records(records_uint32: np.ndarray, record_type: int, *,
     -----
     Record layouts (PicoQuant spec):
 
-    * PicoHarp T3: bits 28–31 channel, 16–27 dtime, 0–15 nsync. Channel 15 is special:
-      dtime 0 is an overflow of 65 536 syncs, otherwise the low 4 dtime bits are markers.
+    * PicoHarp T3: bits 28–31 channel, 16–27 dtime, 0–15 nsync. Photons have channel
+      1–4 (the router inputs; micropl channel = field, unlike T2's field + 1). Channel
+      15 is special: dtime 0 is an overflow of 65 536 syncs, otherwise the low 4 dtime
+      bits are markers. Other channel values are skipped as unknown.
     * HydraHarp/TimeHarp 260/Generic T3: bit 31 special, 25–30 channel, 10–24 dtime,
       0–9 nsync. Special with channel 63 is an overflow: HydraHarp v1 adds 1024 syncs
       per record, the others ``nsync × 1024`` (a field of 0 counts as one). Special
@@ -393,13 +396,14 @@ def decode_t3_records(records_uint32: np.ndarray, record_type: int, *,
         chan = (rec >> np.uint32(28)).astype(np.int64)
         dtime = ((rec >> np.uint32(16)) & np.uint32(0x0FFF)).astype(np.int64)
         nsync = (rec & np.uint32(0xFFFF)).astype(np.int64)
-        special = chan == 15
-        is_ovf = special & (dtime == 0)
-        is_marker = special & (dtime != 0)
+        # photons on router channels 1–4 (micropl channel = field), 15 special
+        special = (chan == 0) | (chan > 4)
+        is_ovf = (chan == 15) & (dtime == 0)
+        is_marker = (chan == 15) & (dtime != 0)
         increment = np.where(is_ovf, _PH_T3_WRAP, 0)
         marker_bits = dtime & 0xF
-        is_unknown = np.zeros(rec.size, dtype=bool)
-        out_chan = chan + 1
+        is_unknown = special & (chan != 15)
+        out_chan = chan
     else:
         spec = (rec >> np.uint32(31)).astype(bool)
         chan = ((rec >> np.uint32(25)) & np.uint32(0x3F)).astype(np.int64)
