@@ -15,6 +15,7 @@ import numpy as np
 from ptu_writer import TY_EMPTY8, tag
 
 HH2T3 = 0x01010304
+HH1T3 = 0x00010304
 PHT3 = 0x00010303
 
 
@@ -24,6 +25,8 @@ def encode_t3(nsync: np.ndarray, dtime: np.ndarray, channel: np.ndarray,
     out: list[int] = []
     if record_type == PHT3:
         wrap, per_record = 65_536, 1
+    elif record_type == HH1T3:  # v1: every overflow record stands for one wrap
+        wrap, per_record = 1_024, 1
     else:
         wrap, per_record = 1_024, 1_023
     wraps = 0
@@ -34,7 +37,7 @@ def encode_t3(nsync: np.ndarray, dtime: np.ndarray, channel: np.ndarray,
             k = min(need, per_record)
             if record_type == PHT3:
                 out.append(15 << 28)  # channel 15, dtime 0: one overflow
-            else:
+            else:  # (v1 ignores the count field)
                 out.append((1 << 31) | (63 << 25) | k)
             wraps += k
             need -= k
