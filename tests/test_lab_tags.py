@@ -9,7 +9,6 @@ and its lifetime with the generator's truth.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
