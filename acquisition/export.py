@@ -211,7 +211,9 @@ def number_text(value) -> str:
     ('18.1', '3', '0.30000000000000004')
     """
     x = float(value)
-    if math.isfinite(x) and x.is_integer() and abs(x) < 2**53:
+    if x == 0 and math.copysign(1.0, x) < 0:
+        return "-0"
+    if math.isfinite(x) and x.is_integer() and abs(x) < 1e16:  # repr: "123.0"
         return str(int(x))
     return repr(x)
 
