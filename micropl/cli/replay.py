@@ -18,7 +18,7 @@ from typing import Any
 from micropl.acquisition import logs
 from micropl.acquisition.live import AnalysisSettings
 from micropl.acquisition.replay import Replay, check_source, open_replay, replay_source_of
-from micropl.analysis.g2 import G2Result
+from micropl.analysis.g2 import G2Result, histogram_bins
 from micropl.cli import UsageError
 from micropl.cli.output import print_json
 from micropl.errors import FileFormatError
@@ -173,7 +173,8 @@ def _print_g2(args: argparse.Namespace, source: rp.ReplaySource, result: G2Resul
             "duration_s": duration, "sync_rate_hz": data.sync_rate_hz, "window_ps": window_ps,
             "rate_a_hz": n_a / duration if duration > 0 else float("nan"),
             "rate_b_hz": n_b / duration if duration > 0 else float("nan"),
-            "bin_ps": analysis.g2_bin_ps}
+            "bin_ps": analysis.g2_bin_ps, "format": "ptu-t2", "exposure_s": duration,
+            "n_points": histogram_bins(analysis.g2_bin_ps, window_ps)[0]}
     # The live core is given the rate; say where the replay laser got it.
     origin = "user" if args.rep_rate_hz is not None else "header"
     result = dataclasses.replace(result, period_source=origin)
