@@ -258,7 +258,8 @@ def read_ptu_header(path: str | os.PathLike[str], *, allow_t3: bool = False) -> 
     if magic != PTU_MAGIC:
         if magic.startswith(b"PQ"):
             raise FileFormatError(
-                f"{name}: PicoQuant file of type {magic.rstrip(bytes(1)).decode('ascii', 'replace')}"
+                f"{name}: PicoQuant file of type "
+                f"{magic.rstrip(bytes(1)).decode('ascii', 'replace').encode('unicode_escape').decode()}"
                 ", not a PTU time-tag file")
         raise FileFormatError(f"{name}: not a PTU file (magic {magic[:8]!r})")
     if size < 16 + 48:

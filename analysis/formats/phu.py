@@ -76,7 +76,8 @@ def _tags(path: Path, head: bytes) -> tuple[dict, int]:
         tags, offset = dict(pq.tags), int(pq._data_offset)
         pq.close()
     except (ptufile.PqFileError, ValueError, OSError, MemoryError, OverflowError,
-            UnicodeDecodeError, struct.error, KeyError) as exc:
+            UnicodeDecodeError, struct.error, KeyError,
+            UnboundLocalError) as exc:  # ptufile 2026.2 on a header cut inside a tag
         raise FileFormatError(f"{path}: corrupt or truncated PHU header ({exc})") from None
     finally:
         logger.setLevel(level)
@@ -116,6 +117,8 @@ def read_phu(path: Path, curve: int | None = None) -> PhuCurve:
         head = fh.read(MAX_PHU_HEADER_BYTES)
     if not head.startswith(PHU_MAGIC):
         raise FileFormatError(f"{path}: not a PicoQuant PHU file")
+    if size < 16 + 48:
+        raise FileFormatError(f"{path}: truncated PHU header ({size} bytes)")
     tags, _ = _tags(path, head)
     try:
         n_curves = int(tags.get("HistoResult_NumberOfCurves", 0))
