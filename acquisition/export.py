@@ -323,7 +323,7 @@ def export_summary(reader: SessionReader, out_dir: str | os.PathLike[str],
     out = _out_dir(Path(out_dir))
     qds = _plain(session_summary(reader)["qds"])
     rows = [_flat(q) for q in qds]
-    columns: list[str] = []
+    columns: list[str] = [] if rows else ["id", "run_id", "x_um", "y_um", "status", "reason"]
     for row in rows:
         columns += [k for k in row if k not in columns]
     written = []

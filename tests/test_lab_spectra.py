@@ -175,6 +175,18 @@ def test_asc_kinetic_columns_are_frames_and_text_extra_columns_ignored(tmp_path)
     np.testing.assert_array_equal(read_spectra(tmp_path / "k.csv").counts, frames[:1])
 
 
+def test_decimal_commas_in_tab_or_semicolon_columns(tmp_path):
+    wl = np.linspace(900, 950, 40)
+    counts = _lorentz_frames(wl, 1)[0]
+    for sep in ("\t", ";"):
+        path = tmp_path / "de.asc"
+        path.write_text("".join(f"{float(w)!r}{sep}{c}\n".replace(".", ",")
+                                for w, c in zip(wl, counts)))
+        series = read_spectra(path)
+        np.testing.assert_array_equal(series.wavelength_nm, wl)
+        np.testing.assert_array_equal(series.counts[0], counts)
+
+
 @pytest.mark.parametrize("text,fragment", [
     ("h1\nh2\n500,1\n501,2\n502,3\nfooter: x\n503,4\n", "line 6 is not numeric"),
     ("500,1,1\n501,2,2\n502,3\n", "line 3 has 2 columns"),

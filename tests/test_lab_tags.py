@@ -197,7 +197,7 @@ def test_lying_or_truncated_phu_is_one_line(tmp_path, capsys, lie):
     assert code == 2 and "PHU" in err
 
 
-@pytest.mark.parametrize("style", ["labels-ns", "fitmydata", "tabs-ps"])
+@pytest.mark.parametrize("style", ["labels-ns", "fitmydata", "tabs-ps", "decimal-comma"])
 def test_histogram_in_rows_equals_columns(tmp_path, capsys, style):
     counts = _hbt_counts(4, n_bins=1024, bin_ps=128.0)
     delay_ns = (np.arange(counts.size) - 512) * 0.128
@@ -211,6 +211,9 @@ def test_histogram_in_rows_equals_columns(tmp_path, capsys, style):
     elif style == "fitmydata":
         rows.write_text("# FitMyData export\n" + " ".join(repr(float(d)) for d in delay_ns)
                         + "\n" + " ".join(str(c) for c in counts) + "\n")
+    elif style == "decimal-comma":
+        rows.write_text("\t".join(repr(float(d)).replace(".", ",") for d in delay_ns) + "\n"
+                        + "\t".join(str(c) for c in counts) + "\n")
     else:
         rows.write_text("tau_ps\t" + "\t".join(str(int(round(d * 1000))) for d in delay_ns)
                         + "\ncounts\t" + "\t".join(str(c) for c in counts) + "\n")

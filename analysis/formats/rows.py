@@ -27,6 +27,9 @@ MAX_ROWS = 64
 
 
 def _fields(line: str) -> list[str]:
+    if "\t" in line or ";" in line:  # tab/semicolon rows: a comma is a decimal comma
+        return [f.replace(",", ".", 1) if f.count(",") == 1 else f
+                for f in re.split(r"[;\s]+", line) if f]
     return [f for f in _SPLIT.split(line) if f]
 
 

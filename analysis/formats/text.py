@@ -5,7 +5,8 @@ Rules (one line naming the file and the line for every refusal):
 * lines before the first row of numbers are a header, however many there are;
   ``#`` lines are comments anywhere;
 * columns are separated by commas, semicolons, tabs or spaces: wavelength (nm)
-  first, counts second;
+  first, counts second; in rows separated by tabs or semicolons a comma is a decimal
+  comma (``405,23318<TAB>280099``, as Andor Solis writes in a German locale);
 * after the data, lines that are not numbers are a footer (Andor Solis writes its
   acquisition settings there: ``Exposure Time (secs): 0.1``); a row of numbers after
   such a line is refused, naming the first line that is not numeric;
@@ -32,6 +33,7 @@ from micropl.errors import FileFormatError
 __all__ = ["ANDOR_KEYS", "read_text_spectra"]
 
 _SPLIT = re.compile(r"[,;\s]+")
+_SPLIT_NO_COMMA = re.compile(r"[;\s]+")
 _KEY = re.compile(r"^([^:]{1,80}):\s*(.*)$")
 #: Footer keys that mark an Andor Solis export.
 ANDOR_KEYS = ("Exposure Time (secs)", "Acquisition Mode", "Software Version",
@@ -39,7 +41,11 @@ ANDOR_KEYS = ("Exposure Time (secs)", "Acquisition Mode", "Software Version",
 
 
 def _numbers(line: str) -> list[float] | None:
-    fields = [f for f in _SPLIT.split(line) if f]
+    if "\t" in line or ";" in line:  # tab/semicolon columns: a comma is a decimal comma
+        fields = [f.replace(",", ".", 1) if f.count(",") == 1 else f
+                  for f in _SPLIT_NO_COMMA.split(line) if f]
+    else:
+        fields = [f for f in _SPLIT.split(line) if f]
     try:
         return [float(f) for f in fields]
     except ValueError:
