@@ -166,3 +166,21 @@ def test_export_lists_every_file_as_json(session, tmp_path, capsys):
     assert [Path(p).name for p in files["summary"]] == ["qd_summary.csv", "qd_summary.json"]
     code, _, err = _cli(capsys, "export", session["path"], "--csv", tmp_path / "c")
     assert code == 2 and err.count("\n") == 1  # never overwrites
+
+
+def test_ptu_writer_refuses_an_acquisition_time_before_the_last_tag(tmp_path):
+    from micropl.analysis.ptu_write import write_ptu_t2
+    from micropl.errors import AnalysisInputError
+
+    t = np.array([0, 10**12, 2 * 10**12], dtype=np.int64)
+    with pytest.raises(AnalysisInputError, match="ends before the last tag"):
+        write_ptu_t2(tmp_path / "a.ptu", t, np.array([1, 2, 1]), sync_rate_hz=1e7,
+                     acquisition_time_s=1.5)
+    with pytest.raises(AnalysisInputError, match="must be >= 0"):
+        write_ptu_t2(tmp_path / "a.ptu", t, np.array([1, 2, 1]), sync_rate_hz=1e7,
+                     acquisition_time_s=float("nan"))
+    write_ptu_t2(tmp_path / "a.ptu", t, np.array([1, 2, 1]), sync_rate_hz=1e7,
+                 acquisition_time_s=30.0)
+    ptufile = pytest.importorskip("ptufile")
+    with ptufile.PtuFile(tmp_path / "a.ptu") as f:
+        assert f.tags["MeasDesc_AcquisitionTime"] == 30_000
