@@ -242,3 +242,21 @@ def test_ttbin_without_the_vendor_extra_names_it(tmp_path, capsys):
     assert "Swabian .ttbin" in err and "pip install 'micropl[swabian]'" in err
     code, _, err = _cli(capsys, "analyze", "spectrum", path)
     assert code == 2 and "Swabian .ttbin" in err
+
+
+def test_real_histogram_written_in_rows_gives_the_columns_g2(shared_data, tmp_path, capsys):
+    """A real HBT measurement (snapshots in columns) re-laid out as FitMyData rows."""
+    from micropl.analysis.tags import read_histogram_file
+
+    src = shared_data / "sps-quality" / "g2_pulsed80MHz_10uW_12000cps.tsv"
+    hist = read_histogram_file(src)
+    rows = tmp_path / "rows.txt"
+    rows.write_text(" ".join(repr(float(t / 1000)) for t in hist.tau_ps) + "\n"
+                    + " ".join(str(int(c)) for c in hist.counts)
+                    + "\n")
+    _, ref, _ = _cli(capsys, "analyze", "g2", src, "--rep-rate", "80e6", "--json")
+    _, out, _ = _cli(capsys, "analyze", "g2", rows, "--rep-rate", "80e6", "--json")
+    assert (ref["format"], out["format"]) == ("text", "text-rows")
+    assert out["n_points"] == ref["n_points"] == hist.tau_ps.size
+    for key in ("g2_0", "g2_0_err", "g2_0_bgcorr", "g2_0_bgcorr_err"):
+        assert out[key] == pytest.approx(ref[key], rel=1e-12), key
