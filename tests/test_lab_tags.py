@@ -260,3 +260,57 @@ def test_real_histogram_written_in_rows_gives_the_columns_g2(shared_data, tmp_pa
     assert out["n_points"] == ref["n_points"] == hist.tau_ps.size
     for key in ("g2_0", "g2_0_err", "g2_0_bgcorr", "g2_0_bgcorr_err"):
         assert out[key] == pytest.approx(ref[key], rel=1e-12), key
+
+
+def test_ttbin_through_a_stand_in_vendor_reader(tmp_path, capsys, monkeypatch):
+    """The .ttbin path with a stand-in ``TimeTagger.FileReader`` (the vendor API): the
+    g² equals that of the same tags in a PTU file; overflow records are not tags."""
+    import sys
+    import types
+
+    from ptu_writer import write_t2
+
+    nsync, dtime, chan = _source(n_pulses=400_000)
+    t = nsync * PERIOD_PS + dtime * RES_PS
+    kinds = np.zeros(t.size, dtype=np.int8)
+    t_all = np.concatenate([t, [t[-1] // 2]])
+    ch_all = np.concatenate([chan, [1]])
+    kind_all = np.concatenate([kinds, [2]])  # an overflow-begin record, not a photon
+    order = np.argsort(t_all, kind="stable")
+
+    class Buffer:
+        def __init__(self, sl):
+            self.sl = sl
+
+        def getTimestamps(self):
+            return t_all[order][self.sl]
+
+        def getChannels(self):
+            return ch_all[order][self.sl]
+
+        def getEventTypes(self):
+            return kind_all[order][self.sl]
+
+    class FileReader:
+        def __init__(self, name):
+            assert name == str(path)
+            self.at = 0
+
+        def hasData(self):
+            return self.at < t_all.size
+
+        def getData(self, n):
+            sl = slice(self.at, min(self.at + 5000, self.at + int(n)))
+            self.at = sl.stop
+            return Buffer(sl)
+
+    monkeypatch.setitem(sys.modules, "TimeTagger", types.SimpleNamespace(FileReader=FileReader))
+    path = tmp_path / "run.ttbin"
+    path.write_bytes(b"stand-in")
+    code, out, err = _cli(capsys, "analyze", "g2", path, "--rep-rate", "80e6", "--json")
+    assert code == 0 and out["format"] == "ttbin", err
+    ptu = write_t2(tmp_path / "same.ptu", t, chan, sync_rate_hz=80_000_000)
+    _, ref, _ = _cli(capsys, "analyze", "g2", ptu, "--json")
+    assert out["n_tags_a"] + out["n_tags_b"] == t.size
+    for key in ("g2_0", "g2_0_err", "n_points"):
+        assert out[key] == ref[key], key
