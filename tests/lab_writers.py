@@ -105,8 +105,13 @@ _SPE3_FORMATS = {"<u2": ("MonochromeUnsigned16", 3), "<u4": ("MonochromeUnsigned
 
 def write_spe3(path: Path, frames: np.ndarray, wavelength_nm: np.ndarray | None, *,
                exposure_ms: float = 500.0, dtype: str = "<u2", count_claim: int | None = None,
-               footer_offset_claim: int | None = None) -> Path:
-    """A LightField SPE 3.0 file of spectra (frames × pixels) with an XML footer."""
+               footer_offset_claim: int | None = None, n_regions: int = 1,
+               roi_x: int = 0) -> Path:
+    """A LightField SPE 3.0 file of spectra (frames × pixels) with an XML footer.
+
+    ``wavelength_nm`` may cover the whole sensor, the region starting at column
+    ``roi_x``; ``n_regions`` > 1 declares that many regions (a file micropl refuses).
+    """
     frames = np.atleast_2d(np.asarray(frames)).astype(dtype)
     n, width = frames.shape
     fmt, code = _SPE3_FORMATS[dtype]
@@ -129,12 +134,14 @@ def write_spe3(path: Path, frames: np.ndarray, wavelength_nm: np.ndarray | None,
     count = n if count_claim is None else count_claim
     xml = ('<SpeFormat version="3.0" xmlns="http://www.princetoninstruments.com/spe/2009">'
            f'<DataFormat><DataBlock type="Frame" count="{count}" pixelFormat="{fmt}" '
-           f'size="{stride}" stride="{stride}"><DataBlock type="Region" count="1" '
-           f'width="{width}" height="1" size="{stride}" stride="{stride}" /></DataBlock>'
+           f'size="{stride}" stride="{stride}">' + n_regions * (
+               '<DataBlock type="Region" count="1" '
+               f'width="{width}" height="1" size="{stride}" stride="{stride}" />')
+           + '</DataBlock>'
            f'</DataFormat>{calib}<DataHistories><DataHistory><Origin><Experiment>'
            '<Devices><Cameras><Camera><ShutterTiming><ExposureTime type="Double">'
            f'{exposure_ms!r}</ExposureTime></ShutterTiming><ReadoutControl>'
-           '<RegionsOfInterest><CustomRegions><RegionOfInterest id="0" x="0" '
+           f'<RegionsOfInterest><CustomRegions><RegionOfInterest id="0" x="{roi_x}" '
            f'width="{width}" xBinning="1" y="0" height="1" yBinning="1" /></CustomRegions>'
            '</RegionsOfInterest></ReadoutControl></Camera></Cameras></Devices>'
            '</Experiment></Origin></DataHistory></DataHistories></SpeFormat>')

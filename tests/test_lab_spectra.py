@@ -146,6 +146,16 @@ def test_spe_without_calibration_names_format_and_flag(tmp_path, capsys):
         assert out["peak_wavelength_nm"] == pytest.approx(925.0, abs=0.5)
 
 
+def test_spe3_region_of_a_sensor_wide_calibration_and_two_regions(tmp_path, capsys):
+    sensor = np.linspace(880.0, 980.0, 400)  # one wavelength per sensor column
+    frames = _lorentz_frames(sensor[100:300], 1)
+    series = read_spectra(write_spe3(tmp_path / "roi.spe", frames, sensor, roi_x=100))
+    np.testing.assert_array_equal(series.wavelength_nm, sensor[100:300])
+    path = write_spe3(tmp_path / "two.spe", frames, sensor[100:300], n_regions=2)
+    code, _, err = _cli(capsys, "analyze", "spectrum", str(path))
+    assert code == 2 and "SPE 3.0 with 2 regions of interest" in err
+
+
 # --------------------------------------------------------------------- text and ASC
 def test_text_with_a_long_header_and_an_andor_footer(tmp_path):
     wl = np.linspace(900, 950, 50)
