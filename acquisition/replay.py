@@ -250,9 +250,9 @@ def replay_source_of(setup: Any) -> rp.ReplaySource:
 def check_source(path: Path) -> str:
     """``"session"`` or ``"ptu"``; raises FileFormatError (one line) for anything else.
 
-    Replay serves session files and PTU T2 tags. A file micropl reads but does not
-    replay (PTU T3, PHU, SIF, SPE, legacy PicoQuant, ``.ttbin``) gets one line naming
-    its format and the command that analyses it.
+    Replay serves session files and PTU tags (T2, and T3 as absolute times). A file
+    micropl reads but does not replay (PHU, SIF, SPE, legacy PicoQuant, ``.ttbin``)
+    gets one line naming its format and the command that analyses it.
     """
     _refuse_analysis_only(path)
     kind = rp.file_kind(path)
@@ -266,7 +266,7 @@ def check_source(path: Path) -> str:
 
         # The header only: the records are decoded once by the pre-flight correlation
         # and once when the source is served, each refusing bad records in one line.
-        read_ptu_header(path)
+        read_ptu_header(path, allow_t3=True)
     return kind
 
 
@@ -281,18 +281,10 @@ def _refuse_analysis_only(path: Path) -> None:
         return  # file_kind names the problem
     with open(path, "rb") as fh:
         head = fh.read(SPE_HEADER_BYTES)
-    analyse = "replay serves micropl session files and PTU T2 tags"
+    analyse = "replay serves micropl session files and PTU time tags"
     legacy = legacy_picoquant(path, head)
     if legacy is not None:
         raise FileFormatError(legacy)
-    if head.startswith(b"PQTTTR"):
-        from micropl.analysis.tags import read_ptu_header
-        from micropl.ptu import T3_RECORD_TYPES
-
-        if read_ptu_header(path, allow_t3=True).record_type in T3_RECORD_TYPES:
-            raise FileFormatError(f"{path}: PTU T3 file; {analyse}: analyse it with "
-                                  "`micropl analyze g2` (g² and lifetime)")
-        return
     if head.startswith(b"PQHISTO"):
         raise FileFormatError(f"{path}: PicoQuant PHU histogram file; {analyse}: analyse "
                               "it with `micropl analyze g2`")

@@ -141,10 +141,9 @@ def test_t3_refusals_are_one_line(tmp_path, capsys):
         assert code == 2 and err.count("\n") == 1 and str(path) in err, (name, err)
         with pytest.raises(FileFormatError):
             read_t3_header(path)
-    good = write_t3(tmp_path / "ok.ptu", nsync, dtime, chan, period_s=12.5e-9,
-                    resolution_s=16e-12)
-    code, _, err = _cli(capsys, "replay", good)
-    assert code == 2 and "PTU T3 file" in err and "micropl analyze g2" in err
+    for name in ("truncated", "image"):  # replay refuses them in one line too
+        code, _, err = _cli(capsys, "replay", cases[name], "--out", tmp_path / f"{name}.h5")
+        assert code == 2 and err.count("\n") == 1 and str(cases[name]) in err, (name, err)
 
 
 # --------------------------------------------------------------------- PHU and rows
@@ -314,3 +313,26 @@ def test_ttbin_through_a_stand_in_vendor_reader(tmp_path, capsys, monkeypatch):
     assert out["n_tags_a"] + out["n_tags_b"] == t.size
     for key in ("g2_0", "g2_0_err", "n_points"):
         assert out[key] == ref[key], key
+
+
+def test_replay_of_a_t3_file_gives_what_analyze_g2_gives(tmp_path, capsys):
+    """Replay serves a T3 file's photons on their absolute times; its JSON (g², lifetime)
+    is analyze g2's, and the stored tags are the generator's absolute times."""
+    from micropl.acquisition.storage import SessionReader
+
+    nsync, dtime, chan = _source(n_pulses=800_000)
+    path = write_t3(tmp_path / "qd.ptu", nsync, dtime, chan, period_s=PERIOD_PS * 1e-12,
+                    resolution_s=RES_PS * 1e-12)
+    code, analyzed, err = _cli(capsys, "analyze", "g2", path, "--json")
+    assert code == 0, err
+    out = tmp_path / "replayed.h5"
+    code, replayed, err = _cli(capsys, "replay", path, "--json", "--out", out)
+    assert code == 0, err
+    assert replayed == analyzed
+    assert replayed["format"] == "ptu-t3" and "lifetime_ns" in replayed
+    t_abs = nsync * PERIOD_PS + dtime * RES_PS
+    with SessionReader(out) as reader:
+        tags, channels = reader.tags(kind="g2")
+    order = np.lexsort((chan, t_abs))
+    np.testing.assert_array_equal(np.sort(tags), np.sort(t_abs))
+    assert np.array_equal(np.bincount(channels), np.bincount(chan[order]))

@@ -26,16 +26,18 @@ import numpy as np
 from micropl.analysis.g2 import G2Accumulator
 from micropl.analysis.tags import (
     MAX_CHANNEL_DISORDER_PS,
+    MAX_PTU_RECORDS_IN_MEMORY,
     MAX_PTU_SPAN_S,
     PTU_BLOCK_RECORDS,
     PtuHeader,
+    TagData,
     read_ptu_header,
 )
 from micropl.errors import AnalysisInputError, FileFormatError
 from micropl.ptu import T3_RECORD_TYPES, T3Decoded, T3StreamDecoder
 
 __all__ = ["MAX_DECAY_BINS", "T3Timing", "correlate_t3_stream", "iter_ptu_t3",
-           "read_t3_header", "t3_decay"]
+           "read_ptu_t3_tags", "read_t3_header", "t3_decay", "t3_lifetime_info"]
 
 #: Most bins of a T3 decay histogram (the delay bins are merged to stay below).
 MAX_DECAY_BINS = 4096
@@ -211,3 +213,57 @@ def _absolute_ps(dec: T3Decoded, timing: T3Timing) -> np.ndarray:
     if abs(timing.period_ps - period) <= 1e-9 * timing.period_ps:
         return dec.nsync * np.int64(period) + delay
     return np.rint(dec.nsync.astype(np.float64) * timing.period_ps).astype(np.int64) + delay
+
+
+def t3_lifetime_info(header: PtuHeader, timing: T3Timing, channels: tuple[int, int]) -> dict:
+    """The PL decay of a T3 file's photons and its lifetime fit, JSON-ready.
+
+    The one summary of a T3 file's decay that ``micropl analyze g2`` and ``micropl
+    replay`` print: ``t3_resolution_ps``, ``decay_bin_ps``, ``lifetime_ns``,
+    ``lifetime_err_ns`` (1σ, :func:`~micropl.analysis.lifetime.fit_decay`) and
+    ``lifetime_fit_success``.
+    """
+    from micropl.analysis.lifetime import fit_decay
+
+    t_ps, decay, decay_bin_ps = t3_decay(header, timing, channels)
+    fit = fit_decay(t_ps, decay, timing.period_ps)
+    return {"t3_resolution_ps": timing.resolution_ps, "decay_bin_ps": decay_bin_ps,
+            "lifetime_ns": float(fit.tau_ns[0]), "lifetime_err_ns": float(fit.tau_err_ns[0]),
+            "lifetime_fit_success": bool(fit.success)}
+
+
+def read_ptu_t3_tags(path, *, max_records: int = MAX_PTU_RECORDS_IN_MEMORY) -> TagData:
+    """A T3 file's photons as time tags (absolute times, ps), as a T2 file gives them.
+
+    Times are ``nsync × period + dtime × resolution``; the sync rate is ``1 / period``;
+    the duration is the last record's sync number × period. The tags are sorted by time
+    (within a sync period, photons of different channels may come in any order).
+
+    Raises
+    ------
+    FileFormatError
+        As :func:`read_t3_header` and :func:`iter_ptu_t3`; more than ``max_records``.
+    """
+    from micropl.ptu import T3_RECORD_TYPES
+
+    header, timing = read_t3_header(path)
+    if header.n_records > max_records:
+        raise FileFormatError(
+            f"{header.path}: {header.n_records} records, more than the {max_records} micropl "
+            "reads into memory; `micropl analyze g2` streams files of any size")
+    t_parts, c_parts, n_markers, end = [], [], 0, 0
+    for dec in iter_ptu_t3(header):
+        t_parts.append(_absolute_ps(dec, timing))
+        c_parts.append(dec.channel)
+        n_markers += int(dec.marker_nsync.size)
+        end = dec.end_nsync
+    t_ps = np.concatenate(t_parts) if t_parts else np.zeros(0, np.int64)
+    channel = np.concatenate(c_parts) if c_parts else np.zeros(0, np.uint8)
+    order = np.argsort(t_ps, kind="stable")
+    return TagData(t_ps=t_ps[order], channel=channel[order], sync_rate_hz=timing.sync_rate_hz,
+                   resolution_ps=timing.resolution_ps,
+                   duration_s=end * timing.period_ps * 1e-12,
+                   header_duration_s=header.header_duration_s,
+                   record_type=T3_RECORD_TYPES[header.record_type],
+                   n_records=header.n_records, n_markers=n_markers, n_overflows=0,
+                   path=header.path, tags=header.tags)

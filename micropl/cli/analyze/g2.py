@@ -164,9 +164,12 @@ def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
 
 def _correlate_t3(args: argparse.Namespace, path: Path, info: dict):
     """A T3 file: g² on absolute times, and the decay of the delays after the sync."""
-    from micropl.analysis.formats.t3 import correlate_t3_stream, read_t3_header, t3_decay
+    from micropl.analysis.formats.t3 import (
+        correlate_t3_stream,
+        read_t3_header,
+        t3_lifetime_info,
+    )
     from micropl.analysis.g2_files import MAX_PAIRS, MAX_TAIL_TAGS
-    from micropl.analysis.lifetime import fit_decay
     from micropl.ptu import T3_RECORD_TYPES
 
     header, timing = read_t3_header(path)
@@ -181,8 +184,6 @@ def _correlate_t3(args: argparse.Namespace, path: Path, info: dict):
     acc, _, duration_s = correlate_t3_stream(header, timing, ch_a, ch_b, bin_ps, window_ps,
                                              max_pairs=MAX_PAIRS, max_tail=MAX_TAIL_TAGS)
     tau_ps, counts = acc.result()
-    t_ps, decay, decay_bin_ps = t3_decay(header, timing, (ch_a, ch_b))
-    fit = fit_decay(t_ps, decay, timing.period_ps)
     n_a, n_b = acc.n_tags_a, acc.n_tags_b
     info.update(kind="ptu", format="ptu-t3", exposure_s=duration_s,
                 record_type=T3_RECORD_TYPES[header.record_type], channels=[ch_a, ch_b],
@@ -190,9 +191,7 @@ def _correlate_t3(args: argparse.Namespace, path: Path, info: dict):
                 duration_s=duration_s, sync_rate_hz=timing.sync_rate_hz, window_ps=window_ps,
                 rate_a_hz=n_a / duration_s if duration_s > 0 else float("nan"),
                 rate_b_hz=n_b / duration_s if duration_s > 0 else float("nan"),
-                t3_resolution_ps=timing.resolution_ps, decay_bin_ps=decay_bin_ps,
-                lifetime_ns=float(fit.tau_ns[0]), lifetime_err_ns=float(fit.tau_err_ns[0]),
-                lifetime_fit_success=bool(fit.success))
+                **t3_lifetime_info(header, timing, (ch_a, ch_b)))
     if counts.sum() == 0:
         raise AnalysisInputError(
             f"{path}: no coincidences between channels {ch_a} and {ch_b} within ±{window_ps} ps")
