@@ -237,7 +237,9 @@ def read_ptu_t3_tags(path, *, max_records: int = MAX_PTU_RECORDS_IN_MEMORY) -> T
 
     Times are ``nsync × period + dtime × resolution``; the sync rate is ``1 / period``;
     the duration is the last record's sync number × period. The tags are sorted by time
-    (within a sync period, photons of different channels may come in any order).
+    (within a sync period, photons of different channels may come in any order): each
+    block is sorted, and the overlap where two blocks meet, so memory stays that of the
+    tags (9 bytes per record, as :func:`~micropl.analysis.tags.read_ptu_t2`).
 
     Raises
     ------
@@ -251,19 +253,42 @@ def read_ptu_t3_tags(path, *, max_records: int = MAX_PTU_RECORDS_IN_MEMORY) -> T
         raise FileFormatError(
             f"{header.path}: {header.n_records} records, more than the {max_records} micropl "
             "reads into memory; `micropl analyze g2` streams files of any size")
-    t_parts, c_parts, n_markers, end = [], [], 0, 0
+    t_ps = np.empty(header.n_records, dtype=np.int64)
+    channel = np.empty(header.n_records, dtype=np.uint8)
+    n = n_markers = end = 0
     for dec in iter_ptu_t3(header):
-        t_parts.append(_absolute_ps(dec, timing))
-        c_parts.append(dec.channel)
+        t_blk = _absolute_ps(dec, timing)
+        order = np.argsort(t_blk, kind="stable")
+        k = t_blk.size
+        t_ps[n:n + k], channel[n:n + k] = t_blk[order], dec.channel[order]
+        if n and k:
+            _merge_boundary(t_ps, channel, n, n + k)
+        n += k
         n_markers += int(dec.marker_nsync.size)
         end = dec.end_nsync
-    t_ps = np.concatenate(t_parts) if t_parts else np.zeros(0, np.int64)
-    channel = np.concatenate(c_parts) if c_parts else np.zeros(0, np.uint8)
-    order = np.argsort(t_ps, kind="stable")
-    return TagData(t_ps=t_ps[order], channel=channel[order], sync_rate_hz=timing.sync_rate_hz,
+    t_ps, channel = t_ps[:n], channel[:n]
+    return TagData(t_ps=t_ps, channel=channel, sync_rate_hz=timing.sync_rate_hz,
                    resolution_ps=timing.resolution_ps,
                    duration_s=end * timing.period_ps * 1e-12,
                    header_duration_s=header.header_duration_s,
                    record_type=T3_RECORD_TYPES[header.record_type],
                    n_records=header.n_records, n_markers=n_markers, n_overflows=0,
                    path=header.path, tags=header.tags)
+
+
+def _merge_boundary(t_ps: np.ndarray, channel: np.ndarray, b: int, stop: int) -> None:
+    """Sort, in place, the few tags around ``b`` where two sorted blocks overlap.
+
+    ``t_ps[:b]`` and ``t_ps[b:stop]`` are each sorted; photons of one sync period may
+    straddle ``b`` out of order. The overlap — tags before ``b`` later than
+    ``t_ps[b]`` and tags after it earlier than ``t_ps[b - 1]`` — is contiguous and,
+    sorted, leaves the whole ``t_ps[:stop]`` sorted (it is one period long, so a few
+    tags).
+    """
+    if t_ps[b - 1] <= t_ps[b]:
+        return
+    lo = int(np.searchsorted(t_ps[:b], t_ps[b], side="right"))
+    hi = b + int(np.searchsorted(t_ps[b:stop], t_ps[b - 1], side="left"))
+    order = np.argsort(t_ps[lo:hi], kind="stable")
+    t_ps[lo:hi] = t_ps[lo:hi][order]
+    channel[lo:hi] = channel[lo:hi][order]
