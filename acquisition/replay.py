@@ -322,7 +322,13 @@ def replay_source_of(setup: Any) -> rp.ReplaySource:
 
 # --------------------------------------------------------------------------- opening
 def check_source(path: Path) -> str:
-    """``"session"`` or ``"ptu"``; raises FileFormatError (one line) for anything else."""
+    """``"session"`` or ``"ptu"``; raises FileFormatError (one line) for anything else.
+
+    Replay serves session files and PTU tags (T2, and T3 as absolute times). A file
+    micropl reads but does not replay (PHU, SIF, SPE, legacy PicoQuant, ``.ttbin``)
+    gets one line naming its format and the command that analyses it.
+    """
+    _refuse_analysis_only(path)
     kind = rp.file_kind(path)
     if kind == "session":
         from micropl.acquisition.storage import SessionReader
@@ -334,8 +340,34 @@ def check_source(path: Path) -> str:
 
         # The header only: the records are decoded once by the pre-flight correlation
         # and once when the source is served, each refusing bad records in one line.
-        read_ptu_header(path)
+        read_ptu_header(path, allow_t3=True)
     return kind
+
+
+def _refuse_analysis_only(path: Path) -> None:
+    """One line for a file in a format ``micropl analyze`` reads but replay does not."""
+    from micropl.analysis.formats.legacy import legacy_picoquant
+    from micropl.analysis.formats.sif import SIF_MAGIC
+    from micropl.analysis.formats.spe import SPE_HEADER_BYTES, looks_like_spe
+    from micropl.errors import FileFormatError
+
+    if not path.is_file():
+        return  # file_kind names the problem
+    with open(path, "rb") as fh:
+        head = fh.read(SPE_HEADER_BYTES)
+    analyse = "replay serves micropl session files and PTU time tags"
+    legacy = legacy_picoquant(path, head)
+    if legacy is not None:
+        raise FileFormatError(legacy)
+    if head.startswith(b"PQHISTO"):
+        raise FileFormatError(f"{path}: PicoQuant PHU histogram file; {analyse}: analyse "
+                              "it with `micropl analyze g2`")
+    if path.suffix.lower() == ".ttbin":
+        raise FileFormatError(f"{path}: Swabian .ttbin file; {analyse}: analyse it with "
+                              "`micropl analyze g2`")
+    if head.startswith(SIF_MAGIC) or looks_like_spe(head, path.stat().st_size):
+        raise FileFormatError(f"{path}: spectrum file; {analyse}: analyse it with "
+                              "`micropl analyze spectrum`")
 
 
 def open_replay(path: str | Path, *, speed: float = math.inf, config: Path | None = None,

@@ -24,7 +24,7 @@ from micropl.errors import AnalysisInputError, FileFormatError
 
 __all__ = ["DEFAULT_BIN_PS", "DEFAULT_WINDOW_PS", "MAX_PAIRS", "MAX_TAIL_TAGS",
            "check_replay_rate", "correlate_ptu_stream", "is_ptu_file",
-           "pulsed_rate_and_window"]
+           "pulsed_rate_and_window", "read_ptu_tags", "tag_file_kind"]
 
 #: Correlation bin width of tag files when none is given, ps.
 DEFAULT_BIN_PS = 64
@@ -52,6 +52,56 @@ def is_ptu_file(path: Path) -> bool:
     except IsADirectoryError as exc:
         raise FileFormatError(f"{path}: is a directory") from exc
     return magic == PTU_MAGIC or path.suffix.lower() == ".ptu"
+
+
+def read_ptu_tags(path: Path):
+    """The tags of a PTU file in memory, T2 or T3 (absolute times, ps), as
+    :class:`~micropl.analysis.tags.TagData` (what replay serves).
+
+    Raises
+    ------
+    FileFormatError
+        As :func:`~micropl.analysis.tags.read_ptu_t2` or
+        :func:`~micropl.analysis.formats.t3.read_ptu_t3_tags` (one line).
+    """
+    from micropl.analysis.tags import read_ptu_t2
+    from micropl.ptu import T3_RECORD_TYPES
+
+    if read_ptu_header(path, allow_t3=True).record_type in T3_RECORD_TYPES:
+        from micropl.analysis.formats.t3 import read_ptu_t3_tags
+
+        return read_ptu_t3_tags(path)
+    return read_ptu_t2(path)
+
+
+def tag_file_kind(path: Path) -> str:
+    """How ``micropl analyze g2`` reads ``path``, by its content.
+
+    Returns
+    -------
+    {"ptu-t2", "ptu-t3", "ttbin", "histogram"}
+        PTU files by their record type; ``.ttbin`` by its suffix (Swabian's format
+        has no published magic); anything else is a histogram (PHU or text).
+
+    Raises
+    ------
+    FileFormatError
+        A directory; a corrupt PTU header; a ``.ttbin`` file without the ``swabian``
+        extra; a legacy PicoQuant file (one line naming the converter).
+    """
+    from micropl.analysis.formats.legacy import refuse_known_binary
+    from micropl.analysis.formats.ttbin import require_swabian
+    from micropl.ptu import T3_RECORD_TYPES
+
+    if is_ptu_file(path):
+        header = read_ptu_header(path, allow_t3=True)
+        return "ptu-t3" if header.record_type in T3_RECORD_TYPES else "ptu-t2"
+    if path.suffix.lower() == ".ttbin":
+        require_swabian(path)
+        return "ttbin"
+    with open(path, "rb") as fh:
+        refuse_known_binary(path, fh.read(64), what="histogram")
+    return "histogram"
 
 
 def pulsed_rate_and_window(path: Path, header: PtuHeader, rep_rate_hz: float | None,
@@ -121,19 +171,35 @@ def check_replay_rate(path: Path, rep_rate_hz: float | None, n_side: int, bin_ps
     bounded memory), so a rate that gives an unbounded window, a missing channel or
     implausibly dense tags end here with one line instead of in the replay.
 
+    A T3 file is correlated on its photons' absolute times (its sync rate is
+    ``1 / MeasDesc_GlobalResolution``).
+
     Raises
     ------
     AnalysisInputError
-        No sync rate in the header and no ``--rep-rate``; as
+        No sync rate in a T2 header and no ``--rep-rate``; as
         :func:`pulsed_rate_and_window` and :func:`correlate_ptu_stream` (one line
         naming the file).
     """
-    header = read_ptu_header(path)
-    if rep_rate_hz is None and not header.sync_rate_hz > 0:
-        raise AnalysisInputError(f"{path}: the PTU header has no sync rate; give --rep-rate HZ")
-    _, _, window_ps = pulsed_rate_and_window(path, header, rep_rate_hz, n_side, bin_ps)
+    from micropl.ptu import T3_RECORD_TYPES
+
+    header = read_ptu_header(path, allow_t3=True)
     ch_a, ch_b = channels if channels is not None else (1, 2)
-    acc, _, _ = correlate_ptu_stream(path, header, int(ch_a), int(ch_b), bin_ps, window_ps)
+    if header.record_type in T3_RECORD_TYPES:
+        from micropl.analysis.formats.t3 import correlate_t3_stream, read_t3_header
+
+        header, timing = read_t3_header(path)
+        rate = rep_rate_hz if rep_rate_hz is not None else timing.sync_rate_hz
+        _, _, window_ps = pulsed_rate_and_window(path, header, rate, n_side, bin_ps)
+        acc, _, _ = correlate_t3_stream(header, timing, int(ch_a), int(ch_b), bin_ps,
+                                        window_ps, max_pairs=MAX_PAIRS, max_tail=MAX_TAIL_TAGS)
+    else:
+        if rep_rate_hz is None and not header.sync_rate_hz > 0:
+            raise AnalysisInputError(
+                f"{path}: the PTU header has no sync rate; give --rep-rate HZ")
+        _, _, window_ps = pulsed_rate_and_window(path, header, rep_rate_hz, n_side, bin_ps)
+        acc, _, _ = correlate_ptu_stream(path, header, int(ch_a), int(ch_b), bin_ps,
+                                         window_ps)
     if acc.counts.sum() == 0:
         raise AnalysisInputError(
             f"{path}: no coincidences between channels {ch_a} and {ch_b} within ±{window_ps} ps")

@@ -159,6 +159,7 @@ def write_ptu_t2(
     resolution_ps: int = 1,
     header_extra: Mapping[str, object] | None = None,
     sync_channel: int | None = None,
+    acquisition_time_s: float | None = None,
 ) -> int:
     """Write time tags to a PTU file with HydraHarp V2 T2 records.
 
@@ -183,6 +184,9 @@ def write_ptu_t2(
         cannot be overridden.
     sync_channel : int, optional
         Input whose tags are laser sync pulses; they are written as sync records.
+    acquisition_time_s : float, optional
+        How long the measurement lasted, s (``MeasDesc_AcquisitionTime``, in ms);
+        default: the time of the last tag. It may not end before the last tag.
 
     Returns
     -------
@@ -231,6 +235,15 @@ def write_ptu_t2(
 
     inputs = np.unique(ch[~special]) if t.size else np.zeros(0, np.int64)
     duration_ms = float(t[-1]) * 1e-9 if t.size else 0.0
+    if acquisition_time_s is not None:
+        acq_ms = float(acquisition_time_s) * 1e3
+        if not (np.isfinite(acq_ms) and acq_ms >= 0):
+            raise AnalysisInputError(f"acquisition_time_s: {acquisition_time_s} must be >= 0")
+        if acq_ms < duration_ms - 1e-9:
+            raise AnalysisInputError(
+                f"acquisition_time_s: {acquisition_time_s} s ends before the last tag "
+                f"({duration_ms * 1e-3} s)")
+        duration_ms = acq_ms
     tags: dict[str, object] = {
         "File_GUID": f"{{{uuid.uuid4()}}}",
         "File_CreatingTime": _dt.datetime.now(),

@@ -1,16 +1,15 @@
-"""Reader for two-column spectrum text files (wavelength in nm, counts).
+"""One spectrum from a file, and the bounded text reading every text reader shares.
 
-Accepted: comma, semicolon, tab or whitespace delimiters; an optional header
-line (any first line that is not numbers) and ``#`` comment lines; extra
-columns are ignored. The wavelength must be strictly monotonic (a descending
-file is returned ascending).
+:func:`read_spectrum_file` reads any format :mod:`micropl.analysis.formats` knows (text
+with any header, Andor ``.asc``, ``.sif``, Princeton ``.spe``). Text: comma,
+semicolon, tab or whitespace delimiters; header lines before the data and ``#``
+comment lines; extra columns are ignored. The wavelength must be strictly monotonic
+(a descending file is returned ascending).
 """
 
 from __future__ import annotations
 
 import io
-import re
-from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,17 +26,6 @@ __all__ = ["MAX_TEXT_FILE_BYTES", "MAX_TEXT_LINE_CHARS", "read_spectrum_file",
 MAX_TEXT_FILE_BYTES = 16 * 1024 * 1024
 #: Longest line of a text data file, characters (1 MiB).
 MAX_TEXT_LINE_CHARS = 1024 * 1024
-
-_SPLIT = re.compile(r"[,;\s]+")
-
-
-def _numbers(line: str) -> list[float] | None:
-    fields = [f for f in _SPLIT.split(line.strip()) if f]
-    try:
-        return [float(f) for f in fields]
-    except ValueError:
-        return None
-
 
 def read_text_limited(path: Path, what: str) -> bytes:
     """The bytes of a text data file of at most :data:`MAX_TEXT_FILE_BYTES`.
@@ -74,14 +62,22 @@ def text_lines(path: Path, text: str) -> Iterator[tuple[int, str]]:
         yield number, line.strip()
 
 
-def read_spectrum_file(path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a two-column spectrum file.
+def read_spectrum_file(path, *, frame: int | None = None,
+                       wavelength_nm_range: tuple[float, float] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Read one spectrum from a file of any supported format.
 
     Parameters
     ----------
     path : str or os.PathLike
         Text file with wavelength (nm) in the first column and counts in the
-        second.
+        second (any number of header lines, an Andor footer), or an Andor ``.sif``,
+        Princeton ``.spe`` or Andor ``.asc`` file
+        (:func:`micropl.analysis.formats.read_spectra`).
+    frame : int, optional
+        Frame of a kinetic series (0-based); required when the file holds several.
+    wavelength_nm_range : (float, float), optional
+        First and last pixel wavelength (nm) for a binary file without calibration.
 
     Returns
     -------
@@ -96,53 +92,19 @@ def read_spectrum_file(path) -> tuple[np.ndarray, np.ndarray]:
         The file does not exist.
     FileFormatError
         Empty, one column, non-numeric rows, non-finite values, all-zero
-        counts, fewer than 3 points or non-monotonic wavelength; the message
-        names the file and the problem (and the line number where it helps).
+        counts, fewer than 3 points or non-monotonic wavelength, several frames
+        without ``frame``; the message names the file and the problem (and the line
+        number where it helps).
     """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(2, "No such file", str(p))
-    if p.is_dir():
-        raise FileFormatError(f"{p}: is a directory, not a spectrum file")
-    raw = read_text_limited(p, "spectrum")
-    try:
-        text = raw.decode("utf-8", errors="strict")
-    except UnicodeDecodeError as exc:
-        raise FileFormatError(f"{p}: not a text file ({exc.reason} at byte {exc.start})") from exc
-    del raw
-    values_out = array("d")
-    first_content = True
-    for number, stripped in text_lines(p, text):
-        if not stripped or stripped.startswith("#"):
-            continue
-        values = _numbers(stripped)
-        if values is None:
-            if first_content:  # a header line
-                first_content = False
-                continue
-            raise FileFormatError(f"{p}: line {number} is not numeric: {stripped[:40]!r}")
-        first_content = False
-        if len(values) < 2:
+    from micropl.analysis.formats import read_spectra  # the formats use this module
+
+    series = read_spectra(path, wavelength_nm_range=wavelength_nm_range)
+    if frame is None:
+        if series.n_frames != 1:
             raise FileFormatError(
-                f"{p}: line {number} has one column; need wavelength (nm) and counts")
-        values_out.extend(values[:2])
-    if not values_out:
-        raise FileFormatError(f"{p}: no data rows (empty file or header only)")
-    data = np.frombuffer(values_out, dtype=np.float64).reshape(-1, 2)
-    wavelength_nm, counts = data[:, 0], data[:, 1]
-    if not np.all(np.isfinite(data)):
-        bad = int(np.flatnonzero(~np.all(np.isfinite(data), axis=1))[0]) + 1
-        raise FileFormatError(f"{p}: non-finite value (nan/inf) in data row {bad}")
-    if wavelength_nm.size < 3:
-        raise FileFormatError(f"{p}: only {wavelength_nm.size} data rows; need at least 3")
-    if np.all(counts == 0):
-        raise FileFormatError(f"{p}: all counts are zero")
-    if np.any(wavelength_nm <= 0):
-        raise FileFormatError(f"{p}: wavelengths must be positive (nm)")
-    step = np.diff(wavelength_nm)
-    if np.all(step < 0):
-        wavelength_nm, counts = wavelength_nm[::-1].copy(), counts[::-1].copy()
-    elif not np.all(step > 0):
-        bad = int(np.flatnonzero(step * np.sign(step.sum()) <= 0)[0]) + 2
-        raise FileFormatError(f"{p}: wavelength is not strictly monotonic (data row {bad})")
-    return wavelength_nm, counts
+                f"{path}: {series.format} file with {series.n_frames} frames (a kinetic "
+                f"series); choose one with --frame 0..{series.n_frames - 1} (API: frame=K, "
+                "or read_spectra for the whole series)")
+        frame = 0
+    wl, counts = series.frame(frame)
+    return wl.copy(), counts.copy()

@@ -222,13 +222,16 @@ class PtuHeader:
     tags: dict = field(default_factory=dict)
 
 
-def read_ptu_header(path: str | os.PathLike[str]) -> PtuHeader:
+def read_ptu_header(path: str | os.PathLike[str], *, allow_t3: bool = False) -> PtuHeader:
     """Read and check the header of a PTU T2 file.
 
     Parameters
     ----------
     path : str or path-like
         PTU file.
+    allow_t3 : bool
+        Accept T3 files too (their resolution is the sync period, up to 1 ms); read
+        their records with :mod:`micropl.analysis.formats.t3`.
 
     Returns
     -------
@@ -255,7 +258,8 @@ def read_ptu_header(path: str | os.PathLike[str]) -> PtuHeader:
     if magic != PTU_MAGIC:
         if magic.startswith(b"PQ"):
             raise FileFormatError(
-                f"{name}: PicoQuant file of type {magic.rstrip(bytes(1)).decode('ascii', 'replace')}"
+                f"{name}: PicoQuant file of type "
+                f"{magic.rstrip(bytes(1)).decode('ascii', 'replace').encode('unicode_escape').decode()}"
                 ", not a PTU time-tag file")
         raise FileFormatError(f"{name}: not a PTU file (magic {magic[:8]!r})")
     if size < 16 + 48:
@@ -290,16 +294,20 @@ def read_ptu_header(path: str | os.PathLike[str]) -> PtuHeader:
         sync_rate = float(tags.get("TTResult_SyncRate", 0) or 0)
     except (TypeError, ValueError, OverflowError) as exc:
         raise FileFormatError(f"{name}: PTU header tags have invalid values") from exc
-    if rtype in _T3_RECORD_TYPES:
+    is_t3 = allow_t3 and rtype in _T3_RECORD_TYPES
+    if rtype in _T3_RECORD_TYPES and not is_t3:
         kind = "image" if int(tags.get("Measurement_SubMode", 0) or 0) > 0 else "T3"
         raise FileFormatError(
             f"{name}: {kind} file (T3 records, type 0x{rtype:08x}); only T2 time tags can be "
             "correlated")
-    if rtype not in T2_RECORD_TYPES:
+    if is_t3 and int(tags.get("Measurement_SubMode", 0) or 0) > 0:
+        raise FileFormatError(f"{name}: T3 image (FLIM) file; micropl reads T3 point "
+                              "measurements")
+    if rtype not in T2_RECORD_TYPES and not is_t3:
         raise FileFormatError(f"{name}: unknown record type 0x{rtype:08x}")
     if bits not in (0, 32):
         raise FileFormatError(f"{name}: {bits} bits per record; T2 records have 32")
-    lo_res, hi_res = PTU_RESOLUTION_RANGE_S
+    lo_res, hi_res = (PTU_RESOLUTION_RANGE_S[0], 1e-3) if is_t3 else PTU_RESOLUTION_RANGE_S
     if not (math.isfinite(resolution_s) and lo_res <= resolution_s < hi_res):
         raise FileFormatError(
             f"{name}: time resolution {resolution_s!r} s in the header is outside "

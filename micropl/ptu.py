@@ -1,4 +1,7 @@
-"""The PicoQuant T2 time-tag codec: 32-bit records to time tags in ps.
+"""The PicoQuant T2 and T3 time-tag codecs: 32-bit records to time tags.
+
+T2 records carry absolute times (:func:`decode_t2_records`); T3 records carry the
+number of the sync (laser) pulse and the delay after it (:func:`decode_t3_records`).
 
 The one decoder of T2 records (PicoHarp 300, HydraHarp v1/v2, TimeHarp 260, Generic
 T2), shared by the PTU file reader (:mod:`micropl.analysis.tags`) and the PicoQuant
@@ -16,7 +19,8 @@ import numpy as np
 from micropl.errors import AnalysisInputError
 
 __all__ = ["MAX_T2_TIME_PS", "SYNC_CHANNEL", "T2Decoded", "T2StreamDecoder", "T2_RECORD_TYPES",
-           "decode_t2_records"]
+           "T3Decoded", "T3StreamDecoder", "T3_RECORD_TYPES", "decode_t2_records",
+           "decode_t3_records"]
 
 #: micropl channel of sync-input events (HydraHarp/TimeHarp 260/Generic T2 records).
 SYNC_CHANNEL = 0
@@ -30,7 +34,16 @@ T2_RECORD_TYPES: dict[int, str] = {
     0x00010206: "TimeHarp260PT2",
     0x00010207: "GenericT2",
 }
-_T3_RECORD_TYPES = {0x00010303, 0x00010304, 0x01010304, 0x00010305, 0x00010306, 0x00010307}
+#: T3 record types and their names.
+T3_RECORD_TYPES: dict[int, str] = {
+    0x00010303: "PicoHarpT3",
+    0x00010304: "HydraHarpT3",
+    0x01010304: "HydraHarp2T3",
+    0x00010305: "TimeHarp260NT3",
+    0x00010306: "TimeHarp260PT3",
+    0x00010307: "GenericT3",
+}
+_T3_RECORD_TYPES = set(T3_RECORD_TYPES)
 
 #: Largest time tag the decoder produces, ps (2**62 ps ≈ 53 days; int64 holds 2**63).
 MAX_T2_TIME_PS = float(2**62)
@@ -286,4 +299,167 @@ class T2StreamDecoder:
                                 time_offset_units=self.time_offset_units)
         self.time_offset_units = out.time_offset_units
         self.n_overflows += out.n_overflows
+        return out
+
+
+# --------------------------------------------------------------------------- T3
+_PH_T3_WRAP = 65_536  # PicoHarp 300 T3: 16-bit sync counter
+_HH_T3_WRAP = 1_024  # HydraHarp, TimeHarp 260, Generic T3: 10-bit sync counter
+
+
+@dataclass(frozen=True, eq=False)
+class T3Decoded:
+    """Photons and markers decoded from a block of T3 records.
+
+    Attributes
+    ----------
+    nsync : ndarray of int64, shape (n,)
+        Number of the sync pulse each photon follows, counted from the start of the
+        stream (overflows included).
+    dtime : ndarray of int64, shape (n,)
+        Delay of each photon after that sync pulse, in units of the TCSPC resolution
+        (``MeasDesc_Resolution``).
+    channel : ndarray of uint8, shape (n,)
+        micropl input channel, 1-based (the record's channel field + 1; PicoHarp T3:
+        the field, 1–4).
+    marker_nsync : ndarray of int64, shape (k,)
+        Sync numbers of marker records.
+    marker_bits : ndarray of uint8, shape (k,)
+        Marker bit masks.
+    nsync_offset : int
+        Overflow-corrected sync count after the block: pass it as ``nsync_offset`` for
+        the next block of the same stream.
+    end_nsync : int
+        Sync number of the last record of the block.
+    n_unknown : int
+        Special records of no known kind (skipped).
+    """
+
+    nsync: np.ndarray
+    dtime: np.ndarray
+    channel: np.ndarray
+    marker_nsync: np.ndarray
+    marker_bits: np.ndarray
+    nsync_offset: int
+    end_nsync: int
+    n_unknown: int = 0
+
+
+def decode_t3_records(records_uint32: np.ndarray, record_type: int, *,
+                      nsync_offset: int = 0) -> T3Decoded:
+    """Decode PicoQuant T3 records into (sync number, delay, channel).
+
+    Parameters
+    ----------
+    records_uint32 : ndarray of uint32, shape (n,)
+        Raw T3 records, in acquisition order.
+    record_type : int
+        ``TTResultFormat_TTTRRecType``: one of :data:`T3_RECORD_TYPES`.
+    nsync_offset : int
+        Overflow-corrected sync count at the start of the block (0 for the first).
+
+    Returns
+    -------
+    T3Decoded
+        The photon at sync ``nsync`` and delay ``dtime`` arrived at
+        ``nsync × sync period + dtime × resolution`` (``MeasDesc_GlobalResolution`` is
+        the sync period, ``MeasDesc_Resolution`` the delay unit).
+
+    Raises
+    ------
+    AnalysisInputError
+        A T2 or unknown record type, or records that are not a 1-D integer array.
+
+    Notes
+    -----
+    Record layouts (PicoQuant spec):
+
+    * PicoHarp T3: bits 28–31 channel, 16–27 dtime, 0–15 nsync. Photons have channel
+      1–4 (the router inputs; micropl channel = field, unlike T2's field + 1). Channel
+      15 is special: dtime 0 is an overflow of 65 536 syncs, otherwise the low 4 dtime
+      bits are markers. Other channel values are skipped as unknown.
+    * HydraHarp/TimeHarp 260/Generic T3: bit 31 special, 25–30 channel, 10–24 dtime,
+      0–9 nsync. Special with channel 63 is an overflow: HydraHarp v1 adds 1024 syncs
+      per record, the others ``nsync × 1024`` (a field of 0 counts as one). Special
+      with channel 1–15 is a marker.
+    """
+    rec = np.asarray(records_uint32)
+    if rec.ndim != 1 or (rec.size and rec.dtype.kind not in "iu"):
+        raise AnalysisInputError("T3 records must be a 1-D array of uint32 words")
+    rec = rec.astype(np.uint32, copy=False)
+    rtype = int(record_type)
+    if rtype in T2_RECORD_TYPES:
+        raise AnalysisInputError(f"record type 0x{rtype:08x} is T2, not T3")
+    if rtype not in T3_RECORD_TYPES:
+        raise AnalysisInputError(f"unknown T3 record type 0x{rtype:08x}")
+    if rtype == 0x00010303:  # PicoHarp 300 T3
+        chan = (rec >> np.uint32(28)).astype(np.int64)
+        dtime = ((rec >> np.uint32(16)) & np.uint32(0x0FFF)).astype(np.int64)
+        nsync = (rec & np.uint32(0xFFFF)).astype(np.int64)
+        # photons on router channels 1–4 (micropl channel = field), 15 special
+        special = (chan == 0) | (chan > 4)
+        is_ovf = (chan == 15) & (dtime == 0)
+        is_marker = (chan == 15) & (dtime != 0)
+        increment = np.where(is_ovf, _PH_T3_WRAP, 0)
+        marker_bits = dtime & 0xF
+        is_unknown = special & (chan != 15)
+        out_chan = chan
+    else:
+        spec = (rec >> np.uint32(31)).astype(bool)
+        chan = ((rec >> np.uint32(25)) & np.uint32(0x3F)).astype(np.int64)
+        dtime = ((rec >> np.uint32(10)) & np.uint32(0x7FFF)).astype(np.int64)
+        nsync = (rec & np.uint32(0x3FF)).astype(np.int64)
+        is_ovf = spec & (chan == 63)
+        is_marker = spec & (chan >= 1) & (chan <= 15)
+        is_unknown = spec & ~(is_ovf | is_marker)
+        special = spec
+        if rtype == 0x00010304:  # HydraHarp v1
+            increment = np.where(is_ovf, _HH_T3_WRAP, 0)
+        else:
+            increment = np.where(is_ovf, np.maximum(nsync, 1) * _HH_T3_WRAP, 0)
+        marker_bits = chan
+        out_chan = chan + 1
+    nsync = np.where(is_ovf, 0, nsync)
+    base = int(nsync_offset) + np.cumsum(increment, dtype=np.int64)
+    abs_sync = base + nsync
+    is_photon = ~special
+    return T3Decoded(
+        nsync=abs_sync[is_photon], dtime=dtime[is_photon],
+        channel=out_chan[is_photon].astype(np.uint8),
+        marker_nsync=abs_sync[is_marker], marker_bits=marker_bits[is_marker].astype(np.uint8),
+        nsync_offset=int(base[-1]) if rec.size else int(nsync_offset),
+        end_nsync=int(abs_sync[-1]) if rec.size else int(nsync_offset),
+        n_unknown=int(np.count_nonzero(is_unknown)))
+
+
+class T3StreamDecoder:
+    """Decode a stream of T3 records block by block, carrying the sync count.
+
+    Decoding the blocks one after the other gives what :func:`decode_t3_records`
+    gives for the whole stream at once.
+
+    Parameters
+    ----------
+    record_type : int
+        One of :data:`T3_RECORD_TYPES`.
+
+    Raises
+    ------
+    AnalysisInputError
+        A T2 or unknown record type.
+    """
+
+    def __init__(self, record_type: int) -> None:
+        rtype = int(record_type)
+        if rtype not in T3_RECORD_TYPES:
+            kind = "T2, not T3" if rtype in T2_RECORD_TYPES else "unknown"
+            raise AnalysisInputError(f"record type 0x{rtype:08x} is {kind}")
+        self.record_type = rtype
+        self.nsync_offset = 0
+
+    def decode(self, records_uint32: np.ndarray) -> T3Decoded:
+        """Decode the next block of records, continuing the sync count."""
+        out = decode_t3_records(records_uint32, self.record_type,
+                                nsync_offset=self.nsync_offset)
+        self.nsync_offset = out.nsync_offset
         return out

@@ -388,9 +388,9 @@ def ptu_source(path: Path, settings: _ReplayBase) -> ReplaySource:
     :data:`~micropl.analysis.tags.MAX_PTU_RECORDS_IN_MEMORY` records); the chunks
     are views of them.
     """
-    from micropl.analysis.tags import read_ptu_t2
+    from micropl.analysis.g2_files import read_ptu_tags  # T2, or T3 as absolute times
 
-    data = read_ptu_t2(path)
+    data = read_ptu_tags(path)
     chunk_ps = max(int(round(settings.ptu_chunk_s * 1e12)), 1)
     last_ps = int(data.t_ps[-1]) + 1 if data.t_ps.size else 0
     end_ps = max(int(round(data.duration_s * 1e12)), last_ps, 1)

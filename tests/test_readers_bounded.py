@@ -457,3 +457,30 @@ def test_subprocess_2_gb_file_of_zeros(tmp_path, command):
     rc, _ = _subprocess_case(tmp_path, command, path, "refused",
                              "implausibly dense" if command == "analyze" else "")
     assert rc == 2
+
+
+@pytest.mark.parametrize("kind", ["spe2-frames", "phu-bins", "t3-records"])
+def test_lab_formats_with_lying_headers_in_a_subprocess(tmp_path, kind):
+    """SPE, PHU and PTU T3 headers that claim 2**31 frames, 2**30 bins or more records
+    than the file holds: one line, exit 2, and the peak RSS stays low (nothing is
+    allocated from the claim)."""
+    from lab_writers import write_phu, write_spe2, write_t3
+
+    rng = np.random.default_rng(9)
+    if kind == "spe2-frames":
+        path = write_spe2(tmp_path / "lie.spe", rng.poisson(50, (1, 512)), (900.0, 0.1),
+                          frames_claim=2**31 - 1)
+        argv = ["analyze", "spectrum", str(path)]
+    elif kind == "phu-bins":
+        path = write_phu(tmp_path / "lie.phu", [rng.poisson(50, 512).astype(np.uint32)],
+                         bins_claim=[1 << 30])
+        argv = ["analyze", "g2", str(path), "--rep-rate", "80e6"]
+    else:
+        nsync = np.arange(0, 10_000, 7)
+        path = write_t3(tmp_path / "lie.ptu", nsync, np.full(nsync.size, 5),
+                        np.tile([1, 2], nsync.size // 2 + 1)[:nsync.size], period_s=12.5e-9,
+                        resolution_s=16e-12, n_records=MAX_PTU_RECORDS - 1)
+        argv = ["analyze", "g2", str(path)]
+    rc, out, err, rss, _ = run_measured(argv, tmp_path)
+    assert rc == 2 and err.count("\n") == 1 and str(path) in err and "Traceback" not in err
+    assert rss < 400e6, f"peak RSS {rss / 1e6:.0f} MB"

@@ -18,7 +18,7 @@ from typing import Any
 from micropl.acquisition import logs
 from micropl.acquisition.live import AnalysisSettings
 from micropl.acquisition.replay import Replay, check_source, open_replay, replay_source_of
-from micropl.analysis.g2 import G2Result
+from micropl.analysis.g2 import G2Result, histogram_bins, pulsed_window_ps
 from micropl.cli import UsageError
 from micropl.cli.output import print_json
 from micropl.errors import FileFormatError
@@ -163,17 +163,22 @@ def _print_g2(args: argparse.Namespace, source: rp.ReplaySource, result: G2Resul
     n_a = int((data.channel == ch_a).sum())
     n_b = int((data.channel == ch_b).sum())
     rate_hz = setup.laser.rep_rate_hz
-    period_ps = 1e12 / rate_hz
-    # The live core's window: n_side + 1 periods, a whole number of bins.
-    window_ps = int(round((analysis.n_side + 1) * period_ps))
-    window_ps -= window_ps % analysis.g2_bin_ps
+    # The live core's window (n_side + 1 periods, rounded up to whole bins), from the
+    # function the live core calls.
+    window_ps = pulsed_window_ps(rate_hz, analysis.n_side, analysis.g2_bin_ps)
     duration = data.duration_s
     info = {"file": str(args.file), "kind": "ptu", "record_type": data.record_type,
             "channels": [ch_a, ch_b], "n_tags": n_a + n_b, "n_tags_a": n_a, "n_tags_b": n_b,
             "duration_s": duration, "sync_rate_hz": data.sync_rate_hz, "window_ps": window_ps,
             "rate_a_hz": n_a / duration if duration > 0 else float("nan"),
             "rate_b_hz": n_b / duration if duration > 0 else float("nan"),
-            "bin_ps": analysis.g2_bin_ps}
+            "bin_ps": analysis.g2_bin_ps, "exposure_s": duration,
+            "format": "ptu-t3" if data.record_type.endswith("T3") else "ptu-t2",
+            "n_points": histogram_bins(analysis.g2_bin_ps, window_ps)[0]}
+    if info["format"] == "ptu-t3":  # the decay after the sync, as analyze g2 gives it
+        from micropl.analysis.formats.t3 import read_t3_header, t3_lifetime_info
+
+        info.update(t3_lifetime_info(*read_t3_header(args.file), (ch_a, ch_b)))
     # The live core is given the rate; say where the replay laser got it.
     origin = "user" if args.rep_rate_hz is not None else "header"
     result = dataclasses.replace(result, period_source=origin)

@@ -1,7 +1,15 @@
-"""``micropl analyze g2 FILE``: g²(0) of a PTU T2 file or of a histogram file.
+"""``micropl analyze g2 FILE``: g²(0) of a time-tag file or of a histogram file.
 
-A PTU T2 file is cross-correlated (channel A start, channel B stop) and analysed as a
-pulsed HBT histogram; a text file is read as a histogram (delay, counts...). The result
+The file is read by content: a PTU T2 file is cross-correlated (channel A start,
+channel B stop) and analysed as a pulsed HBT histogram; a PTU T3 file too, on the
+photons' absolute times (sync number × period + delay), and its delays after the sync
+give the PL decay, fitted for ``lifetime_ns`` (:func:`~micropl.analysis.lifetime.fit_decay`);
+a Swabian ``.ttbin`` file is correlated through the vendor module (the ``swabian``
+extra); a PicoQuant ``.phu`` curve (``--curve K`` when there are several) or a text
+file (columns: delay, counts...; or rows: FitMyData's delays row and counts row,
+``--layout``) is read as a histogram. ``--json`` says what was read: ``format``
+(``ptu-t2``, ``ptu-t3``, ``ttbin``, ``phu``, ``text``, ``text-rows``), ``n_points``
+(histogram bins) and ``exposure_s`` (acquisition time, null when not recorded). The result
 is printed for a person, or as one JSON object with ``--json``: ``g2_0``, ``g2_0_err``
 (half the 68 % interval ``g2_0_ci68``), ``g2_0_bgcorr``, ``g2_0_bgcorr_err``,
 ``g2_0_bgcorr_ci68``, ``g2_0_bgcorr_clipped`` and ``window_fraction``
@@ -17,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from micropl.analysis.formats.histograms import LAYOUTS, read_histogram
 from micropl.analysis.g2 import (
     G2Result,
     check_channel_pair,
@@ -26,10 +35,10 @@ from micropl.analysis.g2_files import (
     DEFAULT_BIN_PS,
     DEFAULT_WINDOW_PS,
     correlate_ptu_stream,
-    is_ptu_file,
     pulsed_rate_and_window,
+    tag_file_kind,
 )
-from micropl.analysis.tags import read_histogram_file, read_ptu_header
+from micropl.analysis.tags import read_ptu_header
 from micropl.cli.output import print_json
 from micropl.errors import AnalysisInputError, FileFormatError
 from micropl.ptu import T2_RECORD_TYPES
@@ -43,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Compute pulsed g²(0) = central peak area / mean side-peak area from a "
                     "PicoQuant PTU T2 file (the two channels are cross-correlated) or from a "
                     "histogram text file (delay, counts[, more snapshot columns]).")
-    parser.add_argument("file", type=Path, help="PTU T2 file or histogram text file")
+    parser.add_argument("file", type=Path,
+                        help="PTU (T2 or T3), .ttbin, .phu or histogram text file")
     parser.add_argument("--channels", nargs=2, type=int, metavar=("A", "B"), default=(1, 2),
                         help="input channels to correlate, start and stop (default 1 2)")
     parser.add_argument("--rep-rate", type=float, metavar="HZ", dest="rep_rate_hz",
@@ -65,6 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="approximate position of the zero-delay peak in ps")
     parser.add_argument("--delay-unit", choices=("ns", "ps"), default=None,
                         help="delay unit of a histogram file (default: header or inferred)")
+    parser.add_argument("--layout", choices=LAYOUTS, default="auto",
+                        help="layout of a text histogram: columns (delay, counts...) or rows "
+                             "(a delays row, then counts rows); default: detected")
+    parser.add_argument("--curve", type=int, default=None, metavar="K",
+                        help="curve of a PHU file that holds several (0-based)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
                         help="save a figure of the histogram with the windows shaded")
@@ -89,16 +104,22 @@ def run(args: argparse.Namespace) -> int:
         raise AnalysisInputError(f"--channels {args.channels[0]} {args.channels[1]}: {exc}; "
                                  "give the two APD channels") from None
     info: dict = {"file": str(path)}
-    if is_ptu_file(path):
-        tau_ps, counts, rate, rate_source, bin_ps = _correlate_ptu(args, path, info)
+    kind = tag_file_kind(path)
+    if kind in ("ptu-t2", "ptu-t3", "ttbin"):
+        correlate = {"ptu-t2": _correlate_ptu, "ptu-t3": _correlate_t3,
+                     "ttbin": _correlate_ttbin}[kind]
+        tau_ps, counts, rate, rate_source, bin_ps = correlate(args, path, info)
     else:
         if args.bin_ps is not None or args.window_ps is not None:
             log.info("--bin-ps/--window-ps ignored for a histogram file")
-        hist = read_histogram_file(path, delay_unit=args.delay_unit)
+        hist, read_info = read_histogram(path, delay_unit=args.delay_unit,
+                                         layout=args.layout, curve=args.curve)
         tau_ps, counts = hist.tau_ps, hist.counts
         rate, rate_source = args.rep_rate_hz, "user"
         bin_ps = float(np.median(np.diff(tau_ps)))
-        info.update(kind="histogram", delay_unit=hist.delay_unit, n_snapshots=hist.n_snapshots)
+        info.update(kind="histogram", delay_unit=hist.delay_unit, n_snapshots=hist.n_snapshots,
+                    **read_info)
+    info["n_points"] = int(np.size(tau_ps))
     try:
         result = pulsed_g2(tau_ps, counts, rep_rate_hz=rate, n_side=args.n_side,
                            zero_delay_ps=args.zero_delay_ps, period_source=rate_source,
@@ -128,7 +149,8 @@ def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
     tau_ps, counts = acc.result()
     n_a, n_b = acc.n_tags_a, acc.n_tags_b
     duration_s = end_units * header.resolution_s
-    info.update(kind="ptu", record_type=T2_RECORD_TYPES[header.record_type],
+    info.update(kind="ptu", format="ptu-t2", exposure_s=duration_s,
+                record_type=T2_RECORD_TYPES[header.record_type],
                 channels=[ch_a, ch_b], n_tags=int(n_a + n_b), n_tags_a=int(n_a),
                 n_tags_b=int(n_b), duration_s=duration_s, sync_rate_hz=header.sync_rate_hz,
                 window_ps=window_ps,
@@ -140,8 +162,67 @@ def _correlate_ptu(args: argparse.Namespace, path: Path, info: dict):
     return tau_ps, counts, rate, source, bin_ps
 
 
+def _correlate_t3(args: argparse.Namespace, path: Path, info: dict):
+    """A T3 file: g² on absolute times, and the decay of the delays after the sync."""
+    from micropl.analysis.formats.t3 import (
+        correlate_t3_stream,
+        read_t3_header,
+        t3_lifetime_info,
+    )
+    from micropl.analysis.g2_files import MAX_PAIRS, MAX_TAIL_TAGS
+    from micropl.ptu import T3_RECORD_TYPES
+
+    header, timing = read_t3_header(path)
+    ch_a, ch_b = (int(c) for c in args.channels)
+    bin_ps = int(args.bin_ps) if args.bin_ps is not None else DEFAULT_BIN_PS
+    rate, source, window_ps = pulsed_rate_and_window(
+        path, header, args.rep_rate_hz if args.rep_rate_hz is not None else
+        timing.sync_rate_hz, args.n_side, bin_ps,
+        None if args.window_ps is None else int(args.window_ps))
+    if args.rep_rate_hz is None:
+        source = "header"
+    acc, _, duration_s = correlate_t3_stream(header, timing, ch_a, ch_b, bin_ps, window_ps,
+                                             max_pairs=MAX_PAIRS, max_tail=MAX_TAIL_TAGS)
+    tau_ps, counts = acc.result()
+    n_a, n_b = acc.n_tags_a, acc.n_tags_b
+    info.update(kind="ptu", format="ptu-t3", exposure_s=duration_s,
+                record_type=T3_RECORD_TYPES[header.record_type], channels=[ch_a, ch_b],
+                n_tags=int(n_a + n_b), n_tags_a=int(n_a), n_tags_b=int(n_b),
+                duration_s=duration_s, sync_rate_hz=timing.sync_rate_hz, window_ps=window_ps,
+                rate_a_hz=n_a / duration_s if duration_s > 0 else float("nan"),
+                rate_b_hz=n_b / duration_s if duration_s > 0 else float("nan"),
+                **t3_lifetime_info(header, timing, (ch_a, ch_b)))
+    if counts.sum() == 0:
+        raise AnalysisInputError(
+            f"{path}: no coincidences between channels {ch_a} and {ch_b} within ±{window_ps} ps")
+    return tau_ps, counts, rate, source, bin_ps
+
+
+def _correlate_ttbin(args: argparse.Namespace, path: Path, info: dict):
+    """A Swabian .ttbin file, through the vendor module."""
+    from micropl.analysis.formats.ttbin import correlate_ttbin
+
+    if args.rep_rate_hz is None:
+        raise AnalysisInputError(f"{path}: a .ttbin file records no laser rate; give "
+                                 "--rep-rate HZ")
+    ch_a, ch_b = (int(c) for c in args.channels)
+    bin_ps = int(args.bin_ps) if args.bin_ps is not None else DEFAULT_BIN_PS
+    from micropl.analysis.g2 import pulsed_window_ps
+
+    window_ps = (int(args.window_ps) if args.window_ps is not None
+                 else pulsed_window_ps(args.rep_rate_hz, args.n_side, bin_ps))
+    acc, duration_s = correlate_ttbin(path, ch_a, ch_b, bin_ps, window_ps)
+    tau_ps, counts = acc.result()
+    info.update(kind="ttbin", format="ttbin", exposure_s=duration_s, channels=[ch_a, ch_b],
+                n_tags_a=int(acc.n_tags_a), n_tags_b=int(acc.n_tags_b), window_ps=window_ps)
+    return tau_ps, counts, args.rep_rate_hz, "user", bin_ps
+
+
 def _human(r: G2Result, info: dict) -> str:
-    lines = [f"file: {info['file']}"]
+    lines = [f"file: {info['file']} ({info.get('format')}, {info.get('n_points')} bins)"]
+    if "lifetime_ns" in info:
+        lines.append(f"lifetime (decay after the sync): {info['lifetime_ns']:.4f} ± "
+                     f"{info['lifetime_err_ns']:.4f} ns")
     if info.get("kind") == "ptu":
         lines.append(f"tags: {info['n_tags']} in channels {info['channels'][0]} and "
                      f"{info['channels'][1]} over {info['duration_s']:.3f} s "

@@ -1,5 +1,13 @@
 """``micropl analyze spectrum FILE``: fit the main emission line of a spectrum file.
 
+The file is read by content (:func:`micropl.analysis.formats.read_spectra`): Andor
+``.sif``, Princeton ``.spe`` 2.x/3.0, Andor ``.asc`` (with or without its footer) or
+text with any header. ``--json`` says what was read: ``format``, ``n_points``,
+``n_frames``, ``wavelength_min_nm``, ``wavelength_max_nm``, ``exposure_s`` (null when
+the file does not record it), ``accumulations``, ``gain``, ``calibration``. A kinetic
+series (several frames) is fitted frame by frame (``frames``: one fit per frame, with
+``frame``), or one frame with ``--frame K``.
+
 The same fit as every other path (:func:`micropl.analysis.spectra.fit_spectra`
 with its defaults, as the live analysis runs it):
 
@@ -30,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from micropl.analysis.formats import read_spectra
 from micropl.analysis.spectra import (
     HC_EV_NM,
     MODELS,
@@ -37,7 +46,6 @@ from micropl.analysis.spectra import (
     energy_ev_from_wavelength_nm,
     fit_spectra,
 )
-from micropl.analysis.spectrum_files import read_spectrum_file
 from micropl.analysis.spectrum_preprocess import (
     noise_model_from_scatter,
     remove_cosmic_rays_spatial,
@@ -51,9 +59,17 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``spectrum`` kind under ``micropl analyze``."""
     parser = subparsers.add_parser(
-        "spectrum", help="fit the emission line of a two-column spectrum file",
-        description="Fit a line in photon energy to a two-column (wavelength nm, counts) file.")
-    parser.add_argument("file", type=Path, help="text file: wavelength (nm), counts")
+        "spectrum", help="fit the emission line of a spectrum file (text, ASC, SIF, SPE)",
+        description="Fit a line in photon energy to a spectrum file: text (wavelength nm, "
+                    "counts; any header), Andor .asc or .sif, Princeton .spe 2.x/3.0.")
+    parser.add_argument("file", type=Path,
+                        help="spectrum file: text (wavelength nm, counts), .asc, .sif, .spe")
+    parser.add_argument("--frame", type=int, metavar="K",
+                        help="fit only frame K (0-based) of a kinetic series (default: "
+                             "every frame)")
+    parser.add_argument("--wavelength-nm-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="wavelength of the first and the last pixel, nm, for a SIF or "
+                             "SPE file without a wavelength calibration (linear axis)")
     parser.add_argument("--model", choices=MODELS, default="lorentzian",
                         help="line shape in energy (default: lorentzian)")
     parser.add_argument("--peaks", type=int, default=1, metavar="N",
@@ -108,9 +124,46 @@ def clean_spectrum(counts: np.ndarray, noise_factor: float | None,
 
 
 def run(args: argparse.Namespace) -> int:
-    """Read, clean, fit, report; returns the exit code (1 when the fit failed)."""
+    """Read, clean, fit, report; returns the exit code (1 when a fit failed)."""
     _check_args(args)
-    wavelength_nm, counts = read_spectrum_file(args.file)
+    series = read_spectra(args.file, wavelength_nm_range=(
+        tuple(args.wavelength_nm_range) if args.wavelength_nm_range is not None else None))
+    if args.frame is not None:
+        series.frame(args.frame)  # refuses a frame the file does not hold
+        frames = [args.frame]
+    else:
+        frames = list(range(series.n_frames))
+    if args.plot is not None and len(frames) > 1:
+        raise AnalysisInputError(f"{args.file}: --plot draws one frame; the file holds "
+                                 f"{series.n_frames}: add --frame K")
+    read_info = series.describe()
+    results, failed = [], []
+    for k in frames:
+        summary, fit = _fit_frame(args, series, k)
+        if series.n_frames > 1:
+            summary["frame"] = k
+        results.append(summary)
+        if not bool(fit.success):
+            failed.append((k, fit))
+    if len(results) == 1:
+        out = {**results[0], **read_info}
+    else:
+        out = {"file": str(args.file), **read_info, "frames": results}
+    if args.json:
+        print_json(out)
+    else:
+        for summary in results:
+            _print_table({**summary, **read_info})
+    for k, fit in failed:
+        where = f" frame {k}" if series.n_frames > 1 else ""
+        sys.stderr.write(f"micropl: fit {fit.quality.item()}: {args.file}{where}: "
+                         f"{fit.message.item()}\n")
+    return 1 if failed else 0
+
+
+def _fit_frame(args: argparse.Namespace, series, k: int) -> tuple[dict, SpectrumFit]:
+    """Clean and fit frame ``k``; its summary (the fit's dict) and the fit."""
+    wavelength_nm, counts = series.frame(k)
     cleaned, n_cosmic = clean_spectrum(counts, args.noise_factor, args.read_noise)
     roi = tuple(args.roi_nm) if args.roi_nm is not None else "auto"
     fit = fit_spectra(wavelength_nm, cleaned, args.model, noise_factor=args.noise_factor,
@@ -124,15 +177,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None:
         _plot(args.plot, wavelength_nm, cleaned, fit, args.file.name)
         summary["plot"] = str(args.plot)
-    if args.json:
-        print_json(summary)
-    else:
-        _print_table(summary)
-    if not bool(fit.success):
-        sys.stderr.write(f"micropl: fit {fit.quality.item()}: {args.file}: "
-                         f"{fit.message.item()}\n")
-        return 1
-    return 0
+    return summary, fit
 
 
 def _fmt(value, err, scale=1.0, digits=4) -> str:
@@ -149,7 +194,9 @@ def _print_table(s: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{s['file']} — {s['model']} fit", show_header=True)
+    frame = f" frame {s['frame']}" if "frame" in s else ""
+    table = Table(title=f"{s['file']}{frame} ({s['format']}, {s['n_points']} points) — "
+                        f"{s['model']} fit", show_header=True)
     table.add_column("quantity")
     table.add_column("value ± 1σ", justify="right")
     table.add_column("unit")
