@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,32 +37,13 @@ from micropl.acquisition.records import (
     Tagged,
 )
 from micropl.acquisition.runner import Progress
-from micropl.analysis.g2 import G2Result, PeakTrainFit, fit_peak_train
+from micropl.analysis.g2 import G2Result, PeakTrainFit
 from micropl.analysis.spectra import SpectrumFit
 from micropl.drivers.interfaces import MapLine, Spectrum, TagChunk
-from micropl.errors import AnalysisInputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DisplayBuffer", "QDRow", "QDCurves", "Update", "LIFETIME_PERIODS"]
-
-#: The lifetime is fitted on the central peak and this many periods on each side.
-LIFETIME_PERIODS = 2.5
-
-
-def fit_lifetime(tau_ps: np.ndarray, counts: np.ndarray, period_ps: float,
-                 delay_ps: float) -> PeakTrainFit:
-    """Peak-train fit of a final g² histogram (module-level: runs in a worker process).
-
-    Parameters
-    ----------
-    tau_ps, counts : ndarray, shape (n,)
-        Bin centres in ps and coincidences.
-    period_ps, delay_ps : float
-        Laser period and zero-delay position from the ``G2Result``, ps.
-    """
-    return fit_peak_train(tau_ps, counts, period_ps=period_ps, delay_ps=delay_ps)
-
+__all__ = ["DisplayBuffer", "QDRow", "QDCurves", "Update"]
 
 def _scalar(value: Any) -> float:
     return float(np.asarray(value, dtype=float).ravel()[0])
@@ -170,15 +150,15 @@ class DisplayBuffer:
         QDs whose curves (spectrum, histogram) are kept for browsing.
     max_events : int
         Run events kept between two drains.
-    lifetime_executor : Executor, optional
-        Where the lifetime fits of final g² histograms run (the GUI uses a
-        one-process pool, so the fits never compete for the GUI thread's GIL);
-        None runs them in :meth:`handle` (the subscriber thread).
+
+    The lifetime shown is the :class:`~micropl.analysis.g2.PeakTrainFit` record
+    of the stream (table ``peak_train_fit``, the same record a session file
+    holds): the display fits nothing of its own.
     """
 
     def __init__(self, *, max_map_lines: int = 5000, max_rows: int = 5000,
                  max_cached_qds: int = 200,
-                 max_events: int = 1000, lifetime_executor: Executor | None = None) -> None:
+                 max_events: int = 1000) -> None:
         self._lock = threading.Lock()
         self._pending = Update()
         self._map_key: tuple[int, int] | None = None
@@ -190,8 +170,6 @@ class DisplayBuffer:
         self._curves: collections.OrderedDict[tuple[int, int], QDCurves] = \
             collections.OrderedDict()
         self._max_cached_qds = max_cached_qds
-        self._executor = lifetime_executor
-        self._final_histograms: dict[tuple[int, int], G2Histogram] = {}
         self.handled = 0
 
     # ------------------------------------------------------------------ producer side
@@ -239,14 +217,9 @@ class DisplayBuffer:
             with self._lock:
                 self._pending.histogram = record
                 self._pending.g2_final = kind == "final"
-                if kind == "final":
-                    self._final_histograms[(run_id, qd_id)] = record
-                    while len(self._final_histograms) > 16:  # results that never came
-                        self._final_histograms.pop(next(iter(self._final_histograms)))
-                    if qd_id != NO_ID:
-                        self._curve(run_id, qd_id).histogram = record
+                if kind == "final" and qd_id != NO_ID:
+                    self._curve(run_id, qd_id).histogram = record
         elif isinstance(record, G2Result) and kind in ("live", "final"):
-            histogram = None
             with self._lock:
                 self._pending.g2 = record
                 self._pending.g2_final = kind == "final"
@@ -254,14 +227,10 @@ class DisplayBuffer:
                     self._curve(run_id, qd_id).g2 = record
                     row = self._row(run_id, qd_id)
                     row.g2_0, row.g2_0_err = float(record.g2_0), float(record.g2_0_err)
-                histogram = self._final_histograms.pop((run_id, qd_id), None) \
-                    if kind == "final" else None
-            if histogram is not None:
-                self._start_lifetime(histogram, record, run_id, qd_id)
         elif isinstance(record, QDFlags) and qd_id != NO_ID:
             with self._lock:
                 self._row(run_id, qd_id).flags = tuple(record.flag_list)
-        elif isinstance(record, PeakTrainFit) and qd_id != NO_ID:
+        elif isinstance(record, PeakTrainFit):
             self._lifetime_done(record, run_id, qd_id)
         elif isinstance(record, RefocusResult) or type(record).__name__ == "RefocusResult":
             with self._lock:
@@ -291,35 +260,6 @@ class DisplayBuffer:
         with self._lock:
             previous = self._pending.rates_cps or {}
             self._pending.rates_cps = {**previous, **rates}
-
-    def _start_lifetime(self, histogram: G2Histogram, result: G2Result, run_id: int,
-                        qd_id: int) -> None:
-        """Fit the peak train of a final histogram (central ± ``LIFETIME_PERIODS`` periods)."""
-        tau = np.asarray(histogram.tau_ps, float)
-        keep = np.abs(tau - result.delay_ps) <= LIFETIME_PERIODS * result.period_ps
-        tau, counts = tau[keep], np.asarray(histogram.counts)[keep]
-
-        key = (run_id, qd_id)
-        if self._executor is None:
-            try:
-                fit = fit_lifetime(tau, counts, result.period_ps, result.delay_ps)
-            except (AnalysisInputError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
-                log.warning("lifetime fit of run %d QD %d failed: %s", run_id, qd_id, exc)
-                return
-            self._lifetime_done(fit, run_id, qd_id)
-            return
-        future = self._executor.submit(fit_lifetime, tau, counts, result.period_ps,
-                                       result.delay_ps)
-        future.add_done_callback(lambda f: self._lifetime_future(f, key))
-
-    def _lifetime_future(self, future: Future, key: tuple[int, int]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            log.warning("lifetime fit of run %d QD %d failed: %s", key[0], key[1], exc)
-            return
-        self._lifetime_done(future.result(), *key)
 
     def _lifetime_done(self, fit: PeakTrainFit, run_id: int, qd_id: int) -> None:
         with self._lock:

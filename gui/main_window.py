@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
-import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +50,7 @@ from micropl.gui.settings import make_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MainWindow", "EmergencyStopFilter", "LifetimePool", "ESTOP_SHORTCUTS",
+__all__ = ["MainWindow", "EmergencyStopFilter", "ESTOP_SHORTCUTS",
            "DRAIN_INTERVAL_MS", "close_dialogs"]
 
 #: Keyboard shortcuts of the laser-off / emergency-stop action.
@@ -80,34 +77,6 @@ GROUP_FIELDS = {
 }
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
-#: Signals the lifetime-fit worker process blocks: Ctrl-C and a closed terminal reach
-#: the whole process group, and the GUI process ends the worker itself.
-WORKER_BLOCKED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGHUP")
-                               if hasattr(signal, name))
-
-
-class LifetimePool(ProcessPoolExecutor):
-    """The one-process pool of the lifetime fits; its worker never sees Ctrl-C.
-
-    The worker is spawned by the first :meth:`submit`, with
-    :data:`WORKER_BLOCKED_SIGNALS` blocked in the submitting thread for that
-    call: a new process inherits the mask from its first instruction, so a
-    Ctrl-C while it still imports (seconds) cannot end it with a traceback.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        if not hasattr(signal, "pthread_sigmask"):
-            return super().submit(fn, *args, **kwargs)
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_BLOCKED_SIGNALS)
-        try:
-            return super().submit(fn, *args, **kwargs)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _key_combos(shortcuts: tuple[str, ...]) -> list[tuple[int, int]]:
     """(key, required modifiers) of each shortcut's first key, e.g. ``Ctrl+Space``."""
     mask = int(QtCore.Qt.KeyboardModifierMask)
@@ -219,9 +188,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.reader = reader
         self.read_only = session is None
         self.settings = settings or make_settings()
-        # Lifetime fits take ~1 s of CPU each: a separate process keeps them off the GIL.
-        self._executor = LifetimePool()
-        self.buffer = DisplayBuffer(lifetime_executor=self._executor)
+        self.buffer = DisplayBuffer()
         self.log_handler = GuiLogHandler()
         package_logger = logging.getLogger("micropl")
         if package_logger.getEffectiveLevel() > logging.INFO:
@@ -732,7 +699,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.session.stream.unsubscribe(self.subscriber.subscription)
             self.worker.stop()
         logging.getLogger("micropl").removeHandler(self.log_handler)
-        self._executor.shutdown(wait=False, cancel_futures=True)
         self._closed = True
         event.accept()
 
