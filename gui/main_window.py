@@ -75,6 +75,8 @@ GROUP_FIELDS = {
     "g2": ("histogram", "g2", "lifetime"),
     "survey": ("qd_rows",),
 }
+#: Shortest interval between two refreshes of the readouts' ages, s.
+AGE_REFRESH_S = 0.25
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
 def _key_combos(shortcuts: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -204,6 +206,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._layout_saved = b""
         self._held = Update()  # taken from the buffer, not yet shown (see _tick)
         self._shown_at = dict.fromkeys(PANEL_GROUPS, -math.inf)  # monotonic s
+        self._ages_at = -math.inf  # last refresh of the readouts' ages, monotonic s
 
         self._build_panels()
         self._build_actions()
@@ -515,6 +518,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self._event(event)
         for level, line in self.log_handler.drain():
             self.log_panel.add(level, line)
+        now = self.instruments_panel.clock()
+        if now - self._ages_at >= AGE_REFRESH_S:
+            self._ages_at = now
+            self.instruments_panel.refresh_age(now)
         if not self.read_only:
             state = self.runner.state
             self.procedures_panel.set_running(state is not RunState.IDLE,
@@ -561,7 +568,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         text = f"run {event.run_id} {event.status}" + (f": {event.reason}" if event.reason
                                                         else "")
-        self.procedures_panel.set_progress(text, 1, 1)
+        self.procedures_panel.set_final(event.status, text)
         if event.status == "completed":
             self.statusBar().showMessage(text, 10000)
         else:

@@ -72,7 +72,21 @@ def test_start_and_abort_survey_leaves_laser_off(qtbot, gui):
     assert gui.session.setup.laser.emission_on is False
     gui.drain()
     assert "aborted" in panel.stage.text()
+    # The bar says how the run ended, not 100 %.
+    assert panel.progress_text().startswith("aborted at ")
+    assert panel.progress.value() < panel.progress.maximum()
     assert any("aborted" in line for line in gui.log_panel.lines())
+    # Laser off, run over: the rates read back are the dark counts, not the run's last read.
+    gui.worker.poll_now()
+
+    def dark() -> bool:
+        gui.drain()
+        rb = gui.instruments_panel.readback
+        return rb is not None and not rb.laser_on and all(
+            v < 2e3 for v in rb.rates_cps.values())
+
+    qtbot.waitUntil(dark, timeout=10_000)
+    assert all("#e90" not in gui.instruments_panel.rate_text(ch)[1] for ch in (1, 2))
 
 
 def _click_map(qtbot, window, x_um, y_um):

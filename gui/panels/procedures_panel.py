@@ -206,10 +206,40 @@ class ProceduresPanel(QtWidgets.QWidget):
         self.abort_button.setEnabled(running)
 
     def set_progress(self, stage: str, done: float, total: float | None) -> None:
-        """Show the current stage and its progress."""
+        """Show the current stage and its progress (a run in progress: plain percent)."""
         self.stage.setText(stage)
+        if self.final_status is not None:
+            self.final_status = None
+            self.progress.setFormat("%p%")
+            self.progress.setStyleSheet("")
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * min(done / total, 1.0)))
         else:
             self.progress.setRange(0, 0)
+
+    #: Status of the run that ended last (None while one runs or before any).
+    final_status: str | None = None
+
+    def set_final(self, status: str, text: str) -> None:
+        """The run ended with ``status``: the bar says so (never 100 % for a run cut short).
+
+        ``completed`` fills the bar; ``aborted`` and ``failed`` keep it where the run
+        stopped, red, with the status in its text.
+        """
+        self.stage.setText(text)
+        self.final_status = status
+        if self.progress.maximum() == 0:  # busy indicator: nothing measured to show
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(0)
+        if status == "completed":
+            self.progress.setValue(self.progress.maximum())
+            self.progress.setFormat("completed")
+            self.progress.setStyleSheet("")
+        else:
+            self.progress.setFormat(f"{status} at %p%")
+            self.progress.setStyleSheet("QProgressBar::chunk { background: #c33 }")
+
+    def progress_text(self) -> str:
+        """The text the progress bar shows."""
+        return self.progress.text()
