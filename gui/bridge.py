@@ -43,7 +43,7 @@ from micropl.drivers.interfaces import MapLine, Spectrum, TagChunk
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DisplayBuffer", "QDRow", "QDCurves", "Update"]
+__all__ = ["DisplayBuffer", "QDRow", "QDCurves", "Source", "Update"]
 
 def _scalar(value: Any) -> float:
     return float(np.asarray(value, dtype=float).ravel()[0])
@@ -74,10 +74,31 @@ class QDRow:
     flags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Source:
+    """Which run, QD and position a shown record belongs to (NaN position: unknown)."""
+
+    run_id: int = NO_ID
+    qd_id: int = NO_ID
+    x_um: float = float("nan")
+    y_um: float = float("nan")
+
+    def text(self) -> str:
+        """E.g. ``run 3 · QD 12 · (4.20, 7.10) µm`` or ``run 3 · no QD · (…) µm``."""
+        if self.run_id == NO_ID and self.qd_id == NO_ID:
+            return "no run"
+        parts = [f"run {self.run_id}" if self.run_id != NO_ID else "no run",
+                 f"QD {self.qd_id}" if self.qd_id != NO_ID else "no QD"]
+        if np.isfinite(self.x_um) and np.isfinite(self.y_um):
+            parts.append(f"({self.x_um:.2f}, {self.y_um:.2f}) µm")
+        return " · ".join(parts)
+
+
 @dataclass
 class QDCurves:
     """The data shown for one QD: spectrum, fit, g² histogram and results."""
 
+    source: Source = field(default_factory=Source)
     spectrum: Spectrum | None = None
     fit: SpectrumFit | None = None
     histogram: G2Histogram | None = None
@@ -102,7 +123,9 @@ class Update:
     histogram, g2 : G2Histogram, G2Result
         Newest g² histogram and result (live or final; see ``g2_final``).
     lifetime : PeakTrainFit
-        Peak-train fit of the newest final histogram.
+        Peak-train fit of the newest final histogram (the stream's record).
+    spectrum_source, g2_source : Source
+        Run, QD and position of the newest spectrum (or fit) and g² record.
     rates_cps : dict of int to float
         Newest APD count rate per channel, counts/s.
     map_rate_cps : float
@@ -129,6 +152,8 @@ class Update:
     g2: G2Result | None = None
     g2_final: bool = False
     lifetime: PeakTrainFit | None = None
+    spectrum_source: Source | None = None
+    g2_source: Source | None = None
     rates_cps: dict[int, float] | None = None
     map_rate_cps: float | None = None
     position_um: tuple[float, float] | None = None
@@ -170,6 +195,7 @@ class DisplayBuffer:
         self._curves: collections.OrderedDict[tuple[int, int], QDCurves] = \
             collections.OrderedDict()
         self._max_cached_qds = max_cached_qds
+        self._position: tuple[float, float] = (float("nan"), float("nan"))
         self.handled = 0
 
     # ------------------------------------------------------------------ producer side
@@ -200,11 +226,13 @@ class DisplayBuffer:
             self._rates(record)
         elif isinstance(record, Spectrum) and kind in ("frame", "accumulated"):
             with self._lock:
+                self._pending.spectrum_source = self._source(run_id, qd_id)
                 setattr(self._pending, kind, record)
                 if kind == "accumulated" and qd_id != NO_ID:
                     self._curve(run_id, qd_id).spectrum = record
         elif isinstance(record, SpectrumFit) and kind in ("frame", "accumulated"):
             with self._lock:
+                self._pending.spectrum_source = self._source(run_id, qd_id)
                 setattr(self._pending, f"{kind}_fit", record)
                 if kind == "accumulated" and qd_id != NO_ID:
                     self._curve(run_id, qd_id).fit = record
@@ -215,12 +243,14 @@ class DisplayBuffer:
                     row.fwhm_err_mev = _scalar(record.fwhm_err_mev)
         elif isinstance(record, G2Histogram) and kind in ("live", "final"):
             with self._lock:
+                self._pending.g2_source = self._source(run_id, qd_id)
                 self._pending.histogram = record
                 self._pending.g2_final = kind == "final"
                 if kind == "final" and qd_id != NO_ID:
                     self._curve(run_id, qd_id).histogram = record
         elif isinstance(record, G2Result) and kind in ("live", "final"):
             with self._lock:
+                self._pending.g2_source = self._source(run_id, qd_id)
                 self._pending.g2 = record
                 self._pending.g2_final = kind == "final"
                 if kind == "final" and qd_id != NO_ID:
@@ -234,7 +264,8 @@ class DisplayBuffer:
             self._lifetime_done(record, run_id, qd_id)
         elif isinstance(record, RefocusResult) or type(record).__name__ == "RefocusResult":
             with self._lock:
-                self._pending.position_um = (float(record.x_um), float(record.y_um))
+                self._position = (float(record.x_um), float(record.y_um))
+                self._pending.position_um = self._position
         elif isinstance(record, G2Done):
             return
 
@@ -249,7 +280,8 @@ class DisplayBuffer:
             self._map_lines.append(line)
             self._pending.map_rate_cps = rate
             if line.x_um.size:
-                self._pending.position_um = (float(line.x_um[-1]), float(line.y_um))
+                self._position = (float(line.x_um[-1]), float(line.y_um))
+                self._pending.position_um = self._position
 
     def _rates(self, chunk: TagChunk) -> None:
         duration_s = chunk.duration_s
@@ -263,6 +295,7 @@ class DisplayBuffer:
 
     def _lifetime_done(self, fit: PeakTrainFit, run_id: int, qd_id: int) -> None:
         with self._lock:
+            self._pending.g2_source = self._source(run_id, qd_id)
             self._pending.lifetime = fit
             if qd_id != NO_ID:
                 self._curve(run_id, qd_id).lifetime = fit
@@ -282,11 +315,17 @@ class DisplayBuffer:
         self._changed[key] = None
         return row
 
+    def _source(self, run_id: int, qd_id: int) -> Source:
+        """Run, QD and position of a record: the QD's target, else the scanner's last."""
+        row = self._rows.get((run_id, qd_id)) if qd_id != NO_ID else None
+        x, y = (row.x_um, row.y_um) if row is not None else self._position
+        return Source(run_id, qd_id, float(x), float(y))
+
     def _curve(self, run_id: int, qd_id: int) -> QDCurves:
         key = (run_id, qd_id)
         curves = self._curves.get(key)
         if curves is None:
-            curves = self._curves[key] = QDCurves()
+            curves = self._curves[key] = QDCurves(source=self._source(run_id, qd_id))
             while len(self._curves) > self._max_cached_qds:
                 self._curves.popitem(last=False)
         else:
@@ -310,7 +349,9 @@ class DisplayBuffer:
         """The cached curves of a QD (None when not, or no longer, cached)."""
         with self._lock:
             curves = self._curves.get((run_id, qd_id))
-            return None if curves is None else QDCurves(**vars(curves))
+            if curves is None:
+                return None
+            return QDCurves(**{**vars(curves), "source": self._source(run_id, qd_id)})
 
     def rows(self) -> list[QDRow]:
         """Copies of every QD row known."""

@@ -71,8 +71,8 @@ GROUP_INTERVAL_S = 0.045
 #: The fields of a held :class:`~micropl.gui.bridge.Update` that each panel group shows.
 GROUP_FIELDS = {
     "map": ("map_reset", "map_lines", "position_um"),
-    "spectrum": ("frame", "frame_fit", "accumulated", "accumulated_fit"),
-    "g2": ("histogram", "g2", "lifetime"),
+    "spectrum": ("frame", "frame_fit", "accumulated", "accumulated_fit", "spectrum_source"),
+    "g2": ("histogram", "g2", "lifetime", "g2_source"),
     "survey": ("qd_rows",),
 }
 #: Shortest interval between two refreshes of the readouts' ages, s.
@@ -455,9 +455,16 @@ class MainWindow(QtWidgets.QMainWindow):
             self.map_panel.set_position(x_um, y_um)
 
     def show_curves(self, curves: QDCurves) -> None:
-        """Show one QD's spectrum, fit, g² histogram and results."""
-        self.spectrum_panel.show_accumulated(curves.spectrum, curves.fit)
-        if curves.histogram is not None:
+        """Show one QD's spectrum, fit, g² histogram and results (both panels: this QD)."""
+        self.spectrum_panel.set_source(curves.source)
+        if curves.spectrum is None:
+            self.spectrum_panel.clear(f"no spectrum for QD {curves.source.qd_id}")
+        else:
+            self.spectrum_panel.show_accumulated(curves.spectrum, curves.fit)
+        self.g2_panel.set_source(curves.source)
+        if curves.histogram is None:
+            self.g2_panel.clear(f"no g² histogram for QD {curves.source.qd_id}")
+        else:
             self.g2_panel.show_histogram(curves.histogram, final=True)
         if curves.g2 is not None:
             self.g2_panel.show_result(curves.g2)
@@ -499,7 +506,7 @@ class MainWindow(QtWidgets.QMainWindow):
         held.map_lines += u.map_lines
         held.qd_rows += u.qd_rows
         for name in ("frame", "frame_fit", "accumulated", "accumulated_fit", "histogram", "g2",
-                     "lifetime", "position_um"):
+                     "lifetime", "position_um", "spectrum_source", "g2_source"):
             if getattr(u, name) is not None:
                 setattr(held, name, getattr(u, name))
         if u.histogram is not None or u.g2 is not None:
@@ -540,11 +547,15 @@ class MainWindow(QtWidgets.QMainWindow):
             if u.position_um is not None:
                 self.map_panel.set_position(*u.position_um)
         elif group == "spectrum":
+            if u.spectrum_source is not None:
+                self.spectrum_panel.set_source(u.spectrum_source)
             if u.frame is not None or u.frame_fit is not None:
                 self.spectrum_panel.show_frame(u.frame, u.frame_fit)
             if u.accumulated is not None or u.accumulated_fit is not None:
                 self.spectrum_panel.show_accumulated(u.accumulated, u.accumulated_fit)
         elif group == "g2":
+            if u.g2_source is not None:
+                self.g2_panel.set_source(u.g2_source)
             if u.histogram is not None:
                 self.g2_panel.show_histogram(u.histogram, final=u.g2_final)
             if u.g2 is not None:
@@ -616,6 +627,9 @@ class MainWindow(QtWidgets.QMainWindow):
                                      f"(read-only, created {self.reader.created})")
         log.info("opened %s read-only: %d runs", self.reader.path, len(runs))
         self.drain()
+        table = self.survey_panel.table
+        if table.rowCount():  # both panels show one QD, the last one, and say which
+            self.survey_panel.select_index(table.rowCount() - 1)
 
     # ------------------------------------------------------------------ closing
     def ask(self, question: str) -> bool:

@@ -12,7 +12,7 @@ from PyQt5 import QtCore
 from micropl.acquisition import load_setup
 from micropl.acquisition.procedures import G2, RasterScan, Refocus, SpectrumAcquisition, Survey
 from micropl.acquisition.session import Session
-from micropl.analysis.g2 import G2Result
+from micropl.analysis.g2 import G2Result, PeakTrainFit
 from micropl.analysis.spectra import SpectrumFit
 from micropl.gui.main_window import MainWindow
 
@@ -154,10 +154,17 @@ def test_survey_results_appear_in_panels(qtbot, gui):
     assert table_row.fwhm_mev == pytest.approx(float(fit.fwhm_mev))
     rate = gui.map_panel.map_rate()
     assert rate is not None and rate.shape == (49, 49) and np.isfinite(rate).all()
-    # The lifetime fit (a background thread) arrives and is physical.
+    # The lifetime shown is the stream's peak-train fit record (the GUI fits nothing itself).
     qtbot.waitUntil(lambda: (gui.drain() or True) and
                     math.isfinite(gui.survey_panel.row(result.run_id, last).lifetime_ns),
                     timeout=20_000)
+    stored = live.latest(result.run_id, last, PeakTrainFit, "final")
+    assert gui.survey_panel.row(result.run_id, last).lifetime_ns == stored.lifetime_ns
+    assert f"{stored.lifetime_ns:.2f} ± {stored.lifetime_ns_err:.2f} ns" in \
+        gui.g2_panel.lifetime.text()
+    # Both panels say which run, QD and position they show.
+    for panel in (gui.spectrum_panel, gui.g2_panel):
+        assert panel.source.text().startswith(f"run {result.run_id} · QD {last} · (")
     assert 0.3 < gui.survey_panel.row(result.run_id, last).lifetime_ns < 30
     # Clicking a QD in the table moves the scanner back to it.
     first = gui.survey_panel.row(result.run_id, 0)

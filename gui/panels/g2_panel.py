@@ -32,6 +32,9 @@ class G2Panel(QtWidgets.QWidget):
         self.value = QtWidgets.QLabel("g²(0) = —")
         self.value.setStyleSheet("font-size: 26pt; font-weight: bold")
         self.detail = fixed_lines_label(2)
+        #: Which run, QD and position the histogram shown belongs to.
+        self.source = fixed_lines_label(1, "no run")
+        self.source.setStyleSheet("font-weight: bold")
         self.lifetime = QtWidgets.QLabel("lifetime: —")
         self.lifetime.setStyleSheet("font-size: 14pt")
         self.lifetime.setAlignment(QtCore.Qt.AlignRight)
@@ -46,10 +49,29 @@ class G2Panel(QtWidgets.QWidget):
         top.addLayout(side)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.source)
         layout.addLayout(top)
         layout.addWidget(self.detail)
         layout.addWidget(self.plot, 1)
         self._histogram: G2Histogram | None = None
+
+    def set_source(self, source: object) -> None:
+        """Say which run, QD and position the histogram shown is of (a ``Source``)."""
+        text = source.text()
+        if self.source.text() != text:
+            self.source.setText(text)
+
+    def clear(self, note: str = "no histogram") -> None:
+        """Show nothing (the QD chosen has no g² measurement): no other QD's data stay."""
+        self._histogram = None
+        self.curve.setData([], [])
+        self.model_curve.setData([], [])
+        self._shade([])
+        self.value.setText("g²(0) = —")
+        set_style(self.value, "font-size: 26pt; font-weight: bold")
+        self.detail.setText("")
+        self.lifetime.setText("lifetime: —")
+        self.integration.setText(note)
 
     def show_histogram(self, histogram: G2Histogram, final: bool = False) -> None:
         """Draw a (live or final) histogram."""

@@ -53,6 +53,9 @@ class SpectrumPanel(QtWidgets.QWidget):
         self.axis_box.addItems(["wavelength (nm)", "energy (eV)"])
         self.axis_box.currentIndexChanged.connect(self._axis_changed)
         self.title = fixed_lines_label(2, "no spectrum yet")
+        #: Which run, QD and position the spectrum shown belongs to.
+        self.source = fixed_lines_label(1, "no run")
+        self.source.setStyleSheet("font-weight: bold")
         self.table = QtWidgets.QTableWidget(len(_TABLE_ROWS), 3)
         self.table.setHorizontalHeaderLabels(["quantity", "value", "± 1σ"])
         self.table.verticalHeader().hide()
@@ -72,6 +75,7 @@ class SpectrumPanel(QtWidgets.QWidget):
         top.addWidget(self.axis_box)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.source)
         layout.addLayout(top)
         layout.addWidget(self.plot, 3)
         layout.addWidget(self.table, 1)
@@ -79,6 +83,21 @@ class SpectrumPanel(QtWidgets.QWidget):
         self._acc: Spectrum | None = None
         self._fit: SpectrumFit | None = None
         self._fit_of: Spectrum | None = None
+        self._redraw()
+
+    def set_source(self, source: object) -> None:
+        """Say which run, QD and position the spectrum shown is of (a ``Source``)."""
+        text = source.text()
+        if self.source.text() != text:
+            self.source.setText(text)
+
+    def clear(self, note: str = "no spectrum") -> None:
+        """Show nothing (the QD chosen has no spectrum): no other QD's data stay."""
+        self._frame = self._acc = self._fit = self._fit_of = None
+        self.title.setText(note)
+        for i in range(self.table.rowCount()):
+            for col in (1, 2):
+                self.table.setItem(i, col, QtWidgets.QTableWidgetItem(""))
         self._redraw()
 
     @property
