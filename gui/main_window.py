@@ -77,6 +77,8 @@ GROUP_FIELDS = {
 }
 #: Shortest interval between two refreshes of the readouts' ages, s.
 AGE_REFRESH_S = 0.25
+#: Settings key of the spectrum's x axis ("nm" or "eV").
+SPECTRUM_AXIS_KEY = "view/spectrum_axis"
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
 def _key_combos(shortcuts: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -204,6 +206,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._queue_halted = False
         self._pending_start = False
         self._layout_saved = b""
+        #: True until the first show applied the kept layout: nothing is saved before
+        #: (the docks' signals while it is restored would save a half-restored layout).
+        self._restoring = True
         self._held = Update()  # taken from the buffer, not yet shown (see _tick)
         self._shown_at = dict.fromkeys(PANEL_GROUPS, -math.inf)  # monotonic s
         self._ages_at = -math.inf  # last refresh of the readouts' ages, monotonic s
@@ -211,6 +216,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_panels()
         self._build_actions()
         self._restore_layout()
+        self._restore_choices()
 
         if self.read_only:
             self._open_read_only()
@@ -287,11 +293,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._dock("survey", "Survey", self.survey_panel, bottom)
         self._dock("log", "Log", self.log_panel, bottom)
         self.splitDockWidget(self.docks["survey"], self.docks["log"], QtCore.Qt.Horizontal)
-        self.resizeDocks([self.docks["procedures"]], [380], QtCore.Qt.Horizontal)
-        self.resizeDocks([self.docks["survey"], self.docks["log"]], [1200, 330],
-                         QtCore.Qt.Horizontal)
-        self.resizeDocks([self.docks["map"], self.docks["survey"]], [560, 420],
-                         QtCore.Qt.Vertical)
+        self._default_state = self.saveState()
+        self.default_sizes()
 
         self.map_panel.move_requested.connect(self._map_clicked)
         self.map_panel.scan_requested.connect(self.scan_region)
@@ -330,9 +333,45 @@ class MainWindow(QtWidgets.QMainWindow):
         menu.addSeparator()
         menu.addAction("&Close window", self.close)
         view = self.menuBar().addMenu("&View")
+        self.reset_layout_action = view.addAction("&Reset layout", self.reset_layout)
+        self.reset_layout_action.setShortcut(QtGui.QKeySequence("Ctrl+Shift+R"))
+        view.addSeparator()
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
         self.open_windows: list[MainWindow] = []
+
+    # ------------------------------------------------------------------ layout
+    def default_sizes(self) -> None:
+        """Give the docks their default shares of the window (any window size).
+
+        Left column (procedures, instruments) 24 % of the width; bottom row (survey
+        beside the log) 42 % of the height, the survey four fifths of its width;
+        the map beside the spectrum and g² plots above.
+        """
+        w, h = max(self.width(), 800), max(self.height(), 600)
+        self.resizeDocks([self.docks["procedures"]], [int(0.24 * w)], QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["survey"], self.docks["log"]],
+                         [int(0.60 * w), int(0.16 * w)], QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["map"], self.docks["survey"]],
+                         [int(0.50 * h), int(0.42 * h)], QtCore.Qt.Vertical)
+        self.resizeDocks([self.docks["map"], self.docks["spectrum"]],
+                         [int(0.36 * w), int(0.40 * w)], QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["spectrum"], self.docks["g2"]],
+                         [int(0.25 * h), int(0.25 * h)], QtCore.Qt.Vertical)
+
+    def reset_layout(self) -> None:
+        """View → Reset layout: every dock back in its place and size, shown, docked."""
+        for dock in self.docks.values():
+            dock.setFloating(False)
+        self.restoreState(self._default_state)
+        for dock in self.docks.values():
+            dock.show()
+        self.docks["procedures"].raise_()
+        self.default_sizes()
+        QtWidgets.QApplication.processEvents(QtCore.QEventLoop.ExcludeUserInputEvents)
+        self.default_sizes()  # again, once the docks have their places: sizes are relative
+        self.save_layout()
+        log.info("layout reset to the default")
 
     # ------------------------------------------------------------------ settings
     def _restore_layout(self) -> None:
@@ -341,13 +380,44 @@ class MainWindow(QtWidgets.QMainWindow):
         state = self.settings.value(f"{prefix}state")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
+        restored = state is not None and self.restoreState(state)
+        if state is not None and not restored:
+            log.warning("settings: the kept dock layout is not readable; using the default")
+        #: True once the docks have sizes for the real window (a kept layout has them).
+        self._sized = bool(restored)
+        # Applied once more at the first show: before it, Qt restores the places and
+        # sizes of the docks but leaves a kept hidden dock shown.
+        self._kept_state = state if restored else None
         self._layout_saved = bytes(self.saveState())
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if self._kept_state is not None:
+            state, self._kept_state = self._kept_state, None
+            self.restoreState(state)
+        self._restoring = False
+        if not self._sized:  # the first show at the real size: the default shares
+            self._sized = True
+            QtCore.QTimer.singleShot(0, self.default_sizes)
+
+    def _restore_choices(self) -> None:
+        """The display choices kept across restarts (each checked; an invalid one is reset)."""
+        axis = str(self.settings.value(SPECTRUM_AXIS_KEY, "nm"))
+        if axis not in ("nm", "eV"):
+            log.warning("settings: %s = %r is not nm or eV: reset to nm", SPECTRUM_AXIS_KEY, axis)
+            axis = "nm"
+            self.settings.setValue(SPECTRUM_AXIS_KEY, axis)
+        self.spectrum_panel.set_energy_axis(axis == "eV")
+        self.spectrum_panel.axis_box.currentIndexChanged.connect(self._save_axis)
+
+    def _save_axis(self) -> None:
+        self.settings.setValue(SPECTRUM_AXIS_KEY, "eV" if self.spectrum_panel.energy_axis
+                               else "nm")
+        self.settings.sync()
 
     def save_layout(self) -> None:
         """Save the dock layout and window geometry when they changed."""
-        if self._closing and not self.isVisible():
+        if self._restoring or (self._closing and not self.isVisible()):
             return
         state = bytes(self.saveState())
         if state == self._layout_saved:

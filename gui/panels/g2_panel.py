@@ -11,7 +11,12 @@ from micropl.acquisition.records import G2Histogram
 from micropl.analysis.g2 import G2Result, PeakTrainFit
 from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, set_style
 
-__all__ = ["G2Panel"]
+__all__ = ["G2Panel", "PLOT_MIN_HEIGHT_PX"]
+
+#: Smallest height of the histogram plot, px.
+PLOT_MIN_HEIGHT_PX = 90
+#: Style of the g²(0) value.
+VALUE_STYLE = "font-size: 20pt; font-weight: bold"
 
 
 class G2Panel(QtWidgets.QWidget):
@@ -30,26 +35,30 @@ class G2Panel(QtWidgets.QWidget):
         self._shown_windows: list[tuple[float, float]] = []
         self._windows: list[pg.LinearRegionItem] = []
         self.value = QtWidgets.QLabel("g²(0) = —")
-        self.value.setStyleSheet("font-size: 26pt; font-weight: bold")
+        self.value.setStyleSheet(VALUE_STYLE)
         self.detail = fixed_lines_label(2)
         #: Which run, QD and position the histogram shown belongs to.
         self.source = fixed_lines_label(1, "no run")
         self.source.setStyleSheet("font-weight: bold")
         self.lifetime = QtWidgets.QLabel("lifetime: —")
-        self.lifetime.setStyleSheet("font-size: 14pt")
+        self.lifetime.setStyleSheet("font-size: 13pt")
         self.lifetime.setAlignment(QtCore.Qt.AlignRight)
         self.integration = QtWidgets.QLabel("no histogram yet")
         self.integration.setAlignment(QtCore.Qt.AlignRight)
         side = QtWidgets.QVBoxLayout()
         side.addWidget(self.lifetime)
         side.addWidget(self.integration)
+        left = QtWidgets.QVBoxLayout()
+        left.addWidget(self.source)
+        left.addWidget(self.value)
         top = QtWidgets.QHBoxLayout()
-        top.addWidget(self.value)
+        top.addLayout(left)
         top.addStretch(1)
         top.addLayout(side)
+        self.plot.setMinimumHeight(PLOT_MIN_HEIGHT_PX)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.source)
+        layout.setSpacing(2)
         layout.addLayout(top)
         layout.addWidget(self.detail)
         layout.addWidget(self.plot, 1)
@@ -68,7 +77,7 @@ class G2Panel(QtWidgets.QWidget):
         self.model_curve.setData([], [])
         self._shade([])
         self.value.setText("g²(0) = —")
-        set_style(self.value, "font-size: 26pt; font-weight: bold")
+        set_style(self.value, VALUE_STYLE)
         self.detail.setText("")
         self.lifetime.setText("lifetime: —")
         self.integration.setText(note)
@@ -90,7 +99,7 @@ class G2Panel(QtWidgets.QWidget):
             self._shade(windows)
         self.value.setText(f"g²(0) = {result.g2_0:.3f} ± {result.g2_0_err:.3f}")
         colour = "#2a2" if result.g2_0 + result.g2_0_err < 0.5 else "#c80"
-        set_style(self.value, f"font-size: 26pt; font-weight: bold; color: {colour}")
+        set_style(self.value, f"{VALUE_STYLE}; color: {colour}")
         bg = result.g2_0_bgcorr
         self.detail.setText(
             f"central {result.central_counts:.0f} counts, mean side "

@@ -110,17 +110,17 @@ class MapPanel(QtWidgets.QWidget):
         self.scale.setParentItem(self.view)
         self.scale.anchor((1, 1), (1, 1), offset=(-20, -20))
         self._labels: list[pg.TextItem] = []
-        self.hover = fixed_lines_label(1, "hover over the map for x, y and the PL rate")
+        help_text = ("click: move the scanner · left-drag: scan a region · wheel: zoom · "
+                     "middle-drag: pan")
+        self.hover = fixed_lines_label(1, f"hover: x, y and the PL rate · {help_text}")
         self.hover.setObjectName("map_hover")
-        self.status = QtWidgets.QLabel("click: move the scanner · left-drag: scan a region · "
-                                       "wheel: zoom · middle-drag: pan")
-        self.status.setStyleSheet("color: gray")
-        self.status.setWordWrap(True)
+        self.hover.setToolTip(help_text)
+        self.plot.setToolTip(help_text)
+        self.plot.setMinimumSize(220, 200)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.hover)
-        layout.addWidget(self.status)
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
         self.view.clicked.connect(self.move_requested)
         self.view.region.connect(self.scan_requested)

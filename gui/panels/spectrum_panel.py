@@ -10,7 +10,10 @@ from micropl.analysis.spectra import SpectrumFit, energy_ev_from_wavelength_nm
 from micropl.drivers.interfaces import Spectrum
 from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, set_label
 
-__all__ = ["SpectrumPanel", "fit_rows"]
+__all__ = ["SpectrumPanel", "fit_rows", "PLOT_MIN_HEIGHT_PX"]
+
+#: Smallest height of the spectrum plot, px (it never collapses to a strip).
+PLOT_MIN_HEIGHT_PX = 110
 
 # The two numbers looked at most come first: they stay visible in a short panel.
 _TABLE_ROWS = ("peak energy (eV)", "FWHM (meV)", "peak wavelength (nm)", "area (counts)",
@@ -52,7 +55,8 @@ class SpectrumPanel(QtWidgets.QWidget):
         self.axis_box = QtWidgets.QComboBox()
         self.axis_box.addItems(["wavelength (nm)", "energy (eV)"])
         self.axis_box.currentIndexChanged.connect(self._axis_changed)
-        self.title = fixed_lines_label(2, "no spectrum yet")
+        self.title = fixed_lines_label(1, "no spectrum yet")
+        self.title.setStyleSheet("color: gray")
         #: Which run, QD and position the spectrum shown belongs to.
         self.source = fixed_lines_label(1, "no run")
         self.source.setStyleSheet("font-weight: bold")
@@ -70,13 +74,15 @@ class SpectrumPanel(QtWidgets.QWidget):
         for i, name in enumerate(_TABLE_ROWS):
             self.table.setItem(i, 0, QtWidgets.QTableWidgetItem(name))
         top = QtWidgets.QHBoxLayout()
-        top.addWidget(self.title, 1)
+        top.addWidget(self.source, 1)
         top.addWidget(QtWidgets.QLabel("axis:"))
         top.addWidget(self.axis_box)
+        self.plot.setMinimumHeight(PLOT_MIN_HEIGHT_PX)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.source)
+        layout.setSpacing(2)
         layout.addLayout(top)
+        layout.addWidget(self.title)
         layout.addWidget(self.plot, 3)
         layout.addWidget(self.table, 1)
         self._frame: Spectrum | None = None

@@ -22,6 +22,11 @@ from micropl.gui.widgets import DataFollower, plot_widget
 
 __all__ = ["SurveyPanel", "COLUMNS", "survey_line", "row_statistics"]
 
+#: Rows of the QD table always in view.
+MIN_TABLE_ROWS = 6
+#: Smallest height of a statistics plot, px.
+PLOT_MIN_HEIGHT_PX = 80
+
 COLUMNS = ("run", "QD", "x (µm)", "y (µm)", "SNR", "status", "E (eV)", "σE (meV)",
            "FWHM (meV)", "σFWHM (meV)", "g²(0)", "σg²(0)", "τ (ns)")
 
@@ -140,16 +145,29 @@ class SurveyPanel(QtWidgets.QWidget):
         self.scatter_plot.addItem(self.scatter)
         self.followers = [DataFollower(plot) for plot in
                           (self.fwhm_plot, self.scatter_plot, self.g2_plot)]
-        plots = QtWidgets.QHBoxLayout()
+        plots = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(plots)
+        row.setContentsMargins(0, 0, 0, 0)
         for plot in (self.fwhm_plot, self.scatter_plot, self.g2_plot):
-            plot.setMinimumHeight(160)
-            plots.addWidget(plot)
+            plot.setMinimumHeight(PLOT_MIN_HEIGHT_PX)
+            row.addWidget(plot)
         self.summary = QtWidgets.QLabel("no QD yet")
+        # The table always shows MIN_TABLE_ROWS rows; the plots take what is left.
+        row_px = self.table.fontMetrics().height() + 6
+        self.table.verticalHeader().setDefaultSectionSize(row_px)
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
+                                    + MIN_TABLE_ROWS * row_px + 2 * self.table.frameWidth() + 2
+                                    + self.table.horizontalScrollBar().sizeHint().height())
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(plots)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.summary)
-        layout.addWidget(self.table, 2)
-        layout.addLayout(plots, 1)
+        layout.addWidget(self.splitter, 1)
         self._rows: dict[tuple[int, int], QDRow] = {}
         self._index: dict[tuple[int, int], int] = {}
         self._shown = b""
