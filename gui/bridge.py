@@ -40,6 +40,7 @@ from micropl.acquisition.runner import Progress
 from micropl.analysis.g2 import G2Result, PeakTrainFit
 from micropl.analysis.spectra import SpectrumFit
 from micropl.drivers.interfaces import MapLine, Spectrum, TagChunk
+from micropl.gui.rate_trace import RateTrace
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,8 @@ class Update:
         QD rows added or changed.
     progress : Progress
         Newest progress record.
+    trace : bool
+        The count-rate trace (:attr:`DisplayBuffer.trace`) has new bins.
     events : list
         RunStart / RunStop records, in order.
     dropped : int
@@ -159,6 +162,7 @@ class Update:
     position_um: tuple[float, float] | None = None
     qd_rows: list[QDRow] = field(default_factory=list)
     progress: Progress | None = None
+    trace: bool = False
     events: list[Any] = field(default_factory=list)
 
 
@@ -175,6 +179,8 @@ class DisplayBuffer:
         QDs whose curves (spectrum, histogram) are kept for browsing.
     max_events : int
         Run events kept between two drains.
+    apd_channels : (int, int)
+        The APD channels of the count-rate trace (:attr:`trace`).
 
     The lifetime shown is the :class:`~micropl.analysis.g2.PeakTrainFit` record
     of the stream (table ``peak_train_fit``, the same record a session file
@@ -183,7 +189,7 @@ class DisplayBuffer:
 
     def __init__(self, *, max_map_lines: int = 5000, max_rows: int = 5000,
                  max_cached_qds: int = 200,
-                 max_events: int = 1000) -> None:
+                 max_events: int = 1000, apd_channels: tuple[int, int] = (1, 2)) -> None:
         self._lock = threading.Lock()
         self._pending = Update()
         self._map_key: tuple[int, int] | None = None
@@ -196,6 +202,9 @@ class DisplayBuffer:
             collections.OrderedDict()
         self._max_cached_qds = max_cached_qds
         self._position: tuple[float, float] = (float("nan"), float("nan"))
+        #: Both APDs' rates over the last minutes, from every tag chunk of the stream.
+        self.trace = RateTrace(apd_channels)
+        self._trace_taken = 0
         self.handled = 0
 
     # ------------------------------------------------------------------ producer side
@@ -287,6 +296,7 @@ class DisplayBuffer:
         duration_s = chunk.duration_s
         if duration_s <= 0:
             return
+        self.trace.add_chunk(chunk)
         channels, counts = np.unique(chunk.channel, return_counts=True)
         rates = {int(c): float(n) / duration_s for c, n in zip(channels, counts)}
         with self._lock:
@@ -343,6 +353,9 @@ class DisplayBuffer:
             self._events.clear()
             update.qd_rows = [QDRow(**vars(self._rows[key])) for key in self._changed]
             self._changed.clear()
+            version = self.trace.version
+            update.trace = version != self._trace_taken
+            self._trace_taken = version
         return update
 
     def curves(self, run_id: int, qd_id: int) -> QDCurves | None:

@@ -44,6 +44,7 @@ from micropl.gui.panels.instruments_panel import InstrumentsPanel
 from micropl.gui.panels.log_panel import LogPanel
 from micropl.gui.panels.map_panel import MapPanel
 from micropl.gui.panels.procedures_panel import ProceduresPanel
+from micropl.gui.panels.rate_panel import RatePanel
 from micropl.gui.panels.spectrum_panel import SpectrumPanel
 from micropl.gui.panels.survey_panel import SurveyPanel
 from micropl.gui.settings import make_settings
@@ -63,7 +64,7 @@ SAME_PRESS_S = 1.0
 #: Period of the display timer, ms: each tick takes the buffer and updates one panel group.
 DRAIN_INTERVAL_MS = 25
 #: Panel groups; one tick never repaints more than one (a repaint costs 5–20 ms per plot).
-PANEL_GROUPS = ("map", "spectrum", "g2", "survey")
+PANEL_GROUPS = ("map", "spectrum", "g2", "survey", "rates")
 #: Shortest interval between two updates of one group, s (every other tick at most, 20 Hz).
 #: A group with new data and no recent update goes at the next tick; with every group
 #: busy, each is updated every fourth tick (10 Hz).
@@ -74,7 +75,10 @@ GROUP_FIELDS = {
     "spectrum": ("frame", "frame_fit", "accumulated", "accumulated_fit", "spectrum_source"),
     "g2": ("histogram", "g2", "lifetime", "g2_source"),
     "survey": ("qd_rows",),
+    "rates": ("trace",),
 }
+#: Longest trace bin made of an idle readback, s (a longer gap is not counted as one bin).
+MAX_READBACK_BIN_S = 1.0
 #: Shortest interval between two refreshes of the readouts' ages, s.
 AGE_REFRESH_S = 0.25
 #: Settings key of the spectrum's x axis ("nm" or "eV").
@@ -192,7 +196,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.reader = reader
         self.read_only = session is None
         self.settings = settings or make_settings()
-        self.buffer = DisplayBuffer()
+        self.buffer = DisplayBuffer(apd_channels=(1, 2) if session is None
+                                    else tuple(session.setup.apd_channels))
         self.log_handler = GuiLogHandler()
         package_logger = logging.getLogger("micropl")
         if package_logger.getEffectiveLevel() > logging.INFO:
@@ -212,6 +217,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._held = Update()  # taken from the buffer, not yet shown (see _tick)
         self._shown_at = dict.fromkeys(PANEL_GROUPS, -math.inf)  # monotonic s
         self._ages_at = -math.inf  # last refresh of the readouts' ages, monotonic s
+        self._readback_at: float | None = None  # monotonic s of the previous readback
 
         self._build_panels()
         self._build_actions()
@@ -276,6 +282,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.procedures_panel = ProceduresPanel(self.settings)
         self.survey_panel = SurveyPanel()
         self.log_panel = LogPanel()
+        self.rate_panel = RatePanel()
         left, right = QtCore.Qt.LeftDockWidgetArea, QtCore.Qt.RightDockWidgetArea
         bottom = QtCore.Qt.BottomDockWidgetArea
         self._dock("procedures", "Procedures", self.procedures_panel, left)
@@ -290,6 +297,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._dock("g2", "g²", self.g2_panel, right)
         self.splitDockWidget(self.docks["map"], self.docks["spectrum"], QtCore.Qt.Horizontal)
         self.splitDockWidget(self.docks["spectrum"], self.docks["g2"], QtCore.Qt.Vertical)
+        self._dock("rates", "Count rate", self.rate_panel, right)
+        self.tabifyDockWidget(self.docks["g2"], self.docks["rates"])
+        self.docks["g2"].raise_()
         self._dock("survey", "Survey", self.survey_panel, bottom)
         self._dock("log", "Log", self.log_panel, bottom)
         self.splitDockWidget(self.docks["survey"], self.docks["log"], QtCore.Qt.Horizontal)
@@ -544,6 +554,12 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ GUI-thread updates
     def _readback(self, rb: Readback) -> None:
         self.instruments_panel.set_readback(rb)
+        now = time.monotonic()
+        if self._readback_at is not None and not self.runner.busy:
+            # The idle tagger's rates between runs: one trace bin per poll interval.
+            self.buffer.trace.add_rates(rb.rates_cps, min(now - self._readback_at,
+                                                          MAX_READBACK_BIN_S))
+        self._readback_at = now
         self.procedures_panel.set_limits(rb.limits)
         self.map_panel.set_position(rb.position_um[0], rb.position_um[1])
 
@@ -575,6 +591,7 @@ class MainWindow(QtWidgets.QMainWindow):
         held.map_reset = held.map_reset or u.map_reset
         held.map_lines += u.map_lines
         held.qd_rows += u.qd_rows
+        held.trace = held.trace or u.trace
         for name in ("frame", "frame_fit", "accumulated", "accumulated_fit", "histogram", "g2",
                      "lifetime", "position_um", "spectrum_source", "g2_source"):
             if getattr(u, name) is not None:
@@ -632,6 +649,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.g2_panel.show_result(u.g2)
             if u.lifetime is not None:
                 self.g2_panel.show_lifetime(u.lifetime)
+        elif group == "rates":
+            if u.trace:
+                self.rate_panel.show_trace(self.buffer.trace)
         elif group == "survey":
             if u.qd_rows:
                 self.survey_panel.update_rows(u.qd_rows)
