@@ -39,7 +39,7 @@ from micropl.errors import AnalysisInputError
 from micropl.gui.bridge import DisplayBuffer, QDCurves, Update
 from micropl.gui.commands import CommandWorker, Readback
 from micropl.gui.log_handler import GuiLogHandler
-from micropl.gui.panels.g2_panel import G2Panel
+from micropl.gui.panels.g2_panel import MAX_BIN_FACTOR, MAX_WINDOW_NS, G2Panel
 from micropl.gui.panels.instruments_panel import InstrumentsPanel
 from micropl.gui.panels.log_panel import LogPanel
 from micropl.gui.panels.map_panel import MapPanel
@@ -83,6 +83,9 @@ MAX_READBACK_BIN_S = 1.0
 AGE_REFRESH_S = 0.25
 #: Settings key of the spectrum's x axis ("nm" or "eV").
 SPECTRUM_AXIS_KEY = "view/spectrum_axis"
+#: Settings keys of the g² display: bins summed per shown bin, ± delay window in ns.
+G2_BIN_KEY = "view/g2_bin_factor"
+G2_WINDOW_KEY = "view/g2_window_ns"
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
 def _key_combos(shortcuts: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -419,6 +422,34 @@ class MainWindow(QtWidgets.QMainWindow):
             self.settings.setValue(SPECTRUM_AXIS_KEY, axis)
         self.spectrum_panel.set_energy_axis(axis == "eV")
         self.spectrum_panel.axis_box.currentIndexChanged.connect(self._save_axis)
+        factor = self._kept_number(G2_BIN_KEY, 1, int, 1, MAX_BIN_FACTOR)
+        window = self._kept_number(G2_WINDOW_KEY, 0.0, float, 0.0, MAX_WINDOW_NS)
+        self.g2_panel.set_display(factor, window)
+        self.g2_panel.bin_factor.valueChanged.connect(
+            lambda v: self._keep(G2_BIN_KEY, int(v)))
+        self.g2_panel.window_ns.valueChanged.connect(
+            lambda v: self._keep(G2_WINDOW_KEY, float(v)))
+
+    def _kept_number(self, key: str, default: Any, kind: type, low: float, high: float) -> Any:
+        """A kept number, or ``default`` (with a log line) when it is not a ``kind`` in range."""
+        text = self.settings.value(key, None)
+        if text is None:
+            return default
+        try:
+            number = float(str(text))
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and low <= number <= high
+                and (kind is float or number.is_integer())):
+            log.warning("settings: %s = %r is not a number in %g–%g: reset to %g", key, text, low,
+                        high, default)
+            self._keep(key, default)
+            return default
+        return kind(number)
+
+    def _keep(self, key: str, value: Any) -> None:
+        self.settings.setValue(key, value)
+        self.settings.sync()
 
     def _save_axis(self) -> None:
         self.settings.setValue(SPECTRUM_AXIS_KEY, "eV" if self.spectrum_panel.energy_axis
