@@ -344,6 +344,13 @@ class MainWindow(QtWidgets.QMainWindow):
         open_action.triggered.connect(self._ask_open)
         self.open_action = open_action
         menu.addSeparator()
+        plots = menu.addMenu("&Export plot (PNG/SVG)")
+        for name, title in (("map", "Scan map"), ("spectrum", "Spectrum"), ("g2", "g²"),
+                            ("rates", "Count rate"), ("fwhm", "FWHM histogram"),
+                            ("scatter", "FWHM vs peak energy"), ("g2_hist", "g²(0) histogram")):
+            plots.addAction(f"{title}…", lambda n=name: self._ask_export_plot(n))
+        menu.addAction("Export survey &table (CSV)…", self._ask_export_table)
+        menu.addSeparator()
         menu.addAction("&Close window", self.close)
         view = self.menuBar().addMenu("&View")
         self.reset_layout_action = view.addAction("&Reset layout", self.reset_layout)
@@ -711,6 +718,53 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.report_error(text)
         if not self.read_only:
             self.worker.poll_now()
+
+    # ------------------------------------------------------------------ export
+    def plots(self) -> dict[str, Any]:
+        """The plots that can be exported, by name."""
+        return {"map": self.map_panel.plot, "spectrum": self.spectrum_panel.plot,
+                "g2": self.g2_panel.plot, "rates": self.rate_panel.plot,
+                "fwhm": self.survey_panel.fwhm_plot, "scatter": self.survey_panel.scatter_plot,
+                "g2_hist": self.survey_panel.g2_plot}
+
+    def export_plot(self, name: str, path: str | Path) -> bool:
+        """Save plot ``name`` (see :meth:`plots`) as PNG or SVG; errors go to the status bar."""
+        from micropl.gui.export import export_plot
+
+        try:
+            export_plot(self.plots()[name], path)
+        except (OSError, ValueError) as exc:
+            self.report_error(f"export of the {name} plot: {exc}")
+            return False
+        self.statusBar().showMessage(f"{name} plot saved to {path}", 10000)
+        return True
+
+    def export_table(self, path: str | Path) -> bool:
+        """Save the survey table as CSV; errors go to the status bar."""
+        from micropl.gui.export import export_table
+
+        try:
+            export_table(self.survey_panel.table, path)
+        except OSError as exc:
+            self.report_error(f"export of the survey table: {exc}")
+            return False
+        self.statusBar().showMessage(f"survey table saved to {path}", 10000)
+        return True
+
+    def _ask_export_plot(self, name: str) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, f"Export the {name} plot", str(Path.cwd() / f"{name}.png"),
+            "PNG image (*.png);;SVG drawing (*.svg)",
+            options=QtWidgets.QFileDialog.DontUseNativeDialog)
+        if path:
+            self.export_plot(name, path)
+
+    def _ask_export_table(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export the survey table", str(Path.cwd() / "survey.csv"), "CSV (*.csv)",
+            options=QtWidgets.QFileDialog.DontUseNativeDialog)
+        if path:
+            self.export_table(path)
 
     # ------------------------------------------------------------------ files
     def _ask_open(self) -> None:
