@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from micropl.acquisition.live import G2Done
+from micropl.acquisition.points import PointOfInterest
 from micropl.acquisition.records import (
     NO_ID,
     G2Histogram,
@@ -139,6 +140,8 @@ class Update:
         Newest progress record.
     trace : bool
         The count-rate trace (:attr:`DisplayBuffer.trace`) has new bins.
+    points : list of PointOfInterest
+        Point-of-interest records, in order (from a session file, or another window).
     events : list
         RunStart / RunStop records, in order.
     dropped : int
@@ -163,6 +166,7 @@ class Update:
     qd_rows: list[QDRow] = field(default_factory=list)
     progress: Progress | None = None
     trace: bool = False
+    points: list[PointOfInterest] = field(default_factory=list)
     events: list[Any] = field(default_factory=list)
 
 
@@ -275,6 +279,9 @@ class DisplayBuffer:
             with self._lock:
                 self._position = (float(record.x_um), float(record.y_um))
                 self._pending.position_um = self._position
+        elif isinstance(record, PointOfInterest):
+            with self._lock:
+                self._pending.points.append(record)
         elif isinstance(record, G2Done):
             return
 

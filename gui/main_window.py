@@ -32,17 +32,20 @@ from typing import Any
 
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from micropl.acquisition.procedures import RasterScan
-from micropl.acquisition.records import RunStart, RunStop
+from micropl.acquisition.points import POI_KIND
+from micropl.acquisition.procedures import RasterScan, Refocus, Survey
+from micropl.acquisition.procedures.survey import Target
+from micropl.acquisition.records import RunStart, RunStop, Tagged
 from micropl.acquisition.runner import RunState
 from micropl.errors import AnalysisInputError
 from micropl.gui.bridge import DisplayBuffer, QDCurves, Update
 from micropl.gui.commands import CommandWorker, Readback
 from micropl.gui.log_handler import GuiLogHandler
 from micropl.gui.panels.g2_panel import MAX_BIN_FACTOR, MAX_WINDOW_NS, G2Panel
-from micropl.gui.panels.instruments_panel import InstrumentsPanel
+from micropl.gui.panels.instruments_panel import READOUT_STALE_S, InstrumentsPanel
 from micropl.gui.panels.log_panel import LogPanel
 from micropl.gui.panels.map_panel import MapPanel
+from micropl.gui.panels.points_panel import PointsPanel
 from micropl.gui.panels.procedures_panel import ProceduresPanel
 from micropl.gui.panels.rate_panel import RatePanel
 from micropl.gui.panels.spectrum_panel import SpectrumPanel
@@ -286,6 +289,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.survey_panel = SurveyPanel()
         self.log_panel = LogPanel()
         self.rate_panel = RatePanel()
+        self.points_panel = PointsPanel()
         left, right = QtCore.Qt.LeftDockWidgetArea, QtCore.Qt.RightDockWidgetArea
         bottom = QtCore.Qt.BottomDockWidgetArea
         self._dock("procedures", "Procedures", self.procedures_panel, left)
@@ -294,6 +298,8 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setWidget(self.instruments_panel)
         self._dock("instruments", "Instruments", scroll, left)
         self.tabifyDockWidget(self.docks["procedures"], self.docks["instruments"])
+        self._dock("points", "Points", self.points_panel, left)
+        self.tabifyDockWidget(self.docks["instruments"], self.docks["points"])
         self.docks["procedures"].raise_()
         self._dock("map", "Scan map", self.map_panel, right)
         self._dock("spectrum", "Spectrum", self.spectrum_panel, right)
@@ -318,6 +324,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.procedures_panel.abort_requested.connect(self.abort)
         self.procedures_panel.invalid.connect(self.report_error)
         self.survey_panel.qd_selected.connect(self.qd_selected)
+        self.instruments_panel.focus_requested.connect(self.focus_scan)
+        self.points_panel.mark_requested.connect(self.mark_point)
+        self.points_panel.changed.connect(self._point_changed)
+        self.points_panel.go_requested.connect(self._go_to_point)
+        self.points_panel.measure_requested.connect(self.measure_points)
         self.statusBar().showMessage("ready")
 
     def _build_actions(self) -> None:
@@ -520,6 +531,66 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.procedures_panel.checked(scan) is not None:  # else refused: scanner limits
             self.start_procedure(scan)
 
+    # ------------------------------------------------------------------ focus and points
+    def focus_scan(self) -> None:
+        """A z scan: the refocus procedure with its focus scan, the refocus form's values."""
+        if self.read_only:
+            return
+        values = self.procedures_panel.forms["refocus"].values()
+        values.update(z_scan=True, x_um=None, y_um=None)
+        try:
+            procedure = Refocus.model_validate(values)
+        except ValueError as exc:
+            self.report_error(f"focus scan: {str(exc).splitlines()[-1].strip()}")
+            return
+        if self.procedures_panel.checked(procedure) is not None:
+            self.start_procedure(procedure)
+
+    def mark_point(self, name: str | None = None) -> Any:
+        """Mark the scanner's position (the newest readback) as a point of interest."""
+        rb = getattr(self.instruments_panel, "readback", None)
+        if rb is None or self.instruments_panel.age_s("position") > READOUT_STALE_S:
+            self.report_error("mark: the scanner position is not known now (no fresh "
+                              "readback); wait for the run to end")
+            return None
+        x, y, z = rb.position_um
+        return self.points_panel.mark(x, y, z, name)
+
+    def _point_changed(self, point: Any) -> None:
+        """Store a point-of-interest record: it goes on the stream like every record."""
+        if self.read_only:
+            self.statusBar().showMessage("read-only session: the change is not stored", 8000)
+            return
+        self.session.stream.publish(Tagged(point, kind=POI_KIND))
+
+    def _go_to_point(self, x_um: float, y_um: float, z_um: float) -> None:
+        if self.read_only:
+            self.statusBar().showMessage(f"({x_um:.2f}, {y_um:.2f}, {z_um:.2f}) µm", 5000)
+            return
+        self.instruments_panel.request_move(x_um, y_um, z_um)
+
+    def measure_points(self, points: list[Any]) -> None:
+        """Measure the points like survey QDs: a survey of these targets (the survey form's
+        refocus, spectrum and g² settings; no map, no film reference)."""
+        if self.read_only or not points:
+            return
+        first = max((r.qd_id for r in self.buffer.rows()), default=-1) + 1
+        targets = [Target(qd_id=first + i, x_um=p.x_um, y_um=p.y_um)
+                   for i, p in enumerate(points)]
+        values = self.procedures_panel.forms["survey"].values()
+        try:
+            survey = Survey.model_validate({**values, "film_reference": False,
+                                            "drift_every_n_qds": 0})
+        except ValueError as exc:
+            self.report_error(f"measure points: {str(exc).splitlines()[-1].strip()}")
+            return
+        survey = survey.model_copy(update={"targets": targets, "max_qds": len(targets)})
+        survey = survey.resuming(film=None, announce=[t.qd_id for t in targets])
+        if self.procedures_panel.checked(survey) is not None:
+            log.info("measuring %d points of interest as QDs %d–%d: %s", len(points), first,
+                     first + len(points) - 1, ", ".join(p.name for p in points))
+            self.start_procedure(survey)
+
     def start_procedure(self, procedure: Any) -> None:
         """Start ``procedure`` now, or queue it when a run is in progress."""
         if self.read_only:
@@ -646,6 +717,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if u.progress is not None:
             self.procedures_panel.set_progress(u.progress.stage, u.progress.done,
                                                u.progress.total)
+        for point in u.points:
+            self.points_panel.apply(point)
         for event in u.events:
             self._event(event)
         for level, line in self.log_handler.drain():
@@ -795,6 +868,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.instruments_panel.setEnabled(False)
         self.procedures_panel.setEnabled(False)
+        for button in (self.points_panel.mark_button, self.points_panel.remove_button,
+                       self.points_panel.measure_button):
+            button.setEnabled(False)
         n = load_session(self.reader, self.buffer)
         runs = self.reader.runs()
         self.setWindowTitle(f"micropl — {self.reader.path} [read-only]")

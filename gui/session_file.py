@@ -13,7 +13,7 @@ _TABLES: tuple[tuple[str, str | None], ...] = (
     ("run_start", None), ("run_stop", None), ("qd_target", None), ("qd_status", None),
     ("map_line", None), ("refocus", None), ("spectrum", "accumulated"),
     ("spectrum_fit", "accumulated"), ("g2_histogram", "final"), ("g2_result", "final"),
-    ("peak_train_fit", None),
+    ("peak_train_fit", None), ("point_of_interest", None),
 )
 _OWN_IDS = {"run_start", "run_stop", "qd_target", "qd_status"}
 

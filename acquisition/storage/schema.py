@@ -634,3 +634,11 @@ register_table(build_table("saturation_fit", SaturationFit, {
     "covariance": A("<f8", "", max_ndim=2), "red_chi2": F(), "dof": I(), "success": B(),
     "reason": T(), "power_unit": T(),
 }, default_kind="saturation_fit"))
+
+# Points of interest marked by hand (the GUI) ---------------------------------------------
+from micropl.acquisition.points import PointOfInterest  # noqa: E402
+
+register_table(build_table("point_of_interest", PointOfInterest, {
+    "name": T(), "x_um": F("um"), "y_um": F("um"), "z_um": F("um"), "note": T(),
+    "removed": B(), "t_s": F("s"),
+}, default_kind="poi"))

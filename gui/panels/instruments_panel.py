@@ -83,9 +83,12 @@ class InstrumentsPanel(QtWidgets.QWidget):
     -------
     command(str, object)
         Description and ``fn(setup)`` to run on the command thread.
+    focus_requested()
+        The user asked for a z scan (focus).
     """
 
     command = QtCore.pyqtSignal(str, object)
+    focus_requested = QtCore.pyqtSignal()
 
     def __init__(self, apd_max_rate_cps: float, parent: QtWidgets.QWidget | None = None, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -218,13 +221,55 @@ class InstrumentsPanel(QtWidgets.QWidget):
             button.setMaximumWidth(36)
             button.clicked.connect(lambda _=False, dx=dx, dy=dy: self.jog(dx, dy))
             grid.addWidget(button, 2, col + 2)
+        # Focus: z go-to and jog, and a z scan (the refocus procedure's focus scan).
+        self.goto_z = _spin(-1e4, 1e4, 0, " µm")
+        go_z = QtWidgets.QPushButton("Go to z")
+        go_z.clicked.connect(lambda: self.request_z(self.goto_z.value()))
+        grid.addWidget(QtWidgets.QLabel("z"), 3, 0)
+        grid.addWidget(self.goto_z, 3, 1)
+        grid.addWidget(go_z, 3, 2, 1, 2)
+        self.z_jog_step = _spin(0.01, 10, 0.1, " µm")
+        grid.addWidget(QtWidgets.QLabel("z jog"), 4, 0)
+        grid.addWidget(self.z_jog_step, 4, 1)
+        for col, (text, dz) in enumerate((("z −", -1), ("z +", 1))):
+            button = QtWidgets.QPushButton(text)
+            button.setMaximumWidth(48)
+            button.clicked.connect(lambda _=False, dz=dz: self.jog_z(dz))
+            grid.addWidget(button, 4, col + 2)
+        self.focus_button = QtWidgets.QPushButton("Focus (z scan)")
+        self.focus_button.setToolTip("a refocus with its focus scan along z (the refocus form's "
+                                     "z range and step), then x/y; moves to the best focus")
+        self.focus_button.clicked.connect(self.focus_requested)
+        grid.addWidget(self.focus_button, 5, 0, 1, 4)
         return box
 
     # ------------------------------------------------------------------ commands
-    def request_move(self, x_um: float, y_um: float) -> None:
-        """Send a scanner move to (x, y) µm (the driver checks the limits)."""
-        self._send(f"move to ({x_um:.2f}, {y_um:.2f}) µm",
-                   lambda s: s.scanner.move_to(float(x_um), float(y_um)))
+    def request_move(self, x_um: float, y_um: float, z_um: float | None = None) -> None:
+        """Send a scanner move to (x, y[, z]) µm (the driver checks the limits)."""
+        if z_um is None:
+            self._send(f"move to ({x_um:.2f}, {y_um:.2f}) µm",
+                       lambda s: s.scanner.move_to(float(x_um), float(y_um)))
+        else:
+            self._send(f"move to ({x_um:.2f}, {y_um:.2f}, {z_um:.2f}) µm",
+                       lambda s: s.scanner.move_to(float(x_um), float(y_um), float(z_um)))
+
+    def request_z(self, z_um: float) -> None:
+        """Send a focus move to height ``z_um`` (x and y stay)."""
+        def move(setup: Any) -> None:
+            x, y, _ = setup.scanner.position_um
+            setup.scanner.move_to(x, y, float(z_um))
+
+        self._send(f"focus to z = {z_um:.2f} µm", move)
+
+    def jog_z(self, dz: int) -> None:
+        """Move the focus by one z jog step up (``dz`` = 1) or down (−1)."""
+        step = self.z_jog_step.value()
+
+        def move(setup: Any) -> None:
+            x, y, z = setup.scanner.position_um
+            setup.scanner.move_to(x, y, z + dz * step)
+
+        self._send(f"jog z {dz * step:+g} µm", move)
 
     def jog(self, dx: int, dy: int) -> None:
         """Move by one jog step along x (``dx``) and/or y (``dy``) from the current position."""
