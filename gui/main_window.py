@@ -1,5 +1,13 @@
 """The main window: dock panels, run controls, the emergency stop, File → Open.
 
+Panels: procedures, instruments (readouts with their age, focus control),
+points of interest, the scan map, spectrum, g² and the count-rate trace, the
+survey table with its statistics, the log. View → Reset layout puts every dock
+back; the layout, the spectrum's axis unit and the g² display are kept across
+restarts (QSettings, checked when restored). File → Export saves a plot (PNG or
+SVG) or the survey table (CSV). The lifetime shown is the stream's (or the
+file's) peak-train fit record: the window fits nothing of its own.
+
 A live window is given a :class:`~micropl.acquisition.session.Session`; a
 read-only window (File → Open) is given a
 :class:`~micropl.acquisition.storage.SessionReader` and shows the same panels
@@ -72,6 +80,8 @@ PANEL_GROUPS = ("map", "spectrum", "g2", "survey", "rates")
 #: A group with new data and no recent update goes at the next tick; with every group
 #: busy, each is updated every fourth tick (10 Hz).
 GROUP_INTERVAL_S = 0.045
+#: Groups updated less often than GROUP_INTERVAL_S, s (the rate trace is a slow chart).
+GROUP_MIN_INTERVAL_S = {"rates": 0.5}
 #: The fields of a held :class:`~micropl.gui.bridge.Update` that each panel group shows.
 GROUP_FIELDS = {
     "map": ("map_reset", "map_lines", "position_um"),
@@ -308,6 +318,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitDockWidget(self.docks["spectrum"], self.docks["g2"], QtCore.Qt.Vertical)
         self._dock("rates", "Count rate", self.rate_panel, right)
         self.tabifyDockWidget(self.docks["g2"], self.docks["rates"])
+        self.docks["rates"].visibilityChanged.connect(
+            lambda shown: shown and self.rate_panel.show_trace(self.buffer.trace))
         self.docks["g2"].raise_()
         self._dock("survey", "Survey", self.survey_panel, bottom)
         self._dock("log", "Log", self.log_panel, bottom)
@@ -683,7 +695,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._take()
         now = time.monotonic()
         due = [group for group in PANEL_GROUPS if self._pending(group)
-               and now - self._shown_at[group] >= GROUP_INTERVAL_S]
+               and now - self._shown_at[group] >= GROUP_MIN_INTERVAL_S.get(group,
+                                                                           GROUP_INTERVAL_S)]
         if due:
             group = min(due, key=self._shown_at.__getitem__)
             self._apply_group(group)
@@ -761,7 +774,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if u.lifetime is not None:
                 self.g2_panel.show_lifetime(u.lifetime)
         elif group == "rates":
-            if u.trace:
+            if u.trace and self.rate_panel.isVisible():  # a hidden tab: drawn when shown
                 self.rate_panel.show_trace(self.buffer.trace)
         elif group == "survey":
             if u.qd_rows:

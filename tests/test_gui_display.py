@@ -150,6 +150,7 @@ def test_display_tick_updates_one_panel_group_at_a_time(qtbot, monkeypatch, tmp_
         window.drain_timer.stop()
         window.drain()
         calls: list[str] = []
+        monkeypatch.setattr(window.rate_panel, "isVisible", lambda: True)  # its tab in front
         for panel, method, group in ((window.map_panel, "add_lines", "map"),
                                      (window.spectrum_panel, "show_frame", "spectrum"),
                                      (window.g2_panel, "show_histogram", "g2"),

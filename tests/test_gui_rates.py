@@ -103,6 +103,7 @@ def test_trace_fills_in_a_live_window_during_a_g2_run(qtbot, tmp_path, monkeypat
         window.show()
         try:
             session.stream.attach("test-tags", collect, maxlen=None)
+            window.docks["rates"].raise_()  # the tab shown (a hidden tab is not drawn)
             setup.scanner.move_to(5.0, 5.0)
             window.start_procedure(G2(duration_s=3.0))
             qtbot.waitUntil(lambda: window.runner.busy, timeout=10_000)
