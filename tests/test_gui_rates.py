@@ -104,7 +104,9 @@ def test_trace_fills_in_a_live_window_during_a_g2_run(qtbot, tmp_path, monkeypat
         try:
             session.stream.attach("test-tags", collect, maxlen=None)
             window.docks["rates"].raise_()  # the tab shown (a hidden tab is not drawn)
-            setup.scanner.move_to(5.0, 5.0)
+            sample = setup.world.sample  # at the brightest single emitter
+            k = int(np.argmax(np.where(sample.is_aggregate, 0, sample.brightness_cps)))
+            setup.scanner.move_to(float(sample.x_um[k]), float(sample.y_um[k]))
             window.start_procedure(G2(duration_s=3.0))
             qtbot.waitUntil(lambda: window.runner.busy, timeout=10_000)
             qtbot.waitUntil(lambda: not window.runner.busy, timeout=60_000)

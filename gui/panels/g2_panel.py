@@ -48,7 +48,7 @@ def rebin(tau_ps: np.ndarray, values: np.ndarray, factor: int) -> tuple[np.ndarr
     return tau[:n].reshape(-1, factor).mean(axis=1), y[:n].reshape(-1, factor).sum(axis=1)
 
 #: Smallest height of the histogram plot, px.
-PLOT_MIN_HEIGHT_PX = 90
+PLOT_MIN_HEIGHT_PX = 80
 #: Style of the g²(0) value.
 VALUE_STYLE = "font-size: 20pt; font-weight: bold"
 

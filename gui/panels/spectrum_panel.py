@@ -13,7 +13,7 @@ from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, se
 __all__ = ["SpectrumPanel", "fit_rows", "PLOT_MIN_HEIGHT_PX"]
 
 #: Smallest height of the spectrum plot, px (it never collapses to a strip).
-PLOT_MIN_HEIGHT_PX = 110
+PLOT_MIN_HEIGHT_PX = 100
 
 # The two numbers looked at most come first: they stay visible in a short panel.
 _TABLE_ROWS = ("peak energy (eV)", "FWHM (meV)", "peak wavelength (nm)", "area (counts)",
