@@ -703,7 +703,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self._shown_at[group] = now
 
     def _pending(self, group: str) -> bool:
-        """True when ``group`` has held data not yet shown."""
+        """True when ``group`` has held data not yet shown (a hidden rate trace has none:
+        it is drawn when its tab is shown, and takes no tick from the other groups)."""
+        if group == "rates" and not self.rate_panel.isVisible():
+            self._held.trace = False
+            return False
         return any(getattr(self._held, name) for name in GROUP_FIELDS[group])
 
     def _take(self) -> None:
