@@ -75,7 +75,7 @@ SAME_PRESS_S = 1.0
 #: Period of the display timer, ms: each tick takes the buffer and updates one panel group.
 DRAIN_INTERVAL_MS = 25
 #: Panel groups; one tick never repaints more than one (a repaint costs 5–20 ms per plot).
-PANEL_GROUPS = ("map", "spectrum", "g2", "survey", "rates")
+PANEL_GROUPS = ("spectrum", "map", "g2", "survey", "rates")
 #: Shortest interval between two updates of one group, s (every other tick at most, 20 Hz).
 #: A group with new data and no recent update goes at the next tick; with every group
 #: busy, each is updated every fourth tick (10 Hz).
@@ -698,7 +698,9 @@ class MainWindow(QtWidgets.QMainWindow):
                and now - self._shown_at[group] >= GROUP_MIN_INTERVAL_S.get(group,
                                                                            GROUP_INTERVAL_S)]
         if due:
-            group = min(due, key=self._shown_at.__getitem__)
+            # The spectrum first (frame to screen is what the eye follows while focusing),
+            # then the group that has waited longest.
+            group = "spectrum" if "spectrum" in due else min(due, key=self._shown_at.__getitem__)
             self._apply_group(group)
             self._shown_at[group] = now
 
