@@ -21,6 +21,7 @@ import logging
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,6 +328,23 @@ def _exec(app: QtWidgets.QApplication, guard: SignalShutdown) -> None:
         guard.window.shutdown(signal_reason(guard.signum))
 
 
+@contextlib.contextmanager
+def _settings_for(screenshot: str | Path | None) -> Iterator[QtCore.QSettings | None]:
+    """The settings of a run: the user's (None), or for a screenshot a fresh, empty set.
+
+    A screenshot shows the defaults (or the ``--config`` setup), never the layout and
+    parameters kept on this machine, so that it can be reproduced anywhere.
+    """
+    if screenshot is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="micropl-gui-") as folder:
+        log.info("screenshot run: default settings (the kept ones are not used)")
+        settings = QtCore.QSettings(str(Path(folder) / "settings.ini"), QtCore.QSettings.IniFormat)
+        yield settings
+        settings.sync()
+
+
 def run_gui(config: str | Path | None = None, *, fast: bool = False,
             out: str | Path | None = None, screenshot: str | Path | None = None,
             run: str | None = None, exit_after_s: float | None = None,
@@ -342,7 +360,8 @@ def run_gui(config: str | Path | None = None, *, fast: bool = False,
     out : path, optional
         Session file written; None stores nothing.
     screenshot : path, optional
-        Save a PNG of the window when the scripted run ended, then quit.
+        Save a PNG of the window when the scripted run ended, then quit. Such a run
+        uses the default settings, not the ones kept on this machine.
     run : str, optional
         Procedure to start at once (``survey`` runs :func:`demo_survey`; other names
         their last-used form parameters).
@@ -358,12 +377,13 @@ def run_gui(config: str | Path | None = None, *, fast: bool = False,
         128 + N after signal N (SIGTERM, SIGHUP, SIGINT) ended the GUI.
     """
     app = application()
-    with signal_shutdown() as guard, error_stop() as on_error:
+    with signal_shutdown() as guard, error_stop() as on_error, \
+            _settings_for(screenshot) as settings:
         setup = load_setup(config, clock_mode="fast" if fast else None)
         try:
             session = Session(setup, out)
             try:
-                window = MainWindow(session)
+                window = MainWindow(session, settings=settings)
                 guard.window = on_error.window = window
                 window.resize(*size)
                 window.show()

@@ -19,13 +19,13 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from micropl.acquisition.live import G2Done
+from micropl.acquisition.points import PointOfInterest
 from micropl.acquisition.records import (
     NO_ID,
     G2Histogram,
@@ -38,32 +38,14 @@ from micropl.acquisition.records import (
     Tagged,
 )
 from micropl.acquisition.runner import Progress
-from micropl.analysis.g2 import G2Result, PeakTrainFit, fit_peak_train
+from micropl.analysis.g2 import G2Result, PeakTrainFit
 from micropl.analysis.spectra import SpectrumFit
 from micropl.drivers.interfaces import MapLine, Spectrum, TagChunk
-from micropl.errors import AnalysisInputError
+from micropl.gui.rate_trace import RateTrace
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DisplayBuffer", "QDRow", "QDCurves", "Update", "LIFETIME_PERIODS"]
-
-#: The lifetime is fitted on the central peak and this many periods on each side.
-LIFETIME_PERIODS = 2.5
-
-
-def fit_lifetime(tau_ps: np.ndarray, counts: np.ndarray, period_ps: float,
-                 delay_ps: float) -> PeakTrainFit:
-    """Peak-train fit of a final g² histogram (module-level: runs in a worker process).
-
-    Parameters
-    ----------
-    tau_ps, counts : ndarray, shape (n,)
-        Bin centres in ps and coincidences.
-    period_ps, delay_ps : float
-        Laser period and zero-delay position from the ``G2Result``, ps.
-    """
-    return fit_peak_train(tau_ps, counts, period_ps=period_ps, delay_ps=delay_ps)
-
+__all__ = ["DisplayBuffer", "QDRow", "QDCurves", "Source", "Update"]
 
 def _scalar(value: Any) -> float:
     return float(np.asarray(value, dtype=float).ravel()[0])
@@ -94,10 +76,31 @@ class QDRow:
     flags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Source:
+    """Which run, QD and position a shown record belongs to (NaN position: unknown)."""
+
+    run_id: int = NO_ID
+    qd_id: int = NO_ID
+    x_um: float = float("nan")
+    y_um: float = float("nan")
+
+    def text(self) -> str:
+        """E.g. ``run 3 · QD 12 · (4.20, 7.10) µm`` or ``run 3 · no QD · (…) µm``."""
+        if self.run_id == NO_ID and self.qd_id == NO_ID:
+            return "no run"
+        parts = [f"run {self.run_id}" if self.run_id != NO_ID else "no run",
+                 f"QD {self.qd_id}" if self.qd_id != NO_ID else "no QD"]
+        if np.isfinite(self.x_um) and np.isfinite(self.y_um):
+            parts.append(f"({self.x_um:.2f}, {self.y_um:.2f}) µm")
+        return " · ".join(parts)
+
+
 @dataclass
 class QDCurves:
     """The data shown for one QD: spectrum, fit, g² histogram and results."""
 
+    source: Source = field(default_factory=Source)
     spectrum: Spectrum | None = None
     fit: SpectrumFit | None = None
     histogram: G2Histogram | None = None
@@ -122,7 +125,9 @@ class Update:
     histogram, g2 : G2Histogram, G2Result
         Newest g² histogram and result (live or final; see ``g2_final``).
     lifetime : PeakTrainFit
-        Peak-train fit of the newest final histogram.
+        Peak-train fit of the newest final histogram (the stream's record).
+    spectrum_source, g2_source : Source
+        Run, QD and position of the newest spectrum (or fit) and g² record.
     rates_cps : dict of int to float
         Newest APD count rate per channel, counts/s.
     map_rate_cps : float
@@ -133,6 +138,10 @@ class Update:
         QD rows added or changed.
     progress : Progress
         Newest progress record.
+    trace : bool
+        The count-rate trace (:attr:`DisplayBuffer.trace`) has new bins.
+    points : list of PointOfInterest
+        Point-of-interest records, in order (from a session file, or another window).
     events : list
         RunStart / RunStop records, in order.
     dropped : int
@@ -149,11 +158,15 @@ class Update:
     g2: G2Result | None = None
     g2_final: bool = False
     lifetime: PeakTrainFit | None = None
+    spectrum_source: Source | None = None
+    g2_source: Source | None = None
     rates_cps: dict[int, float] | None = None
     map_rate_cps: float | None = None
     position_um: tuple[float, float] | None = None
     qd_rows: list[QDRow] = field(default_factory=list)
     progress: Progress | None = None
+    trace: bool = False
+    points: list[PointOfInterest] = field(default_factory=list)
     events: list[Any] = field(default_factory=list)
 
 
@@ -170,15 +183,17 @@ class DisplayBuffer:
         QDs whose curves (spectrum, histogram) are kept for browsing.
     max_events : int
         Run events kept between two drains.
-    lifetime_executor : Executor, optional
-        Where the lifetime fits of final g² histograms run (the GUI uses a
-        one-process pool, so the fits never compete for the GUI thread's GIL);
-        None runs them in :meth:`handle` (the subscriber thread).
+    apd_channels : (int, int)
+        The APD channels of the count-rate trace (:attr:`trace`).
+
+    The lifetime shown is the :class:`~micropl.analysis.g2.PeakTrainFit` record
+    of the stream (table ``peak_train_fit``, the same record a session file
+    holds): the display fits nothing of its own.
     """
 
     def __init__(self, *, max_map_lines: int = 5000, max_rows: int = 5000,
                  max_cached_qds: int = 200,
-                 max_events: int = 1000, lifetime_executor: Executor | None = None) -> None:
+                 max_events: int = 1000, apd_channels: tuple[int, int] = (1, 2)) -> None:
         self._lock = threading.Lock()
         self._pending = Update()
         self._map_key: tuple[int, int] | None = None
@@ -190,8 +205,10 @@ class DisplayBuffer:
         self._curves: collections.OrderedDict[tuple[int, int], QDCurves] = \
             collections.OrderedDict()
         self._max_cached_qds = max_cached_qds
-        self._executor = lifetime_executor
-        self._final_histograms: dict[tuple[int, int], G2Histogram] = {}
+        self._position: tuple[float, float] = (float("nan"), float("nan"))
+        #: Both APDs' rates over the last minutes, from every tag chunk of the stream.
+        self.trace = RateTrace(apd_channels)
+        self._trace_taken = 0
         self.handled = 0
 
     # ------------------------------------------------------------------ producer side
@@ -222,11 +239,13 @@ class DisplayBuffer:
             self._rates(record)
         elif isinstance(record, Spectrum) and kind in ("frame", "accumulated"):
             with self._lock:
+                self._pending.spectrum_source = self._source(run_id, qd_id)
                 setattr(self._pending, kind, record)
                 if kind == "accumulated" and qd_id != NO_ID:
                     self._curve(run_id, qd_id).spectrum = record
         elif isinstance(record, SpectrumFit) and kind in ("frame", "accumulated"):
             with self._lock:
+                self._pending.spectrum_source = self._source(run_id, qd_id)
                 setattr(self._pending, f"{kind}_fit", record)
                 if kind == "accumulated" and qd_id != NO_ID:
                     self._curve(run_id, qd_id).fit = record
@@ -237,35 +256,32 @@ class DisplayBuffer:
                     row.fwhm_err_mev = _scalar(record.fwhm_err_mev)
         elif isinstance(record, G2Histogram) and kind in ("live", "final"):
             with self._lock:
+                self._pending.g2_source = self._source(run_id, qd_id)
                 self._pending.histogram = record
                 self._pending.g2_final = kind == "final"
-                if kind == "final":
-                    self._final_histograms[(run_id, qd_id)] = record
-                    while len(self._final_histograms) > 16:  # results that never came
-                        self._final_histograms.pop(next(iter(self._final_histograms)))
-                    if qd_id != NO_ID:
-                        self._curve(run_id, qd_id).histogram = record
+                if kind == "final" and qd_id != NO_ID:
+                    self._curve(run_id, qd_id).histogram = record
         elif isinstance(record, G2Result) and kind in ("live", "final"):
-            histogram = None
             with self._lock:
+                self._pending.g2_source = self._source(run_id, qd_id)
                 self._pending.g2 = record
                 self._pending.g2_final = kind == "final"
                 if kind == "final" and qd_id != NO_ID:
                     self._curve(run_id, qd_id).g2 = record
                     row = self._row(run_id, qd_id)
                     row.g2_0, row.g2_0_err = float(record.g2_0), float(record.g2_0_err)
-                histogram = self._final_histograms.pop((run_id, qd_id), None) \
-                    if kind == "final" else None
-            if histogram is not None:
-                self._start_lifetime(histogram, record, run_id, qd_id)
         elif isinstance(record, QDFlags) and qd_id != NO_ID:
             with self._lock:
                 self._row(run_id, qd_id).flags = tuple(record.flag_list)
-        elif isinstance(record, PeakTrainFit) and qd_id != NO_ID:
+        elif isinstance(record, PeakTrainFit):
             self._lifetime_done(record, run_id, qd_id)
         elif isinstance(record, RefocusResult) or type(record).__name__ == "RefocusResult":
             with self._lock:
-                self._pending.position_um = (float(record.x_um), float(record.y_um))
+                self._position = (float(record.x_um), float(record.y_um))
+                self._pending.position_um = self._position
+        elif isinstance(record, PointOfInterest):
+            with self._lock:
+                self._pending.points.append(record)
         elif isinstance(record, G2Done):
             return
 
@@ -280,49 +296,23 @@ class DisplayBuffer:
             self._map_lines.append(line)
             self._pending.map_rate_cps = rate
             if line.x_um.size:
-                self._pending.position_um = (float(line.x_um[-1]), float(line.y_um))
+                self._position = (float(line.x_um[-1]), float(line.y_um))
+                self._pending.position_um = self._position
 
     def _rates(self, chunk: TagChunk) -> None:
         duration_s = chunk.duration_s
         if duration_s <= 0:
             return
+        self.trace.add_chunk(chunk)
         channels, counts = np.unique(chunk.channel, return_counts=True)
         rates = {int(c): float(n) / duration_s for c, n in zip(channels, counts)}
         with self._lock:
             previous = self._pending.rates_cps or {}
             self._pending.rates_cps = {**previous, **rates}
 
-    def _start_lifetime(self, histogram: G2Histogram, result: G2Result, run_id: int,
-                        qd_id: int) -> None:
-        """Fit the peak train of a final histogram (central ± ``LIFETIME_PERIODS`` periods)."""
-        tau = np.asarray(histogram.tau_ps, float)
-        keep = np.abs(tau - result.delay_ps) <= LIFETIME_PERIODS * result.period_ps
-        tau, counts = tau[keep], np.asarray(histogram.counts)[keep]
-
-        key = (run_id, qd_id)
-        if self._executor is None:
-            try:
-                fit = fit_lifetime(tau, counts, result.period_ps, result.delay_ps)
-            except (AnalysisInputError, ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
-                log.warning("lifetime fit of run %d QD %d failed: %s", run_id, qd_id, exc)
-                return
-            self._lifetime_done(fit, run_id, qd_id)
-            return
-        future = self._executor.submit(fit_lifetime, tau, counts, result.period_ps,
-                                       result.delay_ps)
-        future.add_done_callback(lambda f: self._lifetime_future(f, key))
-
-    def _lifetime_future(self, future: Future, key: tuple[int, int]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            log.warning("lifetime fit of run %d QD %d failed: %s", key[0], key[1], exc)
-            return
-        self._lifetime_done(future.result(), *key)
-
     def _lifetime_done(self, fit: PeakTrainFit, run_id: int, qd_id: int) -> None:
         with self._lock:
+            self._pending.g2_source = self._source(run_id, qd_id)
             self._pending.lifetime = fit
             if qd_id != NO_ID:
                 self._curve(run_id, qd_id).lifetime = fit
@@ -342,11 +332,17 @@ class DisplayBuffer:
         self._changed[key] = None
         return row
 
+    def _source(self, run_id: int, qd_id: int) -> Source:
+        """Run, QD and position of a record: the QD's target, else the scanner's last."""
+        row = self._rows.get((run_id, qd_id)) if qd_id != NO_ID else None
+        x, y = (row.x_um, row.y_um) if row is not None else self._position
+        return Source(run_id, qd_id, float(x), float(y))
+
     def _curve(self, run_id: int, qd_id: int) -> QDCurves:
         key = (run_id, qd_id)
         curves = self._curves.get(key)
         if curves is None:
-            curves = self._curves[key] = QDCurves()
+            curves = self._curves[key] = QDCurves(source=self._source(run_id, qd_id))
             while len(self._curves) > self._max_cached_qds:
                 self._curves.popitem(last=False)
         else:
@@ -364,13 +360,18 @@ class DisplayBuffer:
             self._events.clear()
             update.qd_rows = [QDRow(**vars(self._rows[key])) for key in self._changed]
             self._changed.clear()
+            version = self.trace.version
+            update.trace = version != self._trace_taken
+            self._trace_taken = version
         return update
 
     def curves(self, run_id: int, qd_id: int) -> QDCurves | None:
         """The cached curves of a QD (None when not, or no longer, cached)."""
         with self._lock:
             curves = self._curves.get((run_id, qd_id))
-            return None if curves is None else QDCurves(**vars(curves))
+            if curves is None:
+                return None
+            return QDCurves(**{**vars(curves), "source": self._source(run_id, qd_id)})
 
     def rows(self) -> list[QDRow]:
         """Copies of every QD row known."""

@@ -28,7 +28,7 @@ from PyQt5 import QtCore, QtWidgets
 
 from micropl.gui.settings import NoWheelComboBox, NoWheelDoubleSpinBox, NoWheelSpinBox
 
-__all__ = ["ModelForm", "unit_suffix"]
+__all__ = ["ModelForm", "model_defaults", "unit_suffix"]
 
 _UNITS = {"_um": "µm", "_nm": "nm", "_s": "s", "_ps": "ps", "_percent": "%", "_cps": "cps",
           "_hz": "Hz", "_ev": "eV", "_mev": "meV", "_c": "°C"}
@@ -310,6 +310,11 @@ class ModelForm(QtWidgets.QWidget):
                 unit = f" {bound.unit}" if bound.unit else ""
                 editor.narrow(bound.low, bound.high,
                               f"{name}: {bound.source} {bound.low:g}–{bound.high:g}{unit}")
+
+
+def model_defaults(cls: type[BaseModel]) -> dict[str, Any]:
+    """The default values of model ``cls`` as a nested dict (what a fresh form shows)."""
+    return _defaults(cls)
 
 
 def _defaults(cls: type[BaseModel]) -> dict[str, Any]:

@@ -1,5 +1,13 @@
 """The main window: dock panels, run controls, the emergency stop, File → Open.
 
+Panels: procedures, instruments (readouts with their age, focus control),
+points of interest, the scan map, spectrum, g² and the count-rate trace, the
+survey table with its statistics, the log. View → Reset layout puts every dock
+back; the layout, the spectrum's axis unit and the g² display are kept across
+restarts (QSettings, checked when restored). File → Export saves a plot (PNG or
+SVG) or the survey table (CSV). The lifetime shown is the stream's (or the
+file's) peak-train fit record: the window fits nothing of its own.
+
 A live window is given a :class:`~micropl.acquisition.session.Session`; a
 read-only window (File → Open) is given a
 :class:`~micropl.acquisition.storage.SessionReader` and shows the same panels
@@ -25,28 +33,29 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
-import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from micropl.acquisition.procedures import RasterScan
-from micropl.acquisition.records import RunStart, RunStop
+from micropl.acquisition.points import POI_KIND
+from micropl.acquisition.procedures import RasterScan, Refocus, Survey
+from micropl.acquisition.procedures.survey import Target
+from micropl.acquisition.records import RunStart, RunStop, Tagged
 from micropl.acquisition.runner import RunState
 from micropl.errors import AnalysisInputError
 from micropl.gui.bridge import DisplayBuffer, QDCurves, Update
 from micropl.gui.commands import CommandWorker, Readback
 from micropl.gui.log_handler import GuiLogHandler
-from micropl.gui.panels.g2_panel import G2Panel
-from micropl.gui.panels.instruments_panel import InstrumentsPanel
+from micropl.gui.panels.g2_panel import MAX_BIN_FACTOR, MAX_WINDOW_NS, G2Panel
+from micropl.gui.panels.instruments_panel import READOUT_STALE_S, InstrumentsPanel
 from micropl.gui.panels.log_panel import LogPanel
 from micropl.gui.panels.map_panel import MapPanel
+from micropl.gui.panels.points_panel import PointsPanel
 from micropl.gui.panels.procedures_panel import ProceduresPanel
+from micropl.gui.panels.rate_panel import RatePanel
 from micropl.gui.panels.spectral_map_panel import SpectralMapPanel
 from micropl.gui.panels.spectrum_panel import SpectrumPanel
 from micropl.gui.panels.survey_panel import SurveyPanel
@@ -54,7 +63,7 @@ from micropl.gui.settings import make_settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MainWindow", "EmergencyStopFilter", "LifetimePool", "ESTOP_SHORTCUTS",
+__all__ = ["MainWindow", "EmergencyStopFilter", "ESTOP_SHORTCUTS",
            "DRAIN_INTERVAL_MS", "close_dialogs"]
 
 #: Keyboard shortcuts of the laser-off / emergency-stop action.
@@ -67,48 +76,32 @@ SAME_PRESS_S = 1.0
 #: Period of the display timer, ms: each tick takes the buffer and updates one panel group.
 DRAIN_INTERVAL_MS = 25
 #: Panel groups; one tick never repaints more than one (a repaint costs 5–20 ms per plot).
-PANEL_GROUPS = ("map", "spectrum", "g2", "survey")
+PANEL_GROUPS = ("spectrum", "map", "g2", "survey", "rates")
 #: Shortest interval between two updates of one group, s (every other tick at most, 20 Hz).
 #: A group with new data and no recent update goes at the next tick; with every group
 #: busy, each is updated every fourth tick (10 Hz).
 GROUP_INTERVAL_S = 0.045
+#: Groups updated less often than GROUP_INTERVAL_S, s (the rate trace is a slow chart).
+GROUP_MIN_INTERVAL_S = {"rates": 0.5}
 #: The fields of a held :class:`~micropl.gui.bridge.Update` that each panel group shows.
 GROUP_FIELDS = {
     "map": ("map_reset", "map_lines", "position_um"),
-    "spectrum": ("frame", "frame_fit", "accumulated", "accumulated_fit"),
-    "g2": ("histogram", "g2", "lifetime"),
+    "spectrum": ("frame", "frame_fit", "accumulated", "accumulated_fit", "spectrum_source"),
+    "g2": ("histogram", "g2", "lifetime", "g2_source"),
     "survey": ("qd_rows",),
+    "rates": ("trace",),
 }
+#: Longest trace bin made of an idle readback, s (a longer gap is not counted as one bin).
+MAX_READBACK_BIN_S = 1.0
+#: Shortest interval between two refreshes of the readouts' ages, s.
+AGE_REFRESH_S = 0.25
+#: Settings key of the spectrum's x axis ("nm" or "eV").
+SPECTRUM_AXIS_KEY = "view/spectrum_axis"
+#: Settings keys of the g² display: bins summed per shown bin, ± delay window in ns.
+G2_BIN_KEY = "view/g2_bin_factor"
+G2_WINDOW_KEY = "view/g2_window_ns"
 #: Period of the check that saves a changed dock layout, ms.
 LAYOUT_CHECK_MS = 1000
-#: Signals the lifetime-fit worker process blocks: Ctrl-C and a closed terminal reach
-#: the whole process group, and the GUI process ends the worker itself.
-WORKER_BLOCKED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGHUP")
-                               if hasattr(signal, name))
-
-
-class LifetimePool(ProcessPoolExecutor):
-    """The one-process pool of the lifetime fits; its worker never sees Ctrl-C.
-
-    The worker is spawned by the first :meth:`submit`, with
-    :data:`WORKER_BLOCKED_SIGNALS` blocked in the submitting thread for that
-    call: a new process inherits the mask from its first instruction, so a
-    Ctrl-C while it still imports (seconds) cannot end it with a traceback.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        if not hasattr(signal, "pthread_sigmask"):
-            return super().submit(fn, *args, **kwargs)
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_BLOCKED_SIGNALS)
-        try:
-            return super().submit(fn, *args, **kwargs)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _key_combos(shortcuts: tuple[str, ...]) -> list[tuple[int, int]]:
     """(key, required modifiers) of each shortcut's first key, e.g. ``Ctrl+Space``."""
     mask = int(QtCore.Qt.KeyboardModifierMask)
@@ -220,9 +213,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.reader = reader
         self.read_only = session is None
         self.settings = settings or make_settings()
-        # Lifetime fits take ~1 s of CPU each: a separate process keeps them off the GIL.
-        self._executor = LifetimePool()
-        self.buffer = DisplayBuffer(lifetime_executor=self._executor)
+        self.buffer = DisplayBuffer(apd_channels=(1, 2) if session is None
+                                    else tuple(session.setup.apd_channels))
         self.log_handler = GuiLogHandler()
         package_logger = logging.getLogger("micropl")
         if package_logger.getEffectiveLevel() > logging.INFO:
@@ -236,12 +228,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self._queue_halted = False
         self._pending_start = False
         self._layout_saved = b""
+        #: True until the first show applied the kept layout: nothing is saved before
+        #: (the docks' signals while it is restored would save a half-restored layout).
+        self._restoring = True
         self._held = Update()  # taken from the buffer, not yet shown (see _tick)
         self._shown_at = dict.fromkeys(PANEL_GROUPS, -math.inf)  # monotonic s
+        self._ages_at = -math.inf  # last refresh of the readouts' ages, monotonic s
+        self._readback_at: float | None = None  # monotonic s of the previous readback
 
         self._build_panels()
         self._build_actions()
         self._restore_layout()
+        self._restore_choices()
 
         if self.read_only:
             self._open_read_only()
@@ -302,6 +300,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.procedures_panel = ProceduresPanel(self.settings)
         self.survey_panel = SurveyPanel()
         self.log_panel = LogPanel()
+        self.rate_panel = RatePanel()
+        self.points_panel = PointsPanel()
         left, right = QtCore.Qt.LeftDockWidgetArea, QtCore.Qt.RightDockWidgetArea
         bottom = QtCore.Qt.BottomDockWidgetArea
         self._dock("procedures", "Procedures", self.procedures_panel, left)
@@ -310,6 +310,8 @@ class MainWindow(QtWidgets.QMainWindow):
         scroll.setWidget(self.instruments_panel)
         self._dock("instruments", "Instruments", scroll, left)
         self.tabifyDockWidget(self.docks["procedures"], self.docks["instruments"])
+        self._dock("points", "Points", self.points_panel, left)
+        self.tabifyDockWidget(self.docks["instruments"], self.docks["points"])
         self.docks["procedures"].raise_()
         self._dock("map", "Scan map", self.map_panel, right)
         self.spectral_map_panel = SpectralMapPanel()
@@ -320,14 +322,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self._dock("g2", "g²", self.g2_panel, right)
         self.splitDockWidget(self.docks["map"], self.docks["spectrum"], QtCore.Qt.Horizontal)
         self.splitDockWidget(self.docks["spectrum"], self.docks["g2"], QtCore.Qt.Vertical)
+        self._dock("rates", "Count rate", self.rate_panel, right)
+        self.tabifyDockWidget(self.docks["g2"], self.docks["rates"])
+        self.docks["rates"].visibilityChanged.connect(
+            lambda shown: shown and self.rate_panel.show_trace(self.buffer.trace))
+        self.docks["g2"].raise_()
         self._dock("survey", "Survey", self.survey_panel, bottom)
         self._dock("log", "Log", self.log_panel, bottom)
         self.splitDockWidget(self.docks["survey"], self.docks["log"], QtCore.Qt.Horizontal)
-        self.resizeDocks([self.docks["procedures"]], [380], QtCore.Qt.Horizontal)
-        self.resizeDocks([self.docks["survey"], self.docks["log"]], [1200, 330],
-                         QtCore.Qt.Horizontal)
-        self.resizeDocks([self.docks["map"], self.docks["survey"]], [560, 420],
-                         QtCore.Qt.Vertical)
+        self._default_state = self.saveState()
+        self.default_sizes()
 
         self.map_panel.move_requested.connect(self._map_clicked)
         self.map_panel.scan_requested.connect(self.scan_region)
@@ -338,6 +342,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.procedures_panel.abort_requested.connect(self.abort)
         self.procedures_panel.invalid.connect(self.report_error)
         self.survey_panel.qd_selected.connect(self.qd_selected)
+        self.instruments_panel.focus_requested.connect(self.focus_scan)
+        self.points_panel.mark_requested.connect(self.mark_point)
+        self.points_panel.changed.connect(self._point_changed)
+        self.points_panel.go_requested.connect(self._go_to_point)
+        self.points_panel.measure_requested.connect(self.measure_points)
         self.statusBar().showMessage("ready")
 
     def _build_actions(self) -> None:
@@ -364,11 +373,54 @@ class MainWindow(QtWidgets.QMainWindow):
         open_action.triggered.connect(self._ask_open)
         self.open_action = open_action
         menu.addSeparator()
+        plots = menu.addMenu("&Export plot (PNG/SVG)")
+        for name, title in (("map", "Scan map"), ("spectrum", "Spectrum"), ("g2", "g²"),
+                            ("rates", "Count rate"), ("fwhm", "FWHM histogram"),
+                            ("scatter", "FWHM vs peak energy"), ("g2_hist", "g²(0) histogram")):
+            plots.addAction(f"{title}…", lambda n=name: self._ask_export_plot(n))
+        menu.addAction("Export survey &table (CSV)…", self._ask_export_table)
+        menu.addSeparator()
         menu.addAction("&Close window", self.close)
         view = self.menuBar().addMenu("&View")
+        self.reset_layout_action = view.addAction("&Reset layout", self.reset_layout)
+        self.reset_layout_action.setShortcut(QtGui.QKeySequence("Ctrl+Shift+R"))
+        view.addSeparator()
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
         self.open_windows: list[MainWindow] = []
+
+    # ------------------------------------------------------------------ layout
+    def default_sizes(self) -> None:
+        """Give the docks their default shares of the window (any window size).
+
+        Left column (procedures, instruments) 24 % of the width; bottom row (survey
+        beside the log) 42 % of the height, the survey four fifths of its width;
+        the map beside the spectrum and g² plots above.
+        """
+        w, h = max(self.width(), 800), max(self.height(), 600)
+        self.resizeDocks([self.docks["procedures"]], [int(0.24 * w)], QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["survey"], self.docks["log"]],
+                         [int(0.60 * w), int(0.16 * w)], QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["map"], self.docks["survey"]],
+                         [int(0.50 * h), int(0.42 * h)], QtCore.Qt.Vertical)
+        self.resizeDocks([self.docks["map"], self.docks["spectrum"]],
+                         [int(0.36 * w), int(0.40 * w)], QtCore.Qt.Horizontal)
+        self.resizeDocks([self.docks["spectrum"], self.docks["g2"]],
+                         [int(0.25 * h), int(0.25 * h)], QtCore.Qt.Vertical)
+
+    def reset_layout(self) -> None:
+        """View → Reset layout: every dock back in its place and size, shown, docked."""
+        for dock in self.docks.values():
+            dock.setFloating(False)
+        self.restoreState(self._default_state)
+        for dock in self.docks.values():
+            dock.show()
+        self.docks["procedures"].raise_()
+        self.default_sizes()
+        QtWidgets.QApplication.processEvents(QtCore.QEventLoop.ExcludeUserInputEvents)
+        self.default_sizes()  # again, once the docks have their places: sizes are relative
+        self.save_layout()
+        log.info("layout reset to the default")
 
     # ------------------------------------------------------------------ settings
     def _restore_layout(self) -> None:
@@ -377,13 +429,72 @@ class MainWindow(QtWidgets.QMainWindow):
         state = self.settings.value(f"{prefix}state")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
+        restored = state is not None and self.restoreState(state)
+        if state is not None and not restored:
+            log.warning("settings: the kept dock layout is not readable; using the default")
+        #: True once the docks have sizes for the real window (a kept layout has them).
+        self._sized = bool(restored)
+        # Applied once more at the first show: before it, Qt restores the places and
+        # sizes of the docks but leaves a kept hidden dock shown.
+        self._kept_state = state if restored else None
         self._layout_saved = bytes(self.saveState())
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if self._kept_state is not None:
+            state, self._kept_state = self._kept_state, None
+            self.restoreState(state)
+        self._restoring = False
+        if not self._sized:  # the first show at the real size: the default shares
+            self._sized = True
+            QtCore.QTimer.singleShot(0, self.default_sizes)
+
+    def _restore_choices(self) -> None:
+        """The display choices kept across restarts (each checked; an invalid one is reset)."""
+        axis = str(self.settings.value(SPECTRUM_AXIS_KEY, "nm"))
+        if axis not in ("nm", "eV"):
+            log.warning("settings: %s = %r is not nm or eV: reset to nm", SPECTRUM_AXIS_KEY, axis)
+            axis = "nm"
+            self.settings.setValue(SPECTRUM_AXIS_KEY, axis)
+        self.spectrum_panel.set_energy_axis(axis == "eV")
+        self.spectrum_panel.axis_box.currentIndexChanged.connect(self._save_axis)
+        factor = self._kept_number(G2_BIN_KEY, 1, int, 1, MAX_BIN_FACTOR)
+        window = self._kept_number(G2_WINDOW_KEY, 0.0, float, 0.0, MAX_WINDOW_NS)
+        self.g2_panel.set_display(factor, window)
+        self.g2_panel.bin_factor.valueChanged.connect(
+            lambda v: self._keep(G2_BIN_KEY, int(v)))
+        self.g2_panel.window_ns.valueChanged.connect(
+            lambda v: self._keep(G2_WINDOW_KEY, float(v)))
+
+    def _kept_number(self, key: str, default: Any, kind: type, low: float, high: float) -> Any:
+        """A kept number, or ``default`` (with a log line) when it is not a ``kind`` in range."""
+        text = self.settings.value(key, None)
+        if text is None:
+            return default
+        try:
+            number = float(str(text))
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and low <= number <= high
+                and (kind is float or number.is_integer())):
+            log.warning("settings: %s = %r is not a number in %g–%g: reset to %g", key, text, low,
+                        high, default)
+            self._keep(key, default)
+            return default
+        return kind(number)
+
+    def _keep(self, key: str, value: Any) -> None:
+        self.settings.setValue(key, value)
+        self.settings.sync()
+
+    def _save_axis(self) -> None:
+        self.settings.setValue(SPECTRUM_AXIS_KEY, "eV" if self.spectrum_panel.energy_axis
+                               else "nm")
+        self.settings.sync()
 
     def save_layout(self) -> None:
         """Save the dock layout and window geometry when they changed."""
-        if self._closing and not self.isVisible():
+        if self._restoring or (self._closing and not self.isVisible()):
             return
         state = bytes(self.saveState())
         if state == self._layout_saved:
@@ -438,6 +549,66 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.procedures_panel.checked(scan) is not None:  # else refused: scanner limits
             self.start_procedure(scan)
 
+    # ------------------------------------------------------------------ focus and points
+    def focus_scan(self) -> None:
+        """A z scan: the refocus procedure with its focus scan, the refocus form's values."""
+        if self.read_only:
+            return
+        values = self.procedures_panel.forms["refocus"].values()
+        values.update(z_scan=True, x_um=None, y_um=None)
+        try:
+            procedure = Refocus.model_validate(values)
+        except ValueError as exc:
+            self.report_error(f"focus scan: {str(exc).splitlines()[-1].strip()}")
+            return
+        if self.procedures_panel.checked(procedure) is not None:
+            self.start_procedure(procedure)
+
+    def mark_point(self, name: str | None = None) -> Any:
+        """Mark the scanner's position (the newest readback) as a point of interest."""
+        rb = getattr(self.instruments_panel, "readback", None)
+        if rb is None or self.instruments_panel.age_s("position") > READOUT_STALE_S:
+            self.report_error("mark: the scanner position is not known now (no fresh "
+                              "readback); wait for the run to end")
+            return None
+        x, y, z = rb.position_um
+        return self.points_panel.mark(x, y, z, name)
+
+    def _point_changed(self, point: Any) -> None:
+        """Store a point-of-interest record: it goes on the stream like every record."""
+        if self.read_only:
+            self.statusBar().showMessage("read-only session: the change is not stored", 8000)
+            return
+        self.session.stream.publish(Tagged(point, kind=POI_KIND))
+
+    def _go_to_point(self, x_um: float, y_um: float, z_um: float) -> None:
+        if self.read_only:
+            self.statusBar().showMessage(f"({x_um:.2f}, {y_um:.2f}, {z_um:.2f}) µm", 5000)
+            return
+        self.instruments_panel.request_move(x_um, y_um, z_um)
+
+    def measure_points(self, points: list[Any]) -> None:
+        """Measure the points like survey QDs: a survey of these targets (the survey form's
+        refocus, spectrum and g² settings; no map, no film reference)."""
+        if self.read_only or not points:
+            return
+        first = max((r.qd_id for r in self.buffer.rows()), default=-1) + 1
+        targets = [Target(qd_id=first + i, x_um=p.x_um, y_um=p.y_um)
+                   for i, p in enumerate(points)]
+        values = self.procedures_panel.forms["survey"].values()
+        try:
+            survey = Survey.model_validate({**values, "film_reference": False,
+                                            "drift_every_n_qds": 0})
+        except ValueError as exc:
+            self.report_error(f"measure points: {str(exc).splitlines()[-1].strip()}")
+            return
+        survey = survey.model_copy(update={"targets": targets, "max_qds": len(targets)})
+        survey = survey.resuming(film=None, announce=[t.qd_id for t in targets])
+        if self.procedures_panel.checked(survey) is not None:
+            log.info("measuring %d points of interest as QDs %d–%d: %s", len(points), first,
+                     first + len(points) - 1, ", ".join(p.name for p in points))
+            self.start_procedure(survey)
+
     def start_procedure(self, procedure: Any) -> None:
         """Start ``procedure`` now, or queue it when a run is in progress."""
         if self.read_only:
@@ -491,9 +662,16 @@ class MainWindow(QtWidgets.QMainWindow):
             self.map_panel.set_position(x_um, y_um)
 
     def show_curves(self, curves: QDCurves) -> None:
-        """Show one QD's spectrum, fit, g² histogram and results."""
-        self.spectrum_panel.show_accumulated(curves.spectrum, curves.fit)
-        if curves.histogram is not None:
+        """Show one QD's spectrum, fit, g² histogram and results (both panels: this QD)."""
+        self.spectrum_panel.set_source(curves.source)
+        if curves.spectrum is None:
+            self.spectrum_panel.clear(f"no spectrum for QD {curves.source.qd_id}")
+        else:
+            self.spectrum_panel.show_accumulated(curves.spectrum, curves.fit)
+        self.g2_panel.set_source(curves.source)
+        if curves.histogram is None:
+            self.g2_panel.clear(f"no g² histogram for QD {curves.source.qd_id}")
+        else:
             self.g2_panel.show_histogram(curves.histogram, final=True)
         if curves.g2 is not None:
             self.g2_panel.show_result(curves.g2)
@@ -503,6 +681,12 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ GUI-thread updates
     def _readback(self, rb: Readback) -> None:
         self.instruments_panel.set_readback(rb)
+        now = time.monotonic()
+        if self._readback_at is not None and not self.runner.busy:
+            # The idle tagger's rates between runs: one trace bin per poll interval.
+            self.buffer.trace.add_rates(rb.rates_cps, min(now - self._readback_at,
+                                                          MAX_READBACK_BIN_S))
+        self._readback_at = now
         self.procedures_panel.set_limits(rb.limits)
         self.map_panel.set_position(rb.position_um[0], rb.position_um[1])
 
@@ -517,14 +701,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self._take()
         now = time.monotonic()
         due = [group for group in PANEL_GROUPS if self._pending(group)
-               and now - self._shown_at[group] >= GROUP_INTERVAL_S]
+               and now - self._shown_at[group] >= GROUP_MIN_INTERVAL_S.get(group,
+                                                                           GROUP_INTERVAL_S)]
         if due:
-            group = min(due, key=self._shown_at.__getitem__)
+            # The spectrum first (frame to screen is what the eye follows while focusing),
+            # then the group that has waited longest.
+            group = "spectrum" if "spectrum" in due else min(due, key=self._shown_at.__getitem__)
             self._apply_group(group)
             self._shown_at[group] = now
 
     def _pending(self, group: str) -> bool:
-        """True when ``group`` has held data not yet shown."""
+        """True when ``group`` has held data not yet shown (a hidden rate trace has none:
+        it is drawn when its tab is shown, and takes no tick from the other groups)."""
+        if group == "rates" and not self.rate_panel.isVisible():
+            self._held.trace = False
+            return False
         return any(getattr(self._held, name) for name in GROUP_FIELDS[group])
 
     def _take(self) -> None:
@@ -534,8 +725,9 @@ class MainWindow(QtWidgets.QMainWindow):
         held.map_reset = held.map_reset or u.map_reset
         held.map_lines += u.map_lines
         held.qd_rows += u.qd_rows
+        held.trace = held.trace or u.trace
         for name in ("frame", "frame_fit", "accumulated", "accumulated_fit", "histogram", "g2",
-                     "lifetime", "position_um"):
+                     "lifetime", "position_um", "spectrum_source", "g2_source"):
             if getattr(u, name) is not None:
                 setattr(held, name, getattr(u, name))
         if u.histogram is not None or u.g2 is not None:
@@ -550,10 +742,16 @@ class MainWindow(QtWidgets.QMainWindow):
         if u.progress is not None:
             self.procedures_panel.set_progress(u.progress.stage, u.progress.done,
                                                u.progress.total)
+        for point in u.points:
+            self.points_panel.apply(point)
         for event in u.events:
             self._event(event)
         for level, line in self.log_handler.drain():
             self.log_panel.add(level, line)
+        now = self.instruments_panel.clock()
+        if now - self._ages_at >= AGE_REFRESH_S:
+            self._ages_at = now
+            self.instruments_panel.refresh_age(now)
         if not self.read_only:
             state = self.runner.state
             self.procedures_panel.set_running(state is not RunState.IDLE,
@@ -572,17 +770,24 @@ class MainWindow(QtWidgets.QMainWindow):
             if u.position_um is not None:
                 self.map_panel.set_position(*u.position_um)
         elif group == "spectrum":
+            if u.spectrum_source is not None:
+                self.spectrum_panel.set_source(u.spectrum_source)
             if u.frame is not None or u.frame_fit is not None:
                 self.spectrum_panel.show_frame(u.frame, u.frame_fit)
             if u.accumulated is not None or u.accumulated_fit is not None:
                 self.spectrum_panel.show_accumulated(u.accumulated, u.accumulated_fit)
         elif group == "g2":
+            if u.g2_source is not None:
+                self.g2_panel.set_source(u.g2_source)
             if u.histogram is not None:
                 self.g2_panel.show_histogram(u.histogram, final=u.g2_final)
             if u.g2 is not None:
                 self.g2_panel.show_result(u.g2)
             if u.lifetime is not None:
                 self.g2_panel.show_lifetime(u.lifetime)
+        elif group == "rates":
+            if u.trace and self.rate_panel.isVisible():  # a hidden tab: drawn when shown
+                self.rate_panel.show_trace(self.buffer.trace)
         elif group == "survey":
             if u.qd_rows:
                 self.survey_panel.update_rows(u.qd_rows)
@@ -600,7 +805,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         text = f"run {event.run_id} {event.status}" + (f": {event.reason}" if event.reason
                                                         else "")
-        self.procedures_panel.set_progress(text, 1, 1)
+        self.procedures_panel.set_final(event.status, text)
         if event.status == "completed":
             self.statusBar().showMessage(text, 10000)
         else:
@@ -611,6 +816,53 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.report_error(text)
         if not self.read_only:
             self.worker.poll_now()
+
+    # ------------------------------------------------------------------ export
+    def plots(self) -> dict[str, Any]:
+        """The plots that can be exported, by name."""
+        return {"map": self.map_panel.plot, "spectrum": self.spectrum_panel.plot,
+                "g2": self.g2_panel.plot, "rates": self.rate_panel.plot,
+                "fwhm": self.survey_panel.fwhm_plot, "scatter": self.survey_panel.scatter_plot,
+                "g2_hist": self.survey_panel.g2_plot}
+
+    def export_plot(self, name: str, path: str | Path) -> bool:
+        """Save plot ``name`` (see :meth:`plots`) as PNG or SVG; errors go to the status bar."""
+        from micropl.gui.export import export_plot
+
+        try:
+            export_plot(self.plots()[name], path)
+        except (OSError, ValueError) as exc:
+            self.report_error(f"export of the {name} plot: {exc}")
+            return False
+        self.statusBar().showMessage(f"{name} plot saved to {path}", 10000)
+        return True
+
+    def export_table(self, path: str | Path) -> bool:
+        """Save the survey table as CSV; errors go to the status bar."""
+        from micropl.gui.export import export_table
+
+        try:
+            export_table(self.survey_panel.table, path)
+        except OSError as exc:
+            self.report_error(f"export of the survey table: {exc}")
+            return False
+        self.statusBar().showMessage(f"survey table saved to {path}", 10000)
+        return True
+
+    def _ask_export_plot(self, name: str) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, f"Export the {name} plot", str(Path.cwd() / f"{name}.png"),
+            "PNG image (*.png);;SVG drawing (*.svg)",
+            options=QtWidgets.QFileDialog.DontUseNativeDialog)
+        if path:
+            self.export_plot(name, path)
+
+    def _ask_export_table(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export the survey table", str(Path.cwd() / "survey.csv"), "CSV (*.csv)",
+            options=QtWidgets.QFileDialog.DontUseNativeDialog)
+        if path:
+            self.export_table(path)
 
     # ------------------------------------------------------------------ files
     def _ask_open(self) -> None:
@@ -641,6 +893,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.instruments_panel.setEnabled(False)
         self.procedures_panel.setEnabled(False)
+        for button in (self.points_panel.mark_button, self.points_panel.remove_button,
+                       self.points_panel.measure_button):
+            button.setEnabled(False)
         n = load_session(self.reader, self.buffer)
         runs = self.reader.runs()
         self.setWindowTitle(f"micropl — {self.reader.path} [read-only]")
@@ -648,6 +903,9 @@ class MainWindow(QtWidgets.QMainWindow):
                                      f"(read-only, created {self.reader.created})")
         log.info("opened %s read-only: %d runs", self.reader.path, len(runs))
         self.drain()
+        table = self.survey_panel.table
+        if table.rowCount():  # both panels show one QD, the last one, and say which
+            self.survey_panel.select_index(table.rowCount() - 1)
 
     # ------------------------------------------------------------------ closing
     def ask(self, question: str) -> bool:
@@ -739,7 +997,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.spectral_map_panel.unfollow(self.session.stream)
             self.worker.stop()
         logging.getLogger("micropl").removeHandler(self.log_handler)
-        self._executor.shutdown(wait=False, cancel_futures=True)
         self._closed = True
         event.accept()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from micropl.acquisition.records import Tagged
 from micropl.acquisition.storage import SessionReader, StoredRecord
-from micropl.gui.bridge import DisplayBuffer, QDCurves
+from micropl.gui.bridge import DisplayBuffer, QDCurves, Source
 
 __all__ = ["load_session", "qd_curves"]
 
@@ -13,7 +13,7 @@ _TABLES: tuple[tuple[str, str | None], ...] = (
     ("run_start", None), ("run_stop", None), ("qd_target", None), ("qd_status", None),
     ("map_line", None), ("refocus", None), ("spectrum", "accumulated"),
     ("spectrum_fit", "accumulated"), ("g2_histogram", "final"), ("g2_result", "final"),
-    ("peak_train_fit", None),
+    ("peak_train_fit", None), ("point_of_interest", None),
 )
 _OWN_IDS = {"run_start", "run_stop", "qd_target", "qd_status"}
 
@@ -53,7 +53,10 @@ def qd_curves(reader: SessionReader, run_id: int, qd_id: int) -> QDCurves:
         found = _stored(reader, table, kind, run_id=run_id, qd_id=qd_id)
         return found[-1].record if found else None
 
-    return QDCurves(spectrum=last("spectrum", "accumulated"),
+    target = last("qd_target", None)
+    x, y = (float(target.x_um), float(target.y_um)) if target is not None else (float("nan"),) * 2
+    return QDCurves(source=Source(run_id, qd_id, x, y),
+                    spectrum=last("spectrum", "accumulated"),
                     fit=last("spectrum_fit", "accumulated"),
                     histogram=last("g2_histogram", "final"), g2=last("g2_result", "final"),
                     lifetime=last("peak_train_fit", None))

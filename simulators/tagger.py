@@ -371,6 +371,7 @@ class SimTimeTagger:
                 continue
             break
         self._stream = None
+        self._last_counts = None  # no read is going on: the rates are today's, not the last read
         self._enabled = ()
 
     def snapshot(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from PyQt5 import QtCore
 from micropl.acquisition import load_setup
 from micropl.acquisition.procedures import G2, RasterScan, Refocus, SpectrumAcquisition, Survey
 from micropl.acquisition.session import Session
-from micropl.analysis.g2 import G2Result
+from micropl.analysis.g2 import G2Result, PeakTrainFit
 from micropl.analysis.spectra import SpectrumFit
 from micropl.gui.main_window import MainWindow
 
@@ -72,7 +72,21 @@ def test_start_and_abort_survey_leaves_laser_off(qtbot, gui):
     assert gui.session.setup.laser.emission_on is False
     gui.drain()
     assert "aborted" in panel.stage.text()
+    # The bar says how the run ended, not 100 %.
+    assert panel.progress_text().startswith("aborted at ")
+    assert panel.progress.value() < panel.progress.maximum()
     assert any("aborted" in line for line in gui.log_panel.lines())
+    # Laser off, run over: the rates read back are the dark counts, not the run's last read.
+    gui.worker.poll_now()
+
+    def dark() -> bool:
+        gui.drain()
+        rb = gui.instruments_panel.readback
+        return rb is not None and not rb.laser_on and all(
+            v < 2e3 for v in rb.rates_cps.values())
+
+    qtbot.waitUntil(dark, timeout=10_000)
+    assert all("#e90" not in gui.instruments_panel.rate_text(ch)[1] for ch in (1, 2))
 
 
 def _click_map(qtbot, window, x_um, y_um):
@@ -140,10 +154,17 @@ def test_survey_results_appear_in_panels(qtbot, gui):
     assert table_row.fwhm_mev == pytest.approx(float(fit.fwhm_mev))
     rate = gui.map_panel.map_rate()
     assert rate is not None and rate.shape == (49, 49) and np.isfinite(rate).all()
-    # The lifetime fit (a background thread) arrives and is physical.
+    # The lifetime shown is the stream's peak-train fit record (the GUI fits nothing itself).
     qtbot.waitUntil(lambda: (gui.drain() or True) and
                     math.isfinite(gui.survey_panel.row(result.run_id, last).lifetime_ns),
                     timeout=20_000)
+    stored = live.latest(result.run_id, last, PeakTrainFit, "final")
+    assert gui.survey_panel.row(result.run_id, last).lifetime_ns == stored.lifetime_ns
+    assert f"{stored.lifetime_ns:.2f} ± {stored.lifetime_ns_err:.2f} ns" in \
+        gui.g2_panel.lifetime.text()
+    # Both panels say which run, QD and position they show.
+    for panel in (gui.spectrum_panel, gui.g2_panel):
+        assert panel.source.text().startswith(f"run {result.run_id} · QD {last} · (")
     assert 0.3 < gui.survey_panel.row(result.run_id, last).lifetime_ns < 30
     # Clicking a QD in the table moves the scanner back to it.
     first = gui.survey_panel.row(result.run_id, 0)

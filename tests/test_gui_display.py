@@ -12,7 +12,7 @@ from micropl.acquisition import load_setup
 from micropl.acquisition.records import G2Histogram, QDStatus, Tagged
 from micropl.acquisition.session import Session
 from micropl.analysis.g2 import pulsed_g2
-from micropl.drivers.interfaces import MapLine, Spectrum
+from micropl.drivers.interfaces import MapLine, Spectrum, TagChunk
 from micropl.gui.bridge import DisplayBuffer, QDRow
 from micropl.gui.main_window import GROUP_INTERVAL_S, PANEL_GROUPS, MainWindow
 from micropl.gui.panels.g2_panel import G2Panel
@@ -150,18 +150,22 @@ def test_display_tick_updates_one_panel_group_at_a_time(qtbot, monkeypatch, tmp_
         window.drain_timer.stop()
         window.drain()
         calls: list[str] = []
+        monkeypatch.setattr(window.rate_panel, "isVisible", lambda: True)  # its tab in front
         for panel, method, group in ((window.map_panel, "add_lines", "map"),
                                      (window.spectrum_panel, "show_frame", "spectrum"),
                                      (window.g2_panel, "show_histogram", "g2"),
-                                     (window.survey_panel, "update_rows", "survey")):
+                                     (window.survey_panel, "update_rows", "survey"),
+                                     (window.rate_panel, "show_trace", "rates")):
             monkeypatch.setattr(panel, method,
                                 lambda *args, group=group, **kwargs: calls.append(group))
         wavelength = np.linspace(480.0, 540.0, 64)
         records = [MapLine(x_um=np.arange(4.0), y_um=0.0, counts=np.ones(4), dwell_s=0.01,
                            line_index=0),
                    Spectrum(wavelength_nm=wavelength, counts=np.ones(64), exposure_s=1.0),
-                   histogram(5.0, 0)]
-        for record, kind in zip(records, ("", "frame", "live")):
+                   histogram(5.0, 0),
+                   TagChunk(t_ps=np.array([10, 20], np.int64), channel=np.array([1, 2], np.int32),
+                            t_start_ps=0, t_stop_ps=200_000_000_000)]
+        for record, kind in zip(records, ("", "frame", "live", "g2")):
             window.buffer.handle(Tagged(record=record, run_id=1, qd_id=0, kind=kind))
         window.buffer.handle(QDStatus(run_id=1, qd_id=0, status="completed"))
         for i, group in enumerate(PANEL_GROUPS):

@@ -32,7 +32,6 @@ from micropl.gui.app import SHUTDOWN_SIGNALS, signal_reason, signal_shutdown
 from micropl.gui.main_window import (
     LASER_OFF_BUTTON,
     EmergencyStopFilter,
-    LifetimePool,
     MainWindow,
 )
 
@@ -371,25 +370,6 @@ def test_signal_before_the_event_loop_ends_without_running_it(qtbot, settings_fi
         assert not guard.loop_running
         assert not window.isVisible()
         assert guard.exit_code == 128 + signal.SIGHUP
-
-
-@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
-def test_lifetime_worker_survives_terminal_signals_while_it_starts():
-    """Ctrl-C and a closed terminal reach the whole process group: the fit worker, hit by
-    SIGINT and SIGHUP while it is still importing, lives on (no KeyboardInterrupt
-    traceback, no broken pool) and blocks both (the GUI ends it)."""
-    pool = LifetimePool()
-    try:
-        future = pool.submit(signal.pthread_sigmask, signal.SIG_BLOCK, [])
-        pids = list(pool._processes)
-        assert len(pids) == 1
-        for sig in (signal.SIGINT, signal.SIGHUP):
-            os.kill(pids[0], sig)
-        blocked = future.result(timeout=120)
-        assert {signal.SIGINT, signal.SIGHUP} <= set(blocked)
-        assert pool.submit(os.getpid).result(timeout=60) == pids[0]
-    finally:
-        pool.shutdown(wait=True)
 
 
 def _stderr_lines(proc: subprocess.Popen) -> queue.Queue:

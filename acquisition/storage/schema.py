@@ -656,3 +656,11 @@ register_table(build_table("spectral_map_fit", SpectralMapFit, {
     "area": A("<f8", "e", max_ndim=2), "area_err": A("<f8", "e", max_ndim=2),
     "reduced_chi2": A("<f8", "", max_ndim=2), "quality": J("str_array"), "model": T(),
 }, default_kind="spectral_map_fit"))
+
+# Points of interest marked by hand (the GUI) ---------------------------------------------
+from micropl.acquisition.points import PointOfInterest  # noqa: E402
+
+register_table(build_table("point_of_interest", PointOfInterest, {
+    "name": T(), "x_um": F("um"), "y_um": F("um"), "z_um": F("um"), "note": T(),
+    "removed": B(), "t_s": F("s"),
+}, default_kind="poi"))

@@ -1,5 +1,11 @@
 """g² panel: the live HBT histogram with the central and side windows shaded, g²(0) ± σ
-in large type and the lifetime from a peak-train fit of the final histogram."""
+in large type and the lifetime from the stream's peak-train fit of the final histogram.
+
+The bin width and the delay window shown are set live, without touching the
+measurement: the display sums ``factor`` adjacent bins of the accumulated
+histogram (:func:`rebin`) and shows only delays within ± the window. g²(0) and
+the lifetime stay those of the measurement's own analysis.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,42 @@ from PyQt5 import QtCore, QtWidgets
 
 from micropl.acquisition.records import G2Histogram
 from micropl.analysis.g2 import G2Result, PeakTrainFit
+from micropl.gui.settings import NoWheelDoubleSpinBox, NoWheelSpinBox
 from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, set_style
 
-__all__ = ["G2Panel"]
+__all__ = ["G2Panel", "PLOT_MIN_HEIGHT_PX", "rebin", "MAX_BIN_FACTOR", "MAX_WINDOW_NS"]
+
+#: Most bins of the accumulated histogram summed into one shown bin.
+MAX_BIN_FACTOR = 256
+#: Widest delay window shown, ± ns (0: the whole histogram).
+MAX_WINDOW_NS = 10_000.0
+
+
+def rebin(tau_ps: np.ndarray, values: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``factor`` adjacent bins: the centres of the new bins and their sums.
+
+    Bins are grouped from the first one; an incomplete group at the end is dropped
+    (so every shown bin is ``factor`` times as wide). ``factor`` 1 returns the input.
+
+    Parameters
+    ----------
+    tau_ps, values : ndarray, shape (n,)
+        Bin centres (ps, equally spaced) and counts (or a model).
+    factor : int
+        Bins per shown bin (≥ 1).
+    """
+    tau = np.asarray(tau_ps, float)
+    y = np.asarray(values, float)
+    factor = int(factor)
+    if factor <= 1:
+        return tau, y
+    n = (tau.size // factor) * factor
+    return tau[:n].reshape(-1, factor).mean(axis=1), y[:n].reshape(-1, factor).sum(axis=1)
+
+#: Smallest height of the histogram plot, px.
+PLOT_MIN_HEIGHT_PX = 80
+#: Style of the g²(0) value.
+VALUE_STYLE = "font-size: 20pt; font-weight: bold"
 
 
 class G2Panel(QtWidgets.QWidget):
@@ -30,34 +69,120 @@ class G2Panel(QtWidgets.QWidget):
         self._shown_windows: list[tuple[float, float]] = []
         self._windows: list[pg.LinearRegionItem] = []
         self.value = QtWidgets.QLabel("g²(0) = —")
-        self.value.setStyleSheet("font-size: 26pt; font-weight: bold")
+        self.value.setStyleSheet(VALUE_STYLE)
         self.detail = fixed_lines_label(2)
+        #: Which run, QD and position the histogram shown belongs to.
+        self.source = fixed_lines_label(1, "no run")
+        self.source.setStyleSheet("font-weight: bold")
         self.lifetime = QtWidgets.QLabel("lifetime: —")
-        self.lifetime.setStyleSheet("font-size: 14pt")
+        self.lifetime.setStyleSheet("font-size: 13pt")
         self.lifetime.setAlignment(QtCore.Qt.AlignRight)
         self.integration = QtWidgets.QLabel("no histogram yet")
         self.integration.setAlignment(QtCore.Qt.AlignRight)
         side = QtWidgets.QVBoxLayout()
         side.addWidget(self.lifetime)
         side.addWidget(self.integration)
+        left = QtWidgets.QVBoxLayout()
+        left.addWidget(self.source)
+        left.addWidget(self.value)
         top = QtWidgets.QHBoxLayout()
-        top.addWidget(self.value)
+        top.addLayout(left)
         top.addStretch(1)
         top.addLayout(side)
+        self.plot.setMinimumHeight(PLOT_MIN_HEIGHT_PX)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
         layout.addLayout(top)
         layout.addWidget(self.detail)
+        layout.addLayout(self._display_controls())
         layout.addWidget(self.plot, 1)
         self._histogram: G2Histogram | None = None
+        self._model: np.ndarray | None = None
+
+    def _display_controls(self) -> QtWidgets.QHBoxLayout:
+        """Bin width (× the measured bin) and the ± delay window shown."""
+        self.bin_factor = NoWheelSpinBox()
+        self.bin_factor.setRange(1, MAX_BIN_FACTOR)
+        self.bin_factor.setPrefix("× ")
+        self.bin_factor.setToolTip("bins of the measured histogram summed into one shown bin "
+                                   "(display only: g²(0) is the measurement's)")
+        self.window_ns = NoWheelDoubleSpinBox()
+        self.window_ns.setRange(0.0, MAX_WINDOW_NS)
+        self.window_ns.setSuffix(" ns")
+        self.window_ns.setToolTip("delays shown: ± this window around 0 (0: all)")
+        self.bin_label = QtWidgets.QLabel("")
+        for box in (self.bin_factor, self.window_ns):
+            box.setKeyboardTracking(False)
+            box.valueChanged.connect(self._redraw)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(QtWidgets.QLabel("bin"))
+        row.addWidget(self.bin_factor)
+        row.addWidget(self.bin_label)
+        row.addStretch(1)
+        row.addWidget(QtWidgets.QLabel("window ±"))
+        row.addWidget(self.window_ns)
+        return row
+
+    def set_display(self, bin_factor: int, window_ns: float) -> None:
+        """Set the shown bin factor and ± window (ns; 0: all) and redraw."""
+        for box, value in ((self.bin_factor, int(bin_factor)), (self.window_ns, float(window_ns))):
+            box.blockSignals(True)
+            box.setValue(value)
+            box.blockSignals(False)
+        self._redraw()
+
+    def shown(self) -> tuple[np.ndarray, np.ndarray]:
+        """(τ in ns, counts) of the histogram as drawn."""
+        x, y = self.curve.xData, self.curve.yData  # not getData(): that one is downsampled
+        return (np.zeros(0), np.zeros(0)) if x is None else (x, y)
+
+    def _view(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h = self._histogram
+        tau, y = rebin(h.tau_ps, values, self.bin_factor.value())
+        window = self.window_ns.value()
+        if window > 0:
+            keep = np.abs(tau) <= window * 1e3
+            tau, y = tau[keep], y[keep]
+        return tau / 1e3, y
+
+    def _redraw(self) -> None:
+        h = self._histogram
+        if h is None:
+            self.bin_label.setText("")
+            return
+        self.curve.setData(*self._view(np.asarray(h.counts, float)))
+        if self._model is not None:
+            self.model_curve.setData(*self._view(self._model))
+        else:
+            self.model_curve.setData([], [])
+        self.bin_label.setText(f"= {h.bin_ps * self.bin_factor.value():g} ps")
+        self.follower.refresh()
+
+    def set_source(self, source: object) -> None:
+        """Say which run, QD and position the histogram shown is of (a ``Source``)."""
+        text = source.text()
+        if self.source.text() != text:
+            self.source.setText(text)
+
+    def clear(self, note: str = "no histogram") -> None:
+        """Show nothing (the QD chosen has no g² measurement): no other QD's data stay."""
+        self._histogram = None
+        self._model = None
+        self.curve.setData([], [])
+        self.model_curve.setData([], [])
+        self._shade([])
+        self.value.setText("g²(0) = —")
+        set_style(self.value, VALUE_STYLE)
+        self.detail.setText("")
+        self.lifetime.setText("lifetime: —")
+        self.integration.setText(note)
 
     def show_histogram(self, histogram: G2Histogram, final: bool = False) -> None:
         """Draw a (live or final) histogram."""
         self._histogram = histogram
-        tau_ns = np.asarray(histogram.tau_ps, float) / 1e3
-        self.curve.setData(tau_ns, np.asarray(histogram.counts, float))
-        self.model_curve.setData([], [])
-        self.follower.refresh()
+        self._model = None
+        self._redraw()
         self.integration.setText(f"{'final' if final else 'live'}: "
                                  f"{histogram.integration_s:.1f} s, {histogram.bin_ps:g} ps bins")
 
@@ -68,7 +193,7 @@ class G2Panel(QtWidgets.QWidget):
             self._shade(windows)
         self.value.setText(f"g²(0) = {result.g2_0:.3f} ± {result.g2_0_err:.3f}")
         colour = "#2a2" if result.g2_0 + result.g2_0_err < 0.5 else "#c80"
-        set_style(self.value, f"font-size: 26pt; font-weight: bold; color: {colour}")
+        set_style(self.value, f"{VALUE_STYLE}; color: {colour}")
         bg = result.g2_0_bgcorr
         self.detail.setText(
             f"central {result.central_counts:.0f} counts, mean side "
@@ -101,8 +226,8 @@ class G2Panel(QtWidgets.QWidget):
                               + ("" if fit.success else " (fit did not converge)"))
         h = self._histogram
         if h is not None and np.asarray(fit.model).shape == np.asarray(h.counts).shape:
-            self.model_curve.setData(np.asarray(h.tau_ps, float) / 1e3, fit.model)
-            self.follower.refresh()
+            self._model = np.asarray(fit.model, float)
+            self._redraw()
 
     def g2_text(self) -> str:
         """The g²(0) text shown."""

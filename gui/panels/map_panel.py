@@ -1,5 +1,9 @@
 """Scan map panel: the live PL map with a colour bar, crosshair, scale bar and QD markers.
 
+The colour bar has ticks and the unit (counts/s with an SI prefix); hovering
+shows the position in µm and the rate of the pixel under the mouse
+(:meth:`MapPanel.readout_at`).
+
 Mouse: a click moves the scanner there; a left drag draws a rectangle and
 asks for a raster scan of it; the wheel zooms and a right drag zooms the axes
 (pyqtgraph's default); a middle drag pans.
@@ -12,9 +16,12 @@ import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
 from micropl.drivers.interfaces import MapLine
-from micropl.gui.widgets import DataFollower, plot_widget
+from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget
 
-__all__ = ["MapPanel"]
+__all__ = ["MapPanel", "COLORBAR_AXIS_WIDTH_PX"]
+
+#: Width of the colour bar's axis (ticks and label), px.
+COLORBAR_AXIS_WIDTH_PX = 62
 
 
 class _MapViewBox(pg.ViewBox):
@@ -84,9 +91,14 @@ class MapPanel(QtWidgets.QWidget):
         self.image.setZValue(-10)
         self.view.addItem(self.image)
         self.follower = DataFollower(self.plot)
-        self.colorbar = pg.ColorBarItem(label="PL rate (counts/s)", colorMap="inferno",
-                                        interactive=False, width=14)
+        self.colorbar = pg.ColorBarItem(colorMap="inferno", interactive=False, width=14)
         self.colorbar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
+        # The scale's ticks and unit on the bar's outer side (SI prefix: "kcounts/s"), wide
+        # enough for its labels (pyqtgraph drops a tick label that does not fit).
+        axis = self.colorbar.axis
+        axis.setLabel("PL rate", units="counts/s")
+        axis.enableAutoSIPrefix(True)
+        axis.setWidth(COLORBAR_AXIS_WIDTH_PX)
         self.cross_x = pg.InfiniteLine(angle=90, pen=pg.mkPen("c", width=1))
         self.cross_y = pg.InfiniteLine(angle=0, pen=pg.mkPen("c", width=1))
         for line in (self.cross_x, self.cross_y):
@@ -98,14 +110,18 @@ class MapPanel(QtWidgets.QWidget):
         self.scale.setParentItem(self.view)
         self.scale.anchor((1, 1), (1, 1), offset=(-20, -20))
         self._labels: list[pg.TextItem] = []
-        self.status = QtWidgets.QLabel("click: move the scanner · left-drag: scan a region · "
-                                       "wheel: zoom · middle-drag: pan")
-        self.status.setStyleSheet("color: gray")
-        self.status.setWordWrap(True)
+        help_text = ("click: move the scanner · left-drag: scan a region · wheel: zoom · "
+                     "middle-drag: pan")
+        self.hover = fixed_lines_label(1, f"hover: x, y and the PL rate · {help_text}")
+        self.hover.setObjectName("map_hover")
+        self.hover.setToolTip(help_text)
+        self.plot.setToolTip(help_text)
+        self.plot.setMinimumSize(220, 200)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.plot, 1)
-        layout.addWidget(self.status)
+        layout.addWidget(self.hover)
+        self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
         self.view.clicked.connect(self.move_requested)
         self.view.region.connect(self.scan_requested)
         self._rate: np.ndarray | None = None
@@ -167,6 +183,36 @@ class MapPanel(QtWidgets.QWidget):
         self._step = float(self._x_um[1] - self._x_um[0]) if self._x_um.size > 1 else 1.0
         self._rate = np.asarray(rate_cps, float)
         self._show()
+
+    def pixel_at(self, x_um: float, y_um: float) -> tuple[int, int] | None:
+        """(row, column) of the map pixel holding (x, y) µm, or None outside the map."""
+        rate = self._rate
+        if rate is None or self._x_um is None or self._y_um is None:
+            return None
+        col = int(np.floor((x_um - float(self._x_um[0])) / self._step + 0.5))
+        row = int(np.floor((y_um - float(self._y_um[0])) / self._step + 0.5))
+        if 0 <= row < rate.shape[0] and 0 <= col < rate.shape[1]:
+            return row, col
+        return None
+
+    def readout_at(self, x_um: float, y_um: float) -> str:
+        """The hover text at (x, y) µm: the position and the pixel's PL rate in counts/s."""
+        where = f"x {x_um:.2f} µm, y {y_um:.2f} µm"
+        pixel = self.pixel_at(x_um, y_um)
+        if pixel is None:
+            return f"{where}: outside the map"
+        value = float(self._rate[pixel])
+        if not np.isfinite(value):
+            return f"{where}: not scanned yet"
+        return f"{where}: {value:,.0f} counts/s"
+
+    def _mouse_moved(self, scene_pos: QtCore.QPointF) -> None:
+        if not self.view.sceneBoundingRect().contains(scene_pos):
+            return
+        point = self.view.mapSceneToView(scene_pos)
+        text = self.readout_at(float(point.x()), float(point.y()))
+        if self.hover.text() != text:
+            self.hover.setText(text)
 
     def map_rate(self) -> np.ndarray | None:
         """The map shown, counts/s, shape (n_y, n_x) (NaN: not yet scanned)."""

@@ -1,6 +1,9 @@
 """Procedures panel: parameter forms from the pydantic models, run controls and a queue.
 
-The last-used parameters of every procedure are saved on every change. Once the
+The last-used parameters of every procedure are saved on every change. Kept
+values are checked when they are restored (the model) and again once the
+instruments' limits are known (the pre-flight rule); a refused set is put back
+to the defaults with a warning in the log. Once the
 setup's instrument limits are known (:meth:`ProceduresPanel.set_limits`, from a
 readback of the command thread) the spin boxes stop at them, and a procedure is
 only handed on when it passes the same pre-flight check the runner applies.
@@ -17,12 +20,27 @@ from PyQt5 import QtCore, QtWidgets
 from micropl.acquisition.config import format_validation_error
 from micropl.acquisition.procedures import PROCEDURES
 from micropl.acquisition.procedures.preflight import Limits, ParameterError
-from micropl.gui.forms import ModelForm
+from micropl.gui.forms import ModelForm, model_defaults
 from micropl.gui.settings import load_json, save_json
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ProceduresPanel"]
+
+
+def _altered(kept: dict[str, Any], shown: dict[str, Any], prefix: str = "") -> list[str]:
+    """The kept values a form does not show as kept (``name = value``), nested names dotted."""
+    out = []
+    for key, value in kept.items():
+        if key not in shown:
+            continue
+        if isinstance(value, dict) and isinstance(shown[key], dict):
+            out += _altered(value, shown[key], f"{prefix}{key}.")
+        elif value != shown[key] and not (isinstance(value, int | float)
+                                          and isinstance(shown[key], int | float)
+                                          and float(value) == float(shown[key])):
+            out.append(f"{prefix}{key} = {value!r}")
+    return out
 
 
 class ProceduresPanel(QtWidgets.QWidget):
@@ -57,11 +75,22 @@ class ProceduresPanel(QtWidgets.QWidget):
         self.stack = QtWidgets.QStackedWidget()
         self.forms: dict[str, ModelForm] = {}
         self.limits: Limits | None = None
+        #: Procedures whose form holds values kept from an earlier session.
+        self._kept: set[str] = set()
         for name, cls in PROCEDURES.items():
-            form = ModelForm(cls)
+            form = self.forms[name] = ModelForm(cls)
             saved = load_json(settings, f"params/{name}", {})
-            if isinstance(saved, dict):
+            if isinstance(saved, dict) and saved:
                 form.set_values(saved)
+                self._kept.add(name)
+                altered = _altered(saved, form.values())
+                if altered:  # the form could not hold them (out of its range, wrong type)
+                    self._reset(name, "not valid: " + ", ".join(altered))
+                else:
+                    self._check_kept(name, form)
+            elif saved:
+                log.warning("settings: params/%s is not a parameter set: the defaults are used",
+                            name)
             form.changed.connect(lambda n=name: self._save(n))
             scroll = QtWidgets.QScrollArea()
             scroll.setWidgetResizable(True)
@@ -127,7 +156,34 @@ class ProceduresPanel(QtWidgets.QWidget):
         self.settings.setValue("procedure", self.current_name)
         self.settings.sync()
 
+    def _reset(self, name: str, why: str) -> None:
+        """Put the defaults back into form ``name`` (a kept value is refused), and say so."""
+        log.warning("settings: the kept %s parameters are refused (%s): reset to the defaults",
+                    name, why)
+        self.forms[name].set_values(model_defaults(PROCEDURES[name]))
+        self._kept.discard(name)
+        self._save(name)
+
+    def _check_kept(self, name: str, form: ModelForm) -> bool:
+        """Validate the values of ``form`` (kept from an earlier session); reset when invalid.
+
+        Against the model now, and against today's instruments once their limits are
+        known (the pre-flight check's own rule, :meth:`check_limits`).
+        """
+        try:
+            procedure = form.model()
+            if self.limits is not None:
+                procedure.check_limits(self.limits)
+        except ValidationError as exc:
+            self._reset(name, format_validation_error(exc))
+            return False
+        except ParameterError as exc:
+            self._reset(name, str(exc))
+            return False
+        return True
+
     def _save(self, name: str) -> None:
+        self._kept.discard(name)  # the user's own value of today: checked when started
         save_json(self.settings, f"params/{name}", self.forms[name].values())
 
     def set_limits(self, limits: Limits | None) -> None:
@@ -136,6 +192,9 @@ class ProceduresPanel(QtWidgets.QWidget):
             return
         self.limits = limits
         for name, form in self.forms.items():
+            # Before the spin boxes narrow (which would clamp a kept value silently).
+            if name in self._kept:
+                self._check_kept(name, form)
             form.set_bounds(PROCEDURES[name].field_bounds(limits))
 
     def procedure(self, name: str | None = None) -> Any | None:
@@ -206,10 +265,40 @@ class ProceduresPanel(QtWidgets.QWidget):
         self.abort_button.setEnabled(running)
 
     def set_progress(self, stage: str, done: float, total: float | None) -> None:
-        """Show the current stage and its progress."""
+        """Show the current stage and its progress (a run in progress: plain percent)."""
         self.stage.setText(stage)
+        if self.final_status is not None:
+            self.final_status = None
+            self.progress.setFormat("%p%")
+            self.progress.setStyleSheet("")
         if total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * min(done / total, 1.0)))
         else:
             self.progress.setRange(0, 0)
+
+    #: Status of the run that ended last (None while one runs or before any).
+    final_status: str | None = None
+
+    def set_final(self, status: str, text: str) -> None:
+        """The run ended with ``status``: the bar says so (never 100 % for a run cut short).
+
+        ``completed`` fills the bar; ``aborted`` and ``failed`` keep it where the run
+        stopped, red, with the status in its text.
+        """
+        self.stage.setText(text)
+        self.final_status = status
+        if self.progress.maximum() == 0:  # busy indicator: nothing measured to show
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(0)
+        if status == "completed":
+            self.progress.setValue(self.progress.maximum())
+            self.progress.setFormat("completed")
+            self.progress.setStyleSheet("")
+        else:
+            self.progress.setFormat(f"{status} at %p%")
+            self.progress.setStyleSheet("QProgressBar::chunk { background: #c33 }")
+
+    def progress_text(self) -> str:
+        """The text the progress bar shows."""
+        return self.progress.text()

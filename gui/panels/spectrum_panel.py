@@ -10,7 +10,10 @@ from micropl.analysis.spectra import SpectrumFit, energy_ev_from_wavelength_nm
 from micropl.drivers.interfaces import Spectrum
 from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, set_label
 
-__all__ = ["SpectrumPanel", "fit_rows"]
+__all__ = ["SpectrumPanel", "fit_rows", "PLOT_MIN_HEIGHT_PX"]
+
+#: Smallest height of the spectrum plot, px (it never collapses to a strip).
+PLOT_MIN_HEIGHT_PX = 100
 
 # The two numbers looked at most come first: they stay visible in a short panel.
 _TABLE_ROWS = ("peak energy (eV)", "FWHM (meV)", "peak wavelength (nm)", "area (counts)",
@@ -52,7 +55,11 @@ class SpectrumPanel(QtWidgets.QWidget):
         self.axis_box = QtWidgets.QComboBox()
         self.axis_box.addItems(["wavelength (nm)", "energy (eV)"])
         self.axis_box.currentIndexChanged.connect(self._axis_changed)
-        self.title = fixed_lines_label(2, "no spectrum yet")
+        self.title = fixed_lines_label(1, "no spectrum yet")
+        self.title.setStyleSheet("color: gray")
+        #: Which run, QD and position the spectrum shown belongs to.
+        self.source = fixed_lines_label(1, "no run")
+        self.source.setStyleSheet("font-weight: bold")
         self.table = QtWidgets.QTableWidget(len(_TABLE_ROWS), 3)
         self.table.setHorizontalHeaderLabels(["quantity", "value", "± 1σ"])
         self.table.verticalHeader().hide()
@@ -67,18 +74,36 @@ class SpectrumPanel(QtWidgets.QWidget):
         for i, name in enumerate(_TABLE_ROWS):
             self.table.setItem(i, 0, QtWidgets.QTableWidgetItem(name))
         top = QtWidgets.QHBoxLayout()
-        top.addWidget(self.title, 1)
+        top.addWidget(self.source, 1)
         top.addWidget(QtWidgets.QLabel("axis:"))
         top.addWidget(self.axis_box)
+        self.plot.setMinimumHeight(PLOT_MIN_HEIGHT_PX)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
         layout.addLayout(top)
+        layout.addWidget(self.title)
         layout.addWidget(self.plot, 3)
         layout.addWidget(self.table, 1)
         self._frame: Spectrum | None = None
         self._acc: Spectrum | None = None
         self._fit: SpectrumFit | None = None
         self._fit_of: Spectrum | None = None
+        self._redraw()
+
+    def set_source(self, source: object) -> None:
+        """Say which run, QD and position the spectrum shown is of (a ``Source``)."""
+        text = source.text()
+        if self.source.text() != text:
+            self.source.setText(text)
+
+    def clear(self, note: str = "no spectrum") -> None:
+        """Show nothing (the QD chosen has no spectrum): no other QD's data stay."""
+        self._frame = self._acc = self._fit = self._fit_of = None
+        self.title.setText(note)
+        for i in range(self.table.rowCount()):
+            for col in (1, 2):
+                self.table.setItem(i, col, QtWidgets.QTableWidgetItem(""))
         self._redraw()
 
     @property

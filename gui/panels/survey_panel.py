@@ -1,4 +1,10 @@
-"""Survey panel: the QDs measured with their results, and the survey statistics plots."""
+"""Survey panel: the QDs measured with their results, and the survey statistics plots.
+
+The statistics line and plots follow the report's selection rules
+(:mod:`micropl.acquisition.report`): the *completed* QDs go to
+:func:`micropl.analysis.statistics.survey_statistics`, which leaves out the
+flagged multiple-emitter spots and counts them apart (:func:`survey_line`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,17 @@ import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
 from micropl.analysis.emitters import EXCLUDING_FLAGS, excluded_counts, exclusion_text
-from micropl.analysis.statistics import fwhm_histogram
+from micropl.analysis.statistics import SurveyStatistics, survey_statistics
 from micropl.errors import AnalysisInputError
 from micropl.gui.bridge import QDRow
 from micropl.gui.widgets import DataFollower, plot_widget
 
-__all__ = ["SurveyPanel", "COLUMNS"]
+__all__ = ["SurveyPanel", "COLUMNS", "survey_line", "row_statistics"]
+
+#: Rows of the QD table always in view.
+MIN_TABLE_ROWS = 6
+#: Smallest height of a statistics plot, px.
+PLOT_MIN_HEIGHT_PX = 80
 
 COLUMNS = ("run", "QD", "x (µm)", "y (µm)", "SNR", "status", "E (eV)", "σE (meV)",
            "FWHM (meV)", "σFWHM (meV)", "g²(0)", "σg²(0)", "τ (ns)")
@@ -40,6 +51,55 @@ def _cells(row: QDRow) -> list[str]:
             _fmt(row.peak_energy_err_ev * 1e3, ".2f"), _fmt(row.fwhm_mev, ".1f"),
             _fmt(row.fwhm_err_mev, ".1f"), _fmt(row.g2_0, ".3f"), _fmt(row.g2_0_err, ".3f"),
             _fmt(row.lifetime_ns, ".2f")]
+
+
+def row_statistics(rows: list[QDRow]) -> SurveyStatistics | None:
+    """The report's statistics of the completed QDs among ``rows`` (None: none yet).
+
+    The same call the report makes: completed QDs, their flags given, so that
+    flagged multiple-emitter spots are left out and counted in ``excluded``.
+    """
+    done = [r for r in rows if r.status == "completed"]
+    if not done:
+        return None
+
+    def column(name: str) -> np.ndarray:
+        return np.array([getattr(r, name) for r in done], float)
+
+    g2, g2_err = column("g2_0"), column("g2_0_err")
+    kept = np.array([not _excluded(r) for r in done], bool)
+    has_g2 = bool(np.any(np.isfinite(g2[kept]) & np.isfinite(g2_err[kept])
+                         & (g2_err[kept] >= 0)))
+    try:
+        return survey_statistics(column("peak_energy_ev"), column("fwhm_mev"),
+                                 column("peak_energy_err_ev"), column("fwhm_err_mev"),
+                                 g2 if has_g2 else None, g2_err if has_g2 else None,
+                                 flags=[_flags(r) for r in done])
+    except AnalysisInputError:
+        return None
+
+
+def survey_line(rows: list[QDRow]) -> str:
+    """The statistics line: QDs, completed and failed, the excluded, the single emitters.
+
+    E.g. ``5 QDs: 3 completed, 1 failed; 1 excluded: multiple emitters; 2 of 2 single
+    QDs with g²(0) < 0.5``. Every number after "completed" counts completed QDs only.
+    """
+    done = sum(r.status == "completed" for r in rows)
+    failed = sum(r.status == "failed" for r in rows)
+    text = f"{len(rows)} QDs: {done} completed, {failed} failed"
+    if not done:
+        return text
+    # The report's title: the excluded among the completed QDs.
+    text += "; " + exclusion_text(excluded_counts(_flags(r) for r in rows
+                                                  if r.status == "completed"))
+    stats = row_statistics(rows)
+    if stats is None:
+        return text + "; no usable spectrum fit"
+    if stats.g2 is not None:
+        text += (f"; {stats.g2.n_single_photon} of {stats.g2.n_valid} single QDs with "
+                 f"g²(0) < {stats.g2.threshold:g}")
+    return text
 
 
 class SurveyPanel(QtWidgets.QWidget):
@@ -85,16 +145,29 @@ class SurveyPanel(QtWidgets.QWidget):
         self.scatter_plot.addItem(self.scatter)
         self.followers = [DataFollower(plot) for plot in
                           (self.fwhm_plot, self.scatter_plot, self.g2_plot)]
-        plots = QtWidgets.QHBoxLayout()
+        plots = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(plots)
+        row.setContentsMargins(0, 0, 0, 0)
         for plot in (self.fwhm_plot, self.scatter_plot, self.g2_plot):
-            plot.setMinimumHeight(160)
-            plots.addWidget(plot)
+            plot.setMinimumHeight(PLOT_MIN_HEIGHT_PX)
+            row.addWidget(plot)
         self.summary = QtWidgets.QLabel("no QD yet")
+        # The table always shows MIN_TABLE_ROWS rows; the plots take what is left.
+        row_px = self.table.fontMetrics().height() + 6
+        self.table.verticalHeader().setDefaultSectionSize(row_px)
+        self.table.setMinimumHeight(self.table.horizontalHeader().sizeHint().height()
+                                    + MIN_TABLE_ROWS * row_px + 2 * self.table.frameWidth() + 2
+                                    + self.table.horizontalScrollBar().sizeHint().height())
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(plots)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.summary)
-        layout.addWidget(self.table, 2)
-        layout.addLayout(plots, 1)
+        layout.addWidget(self.splitter, 1)
         self._rows: dict[tuple[int, int], QDRow] = {}
         self._index: dict[tuple[int, int], int] = {}
         self._shown = b""
@@ -159,39 +232,33 @@ class SurveyPanel(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ statistics
     def _statistics(self) -> None:
-        """The statistics line and plots; QDs flagged multiple emitters are left out
-        of the plots and counted in the line."""
+        """The statistics line and plots (:func:`survey_line`, :func:`row_statistics`):
+        completed QDs, flagged multiple emitters left out of the plots, counted in the line."""
         every = list(self._rows.values())
-        rows = [r for r in every if not _excluded(r)]
-        excluded = exclusion_text(excluded_counts(_flags(r) for r in every))
+        self.summary.setText(survey_line(every))
+        stats = row_statistics(every)
+        rows = [r for r in every if r.status == "completed" and not _excluded(r)]
         energy = np.array([r.peak_energy_ev for r in rows], float)
         energy_err = np.array([r.peak_energy_err_ev for r in rows], float)
         fwhm = np.array([r.fwhm_mev for r in rows], float)
         fwhm_err = np.array([r.fwhm_err_mev for r in rows], float)
         g2 = np.array([r.g2_0 for r in rows], float)
-        done = sum(r.status == "completed" for r in every)
-        failed = sum(r.status == "failed" for r in every)
-        single = int(np.sum(g2 < 0.5))
-        self.summary.setText(f"{len(every)} QDs: {done} completed, {failed} failed; "
-                             f"{excluded}; {single} with g²(0) < 0.5")
         shown = np.concatenate([energy, energy_err, fwhm, fwhm_err, g2]).tobytes()
         if shown == self._shown:  # a status changed, not a result: leave the plots alone
             return
         self._shown = shown
-        try:
-            edges, counts = fwhm_histogram(fwhm, bin_mev=5.0)
-        except AnalysisInputError:
-            edges, counts = np.zeros(1), np.zeros(0)
-        self.fwhm_bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)
+        if stats is None:
+            self.fwhm_bars.setOpts(x0=[], x1=[], height=[])
+        else:
+            edges, counts = stats.fwhm_edges_mev, stats.fwhm_counts
+            self.fwhm_bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)
         ok = np.isfinite(energy) & np.isfinite(fwhm)
         self.scatter.setData(energy[ok], fwhm[ok])
         self.errors.setData(x=energy[ok], y=fwhm[ok],
                             width=2 * np.nan_to_num(energy_err[ok]),
                             height=2 * np.nan_to_num(fwhm_err[ok]))
-        g2 = g2[np.isfinite(g2)]
-        if g2.size:
-            edges = np.arange(0.0, max(1.0, float(g2.max())) + 0.05, 0.05)
-            counts, _ = np.histogram(g2, edges)
+        if stats is not None and stats.g2 is not None:
+            edges, counts = stats.g2.edges, stats.g2.counts
             self.g2_bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)
         else:
             self.g2_bars.setOpts(x0=[], x1=[], height=[])

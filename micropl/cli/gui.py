@@ -4,6 +4,10 @@
 picture of the main window and quits; it works offscreen
 (``QT_QPA_PLATFORM=offscreen``).
 
+Before the window opens, the Qt platform is checked: missing system libraries
+of the platform plugin (e.g. ``libxcb-icccm4`` on a fresh Debian) or no
+display are one line naming what to install, exit code 2.
+
 SIGTERM, SIGHUP and SIGINT end it safely (laser off, run aborted naming the
 signal, session file closed) with exit code 128 + the signal's number and one
 line on stderr.
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from micropl.cli import UsageError
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "check_platform"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--screenshot {args.screenshot}: the file must end in .png")
     if args.config is not None and not args.config.is_file():
         raise FileNotFoundError(2, "No such file or directory", str(args.config))
+    check_platform()
     out = None
     if not args.no_store:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -79,6 +84,19 @@ def run(args: argparse.Namespace) -> int:
     if code > 128:
         report_signal_exit(code, out)
     return code
+
+
+def check_platform() -> None:
+    """Refuse to start (one line, exit 2) when Qt could not open its platform plugin here.
+
+    Done before any QApplication exists: Qt aborts the process on a missing
+    library of its platform plugin (see :mod:`micropl.gui.platform_check`).
+    """
+    from micropl.gui.platform_check import platform_problem
+
+    problem = platform_problem()
+    if problem is not None:
+        raise UsageError(problem)
 
 
 def report_signal_exit(code: int, out: Path | None) -> None:
