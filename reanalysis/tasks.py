@@ -3,13 +3,12 @@
 A task opens its session file read-only where it lies (:class:`SessionReader`, which
 never writes), and for each QD
 
-* fits the latest accumulated spectrum (the processed spectrum the live core fitted:
+* fits the latest accumulated spectrum (the processed spectrum the procedure fitted:
   background frame and film reference subtracted, cosmic rays removed) and the frames
-  summed into it with :func:`~micropl.analysis.spectra.fit_spectra` and the live core's
-  noise model (:func:`~micropl.acquisition.live.spectrum_noise`);
-* correlates the QD's raw time tags chunk by chunk (:class:`G2Accumulator`, as the live
-  core does) and computes g²(0) with :func:`~micropl.analysis.g2.pulsed_g2` (and the
-  peak-train fit, :func:`~micropl.analysis.g2.fit_peak_train`);
+  summed into it with the procedures' own fit,
+  :func:`~micropl.acquisition.results.fit_spectrum_records`;
+* correlates the QD's raw time tags chunk by chunk and computes g²(0) and the peak-train
+  fit as the ``g2`` procedure does (:class:`~micropl.acquisition.results.G2Measurement`);
 * re-judges the QD with the rules of :mod:`micropl.analysis.emitters` (single-emitter
   rule, two-line test, fit flags): ``single``, ``multiple_emitters``, ``poor_fit`` or
   ``failed`` (:data:`~micropl.reanalysis.settings.STATUSES`).
@@ -30,7 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from micropl.acquisition.live import spectrum_noise
+from micropl.acquisition.results import (
+    AnalysisSettings,
+    G2Measurement,
+    fit_spectrum_records,
+    spectrum_noise,
+)
 from micropl.acquisition.storage import SessionReader
 from micropl.analysis.emitters import (
     FLAG_MULTIPLE,
@@ -41,8 +45,6 @@ from micropl.analysis.emitters import (
     spectral_jitter,
     two_line_test,
 )
-from micropl.analysis.g2 import G2Accumulator, fit_peak_train, pulsed_g2, pulsed_window_ps
-from micropl.analysis.spectra import fit_spectra
 from micropl.errors import AnalysisInputError
 from micropl.reanalysis.labels import read_sample
 from micropl.reanalysis.settings import (
@@ -293,8 +295,7 @@ def _spectrum(spectra: Sequence[Any], latest: Any, model: str, settings: Reanaly
     """
     sp = latest.record
     noise = spectrum_noise(sp)
-    fit = fit_spectra(sp.wavelength_nm, np.stack([np.asarray(sp.counts, float)]), model=model,
-                      saturated=[getattr(sp, "saturated_pixels", 0) > 0], **noise).select(0)
+    fit = fit_spectrum_records([sp], model)[0]
     values: dict[str, Any] = {
         "model": model,
         "peak_energy_ev": _first(fit.peak_energy_ev),
@@ -331,25 +332,12 @@ def _jitter(spectra: Sequence[Any], latest: Any, model: str) -> dict[str, Any]:
            "frame_energy_std_mev": None, "n_frames": len(frames)}
     if len(frames) < 2:
         return out
-    batches: list[list[Any]] = [[]]
-    for frame in frames:  # one fit call per run of frames sharing axis and noise model
-        if batches[-1] and (spectrum_noise(frame) != spectrum_noise(batches[-1][0])
-                            or not np.array_equal(frame.wavelength_nm,
-                                                  batches[-1][0].wavelength_nm)):
-            batches.append([])
-        batches[-1].append(frame)
     energy, err = [], []
-    for batch in batches:
-        fit = fit_spectra(batch[0].wavelength_nm,
-                          np.stack([np.asarray(f.counts, float) for f in batch]), model=model,
-                          saturated=[getattr(f, "saturated_pixels", 0) > 0 for f in batch],
-                          **spectrum_noise(batch[0]))
-        for i in range(len(batch)):
-            one = fit.select(i)
-            good = bool(np.all(one.success))
-            energy.append(_first(one.peak_energy_ev) if good else math.nan)
-            e = _first(one.peak_energy_err_ev) if good else None
-            err.append(math.nan if e is None else e)
+    for one in fit_spectrum_records(frames, model):  # the procedures' batch fit
+        good = bool(np.all(one.success))
+        energy.append(_first(one.peak_energy_ev) if good else math.nan)
+        e = _first(one.peak_energy_err_ev) if good else None
+        err.append(math.nan if e is None else e)
     energy = [math.nan if v is None else v for v in energy]
     j = spectral_jitter(energy, err)
     if j is None:
@@ -379,22 +367,19 @@ def _g2(reader: SessionReader, context: _SessionContext, run_id: int, qd_id: int
         return values, "no g² tags stored", None
     if rate is None:
         return values, "no repetition rate known (no g² result, no laser snapshot)", None
-    acc = G2Accumulator(bin_ps, pulsed_window_ps(rate, n_side, bin_ps),
-                        channel_a=context.channels[0], channel_b=context.channels[1])
+    measurement = G2Measurement(AnalysisSettings(g2_bin_ps=bin_ps, n_side=n_side), rate,
+                                context.channels, window_fraction=float(window))
     try:
         for chunk in chunks:
-            acc.add_chunk(chunk)
-        tau_ps, counts = acc.result()
-        result = pulsed_g2(tau_ps, counts, rep_rate_hz=rate, n_side=n_side,
-                           window_fraction=float(window), background_correction=True)
+            measurement.add(chunk)
+        outcome = measurement.finish()  # the g² procedure's own final result
     except AnalysisInputError as exc:
         return values, f"g²: {exc}", None
+    result, train = outcome.result, outcome.peak_train
     values.update(g2_0=_num(result.g2_0), g2_0_err=_num(result.g2_0_err),
                   g2_0_bgcorr=_num(result.g2_0_bgcorr),
                   g2_0_bgcorr_err=_num(result.g2_0_bgcorr_err))
-    if settings.peak_train:
-        train = fit_peak_train(tau_ps, counts, period_ps=result.period_ps,
-                               delay_ps=result.delay_ps)
+    if settings.peak_train and train is not None:
         values.update(g2_0_fit=_num(train.g2_0), g2_0_fit_err=_num(train.g2_0_err),
                       lifetime_ns=_num(train.lifetime_ns),
                       lifetime_ns_err=_num(train.lifetime_ns_err))
