@@ -20,7 +20,7 @@ import pytest
 
 from micropl.gui.platform_check import platform_problem
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(300)]
 
 DRIVER = Path(__file__).with_name("xvfb_gui_driver.py")
 
