@@ -84,34 +84,38 @@ def apd_channels(ctx: RunContext) -> tuple[int, int]:
 
 
 def count_apds(ctx: RunContext, dwell_s: float, slice_s: float = 0.02) -> tuple[int, float]:
-    """Counts of both APDs over ``dwell_s`` of clock time, checked by the watchdog.
+    """Counts of both APDs over exactly ``dwell_s`` of data time, checked by the watchdog.
 
     The tagger must be started. Tags that arrived before the call (during a move)
     are discarded, once the over-rate interlock has checked them (every read of
     ``ctx.setup.tagger`` is checked). Reads in slices of at most ``slice_s`` so the over-rate
-    watchdog acts within 50 ms of data time.
+    watchdog acts within 50 ms of data time. Only tags in the first ``dwell_s`` after the
+    discarding read are counted: a sleep that overshoots (real clock, loaded machine)
+    makes the last read longer, not the count higher.
 
     Returns
     -------
     counts : int
-        Tags of both APD channels.
+        Tags of both APD channels within the dwell window.
     duration_s : float
-        Data time the counts cover, in s.
+        Data time the counts cover, in s (``dwell_s`` unless the tagger's data ended early).
     """
     tagger = ctx.setup.tagger
-    tagger.read()
+    start_ps = int(tagger.read().t_stop_ps)
+    stop_ps = start_ps + int(round(dwell_s * 1e12))
     channels = apd_channels(ctx)
-    total, covered = 0, 0.0
+    total, reached_ps = 0, start_ps
     left = dwell_s
     while left > 1e-12:
         step = min(slice_s, left)
         ctx.sleep(step)
         chunk: TagChunk = tagger.read()
         ctx.guard(chunk)
-        total += int(((chunk.channel == channels[0]) | (chunk.channel == channels[1])).sum())
-        covered += chunk.duration_s
+        apd = (chunk.channel == channels[0]) | (chunk.channel == channels[1])
+        total += int((apd & (chunk.t_ps < stop_ps)).sum())
+        reached_ps = max(reached_ps, int(chunk.t_stop_ps))
         left -= step
-    return total, covered
+    return total, (min(reached_ps, stop_ps) - start_ps) * 1e-12
 
 
 def laser_on(ctx: RunContext, power_percent: float | None = None) -> None:
