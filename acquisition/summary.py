@@ -404,6 +404,7 @@ def session_summary(reader: SessionReader) -> dict[str, Any]:
         "file": str(reader.path),
         "software_version": reader.software_version,
         "created": reader.created,
+        "sample": reader.sample or None,
         "simulated": reader.simulated,
         "being_written": reader.writer_alive(),
         "resume_count": reader.resume_count,

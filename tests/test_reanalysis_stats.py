@@ -166,6 +166,8 @@ def test_label_changes_that_one_attribute_and_survives_a_resume(small, tmp_path,
     SessionWriter.resume(small).close()
     with SessionReader(small) as reader:
         assert reader.sample == "film B" and reader.resume_count == 1
+    assert cli.main(["info", str(small), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sample"] == "film B"
     rows = reanalyze([str(small)], ReanalysisSettings(peak_train=False, two_line_test=False),
                      scheduler="sync").rows
     assert {r["sample"] for r in rows} == {"film B"}
