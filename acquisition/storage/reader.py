@@ -17,7 +17,7 @@ import numpy as np
 
 from micropl import __version__
 from micropl.acquisition.storage.codec import _decode_json, _python
-from micropl.acquisition.storage.layout import _create_table, _write_header
+from micropl.acquisition.storage.layout import _create_table, _write_header, delta_decode
 from micropl.acquisition.storage.locking import writer_alive
 from micropl.acquisition.storage.recovery import (
     _HDF5_SIGNATURE,
@@ -348,6 +348,8 @@ class SessionReader(_StoredChecks, _SessionViews):
             return flat.tobytes().decode("utf-8")
         if col.kind == "json":
             return _decode_json(col, flat.tobytes())
+        if col.codec == "delta-zstd":
+            flat = delta_decode(flat)
         if col.has_shape:
             dims = [int(d) for d in rows[f"{col.name}_shape"][i]]
             shape = tuple(d for d in dims if d >= 0)
