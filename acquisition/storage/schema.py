@@ -60,6 +60,7 @@ from micropl.acquisition.records import (
     RunStart,
     RunStop,
 )
+from micropl.acquisition.storage.tags import TAG_CHUNK, RawTagsStored
 from micropl.analysis.g2 import CwG2Fit, G2Result, PeakTrainFit
 from micropl.analysis.maps import SpotList
 from micropl.analysis.spectra import SpectrumFit
@@ -115,8 +116,6 @@ _SCALAR_DTYPES = ("<f8", "<i8", "|b1")
 # Small: every array column allocates at least one chunk (1 MiB each made the small
 # tables of a survey cost more than its spectra).
 _DEFAULT_ARRAY_CHUNK_BYTES = 1 << 16
-#: Tags per chunk of the compressed tag columns (a record fills whole chunks).
-TAG_CHUNK = 1 << 16
 # Elements per chunk of the other compressed columns: about one record each.
 _SPECTRUM_CHUNK = 1 << 12
 _FRAME_CHUNK = 1 << 14
@@ -153,9 +152,9 @@ class Column:
     codec : str
         Array columns: how the values dataset is stored (:data:`CODECS`): ``""``
         plain and uncompressed (every file of format version 1); ``"zstd"``
-        Blosc2/Zstd-compressed (byte shuffle for multi-byte dtypes); ``"delta-zstd"``
-        each record stored as its first value then its successive differences
-        (int64, modulo 2**64), compressed the same way. A compressed column's
+        Blosc2/Zstd-compressed (byte shuffle for multi-byte dtypes, bit shuffle
+        for bytes); ``"delta-zstd"`` each record stored as its first value then
+        its successive differences (int64, modulo 2**64), compressed the same way. A compressed column's
         records each start on a chunk boundary, so that a chunk is written once
         and never rewritten.
     """
@@ -673,7 +672,6 @@ register_table(build_table("saturation_fit", SaturationFit, {
 
 
 # What the session stored of each stream of raw tags (storage.raw_tags) ----------------------
-from micropl.acquisition.storage.tags import RawTagsStored  # noqa: E402
 
 register_table(build_table("raw_tags_stored", RawTagsStored, {
     "mode": T(), "window_ps": I("ps"), "span_ps": I("ps"), "channel_a": I(), "channel_b": I(),

@@ -4,8 +4,7 @@
 :class:`~micropl.acquisition.storage.SessionWriter`. It
 
 * gathers consecutive :class:`~micropl.drivers.interfaces.TagChunk` records of
-  one stream (same run, QD and kind) into records of
-  :data:`~micropl.acquisition.storage.schema.TAG_CHUNK` tags, so that every
+  one stream (same run, QD and kind) into records of :data:`TAG_CHUNK` tags, so that every
   compressed chunk of the tag columns is written once, full (a record still
   held when the session is killed is lost, at most ``TAG_CHUNK`` tags or
   ``max_hold_s`` of data, as if it had still been queued);
@@ -52,6 +51,8 @@ __all__ = ["RAW_TAG_MODES", "RawTagsStored", "RawTagStore", "coincidence_mask",
 
 #: Values of the ``storage.raw_tags`` setting.
 RAW_TAG_MODES = ("all", "none", "around-peaks")
+#: Tags per stored record, and per chunk of the compressed tag columns (the schema's).
+TAG_CHUNK = 1 << 16
 #: Kinds of tag streams that ``around-peaks`` thins (the others are stored whole).
 FILTERED_KINDS = ("g2",)
 
@@ -255,8 +256,6 @@ class RawTagStore:
     def __init__(self, mode: str = "all", *, channels: tuple[int, int] = (1, 2),
                  window_ps: int = 0, span_ps: int = 0, chunk_tags: int | None = None,
                  max_hold_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
-        from micropl.acquisition.storage.schema import TAG_CHUNK
-
         if mode not in RAW_TAG_MODES:
             raise ValueError(f"raw_tags: {mode!r} is not one of {', '.join(RAW_TAG_MODES)}")
         if mode == "around-peaks" and not 0 < window_ps < span_ps:
