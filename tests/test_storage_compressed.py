@@ -379,3 +379,18 @@ def test_tags_are_gathered_into_whole_chunks_and_held_no_longer_than_max_hold():
 def test_raw_tags_setting_is_checked():
     with pytest.raises(ValueError, match="raw_tags: 'some' is not one of"):
         RawTagStore("some")
+
+
+def test_cli_raw_tags_option_is_recorded_in_the_file(tmp_path):
+    """``--raw-tags none`` on a fast g² run: no tag stored, the setting and count recorded."""
+    path = tmp_path / "g2.h5"
+    proc = subprocess.run([sys.executable, "-m", "micropl", "g2", "--fast", "--json",
+                           "--raw-tags", "none", "--out", str(path), "--param",
+                           "duration_s=0.3"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: no QD under the laser, no g²
+    assert "Traceback" not in proc.stderr
+    with SessionReader(path) as r:
+        rows = r.records("raw_tags_stored")
+        assert r.tags()[0].size == 0
+    assert [(x.kind, x.record.mode) for x in rows] == [("g2", "none")]
+    assert rows[0].record.n_tags == rows[0].record.n_dropped > 0
