@@ -221,7 +221,8 @@ class LiveAnalysis:
         with self._lock:
             state = self._state(item)
             state.acc.add_chunk(item.record)
-            state.integration_s += item.record.duration_s
+            # from the integer ps sum: the same however the tags are cut into chunks
+            state.integration_s = state.acc.duration_ps * 1e-12
         now = time.monotonic()
         if now - state.last_update_wall_s >= self.settings.g2_update_interval_s:
             state.last_update_wall_s = now

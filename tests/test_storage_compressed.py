@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from micropl.acquisition.records import Tagged
+from micropl.acquisition.records import G2Histogram, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter, schema
 from micropl.acquisition.storage.tags import (
     CoincidenceFilter,
@@ -114,19 +114,20 @@ def test_tag_columns_are_compressed_with_a_standard_plugin(tmp_path):
 def test_chunks_are_written_once_records_start_on_chunk_boundaries(tmp_path):
     """Each record of a compressed column starts on a chunk: no chunk is rewritten."""
     path = tmp_path / "s.h5"
-    wl = np.linspace(500, 520, 100)
+    tau = np.linspace(-500.0, 500.0, 100)
     with SessionWriter.create(path) as w:
         for k in range(5):
-            w.append_many([Tagged(Spectrum(wl, np.full(100, float(k + j)), 1.0), 0, k)
+            w.append_many([Tagged(G2Histogram(tau, np.full(100, k + j), 10.0, 1.0), 0, k)
                            for j in range(k % 2 + 1)])
     with h5py.File(path, "r") as f:
-        rows = f["tables/spectrum/rows"][:]
-        chunk = f["tables/spectrum/counts"].chunks[0]
-        assert np.all(rows["counts_offset"] % chunk == 0)
-        assert f["tables/spectrum/counts"].id.get_num_chunks() == len(rows)
+        rows = f["tables/g2_histogram/rows"][:]
+        counts = f["tables/g2_histogram/counts"]
+        assert counts.attrs["codec"] == "zstd"
+        assert np.all(rows["counts_offset"] % counts.chunks[0] == 0)
+        assert counts.id.get_num_chunks() == len(rows)
     with SessionReader(path) as r:
-        got = [s.record.counts[0] for s in r.records(Spectrum)]
-    assert got == [0.0, 1.0, 2.0, 2.0, 3.0, 4.0, 4.0]
+        got = [int(s.record.counts[0]) for s in r.records(G2Histogram)]
+    assert got == [0, 1, 2, 2, 3, 4, 4]
 
 
 # --------------------------------------------------------------------------- old files
