@@ -104,6 +104,16 @@ class SafetySettings(_Strict):
     )
 
 
+class StorageSettings(_Strict):
+    """What the session file keeps (micropl.acquisition.storage.tags)."""
+
+    raw_tags: Literal["all", "none", "around-peaks"] = Field(
+        "all", description="raw time tags stored: all; none; around-peaks: of the g² "
+        "streams only the APD tags that form a coincidence within the g² window (the "
+        "histogram is unchanged; the file records the setting and the count dropped)",
+    )
+
+
 # --------------------------------------------------------------------------- driver registry
 #: Entry-point group of the modules that provide instruments. Each entry point names a
 #: module (``name = "package.module"``, no ``:object``) that declares
@@ -373,6 +383,7 @@ def setup_model() -> type[BaseModel]:
     fields: dict[str, Any] = {
         "clock": (ClockSettings, ClockSettings()),
         "safety": (SafetySettings, SafetySettings()),
+        "storage": (StorageSettings, StorageSettings()),
         "sample": (sim.SampleSettings, sim.SampleSettings()),
     }
     for role in ROLES:

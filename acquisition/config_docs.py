@@ -20,14 +20,15 @@ from micropl.acquisition.config import (
     ROLES,
     ClockSettings,
     SafetySettings,
+    StorageSettings,
     driver_models,
 )
 from micropl.simulators.settings import SampleSettings
 
 _HEADER = """# Setup files: configuration reference
 
-A setup file is YAML with one section per instrument role plus `clock`, `safety` and
-(for simulated instruments) `sample`. Every instrument section names its `driver`;
+A setup file is YAML with one section per instrument role plus `clock`, `safety`,
+`storage` and (for simulated instruments) `sample`. Every instrument section names its `driver`;
 the remaining keys depend on the driver. Unknown keys are errors, and every error is
 one line naming the key path, the bad value and what is allowed, e.g.
 `camera.em_gain: 5000 is above the maximum 1000` (exit code 2).
@@ -147,6 +148,7 @@ def render_markdown() -> str:
            .replace("{size}", f"{MAX_CONFIG_BYTES / 1e6:g} MB")]
     for title, model, prefix in (("clock", ClockSettings, "clock"),
                                  ("safety", SafetySettings, "safety"),
+                                 ("storage", StorageSettings, "storage"),
                                  ("sample (simulated setups)", SampleSettings, "sample")):
         out += [f"## `{title}`", "", (model.__doc__ or "").strip().splitlines()[0], ""]
         out += _table(model, prefix)

@@ -104,9 +104,11 @@ def _map_panel(ax: Any, reader: SessionReader, summary: dict[str, Any]) -> None:
 
 def _spectra_panel(ax: Any, reader: SessionReader, qds: list[dict[str, Any]]) -> None:
     for i, q in enumerate(qds):
-        data = reader.qd(q["id"])
-        spectra = [r.record for r in data.spectra if r.kind == "accumulated"]
-        fits = [r.record for r in data.spectrum_fits if r.kind == "accumulated"]
+        # only the tables drawn (a QD's raw tags are most of the file)
+        spectra = [r.record for r in reader.records("spectrum", qd_id=q["id"],
+                                                    kind="accumulated")]
+        fits = [r.record for r in reader.records("spectrum_fit", qd_id=q["id"],
+                                                 kind="accumulated")]
         if not spectra or not fits:
             continue
         spectrum, fit = spectra[-1], fits[-1]
@@ -129,9 +131,9 @@ def _g2_panel(ax: Any, reader: SessionReader, qds: list[dict[str, Any]]) -> None
     if not qds:
         ax.text(0.5, 0.5, "no g² measured", ha="center", transform=ax.transAxes)
         return
-    data = reader.qd(qds[0]["id"])
-    hists = [r.record for r in data.g2_histograms if r.kind == "final"]
-    results = [r.record for r in data.g2_results if r.kind == "final"]
+    qd_id = qds[0]["id"]
+    hists = [r.record for r in reader.records("g2_histogram", qd_id=qd_id, kind="final")]
+    results = [r.record for r in reader.records("g2_result", qd_id=qd_id, kind="final")]
     if not hists or not results:
         return
     hist, result = hists[-1], results[-1]

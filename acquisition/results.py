@@ -216,8 +216,6 @@ class G2Measurement:
                                          channel_b=channel_b)
         self.window_fraction = check_window_fraction(
             settings.g2_window_fraction if window_fraction is None else window_fraction)
-        #: Data time the histogram covers, s (the sum of the chunks' durations).
-        self.integration_s = 0.0
 
     @property
     def n_chunks(self) -> int:
@@ -227,7 +225,12 @@ class G2Measurement:
     def add(self, chunk: TagChunk) -> None:
         """Correlate one tag chunk into the histogram (tags in ps, ascending per channel)."""
         self.accumulator.add_chunk(chunk)
-        self.integration_s += chunk.duration_s
+
+    @property
+    def integration_s(self) -> float:
+        """Data time the histogram covers, s: from the integer ps sum of the chunks'
+        intervals, the same however the tags are cut into chunks."""
+        return self.accumulator.duration_ps * 1e-12
 
     def histogram(self) -> G2Histogram:
         """The histogram so far (copies): bin centres and width in ps, integration in s."""

@@ -31,6 +31,7 @@ from micropl.acquisition.results import AnalysisSettings
 from micropl.acquisition.runner import Procedure, Runner, RunResult
 from micropl.acquisition.setup import Setup, load_setup
 from micropl.acquisition.signals import Interrupted, SignalGuard
+from micropl.acquisition.storage.tags import raw_tag_store
 from micropl.acquisition.stream import Stream
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class Session:
     storage_queue_mb : float
         Memory budget of the records waiting for the writer, MB: beyond it the
         run fails ("storage cannot keep up") rather than acquisition waiting.
+    raw_tags : str, optional
+        Which raw time tags are stored (``all``, ``none``, ``around-peaks``);
+        default the setup's ``storage.raw_tags``.
 
     Raises
     ------
@@ -76,7 +80,8 @@ class Session:
 
     def __init__(self, setup: Setup, out: str | Path | None = None, *,
                  analysis: AnalysisSettings | None = None, resume: bool = False,
-                 resume_lock: Any = None, storage_queue_mb: float = 1024.0) -> None:
+                 resume_lock: Any = None, storage_queue_mb: float = 1024.0,
+                 raw_tags: str | None = None) -> None:
         self.setup = setup
         self.stream = Stream()
         self.analysis = analysis or AnalysisSettings()
@@ -87,6 +92,7 @@ class Session:
         # Previews for displays only; a failing preview is logged, acquisition goes on.
         self.stream.attach("live-analysis", self.live.handle, batch=True)
         self.writer = None
+        self._tags = raw_tag_store(setup, self.live.settings, raw_tags)
         self.path = None if out is None else Path(out)
         if self.path is not None:
             try:
@@ -111,7 +117,7 @@ class Session:
 
     def _store(self, items: list[Any]) -> None:
         # Everything queued is appended and flushed together: one flush per batch.
-        self.writer.append_many([item for item in items if is_stored(item)])
+        self.writer.append_many(self._tags.process(item for item in items if is_stored(item)))
 
     def _storage_failed(self, items: Any, exc: BaseException) -> None:
         # Nothing may be lost: stop the run rather than go on without storage.
@@ -147,7 +153,11 @@ class Session:
         self.stream.flush(timeout_s=60.0)
         self.stream.close()
         if self.writer is not None:
-            self.writer.close()
+            try:
+                if not self.writer.broken:  # a failed write was reported; resume repairs
+                    self.writer.append_many(self._tags.close())
+            finally:
+                self.writer.close()
 
     def __enter__(self) -> Session:
         return self

@@ -20,8 +20,10 @@ from pathlib import Path
 
 from micropl.acquisition import load_setup
 from micropl.acquisition.procedures import G2, SpectrumAcquisition
+from micropl.acquisition.records import Tagged
 from micropl.acquisition.session import Session, is_stored
 from micropl.acquisition.storage import SessionReader
+from micropl.drivers.interfaces import TagChunk
 
 BUDGET_MB = 50.0
 
@@ -36,11 +38,15 @@ def rss_mb() -> float:
 
 def long_run(duration_s: float, out: Path, clock_mode: str = "real") -> dict[str, float]:
     """Measure for ``duration_s`` of wall time; figures of memory and record counts."""
-    published = {"n": 0}
+    published = {"n": 0, "tags": 0}
 
     def count(item: object) -> None:
         if is_stored(item):
-            published["n"] += 1
+            record = item.record if isinstance(item, Tagged) else item
+            if isinstance(record, TagChunk):  # stored gathered into chunks: count tags
+                published["tags"] += len(record)
+            else:
+                published["n"] += 1
 
     # The camera starts cold: a cool-down is not what this measures.
     with load_setup(clock_mode=clock_mode,
@@ -62,10 +68,13 @@ def long_run(duration_s: float, out: Path, clock_mode: str = "real") -> dict[str
             rss1 = rss_mb()
             session.stream.flush(60.0)
     with SessionReader(out) as reader:
-        rows = sum(reader.n_rows(t) for t in reader.tables)
+        rows = sum(reader.n_rows(t) for t in reader.tables
+                   if t not in ("tag_chunk", "raw_tags_stored"))
+        tags = int(reader.tags()[0].size)
     return {"duration_s": time.monotonic() - t0, "runs": n_runs, "failed_runs": failed,
             "rss_growth_mb": rss1 - (rss0 or rss1), "rss_end_mb": rss1,
-            "published": published["n"], "stored": rows}
+            "published": published["n"], "stored": rows,
+            "published_tags": published["tags"], "stored_tags": tags}
 
 
 def main() -> None:
@@ -83,7 +92,8 @@ def main() -> None:
           f"ratio {r['rss_growth_mb'] / BUDGET_MB:.2f}); RSS at end {r['rss_end_mb']:.0f} MB")
     lost = r["published"] - r["stored"]
     print(f"long run records: {r['stored']} stored of {r['published']} published "
-          f"(lost {lost}; budget 0)")
+          f"(lost {lost}; budget 0); tags: {r['stored_tags']} stored of "
+          f"{r['published_tags']} published (lost {r['published_tags'] - r['stored_tags']})")
 
 
 if __name__ == "__main__":

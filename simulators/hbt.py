@@ -390,42 +390,61 @@ def _jitter(state, sigma, lat):
 @njit(cache=True, nogil=True)
 def _emitter_block(t_out, d_out, n, state, bs, be, t0_ps, t1_ps, period_ps,
                    on_start_ps, on_stop_ps, j_first, j_hi, log_q, every_pulse,
-                   pair_frac, tau, tau_xx, sigma, lat):
-    """Detections of one emitter for the pulses of one block; returns the new count.
+                   pair_frac, tau, tau_xx, sigma, lat, resumed=False, j_res=0, k_res=0,
+                   avail_res=0):
+    """Detections of one emitter for the pulses of one block.
 
     The ON pulses of the block are walked as one sequence with geometric gaps
     between pulses that give at least one detection, so the cost is per photon,
     not per pulse. The same draws are consumed whether a photon is kept (pulse in
     ``[t0_ps, t1_ps)``) or not, which makes the block independent of the cut.
     The caller reserves room for two photons per pulse.
+
+    ``resumed``: continue the walk where a call that ended at ``t0_ps`` stopped
+    (``state``, ``j_res``, ``k_res``, ``avail_res`` as it returned them), instead
+    of walking from the start of the block: the same draws, without redoing them.
+
+    Returns
+    -------
+    (n, exhausted, state, j, k, avail)
+        The new count; whether the block has no more pulses (else the walk stopped
+        at the first pulse at or after ``t1_ps``), and the walk's state there.
     """
     j = j_first - 1
     k = np.int64(0)
     avail = np.int64(0)
+    skip = resumed
+    if resumed:
+        j = j_res
+        k = k_res
+        avail = avail_res
     while True:
-        if every_pulse:
-            g = np.int64(1)
+        if skip:
+            skip = False
         else:
-            x, state = _next(state)
-            ratio = math.log(_u01_from(x)) / log_q
-            if ratio > 4.0e18:
-                ratio = 4.0e18
-            g = np.int64(ratio) + 1
-        while g > avail:
-            g -= avail
-            j += 1
-            if j >= j_hi or on_start_ps[j] >= be:
-                return n
-            s0 = max(on_start_ps[j], bs)
-            s1 = min(on_stop_ps[j], be)
-            k_lo = (s0 + period_ps - 1) // period_ps
-            k = k_lo - 1
-            avail = max((s1 + period_ps - 1) // period_ps - k_lo, np.int64(0))
-        k += g
-        avail -= g
+            if every_pulse:
+                g = np.int64(1)
+            else:
+                x, state = _next(state)
+                ratio = math.log(_u01_from(x)) / log_q
+                if ratio > 4.0e18:
+                    ratio = 4.0e18
+                g = np.int64(ratio) + 1
+            while g > avail:
+                g -= avail
+                j += 1
+                if j >= j_hi or on_start_ps[j] >= be:
+                    return n, True, state, j, k, avail
+                s0 = max(on_start_ps[j], bs)
+                s1 = min(on_stop_ps[j], be)
+                k_lo = (s0 + period_ps - 1) // period_ps
+                k = k_lo - 1
+                avail = max((s1 + period_ps - 1) // period_ps - k_lo, np.int64(0))
+            k += g
+            avail -= g
         t_pulse = k * period_ps
         if t_pulse >= t1_ps:
-            return n
+            return n, False, state, j, k, avail
         x, state = _next(state)
         y, state = _next(state)
         if _u01_from(x) > pair_frac:  # one photon (exciton)
@@ -451,23 +470,34 @@ def _emitter_block(t_out, d_out, n, state, bs, be, t0_ps, t1_ps, period_ps,
 
 @njit(cache=True, nogil=True)
 def _poisson_block(t_out, d_out, n, state, bs, block_ps, t0_ps, t1_ps, mean_gap_ps,
-                   cum0, cum1, cum2, latency_ps):
-    """Uncorrelated events of one block (exponential gaps); returns the new count.
+                   cum0, cum1, cum2, latency_ps, resumed=False, pos_res=0.0):
+    """Uncorrelated events of one block (exponential gaps).
 
     Each event goes to APD1 when its class draw is below ``cum0`` (background) or
     in ``[cum1, cum2)`` (dark), else to APD2. The caller reserves the mean count
     plus 10σ + 64 entries; running out of that room (odds below 1e-20) raises.
+    ``resumed``: continue where a call that ended at ``t0_ps`` stopped (``state``,
+    ``pos_res``), with the same draws.
+
+    Returns
+    -------
+    (n, exhausted, state, pos)
+        The new count; whether the block has no more events, and the walk's state.
     """
     cap = t_out.shape[0]
-    pos = 0.0
+    pos = pos_res if resumed else 0.0
+    skip = resumed
     while True:
-        x, state = _next(state)
-        pos -= mean_gap_ps * math.log(_u01_from(x))
+        if skip:
+            skip = False
+        else:
+            x, state = _next(state)
+            pos -= mean_gap_ps * math.log(_u01_from(x))
         if pos >= block_ps:
-            return n
+            return n, True, state, pos
         t = bs + np.int64(pos)
         if t >= t1_ps:
-            return n
+            return n, False, state, pos
         y, state = _next(state)
         if t < t0_ps:
             continue
@@ -526,9 +556,60 @@ def generate_primaries(t0_ps, t1_ps, block_ps, seed, period_ps,
     apd : ndarray of uint8, shape (n,)
         0 for APD1, 1 for APD2.
     """
+    res = _no_resume(em_source.shape[0])
+    return _generate(t0_ps, t1_ps, block_ps, seed, period_ps, em_source, em_p1, em_p2,
+                     em_tau_ps, em_tau_xx_ps, on_start_ps, on_stop_ps, on_ptr,
+                     background_cps, dark_cps, jitter_sigma_ps, latency_ps, *res)[:2]
+
+
+@njit(cache=True, nogil=True)
+def _no_resume(m):
+    """Resume arrays that resume nothing (see :func:`_generate`)."""
+    return (np.full(m, -1, np.int64), np.zeros((m, 8), np.int64), np.zeros(m, np.uint64),
+            np.zeros((m, 4), np.float64), np.zeros(4, np.int64), np.zeros(1, np.uint64),
+            np.zeros(5, np.float64))
+
+
+@njit(cache=True, nogil=True)
+def _find_resume(res_src, res_i, res_f, src, kb, t0_ps, period_ps, p1, p2, tau, tau_xx):
+    """Row of the resume arrays that continues emitter ``src`` in block ``kb`` at ``t0_ps``.
+
+    -1 when there is none: the previous call did not end at ``t0_ps`` in that block, or
+    the emitter's parameters changed since (the walk then starts at the block start,
+    with the parameters of now, as without resuming).
+    """
+    for r in range(res_src.shape[0]):
+        if res_src[r] == src:
+            if (res_i[r, 0] == kb and res_i[r, 1] == t0_ps and res_i[r, 7] == period_ps
+                    and res_f[r, 0] == p1 and res_f[r, 1] == p2 and res_f[r, 2] == tau
+                    and res_f[r, 3] == tau_xx):
+                return r
+            return -1
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _generate(t0_ps, t1_ps, block_ps, seed, period_ps,
+              em_source, em_p1, em_p2, em_tau_ps, em_tau_xx_ps,
+              on_start_ps, on_stop_ps, on_ptr,
+              background_cps, dark_cps, jitter_sigma_ps, latency_ps,
+              res_src, res_i, res_u, res_f, bg_i, bg_u, bg_f):
+    """:func:`generate_primaries` that resumes the walks a call ending at ``t0_ps`` left.
+
+    The random walk of a block always starts at the block start (so that its draws
+    do not depend on where calls cut it); a call that ended inside a block leaves the
+    state of each walk there (``res_*`` per emitter: source, ``[kb, t1, exhausted, k,
+    avail, on_start, on_stop, period]``, state, ``[p1, p2, tau, tau_xx]``; ``bg_*`` for
+    the background: ``[valid, kb, t1, exhausted]``, state, ``[pos, mean_gap, cum0,
+    cum1, cum2]``), and the next call continues each from there: the same tags, for
+    the cost of the new span only. Returns ``(t, apd, *new resume arrays)``.
+    """
+    new = _no_resume(em_source.shape[0])
+    n_src, n_i, n_u, n_f, nb_i, nb_u, nb_f = new
     span = t1_ps - t0_ps
     if span <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.uint8)
+        return (np.zeros(0, np.int64), np.zeros(0, np.uint8), res_src, res_i, res_u, res_f,
+                bg_i, bg_u, bg_f)
     kb0 = t0_ps // block_ps
     kb1 = (t1_ps - 1) // block_ps
     m = em_source.shape[0]
@@ -577,10 +658,56 @@ def generate_primaries(t0_ps, t1_ps, block_ps, seed, period_ps,
                     if need > t_out.shape[0]:
                         t_out = _grow(t_out, need)
                         d_out = _grow(d_out, need)
-                    n = _emitter_block(t_out, d_out, n, _stream_seed(seed, kb, em_source[e]),
-                                       bs, be, t0_ps, t1_ps, period_ps, on_start_ps,
-                                       on_stop_ps, j_first, j_hi, log_q, every_pulse,
-                                       pair_frac, tau, tau_xx, sigma, lat)
+                    state = _stream_seed(seed, kb, em_source[e])
+                    resumed = False
+                    j_r = np.int64(0)
+                    k_r = np.int64(0)
+                    a_r = np.int64(0)
+                    done = False
+                    if kb == kb0:
+                        r = _find_resume(res_src, res_i, res_f, em_source[e], kb, t0_ps,
+                                         period_ps, p1, p2, tau, tau_xx)
+                        if r >= 0 and res_i[r, 2] == 1:
+                            done = True  # the block had no more pulses
+                        elif r >= 0:
+                            # the same interval in this call's arrays
+                            for jj in range(j_first, j_hi):
+                                if (on_start_ps[jj] == res_i[r, 5]
+                                        and on_stop_ps[jj] == res_i[r, 6]):
+                                    resumed = True
+                                    j_r = np.int64(jj)
+                                    break
+                                if on_start_ps[jj] >= be:
+                                    break
+                            if resumed:
+                                state = res_u[r]
+                                k_r = res_i[r, 3]
+                                a_r = res_i[r, 4]
+                    exhausted = True
+                    j_end = j_r
+                    k_end = k_r
+                    a_end = a_r
+                    if not done:
+                        n, exhausted, state, j_end, k_end, a_end = _emitter_block(
+                            t_out, d_out, n, state, bs, be, t0_ps, t1_ps, period_ps,
+                            on_start_ps, on_stop_ps, j_first, j_hi, log_q, every_pulse,
+                            pair_frac, tau, tau_xx, sigma, lat, resumed, j_r, k_r, a_r)
+                    if kb == kb1 and t1_ps < be:  # the next call may continue here
+                        n_src[e] = em_source[e]
+                        n_i[e, 0] = kb
+                        n_i[e, 1] = t1_ps
+                        n_i[e, 2] = 1 if exhausted else 0
+                        n_i[e, 3] = k_end
+                        n_i[e, 4] = a_end
+                        if not exhausted:
+                            n_i[e, 5] = on_start_ps[j_end]
+                            n_i[e, 6] = on_stop_ps[j_end]
+                        n_i[e, 7] = period_ps
+                        n_u[e] = state
+                        n_f[e, 0] = p1
+                        n_f[e, 1] = p2
+                        n_f[e, 2] = tau
+                        n_f[e, 3] = tau_xx
             if n > run_start:
                 _insertion_sort_pairs(t_out, d_out, run_start, n)
                 n_runs += 1
@@ -609,14 +736,38 @@ def generate_primaries(t0_ps, t1_ps, block_ps, seed, period_ps,
             if need > t_out.shape[0]:
                 t_out = _grow(t_out, need)
                 d_out = _grow(d_out, need)
-            n = _poisson_block(t_out, d_out, n, _stream_seed(seed, kb, 0), bs, block_ps,
-                               t0_ps, t1_ps, mean_gap_ps, cum0, cum1, cum2, latency_ps)
+            state = _stream_seed(seed, kb, 0)
+            resumed = False
+            pos = 0.0
+            if (kb == kb0 and bg_i[0] == 1 and bg_i[1] == kb and bg_i[2] == t0_ps
+                    and bg_f[1] == mean_gap_ps and bg_f[2] == cum0 and bg_f[3] == cum1
+                    and bg_f[4] == cum2):
+                resumed = True
+                state = bg_u[0]
+                pos = bg_f[0]
+            exhausted = resumed and bg_i[3] == 1
+            if not exhausted:
+                n, exhausted, state, pos = _poisson_block(
+                    t_out, d_out, n, state, bs, block_ps, t0_ps, t1_ps, mean_gap_ps, cum0,
+                    cum1, cum2, latency_ps, resumed, pos)
+            if kb == kb1 and t1_ps < bs + block_ps:
+                nb_i[0] = 1
+                nb_i[1] = kb
+                nb_i[2] = t1_ps
+                nb_i[3] = 1 if exhausted else 0
+                nb_u[0] = state
+                nb_f[0] = pos
+                nb_f[1] = mean_gap_ps
+                nb_f[2] = cum0
+                nb_f[3] = cum1
+                nb_f[4] = cum2
         if n > run_start:
             n_runs += 1
             bounds[n_runs] = n
     t_out = t_out[:n]
     d_out = d_out[:n]
-    return _merge_runs(t_out, d_out, bounds[: n_runs + 1])
+    t_m, d_m = _merge_runs(t_out, d_out, bounds[: n_runs + 1])
+    return t_m, d_m, n_src, n_i, n_u, n_f, nb_i, nb_u, nb_f
 
 
 # =========================================================================== detectors
@@ -803,7 +954,8 @@ def _advance_span(t0_ps, t1_ps, block_ps, seed, period_ps,
                   jitter_sigma_ps, latency_ps,
                   pending_t, pending_d, last_ps, heap_t, heap_d, heap_n, rng, lost,
                   dead_ps, p_afterpulse, afterpulse_mean_ps, p_crosstalk, crosstalk_ps,
-                  offset0, offset1, held_t, held_c, sync_divider, keep0, keep1, counts):
+                  offset0, offset1, held_t, held_c, sync_divider, keep0, keep1, counts,
+                  res_src, res_i, res_u, res_f, bg_i, bg_u, bg_f):
     """One step of :meth:`HbtStream.advance`: the tags of ``[t0_ps, t1_ps)`` in one call.
 
     Generates the primaries, merges the pending ones, applies the detectors,
@@ -817,11 +969,13 @@ def _advance_span(t0_ps, t1_ps, block_ps, seed, period_ps,
         The tags of the span, ascending, channel index 0/1/2.
     pending_t, pending_d, held_t, held_c, heap_t, heap_d, heap_n
         The new stream state.
+    resume : tuple of ndarray
+        Where the random walks stopped (:func:`_generate`).
     """
-    prim_t, prim_d = generate_primaries(
+    (prim_t, prim_d, res_src, res_i, res_u, res_f, bg_i, bg_u, bg_f) = _generate(
         t0_ps, t1_ps, block_ps, seed, period_ps, em_source, em_p1, em_p2, em_tau_ps,
         em_tau_xx_ps, on_start_ps, on_stop_ps, on_ptr, background_cps, dark_cps,
-        jitter_sigma_ps, latency_ps)
+        jitter_sigma_ps, latency_ps, res_src, res_i, res_u, res_f, bg_i, bg_u, bg_f)
     if pending_t.shape[0] > 0:
         prim_t, prim_d = merge_sorted(pending_t, pending_d, prim_t, prim_d)
     acc_t, acc_d, used, heap_t, heap_d, heap_n = apply_detectors(
@@ -849,7 +1003,7 @@ def _advance_span(t0_ps, t1_ps, block_ps, seed, period_ps,
         counts[c] += 1
         n += 1
     return (out_t[:n], out_c[:n], new_pending_t, new_pending_d, new_held_t, new_held_c,
-            heap_t, heap_d, heap_n)
+            heap_t, heap_d, heap_n, (res_src, res_i, res_u, res_f, bg_i, bg_u, bg_f))
 
 
 # =========================================================================== stateful stream
@@ -979,6 +1133,8 @@ class _StreamState:
     pending_d: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
     held_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     held_c: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    # where the random walks of the current block stopped (_generate)
+    resume: tuple = field(default_factory=lambda: _no_resume(0))
 
 
 class HbtStream:
@@ -1083,12 +1239,13 @@ class HbtStream:
         while t < t_end_ps:
             t_next = min(t_end_ps, (t // SUPERCHUNK_PS + 1) * SUPERCHUNK_PS)
             (out_t, out_c, st.pending_t, st.pending_d, st.held_t, st.held_c,
-             st.heap_t, st.heap_d, st.heap_n) = _advance_span(
+             st.heap_t, st.heap_d, st.heap_n, st.resume) = _advance_span(
                 t, t_next, self.block_ps, self.seed, period_ps, *em, bg[1], c.dark_cps,
                 c.sigma_ps, c.latency_ps, st.pending_t, st.pending_d, st.last_ps,
                 st.heap_t, st.heap_d, st.heap_n, st.rng, st.lost, c.dead_ps,
                 c.p_afterpulse, c.afterpulse_mean_ps, c.p_crosstalk, c.crosstalk_ps,
-                c.offset0, c.offset1, st.held_t, st.held_c, divider, keep0, keep1, counts)
+                c.offset0, c.offset1, st.held_t, st.held_c, divider, keep0, keep1, counts,
+                *st.resume)
             if max_tags is not None and n_kept + out_t.size > max_tags:
                 room = max(0, max_tags - n_kept)
                 n_dropped += out_t.size - room

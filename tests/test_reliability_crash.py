@@ -176,7 +176,7 @@ def test_full_disk_then_info_and_resume(tmp_path):
     """The disk fills up after the QDs were selected: ``info --json`` lists the rows
     complete before it, ``--resume`` repairs the file and completes the survey, the
     records stored before are unchanged and none is duplicated."""
-    proc, path = _full_disk_run(tmp_path, limit_bytes=50_000_000)
+    proc, path = _full_disk_run(tmp_path, limit_bytes=5_000_000)  # compressed: ~6 MB in all
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     before = snapshot(path)
@@ -218,4 +218,5 @@ def test_long_run_scaled_down_loses_no_record(tmp_path):
     r = _bench().long_run(8.0, tmp_path / "long.h5")
     assert r["runs"] >= 2 and r["failed_runs"] == 0
     assert r["published"] == r["stored"] > 0
+    assert r["published_tags"] == r["stored_tags"] > 0
     assert r["rss_growth_mb"] < 50.0

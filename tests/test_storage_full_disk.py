@@ -25,7 +25,7 @@ from micropl.drivers.interfaces import TagChunk
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
 
-N_TAGS = 200_000  # 1.8 MB of values per chunk (the t_ps chunks are 8 MB)
+N_TAGS = 200_000  # about 0.8 MB compressed per chunk
 ROOM_BYTES = 12_000_000  # free space left after the file was created
 
 WRITER = """
@@ -46,9 +46,10 @@ with SessionWriter.create(sys.argv[1], config_text="setup: full-disk test") as w
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     try:
         for i in range(10_000):
-            t = np.arange(n_tags, dtype=np.int64) * 7 + i * 10**9
-            ch = (np.arange(n_tags) % 2 + 1).astype(np.uint8)
-            w.append(Tagged(TagChunk(t, ch, i * 10**9, (i + 1) * 10**9), 0, i))
+            rng = np.random.default_rng(i)  # random gaps: they do not compress away
+            t = np.cumsum(rng.integers(1, 2**30, n_tags)) + i * 10**15
+            ch = rng.integers(1, 3, n_tags).astype(np.uint8)
+            w.append(Tagged(TagChunk(t, ch, i * 10**15, (i + 1) * 10**15), 0, i))
             done += 1
     except OSError as exc:
         error = str(exc)
@@ -57,8 +58,9 @@ print(json.dumps({"done": done, "error": error, "limit": limit}))
 
 
 def expected_chunk(i: int) -> tuple[np.ndarray, np.ndarray]:
-    return (np.arange(N_TAGS, dtype=np.int64) * 7 + i * 10**9,
-            (np.arange(N_TAGS) % 2 + 1).astype(np.uint8))
+    rng = np.random.default_rng(i)
+    return (np.cumsum(rng.integers(1, 2**30, N_TAGS)) + i * 10**15,
+            rng.integers(1, 3, N_TAGS).astype(np.uint8))
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import micropl.acquisition.storage as storage
 
 #: Each part may import only parts of a lower rank (schema → codec → ... → writer).
 RANK = {
+    "tags": -1,
     "schema": 0,
     "codec": 1,
     "layout": 2,

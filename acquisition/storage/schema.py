@@ -60,6 +60,7 @@ from micropl.acquisition.records import (
     RunStart,
     RunStop,
 )
+from micropl.acquisition.storage.tags import TAG_CHUNK, RawTagsStored
 from micropl.analysis.g2 import CwG2Fit, G2Result, PeakTrainFit
 from micropl.analysis.maps import SpotList
 from micropl.analysis.spectra import SpectrumFit
@@ -70,8 +71,10 @@ log = logging.getLogger(__name__)
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "CODECS",
     "ENVELOPE",
     "KIND_BYTES",
+    "TAG_CHUNK",
     "SchemaError",
     "SAME_LENGTH",
     "Column",
@@ -93,8 +96,11 @@ __all__ = [
 
 #: Value of the root attribute ``format`` of every session file.
 FORMAT_NAME = "micropl-session"
-#: Layout version (root attribute ``format_version``).
-FORMAT_VERSION = 1
+#: Layout version (root attribute ``format_version``). 2: compressed array columns
+#: (:attr:`Column.codec`); files of version 1 have none and stay readable.
+FORMAT_VERSION = 2
+#: Storage codecs of array columns (see :attr:`Column.codec`).
+CODECS = ("", "zstd", "delta-zstd")
 #: Bytes of the fixed-length ``kind`` field.
 KIND_BYTES = 32
 #: Fields every ``rows`` dataset starts with.
@@ -107,7 +113,12 @@ ENVELOPE: tuple[tuple[str, str], ...] = (
 
 _KINDS = ("scalar", "label", "text", "json", "array")
 _SCALAR_DTYPES = ("<f8", "<i8", "|b1")
-_DEFAULT_ARRAY_CHUNK_BYTES = 1 << 20
+# Small: every array column allocates at least one chunk (1 MiB each made the small
+# tables of a survey cost more than its spectra).
+_DEFAULT_ARRAY_CHUNK_BYTES = 1 << 16
+# Elements per chunk of the other compressed columns: about one record each.
+_FRAME_CHUNK = 1 << 14
+_HISTOGRAM_CHUNK = 1 << 14
 _DEFAULT_TEXT_CHUNK_BYTES = 1 << 16
 
 
@@ -137,6 +148,14 @@ class Column:
         JSON columns: ``"tuple"``, ``"str_array"`` or ``""`` (as loaded).
     chunk : int
         Elements per chunk of the values dataset (variable-size columns).
+    codec : str
+        Array columns: how the values dataset is stored (:data:`CODECS`): ``""``
+        plain and uncompressed (every file of format version 1); ``"zstd"``
+        Blosc2/Zstd-compressed (byte shuffle for multi-byte dtypes, bit shuffle
+        for bytes); ``"delta-zstd"`` each record stored as its first value then
+        its successive differences (int64, modulo 2**64), compressed the same way. A compressed column's
+        records each start on a chunk boundary, so that a chunk is written once
+        and never rewritten.
     """
 
     name: str
@@ -146,6 +165,7 @@ class Column:
     max_ndim: int = 1
     decode: str = ""
     chunk: int = 0
+    codec: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -159,6 +179,13 @@ class Column:
             raise SchemaError(f"column {self.name!r}: label dtype must be 'S<n>'")
         if self.kind == "array" and not 0 < self.max_ndim <= 8:
             raise SchemaError(f"column {self.name!r}: max_ndim must be 1..8")
+        if self.codec not in CODECS:
+            raise SchemaError(f"column {self.name!r}: unknown codec {self.codec!r} "
+                              f"(one of {CODECS})")
+        if self.codec and self.kind != "array":
+            raise SchemaError(f"column {self.name!r}: only array columns are compressed")
+        if self.codec == "delta-zstd" and np.dtype(self.dtype) != np.dtype("<i8"):
+            raise SchemaError(f"column {self.name!r}: delta-zstd needs an int64 column")
 
     @property
     def variable(self) -> bool:
@@ -214,9 +241,11 @@ def B() -> Column:  # noqa: N802
     return Column("", "scalar", "|b1")
 
 
-def A(dtype: str, unit: str = "", max_ndim: int = 1, chunk: int = 0) -> Column:  # noqa: N802
+def A(dtype: str, unit: str = "", max_ndim: int = 1, chunk: int = 0,  # noqa: N802
+      codec: str = "") -> Column:
     """Array column of element ``dtype`` with up to ``max_ndim`` dimensions."""
-    return Column("", "array", np.dtype(dtype).str, unit, max_ndim=max_ndim, chunk=chunk)
+    return Column("", "array", np.dtype(dtype).str, unit, max_ndim=max_ndim, chunk=chunk,
+                  codec=codec)
 
 
 def L(n_bytes: int = 16) -> Column:  # noqa: N802
@@ -495,17 +524,21 @@ register_table(build_table("instrument_snapshot", InstrumentSnapshot, {
 
 # Instrument records ---------------------------------------------------------------------
 register_table(build_table("frame", Frame, {
-    "counts": A("<f8", "ADU", max_ndim=2), "exposure_s": F("s"), "t_s": F("s"),
+    "counts": A("<f8", "ADU", max_ndim=2, chunk=_FRAME_CHUNK, codec="zstd"), "exposure_s": F("s"), "t_s": F("s"),
     "index": I(), "em_gain": I(), "read_mode": T(),
 }, default_kind="frame"))
 register_table(build_table("spectrum", Spectrum, {
+    # plain: up to 1000 flushed FVB spectra/s, and their noisy float64 counts gain
+    # little (about 15 %) from compression
     "wavelength_nm": A("<f8", "nm"), "counts": A("<f8", "(counts_unit)"), "exposure_s": F("s"),
     "t_s": F("s"), "accumulations": I(), "em_gain": I(), "bias_subtracted": B(),
     "counts_unit": T(), "read_noise": F("(counts_unit)"), "saturated_pixels": I(),
 }, default_kind="spectrum"))
 register_table(build_table("tag_chunk", TagChunk, {
-    # 8 MiB / 2 MiB chunks: a 10 Mtag/s stream appends ~1 MB per 100 ms read.
-    "t_ps": A("<i8", "ps", chunk=1 << 20), "channel": A("|u1", "", chunk=1 << 21),
+    # Stored as per-record differences, compressed; chunks of TAG_CHUNK tags, which the
+    # session's tag store fills whole (micropl.acquisition.storage.tags).
+    "t_ps": A("<i8", "ps", chunk=TAG_CHUNK, codec="delta-zstd"),
+    "channel": A("|u1", "", chunk=TAG_CHUNK, codec="zstd"),
     "t_start_ps": I("ps"), "t_stop_ps": I("ps"), "overflow": B(), "missed_events": I(),
 }, default_kind="tags"))
 register_table(build_table("map_line", MapLine, {
@@ -515,7 +548,8 @@ register_table(build_table("map_line", MapLine, {
 
 # Acquisition data records ---------------------------------------------------------------
 register_table(build_table("g2_histogram", G2Histogram, {
-    "tau_ps": A("<f8", "ps"), "counts": A("<i8", "counts"), "bin_ps": F("ps"),
+    "tau_ps": A("<f8", "ps", chunk=_HISTOGRAM_CHUNK, codec="zstd"),
+    "counts": A("<i8", "counts", chunk=_HISTOGRAM_CHUNK, codec="zstd"), "bin_ps": F("ps"),
     "integration_s": F("s"),
 }, default_kind="g2_histogram"))
 register_table(build_table("refocus", RefocusResult, {
@@ -583,7 +617,7 @@ register_table(build_table("peak_train_fit", PeakTrainFit, {
     "irf_sigma_ps_err": F("ps"), "side_amplitude": F("counts"),
     "side_amplitude_err": F("counts"), "background_per_bin": F("counts"),
     "background_per_bin_err": F("counts"), "period_ps": F("ps"), "chi2_red": F(),
-    "model": A("<f8", "counts"), "success": B(),
+    "model": A("<f8", "counts", chunk=_HISTOGRAM_CHUNK, codec="zstd"), "success": B(),
 }, default_kind="peak_train_fit"))
 register_table(build_table("cw_g2_fit", CwG2Fit, {
     "g2_0": F(), "g2_0_err": F(), "tau0_ns": F("ns"), "tau0_ns_err": F("ns"),
@@ -614,7 +648,8 @@ SAME_LENGTH["decay_histogram"] = ("t_ps", "counts")
 SAME_LENGTH["lifetime_fit"] = ("tau_ns", "tau_err_ns", "amplitude", "amplitude_err",
                                "intensity_fraction")
 register_table(build_table("decay_histogram", DecayHistogram, {
-    "t_ps": A("<f8", "ps"), "counts": A("<i8", "counts"), "bin_ps": F("ps"),
+    "t_ps": A("<f8", "ps", chunk=_HISTOGRAM_CHUNK, codec="zstd"),
+    "counts": A("<i8", "counts", chunk=_HISTOGRAM_CHUNK, codec="zstd"), "bin_ps": F("ps"),
     "period_ps": F("ps"), "channel": I(), "sync_channel": I(), "pulses_per_sync": I(),
     "integration_s": F("s"),
 }, default_kind="decay_histogram"))
@@ -664,3 +699,10 @@ register_table(build_table("point_of_interest", PointOfInterest, {
     "name": T(), "x_um": F("um"), "y_um": F("um"), "z_um": F("um"), "note": T(),
     "removed": B(), "t_s": F("s"),
 }, default_kind="poi"))
+
+# What the session stored of each stream of raw tags (storage.raw_tags) ----------------------
+
+register_table(build_table("raw_tags_stored", RawTagsStored, {
+    "mode": T(), "window_ps": I("ps"), "span_ps": I("ps"), "channel_a": I(), "channel_b": I(),
+    "n_tags": I(), "n_stored": I(), "n_dropped": I(), "t_s": F("s"),
+}, default_kind="raw_tags", strict=True))

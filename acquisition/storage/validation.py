@@ -79,21 +79,25 @@ class _StoredChecks:
 
         A dataset's extent is only a claim: HDF5 returns fill values for what
         was never written. Reading is bounded by the bytes actually allocated
-        to the dataset (x1000 for compressed ones), so memory and time stay
-        bounded whatever the file claims.
+        to the dataset (for compressed ones: by its stored chunks, uncompressed),
+        so memory and time stay bounded whatever the file claims.
         """
         need = n_elements * ds.dtype.itemsize
         if need <= 0:
             return
         try:
-            stored = int(ds.id.get_storage_size())
             filtered = ds.id.get_create_plist().get_nfilters() > 0
+            if filtered:  # compressed: bounded by the chunks actually stored
+                stored = int(ds.id.get_num_chunks()) * int(np.prod(ds.chunks)) * \
+                    ds.dtype.itemsize
+            else:
+                stored = int(ds.id.get_storage_size())
         except (OSError, RuntimeError) as exc:
             raise _not_session(self.path, f"{what} is damaged: {exc}") from None
-        if need > stored * (1000 if filtered else 1):
+        if need > stored:
             raise _not_session(self.path, f"{what} claims {n_elements} elements "
                                           f"({need} bytes), more than the file holds "
-                                          f"({stored} bytes)")
+                                          f"({stored} bytes{' uncompressed' if filtered else ''})")
 
     def _real_size_bytes(self) -> int:
         if self._padded is not None:
@@ -112,11 +116,16 @@ class _StoredChecks:
         chunk = ds.chunks[0]
         size = self._real_size_bytes()
         itemsize = ds.dtype.itemsize
+        filtered = ds.id.get_create_plist().get_nfilters() > 0
         for k in range(lo // chunk, (hi - 1) // chunk + 1):
             info = self._chunk_info(ds, k * chunk)
             used = min(hi, (k + 1) * chunk) - k * chunk
             if info.byte_offset is None:
                 return max(lo, k * chunk)
+            if filtered:  # a compressed chunk is usable whole or not at all
+                if info.byte_offset + info.size > size:
+                    return max(lo, k * chunk)
+                continue
             if info.byte_offset + used * itemsize > size:
                 fits = max(0, (size - info.byte_offset) // itemsize)
                 return max(lo, k * chunk + fits)

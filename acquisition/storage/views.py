@@ -306,8 +306,5 @@ class _SessionViews:
         """
         rows = self.rows("tag_chunk", qd_id=qd_id, run_id=run_id, kind=kind)
         self._check_lengths("tag_chunk", rows)
-        t = self.values("tag_chunk", "t_ps", rows)
-        c = self.values("tag_chunk", "channel", rows)
-        if not t:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint8)
-        return np.concatenate(t), np.concatenate(c)
+        return (self.concatenated("tag_chunk", "t_ps", rows).astype(np.int64, copy=False),
+                self.concatenated("tag_chunk", "channel", rows).astype(np.uint8, copy=False))

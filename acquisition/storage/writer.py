@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from micropl import __version__
 from micropl.acquisition.records import RunStop
 from micropl.acquisition.storage.codec import _encode, _Encoded, _unwrap
-from micropl.acquisition.storage.layout import _create_table, _write_header
+from micropl.acquisition.storage.layout import _create_table, _write_header, pack_values
 from micropl.acquisition.storage.locking import (
     SessionBusyError,
     SessionLock,
@@ -64,6 +64,13 @@ def _append(ds: h5py.Dataset, start: int, data: np.ndarray) -> None:
     ds.id.write(h5py.h5s.create_simple((n,)), file_space, np.ascontiguousarray(data))
 
 
+class _Values(NamedTuple):
+    """Values to append to one values dataset: its new data from index ``start``."""
+
+    start: int
+    data: np.ndarray
+
+
 class _TableWriter:
     """Appends encoded rows to one table of an open file."""
 
@@ -76,40 +83,43 @@ class _TableWriter:
         self.n_rows = int(self.rows.shape[0])
         self.lengths = {name: int(ds.shape[0]) for name, ds in self.values.items()}
 
-    def build(self, items: Sequence[_Encoded]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Row array and concatenated values for ``items`` (offsets after the current end)."""
+    def build(self, items: Sequence[_Encoded]) -> tuple[np.ndarray, dict[str, _Values]]:
+        """Row array and the values to append for ``items`` (offsets after the current end).
+
+        Compressed columns get each record on a chunk boundary, zeros between
+        (see :func:`~micropl.acquisition.storage.layout.pack_values`).
+        """
         rows = np.zeros(len(items), dtype=self.rows.dtype)
         for name in ("seq", "run_id", "qd_id", "kind"):
             rows[name] = [it.row[name] for it in items]
-        chunks: dict[str, np.ndarray] = {}
+        chunks: dict[str, _Values] = {}
         for col in self.spec.columns:
             if not col.variable:
                 rows[col.name] = [it.row[col.name] for it in items]
                 continue
             flats = [it.flats[col.name] for it in items]
-            sizes = np.fromiter((a.size for a in flats), dtype=np.int64, count=len(flats))
-            offsets = self.lengths[col.name] + np.concatenate(([0], np.cumsum(sizes)[:-1]))
+            start, offsets, data = pack_values(col, flats, self.lengths[col.name],
+                                               self.values[col.name].chunks[0])
             rows[f"{col.name}_offset"] = offsets
-            rows[f"{col.name}_size"] = sizes
+            rows[f"{col.name}_size"] = [a.size for a in flats]
             if col.has_shape:
                 shape_field = rows[f"{col.name}_shape"]
                 shape_field[...] = -1
                 for i, it in enumerate(items):
                     shape = it.shapes[col.name]
                     shape_field[i, : len(shape)] = shape
-            chunks[col.name] = flats[0] if len(flats) == 1 else np.concatenate(flats)
+            chunks[col.name] = _Values(start, data)
         return rows, chunks
 
-    def write_values(self, chunks: Mapping[str, np.ndarray]) -> list[h5py.Dataset]:
+    def write_values(self, chunks: Mapping[str, _Values]) -> list[h5py.Dataset]:
         """Append the values (not yet referenced by any row); the datasets touched."""
         touched = []
-        for name, data in chunks.items():
-            if data.size == 0:
+        for name, values in chunks.items():
+            if values.data.size == 0:
                 continue
             ds = self.values[name]
-            start = self.lengths[name]
-            _append(ds, start, data)
-            self.lengths[name] = start + data.size
+            _append(ds, values.start, values.data)
+            self.lengths[name] = values.start + values.data.size
             touched.append(ds)
         return touched
 
@@ -415,6 +425,11 @@ class SessionWriter:
     def n_rows(self, table: str) -> int:
         """Number of complete rows of ``table``."""
         return self._tables[table].n_rows
+
+    @property
+    def broken(self) -> bool:
+        """True after a write failed (nothing more is written; close and resume)."""
+        return self._broken is not None
 
     @property
     def closed(self) -> bool:

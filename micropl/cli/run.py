@@ -67,6 +67,9 @@ def _common(parser: argparse.ArgumentParser, *, out_required: bool) -> None:
     parser.add_argument("--fast", action="store_true",
                         help="fast mode: simulated instruments advance time instantly")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--raw-tags", choices=("all", "none", "around-peaks"),
+                        help="raw time tags stored (default: the setup's storage.raw_tags, "
+                             "all): around-peaks keeps only the tags of g² coincidences")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="procedure parameter, e.g. spectrum.exposure_s=2 (repeatable)")
 
@@ -121,7 +124,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.procedure}: --out FILE.h5 is required")
     procedure = build_procedure(args.procedure, args.param, extra)
     _refuse_overwrite(args.out)
-    result = execute(procedure, args.config, args.out, fast=args.fast, quiet=args.json)
+    result = execute(procedure, args.config, args.out, fast=args.fast, quiet=args.json,
+                     raw_tags=args.raw_tags)
     _label(args, args.out)
     return _finish(args, result)
 
@@ -143,7 +147,8 @@ def run_demo(args: argparse.Namespace) -> int:
     report = args.report or out.with_suffix(".png")
     prepare_output(report, hint="choose another --report")
     procedure = build_procedure("survey", args.param, {"max_qds": args.max_qds})
-    result = execute(procedure, args.config, out, fast=True, quiet=args.json)
+    result = execute(procedure, args.config, out, fast=True, quiet=args.json,
+                     raw_tags=args.raw_tags)
     from micropl.acquisition.report import write_report
 
     write_new_file(report, lambda tmp: write_report(out, tmp), hint="choose another --report")
@@ -188,7 +193,8 @@ def _resume(args: argparse.Namespace, path: Path, extra: dict[str, Any]) -> int:
                 if n_pending is None else f"{n_pending} QD(s) left to measure"
             sys.stderr.write(f"{path}: resuming: {what}\n")
         result = execute(procedure, config, path, fast=args.fast, quiet=args.json,
-                         resume=True, config_text=text, resume_lock=lock)
+                         resume=True, config_text=text, resume_lock=lock,
+                         raw_tags=args.raw_tags)
     finally:
         lock.release()
     _label(args, path)
@@ -348,7 +354,7 @@ def _first_difference(a: Any, b: Any, where: str) -> str | None:
 
 def execute(procedure: Any, config: Path | None, out: Path, *, fast: bool, quiet: bool,
             resume: bool = False, config_text: str | None = None,
-            resume_lock: Any = None) -> RunResult:
+            resume_lock: Any = None, raw_tags: str | None = None) -> RunResult:
     """Load the setup, run ``procedure`` into ``out`` with progress bars, close everything.
 
     ``config_text`` (the setup stored in a resumed file) is used instead of ``config``.
@@ -356,7 +362,8 @@ def execute(procedure: Any, config: Path | None, out: Path, *, fast: bool, quiet
     with load_setup(None if config_text is not None else config, text=config_text,
                     clock_mode="fast" if fast else None) as setup:
         procedure.check(setup)  # refused parameters leave no session file behind
-        with Session(setup, out, resume=resume, resume_lock=resume_lock) as session:
+        with Session(setup, out, resume=resume, resume_lock=resume_lock,
+                     raw_tags=raw_tags) as session:
             with ProgressDisplay(session, quiet):
                 return session.run(procedure)
 
