@@ -100,6 +100,7 @@ def session_source(path: Path, settings: Any) -> rp.ReplaySource:
     stored.sort(key=lambda r: r.seq)
     windows = {r["run_id"]: _g2_window_fraction(r["procedure"], r["parameters"]) for r in runs}
     events: list[rp.ReplayEvent] = []
+    served_ps = max(int(round(settings.ptu_chunk_s * 1e12)), 1)
     open_g2: dict[tuple[int, int], int] = {}
     position = 0.0
     for item in stored:
@@ -113,12 +114,15 @@ def session_source(path: Path, settings: Any) -> rp.ReplaySource:
                     events[index], ends_g2=True, g2_integration_s=record.integration_s,
                     g2_window_fraction=windows.get(item.run_id))
             continue
-        end = position + rp.record_duration_s(record)
-        events.append(rp.ReplayEvent(record, position, end, item.run_id, item.qd_id,
-                                     item.kind))
+        # Tags stored gathered into long records are served in read-sized pieces.
+        pieces = rp.tile_chunk(record, served_ps) if isinstance(record, TagChunk) else [record]
+        for piece in pieces:
+            end = position + rp.record_duration_s(piece)
+            events.append(rp.ReplayEvent(piece, position, end, item.run_id, item.qd_id,
+                                         item.kind))
+            position = end
         if isinstance(record, TagChunk) and item.kind == "g2":
             open_g2[(item.run_id, item.qd_id)] = len(events) - 1
-        position = end
     laser = snapshot.get("laser", {}) if isinstance(snapshot, dict) else {}
     rate = laser.get("rep_rate_hz") if isinstance(laser, dict) else None
     return rp.ReplaySource(path, "session", events, snapshot=snapshot, provenance=provenance,

@@ -92,6 +92,7 @@ class Session:
         # Previews for displays only; a failing preview is logged, acquisition goes on.
         self.stream.attach("live-analysis", self.live.handle, batch=True)
         self.writer = None
+        self._storage_error: BaseException | None = None
         self._tags = raw_tag_store(setup, self.live.settings, raw_tags)
         self.path = None if out is None else Path(out)
         if self.path is not None:
@@ -121,6 +122,7 @@ class Session:
 
     def _storage_failed(self, items: Any, exc: BaseException) -> None:
         # Nothing may be lost: stop the run rather than go on without storage.
+        self._storage_error = exc
         self.runner.abort(f"storage failed: {exc}", failed=True)
 
     def _storage_behind(self, reason: str) -> None:
@@ -154,7 +156,8 @@ class Session:
         self.stream.close()
         if self.writer is not None:
             try:
-                if not self.writer.broken:  # a failed write was reported; resume repairs
+                # after a failed write (reported, the run failed) resume repairs the file
+                if not self.writer.broken and self._storage_error is None:
                     self.writer.append_many(self._tags.close())
             finally:
                 self.writer.close()

@@ -88,7 +88,8 @@ class _ReplayBase(BaseModel):
     speed: float = Field(1.0, gt=0, description="recorded seconds per clock second in real "
                                                "clock mode (inf: as fast as possible)")
     ptu_chunk_s: float = Field(0.02, gt=0, le=1.0,
-                               description="PTU files: tags are served in chunks of this, s")
+                               description="tags are served in chunks of at most this, s (PTU files, "
+                                           "and session tags stored in longer records)")
 
 
 class ReplayLaserSettings(_ReplayBase):
@@ -377,6 +378,32 @@ def load_source(settings: _ReplayBase) -> ReplaySource:
     return source
 
 
+def tile_chunk(chunk: TagChunk, chunk_ps: int) -> list[TagChunk]:
+    """``chunk`` cut into consecutive chunks of at most ``chunk_ps`` that tile its interval.
+
+    The pieces are views of its arrays; a chunk no longer than ``chunk_ps`` comes back
+    whole. Replay serves recorded tags in such pieces, as a tagger's reads would come,
+    whatever size the file stored them in.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> whole = TagChunk(np.array([5, 15, 25], np.int64), np.array([1, 2, 1], np.uint8), 0, 30)
+    >>> [(c.t_start_ps, c.t_stop_ps, c.t_ps.tolist()) for c in tile_chunk(whole, 20)]
+    [(0, 20, [5, 15]), (20, 30, [25])]
+    """
+    start, stop = int(chunk.t_start_ps), int(chunk.t_stop_ps)
+    if stop - start <= chunk_ps:
+        return [chunk]
+    edges = np.append(np.arange(start, stop, chunk_ps, dtype=np.int64), stop)
+    cuts = np.searchsorted(chunk.t_ps, edges, side="left")
+    return [TagChunk(t_ps=chunk.t_ps[cuts[k]:cuts[k + 1]], channel=chunk.channel[cuts[k]:cuts[k + 1]],
+                     t_start_ps=int(edges[k]), t_stop_ps=int(edges[k + 1]),
+                     overflow=chunk.overflow and k == 0,
+                     missed_events=chunk.missed_events if k == 0 else 0)
+            for k in range(edges.size - 1)]
+
+
 def ptu_source(path: Path, settings: _ReplayBase) -> ReplaySource:
     """A PTU T2 file's tags on a time line, in chunks of ``settings.ptu_chunk_s``.
 
@@ -398,15 +425,9 @@ def ptu_source(path: Path, settings: _ReplayBase) -> ReplaySource:
         chunk_ps = -(-end_ps // MAX_PTU_CHUNKS)
         log.info("%s: %.4g s of tags served in %d chunks of %.4g s", path, end_ps * 1e-12,
                  -(-end_ps // chunk_ps), chunk_ps * 1e-12)
-    edges = np.arange(0, end_ps, chunk_ps, dtype=np.int64)
-    edges = np.append(edges, end_ps)
-    cuts = np.searchsorted(data.t_ps, edges, side="left")
     events = []
     position = 0.0
-    for k in range(edges.size - 1):
-        lo, hi = int(cuts[k]), int(cuts[k + 1])
-        chunk = TagChunk(t_ps=data.t_ps[lo:hi], channel=data.channel[lo:hi],
-                         t_start_ps=int(edges[k]), t_stop_ps=int(edges[k + 1]))
+    for chunk in tile_chunk(TagChunk(data.t_ps, data.channel, 0, end_ps), chunk_ps):
         end = position + chunk.duration_s
         events.append(ReplayEvent(chunk, position, end, kind="g2"))
         position = end

@@ -483,4 +483,4 @@ def test_lab_formats_with_lying_headers_in_a_subprocess(tmp_path, kind):
         argv = ["analyze", "g2", str(path)]
     rc, out, err, rss, _ = run_measured(argv, tmp_path)
     assert rc == 2 and err.count("\n") == 1 and str(path) in err and "Traceback" not in err
-    assert rss < 400e6, f"peak RSS {rss / 1e6:.0f} MB"
+    assert rss < RSS_LIMIT, f"peak RSS {rss / 1e6:.0f} MB"
