@@ -45,6 +45,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 
 from micropl.drivers.interfaces import TagChunk
@@ -52,7 +53,7 @@ from micropl.drivers.interfaces import TagChunk
 log = logging.getLogger(__name__)
 
 __all__ = ["ApdRateInterlock", "GuardedTagger", "RunSetup", "WINDOW_S", "allowed_tags",
-           "densest_window", "exceeds", "merge_chunks", "readback_over_rate",
+           "merge_chunks", "readback_over_rate",
            "unknown_rate_problem"]
 
 #: Width of the sliding window in which an APD's rate is measured, s.
@@ -83,55 +84,43 @@ def allowed_tags(max_rate_cps: float, window_ps: int) -> int:
     return int(nearest) if abs(exact - nearest) <= 1e-9 * max(1.0, exact) else math.floor(exact)
 
 
-def densest_window(t_ps: np.ndarray, window_ps: int) -> tuple[int, int]:
-    """The most tags in any half-open window ``[a, a + window_ps)``, and where it starts.
+@numba.njit(cache=True, nogil=True)
+def _channel_window(tail_ps, t_ps, channel, c, allowed, window_ps, keep_from_ps):  # pragma: no cover
+    """One channel's pass of :meth:`ApdRateInterlock.check`, in one call.
 
-    The densest window can always start at a tag, so for every tag ``i`` the
-    count is ``searchsorted(t, t[i] + window, "left") - i``.
-
-    Parameters
-    ----------
-    t_ps : ndarray of int, shape (n,)
-        Tag times in ps, sorted ascending.
-    window_ps : int
-        Window width in ps (> 0).
-
-    Returns
-    -------
-    count : int
-        Tags in the densest window (0 for no tags).
-    index : int
-        Index of the tag that starts it (0 for no tags).
+    The channel's tags (``tail_ps`` carried from earlier chunks, then those of
+    ``channel == c`` in ``t_ps``) are scanned with two pointers for the densest
+    half-open window of ``window_ps`` (the first one of the largest count). Returns the tags to carry (those at or after
+    ``keep_from_ps``), and the count and start of the densest window when it holds
+    more than ``allowed`` tags (count -1 otherwise). The densest window can always
+    start at a tag, so the scan tries each tag as a start.
     """
-    t = np.asarray(t_ps, np.int64)
-    if t.size == 0:
-        return 0, 0
-    counts = np.searchsorted(t, t + np.int64(window_ps), side="left") - np.arange(t.size)
-    index = int(np.argmax(counts))
-    return int(counts[index]), index
-
-
-def exceeds(t_ps: np.ndarray, allowed: int, window_ps: int) -> bool:
-    """True when some half-open window ``[a, a + window_ps)`` holds more than ``allowed`` tags.
-
-    Such a window exists exactly when some tag and the tag ``allowed`` places
-    after it are less than ``window_ps`` apart; one pass, no search.
-
-    Parameters
-    ----------
-    t_ps : ndarray of int, shape (n,)
-        Tag times in ps, sorted ascending.
-    allowed : int
-        Most tags allowed in one window (≥ 0).
-    window_ps : int
-        Window width in ps (> 0).
-    """
-    t = np.asarray(t_ps, np.int64)
-    if t.size <= allowed:
-        return False
-    if allowed == 0:
-        return True
-    return bool(np.any(t[allowed:] - t[:-allowed] < window_ps))
+    n_mine = 0
+    for i in range(t_ps.size):
+        if channel[i] == c:
+            n_mine += 1
+    n = tail_ps.size + n_mine
+    t = np.empty(n, np.int64)
+    t[:tail_ps.size] = tail_ps
+    k = tail_ps.size
+    for i in range(t_ps.size):
+        if channel[i] == c:
+            t[k] = t_ps[i]
+            k += 1
+    best, best_start = -1, np.int64(0)
+    if n > allowed:
+        j = 0
+        for i in range(n):
+            if j < i:
+                j = i
+            while j < n and t[j] < t[i] + window_ps:
+                j += 1
+            if j - i > best:
+                best, best_start = j - i, t[i]
+        if best <= allowed:
+            best = -1
+    keep = np.searchsorted(t, keep_from_ps, side="left")
+    return t[keep:].copy(), best, best_start
 
 
 def readback_over_rate(rates_cps: dict[int, float], channels: tuple[int, ...],
@@ -286,21 +275,14 @@ class ApdRateInterlock:
             return (f"{self.source}: {problem}: the APD count rate is unknown, treated as "
                     f"above the protection threshold; laser switched off")
         worst: tuple[int, int, int] | None = None  # count, channel, start ps
-        t_all, channel_all = np.asarray(chunk.t_ps, np.int64), np.asarray(chunk.channel)
+        t_all = np.ascontiguousarray(chunk.t_ps, np.int64)
+        channel_all = np.ascontiguousarray(chunk.channel)
         keep_from = int(chunk.t_stop_ps) - self.window_ps + 1
-        recent = int(np.searchsorted(t_all, keep_from, side="left"))
         for c in self.channels:
-            tail, mine = self._tail[c], channel_all == c
-            if tail.size + int(np.count_nonzero(mine)) <= self.allowed:
-                # too few tags for any window to exceed: only keep the last 10 ms
-                t = np.concatenate([tail, t_all[recent:][mine[recent:]]])
-            else:
-                t = np.concatenate([tail, t_all[mine]])
-                if exceeds(t, self.allowed, self.window_ps):
-                    count, index = densest_window(t, self.window_ps)
-                    if worst is None or count > worst[0]:
-                        worst = (count, c, int(t[index]))
-            self._tail[c] = t[np.searchsorted(t, keep_from, side="left"):]
+            self._tail[c], count, start_ps = _channel_window(
+                self._tail[c], t_all, channel_all, c, self.allowed, self.window_ps, keep_from)
+            if count >= 0 and (worst is None or count > worst[0]):
+                worst = (int(count), c, int(start_ps))
         self._last_stop_ps = int(chunk.t_stop_ps)
         self._restarted = False
         if worst is None:
