@@ -18,7 +18,7 @@ def _comb_fun(tau: np.ndarray, bin_ps: float, period: float, k_lo: int, n_peaks:
     """Model ``bg + amp·Σ_k w_k·h(τ − d − k·P)`` of parameters ``(amp, g2, τ, σ, d, bg)``.
 
     ``w_k = 1`` except ``w_{i0} = g2`` (no zero peak when ``i0`` is None). Returns a
-    function ``q -> (model, jac)`` for :func:`_lm_solve`.
+    function ``q -> (model, jac)`` for :func:`~micropl.analysis.fitcore.lm_fit`.
     """
     out = np.empty((5, tau.size))
     w = np.ones(n_peaks)

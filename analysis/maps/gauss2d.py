@@ -9,7 +9,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from micropl.analysis.maps.kernels import _MAX_ITER, _NONFINITE, _OK, _SINGULAR, _fit_batch
+from micropl.analysis.fitcore import MAX_ITER, NONFINITE, OK, SINGULAR
+from micropl.analysis.maps.kernels import _fit_batch
 from micropl.analysis.maps.results import FWHM_PER_SIGMA, Gaussian2DFit, Noise
 from micropl.errors import AnalysisInputError
 
@@ -17,10 +18,10 @@ log = logging.getLogger(__name__)
 
 
 _STATUS_TEXT = {
-    _OK: "converged",
-    _MAX_ITER: "did not converge within the iteration limit",
-    _SINGULAR: "singular Fisher matrix (parameters not constrained by the data)",
-    _NONFINITE: "non-finite model or data",
+    OK: "converged",
+    MAX_ITER: "did not converge within the iteration limit",
+    SINGULAR: "singular Fisher matrix (parameters not constrained by the data)",
+    NONFINITE: "non-finite model or data",
 }
 
 
@@ -155,7 +156,7 @@ def _fit_candidates(image, background, x_um, y_um, peaks, win_um, sigma_psf, noi
         False, poisson, 100)
     with np.errstate(invalid="ignore"):
         err = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
-    ok = np.array([status[m] == _OK and _component_ok(p[m], err[m], lo_arr[m], hi_arr[m])
+    ok = np.array([status[m] == OK and _component_ok(p[m], err[m], lo_arr[m], hi_arr[m])
                    for m in range(n)], dtype=bool)
 
     # groups of candidates closer than a window half-width plus one PSF FWHM
@@ -187,7 +188,7 @@ def _fit_candidates(image, background, x_um, y_um, peaks, win_um, sigma_psf, noi
                     for j in range(members.size):
                         sl = list(range(5 * j, 5 * j + 5)) + [len(p0) - 1]
                         comps.append(sl)
-                    good = sg[0] == _OK and all(
+                    good = sg[0] == OK and all(
                         _component_ok(pg[0][sl], eg[sl], lo_g[sl], hi_g[sl]) for sl in comps)
                     if good:
                         for m, sl in zip(members, comps):
@@ -283,7 +284,7 @@ def fit_gaussian_2d(image: np.ndarray, x_um: np.ndarray, y_um: np.ndarray, *,
     sy_err = err[3] if circular else err[4]
     reason = "ok"
     tol_x, tol_y = 1e-6 * max(px, 1e-12), 1e-6 * max(py, 1e-12)
-    if st != _OK:
+    if st != OK:
         reason = _STATUS_TEXT[st]
     elif not (x_lo + tol_x < p[1] < x_hi - tol_x and y_lo + tol_y < p[2] < y_hi - tol_y):
         reason = "centre at the edge of the scanned area: the peak may lie outside it"

@@ -10,8 +10,7 @@ import math
 import numba
 import numpy as np
 
-# status codes of the compiled fitter
-_OK, _MAX_ITER, _SINGULAR, _NONFINITE = 0, 1, 2, 3
+from micropl.analysis.fitcore import MAX_ITER, NONFINITE, OK, SINGULAR, damped_step, invert
 
 
 @numba.njit(cache=True, nogil=True)
@@ -83,43 +82,6 @@ def _grad_hess(z, mu, jac, poisson, g, h):
 
 
 @numba.njit(cache=True, nogil=True)
-def _solve(a_in, b_in, out):
-    """Gaussian elimination with partial pivoting; returns False when singular."""
-    n = b_in.size
-    a = a_in.copy()
-    b = b_in.copy()
-    for k in range(n):
-        piv = k
-        best = abs(a[k, k])
-        for r in range(k + 1, n):
-            if abs(a[r, k]) > best:
-                best = abs(a[r, k])
-                piv = r
-        if not best > 0.0 or not math.isfinite(best):
-            return False
-        if piv != k:
-            for c in range(n):
-                tmp = a[k, c]
-                a[k, c] = a[piv, c]
-                a[piv, c] = tmp
-            tmp = b[k]
-            b[k] = b[piv]
-            b[piv] = tmp
-        for r in range(k + 1, n):
-            f = a[r, k] / a[k, k]
-            if f != 0.0:
-                for c in range(k, n):
-                    a[r, c] -= f * a[k, c]
-                b[r] -= f * b[k]
-    for k in range(n - 1, -1, -1):
-        s = b[k]
-        for c in range(k + 1, n):
-            s -= a[k, c] * out[c]
-        out[k] = s / a[k, k]
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
 def _fit_one(z, x, y, p0, lo, hi, circular, poisson, max_iter, p_out, cov_out):
     """Damped Fisher scoring / Gauss–Newton. Returns (status, red_chi2, n_iter)."""
     npar = p0.size
@@ -138,10 +100,10 @@ def _fit_one(z, x, y, p0, lo, hi, circular, poisson, max_iter, p_out, cov_out):
     if not math.isfinite(obj):
         p_out[:] = p
         cov_out[:, :] = np.nan
-        return _NONFINITE, np.nan, 0
+        return NONFINITE, np.nan, 0
     _grad_hess(z, mu, jac, poisson, g, h)
     lam = 1e-3
-    status = _MAX_ITER
+    status = MAX_ITER
     it = 0
     damped = np.empty((npar, npar))
     neg_g = np.empty(npar)
@@ -149,11 +111,8 @@ def _fit_one(z, x, y, p0, lo, hi, circular, poisson, max_iter, p_out, cov_out):
         it += 1
         for a in range(npar):
             neg_g[a] = -g[a]
-            for b in range(npar):
-                damped[a, b] = h[a, b]
-            damped[a, a] = h[a, a] * (1.0 + lam) + 1e-300
-        if not _solve(damped, neg_g, step):
-            status = _SINGULAR
+        if not damped_step(h, neg_g, lam, damped, step):
+            status = SINGULAR
             break
         for a in range(npar):
             pn[a] = min(max(p[a] + step[a], lo[a]), hi[a])
@@ -170,13 +129,13 @@ def _fit_one(z, x, y, p0, lo, hi, circular, poisson, max_iter, p_out, cov_out):
             _grad_hess(z, mu, jac, poisson, g, h)
             lam = max(lam * 0.2, 1e-9)
             if decrease <= 1e-10 * (abs(obj) + 1e-3) or small_step:
-                status = _OK
+                status = OK
                 break
         else:
             lam *= 10.0
             if lam > 1e10:
                 # no downhill step exists at any damping: p is a (bounded) minimum
-                status = _OK
+                status = OK
                 break
     # final model, Fisher matrix and covariance
     _model_jac(p, x, y, circular, mu, jac)
@@ -191,16 +150,9 @@ def _fit_one(z, x, y, p0, lo, hi, circular, poisson, max_iter, p_out, cov_out):
             chi2 += r * r
     dof = n - npar
     red = chi2 / dof if dof > 0 else np.nan
-    unit = np.zeros(npar)
-    col = np.empty(npar)
-    for a in range(npar):
-        unit[:] = 0.0
-        unit[a] = 1.0
-        if not _solve(h, unit, col):
-            cov_out[:, :] = np.nan
-            return _SINGULAR, red, it
-        for b in range(npar):
-            cov_out[b, a] = col[b]
+    if not invert(h, cov_out):
+        cov_out[:, :] = np.nan
+        return SINGULAR, red, it
     if poisson:
         scale = max(1.0, red) if math.isfinite(red) else 1.0
     else:
@@ -209,7 +161,7 @@ def _fit_one(z, x, y, p0, lo, hi, circular, poisson, max_iter, p_out, cov_out):
         for b in range(npar):
             cov_out[a, b] *= scale
     if not math.isfinite(obj):
-        return _NONFINITE, red, it
+        return NONFINITE, red, it
     return status, red, it
 
 

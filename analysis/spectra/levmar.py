@@ -13,77 +13,21 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from micropl.analysis.fitcore import (
+    MAX_ITER,
+    NONFINITE,
+    OK,
+    SINGULAR,
+    STALLED,
+    damped_step,
+    gn_decrement,
+    invert_spd,
+)
 from micropl.analysis.spectra.kernels import _evaluate
 
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _gn_decrement(hmat, gvec, a_mat, step):
-    """g·H⁻¹g: the squared size of the Gauss–Newton step in σ units (-1 if H is singular)."""
-    n = gvec.shape[0]
-    for a in range(n):
-        for b in range(n):
-            a_mat[a, b] = hmat[a, b]
-    if not _solve(a_mat, gvec, step):
-        return -1.0
-    s = 0.0
-    for a in range(n):
-        s += step[a] * gvec[a]
-    return s
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _solve(a, b, out):
-    """Solve a x = b for a small symmetric positive-definite a (Cholesky). False if singular."""
-    n = b.shape[0]
-    lo = np.zeros((n, n))
-    for i in range(n):
-        for j in range(i + 1):
-            s = a[i, j]
-            for k in range(j):
-                s -= lo[i, k] * lo[j, k]
-            if i == j:
-                if not s > 0.0:
-                    return False
-                lo[i, i] = math.sqrt(s)
-            else:
-                lo[i, j] = s / lo[j, j]
-    for i in range(n):
-        s = b[i]
-        for k in range(i):
-            s -= lo[i, k] * out[k]
-        out[i] = s / lo[i, i]
-    for i in range(n - 1, -1, -1):
-        s = out[i]
-        for k in range(i + 1, n):
-            s -= lo[k, i] * out[k]
-        out[i] = s / lo[i, i]
-    return True
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _invert(a, out):
-    """Inverse of a symmetric positive-definite matrix via column solves (scaled for conditioning)."""
-    n = a.shape[0]
-    d = np.empty(n)
-    for i in range(n):
-        if not a[i, i] > 0.0:
-            return False
-        d[i] = 1.0 / math.sqrt(a[i, i])
-    sa = np.empty((n, n))
-    for i in range(n):
-        for j in range(n):
-            sa[i, j] = a[i, j] * d[i] * d[j]
-    e = np.zeros(n)
-    col = np.empty(n)
-    for j in range(n):
-        for i in range(n):
-            e[i] = 0.0
-        e[j] = 1.0
-        if not _solve(sa, e, col):
-            return False
-        for i in range(n):
-            out[i, j] = col[i] * d[i] * d[j]
-    return True
+#: Status codes of a spectrum fit beyond the shared flags of :mod:`micropl.analysis.fitcore`
+#: (messages: ``micropl.analysis.spectra.results._STATUS_MESSAGES``).
+_OUTSIDE_RANGE, _NO_LINE, _WIDTH_AT_BOUND = 5, 6, 7
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -201,31 +145,27 @@ def _fit_one(code, npk, npp, edges, y, var_in, has_var, nf, rn2, p_init, use_ini
     _, chi = _evaluate(code, npk, npp, edges, sgn, p, y, var_in, has_var, nf, rn2, w_cur, w_cur,
                        m_buf, jrow, h_cur, g_cur, cprev, fprev, dprev, coeffs, length, glx, glw)
     lam = 1e-3
-    status = 1
+    status = MAX_ITER
     it = 0
     n_width = npp - 2 if code == 2 else 1
     while it < max_iter:
         if not math.isfinite(chi):
-            status = 4
+            status = NONFINITE
             break
-        dec = _gn_decrement(h_cur, g_cur, a_mat, step)
+        dec = gn_decrement(h_cur, g_cur, a_mat, step)
         if dec < 0.0:
-            status = 2
+            status = SINGULAR
             break
         # converged: the next step lowers χ² by < 1e-9 (in units of the reduced χ², so that
         # a model that does not fit the line — a large χ² — converges as well)
         tol = max(1.0, chi / max(n_px - npar, 1))
         if dec < 1e-9 * tol:
-            status = 0
+            status = OK
             break
         it += 1
         accepted = False
         while lam < 1e12:
-            for a in range(npar):
-                for b in range(npar):
-                    a_mat[a, b] = h_cur[a, b]
-                a_mat[a, a] = h_cur[a, a] * (1.0 + lam)
-            if not _solve(a_mat, g_cur, step):
+            if not damped_step(h_cur, g_cur, lam, a_mat, step):
                 lam *= 10.0
                 continue
             valid = True
@@ -259,24 +199,24 @@ def _fit_one(code, npk, npp, edges, y, var_in, has_var, nf, rn2, p_init, use_ini
             lam *= 10.0
         if not accepted:
             # No step lowers chi2: at the minimum to round-off, or stuck at a bound.
-            status = 0 if _gn_decrement(h_cur, g_cur, a_mat, step) < 1e-6 * tol else 3
+            status = OK if gn_decrement(h_cur, g_cur, a_mat, step) < 1e-6 * tol else STALLED
             break
     for a in range(npar):
         p_out[a] = p[a]
-    if status == 0 or status == 1:
-        if not _invert(h_cur, cov_out):
-            status = 2
-    if status == 0:
+    if status == OK or status == MAX_ITER:
+        if not invert_spd(h_cur, cov_out):
+            status = SINGULAR
+    if status == OK:
         for k in range(npk):
             o = k * npp
             if not (edges.min() <= p[o] <= edges.max()):
-                status = 5
+                status = _OUTSIDE_RANGE
             if not p[o + npp - 1] > 0.0:
-                status = 6
+                status = _NO_LINE
             for q in range(n_width):
                 if p[o + 1 + q] < 1.001 * wmin or p[o + 1 + q] > 0.999 * wmax:
-                    status = 7
-    if status != 0 and status != 1:
+                    status = _WIDTH_AT_BOUND
+    if status != OK and status != MAX_ITER:
         for a in range(npar):
             for b in range(npar):
                 cov_out[a, b] = np.nan
