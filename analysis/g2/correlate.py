@@ -37,6 +37,12 @@ def check_channel_pair(channel_a: int, channel_b: int) -> tuple[int, int]:
     ------
     AnalysisInputError
         When the two channels are the same.
+
+    Examples
+    --------
+    >>> from micropl.analysis.g2 import check_channel_pair
+    >>> check_channel_pair(1, 2)
+    (1, 2)
     """
     a, b = int(channel_a), int(channel_b)
     if a == b:
@@ -63,6 +69,14 @@ def histogram_bins(bin_ps: int, window_ps: int) -> tuple[int, int]:
     span_ps : int
         ``n_bins · bin_ps`` (>= ``2·window_ps``); the bins cover
         ``[-window_ps, -window_ps + span_ps)``.
+
+    Examples
+    --------
+    >>> from micropl.analysis.g2 import histogram_bins
+    >>> histogram_bins(100, 1000)
+    (20, 2000)
+    >>> histogram_bins(300, 1000)                          # the last bin is full width
+    (7, 2100)
     """
     bin_ps = int(bin_ps)
     window_ps = int(window_ps)

@@ -36,6 +36,16 @@ def fit_cw_g2(tau_ps: np.ndarray, counts: np.ndarray, *, rate1_hz: float | None 
     Returns
     -------
     CwG2Fit
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.g2 import fit_cw_g2
+    >>> tau = np.arange(-20000.0, 20000.0, 100.0)
+    >>> counts = np.random.default_rng(3).poisson(400.0 * (1.0 - 0.8 * np.exp(-np.abs(tau) / 1500.0)))
+    >>> fit = fit_cw_g2(tau, counts.astype(float))
+    >>> round(fit.g2_0, 1), round(fit.tau0_ns, 1)
+    (0.2, 1.5)
     """
     tau, c, bin_ps = _check_histogram(tau_ps, counts)
     by_rates = None not in (rate1_hz, rate2_hz, duration_s)

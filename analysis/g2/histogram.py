@@ -56,6 +56,12 @@ def pulsed_window_ps(rep_rate_hz: float, n_side: int, bin_ps: int) -> int:
         A rate that is not finite and positive, a period shorter than
         :data:`MIN_BINS_PER_PERIOD` bins, or a window of more than
         :data:`MAX_ANALYSIS_BINS` bins; the message gives the bin width that would fit.
+
+    Examples
+    --------
+    >>> from micropl.analysis.g2 import pulsed_window_ps
+    >>> pulsed_window_ps(80e6, 5, 64)                      # 6 periods of 12.5 ns, in whole bins
+    75008
     """
     rate = float(rep_rate_hz)
     if not (math.isfinite(rate) and rate > 0):
@@ -144,6 +150,17 @@ def detect_period_ps(tau_ps: np.ndarray, counts: np.ndarray, *,
     ------
     AnalysisInputError
         No periodic peaks stand out of the noise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.g2 import detect_period_ps, two_sided_exp_irf
+    >>> tau = np.arange(-60000.0, 60000.0, 100.0)
+    >>> mean = 1.0 + sum(50.0 * two_sided_exp_irf(tau - k * 12500.0, 800.0, 100.0)
+    ...              for k in range(-5, 6) if k != 0)
+    >>> counts = np.random.default_rng(1).poisson(mean).astype(float)
+    >>> round(detect_period_ps(tau, counts))
+    12496
     """
     tau, c, bin_ps = _check_histogram(tau_ps, counts)
     n = c.size

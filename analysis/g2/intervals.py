@@ -29,6 +29,14 @@ def poisson_interval(count: float, z: float = 1.0) -> tuple[float, float]:
     -------
     (low, high) : tuple of float
         Interval of the mean, in counts.
+
+    Examples
+    --------
+    >>> from micropl.analysis.g2 import poisson_interval
+    >>> tuple(round(v, 3) for v in poisson_interval(0))
+    (0.0, 1.0)
+    >>> tuple(round(v, 3) for v in poisson_interval(100))
+    (90.488, 110.512)
     """
     c = max(float(count), 0.0)
     half = z * math.sqrt(c + 0.25 * z * z)
@@ -62,6 +70,12 @@ def poisson_ratio_interval(count_a: float, count_b: float, z: float = 1.0
     ------
     AnalysisInputError
         When ``count_b`` is not positive.
+
+    Examples
+    --------
+    >>> from micropl.analysis.g2 import poisson_ratio_interval
+    >>> tuple(round(v, 3) for v in poisson_ratio_interval(5, 100))
+    (0.032, 0.079)
     """
     a = max(float(count_a), 0.0)
     b = float(count_b)

@@ -55,6 +55,18 @@ def fit_peak_train(tau_ps: np.ndarray, counts: np.ndarray, *, period_ps: float |
     IRF matters, and beyond it as pure exponential tails summed over all peaks as two
     geometric series, which is exact to double precision. A 9375-bin histogram takes a
     few ms.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.g2 import fit_peak_train, two_sided_exp_irf
+    >>> tau = np.arange(-75000.0, 75000.0, 250.0)
+    >>> mean = 0.5 + sum((0.1 if k == 0 else 1.0) * 100.0 * two_sided_exp_irf(tau - k * 12500.0, 800.0, 150.0)
+    ...              for k in range(-6, 7))
+    >>> counts = np.random.default_rng(2).poisson(mean).astype(float)
+    >>> fit = fit_peak_train(tau, counts, rep_rate_hz=80e6)
+    >>> bool(fit.success), round(fit.g2_0, 1), round(fit.lifetime_ns, 1)
+    (True, 0.1, 0.8)
     """
     tau, c, bin_ps = _check_histogram(tau_ps, counts)
     if period_ps is not None and rep_rate_hz is not None:

@@ -34,6 +34,16 @@ def two_sided_exp_irf(x_ps: np.ndarray, lifetime_ps: float, sigma_ps: float) -> 
     -----
     Each side is ``½·exp(σ²/2τ² ∓ x/τ)·erfc((σ²/τ ∓ x)/(σ√2))``; where the erfc argument
     is positive the product is evaluated as ``½·exp(-x²/2σ²)·erfcx(z)`` to avoid overflow.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.g2 import two_sided_exp_irf
+    >>> x = np.arange(-20000.0, 20000.0, 1.0)
+    >>> round(float(two_sided_exp_irf(np.array([0.0]), 1000.0, 1e-3)[0]), 6)       # peak height 1
+    0.999999
+    >>> round(float(two_sided_exp_irf(x, 1000.0, 200.0).sum()), 1)               # area 2τ
+    2000.0
     """
     x = np.asarray(x_ps, dtype=np.float64)
     tau = float(lifetime_ps)

@@ -235,6 +235,18 @@ def fit_gaussian_2d(image: np.ndarray, x_um: np.ndarray, y_um: np.ndarray, *,
     ------
     AnalysisInputError
         Shapes do not match, non-finite values, or negative counts with Poisson noise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.maps import fit_gaussian_2d
+    >>> x = np.arange(20) * 0.1
+    >>> y = np.arange(16) * 0.1
+    >>> xx, yy = np.meshgrid(x, y)
+    >>> img = 5.0 + 400.0 * np.exp(-((xx - 1.0) ** 2 + (yy - 0.7) ** 2) / (2 * 0.25 ** 2))
+    >>> fit = fit_gaussian_2d(np.random.default_rng(0).poisson(img).astype(float), x, y)
+    >>> bool(fit.success), round(fit.x0_um, 2), round(fit.y0_um, 2)
+    (True, 1.0, 0.7)
     """
     image, x_um, y_um = _check_axes(image, x_um, y_um)
     poisson = _validate_noise(noise, image)

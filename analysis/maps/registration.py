@@ -41,6 +41,18 @@ def register_shift_um(reference_image: np.ndarray, image: np.ndarray,
     AnalysisInputError
         Shapes differ, maps are not 2D or contain non-finite values, or the pixel size
         is not positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.maps import register_shift_um
+    >>> x = np.arange(40) * 0.2
+    >>> xx, yy = np.meshgrid(x, x)
+    >>> ref = np.exp(-((xx - 3.0) ** 2 + (yy - 4.0) ** 2) / 0.3) + np.exp(-((xx - 5.0) ** 2 + (yy - 2.0) ** 2) / 0.3)
+    >>> moved = np.exp(-((xx - 3.4) ** 2 + (yy - 3.8) ** 2) / 0.3) + np.exp(-((xx - 5.4) ** 2 + (yy - 1.8) ** 2) / 0.3)
+    >>> shift = register_shift_um(ref, moved, 0.2)
+    >>> round(shift.dx_um, 2), round(shift.dy_um, 2)
+    (0.38, -0.19)
     """
     from skimage.registration import phase_cross_correlation
 

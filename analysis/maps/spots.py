@@ -93,6 +93,20 @@ def find_spots(image: np.ndarray, x_um: np.ndarray, y_um: np.ndarray, *,
     AnalysisInputError
         Mismatched shapes, non-finite values, a map smaller than 3×3, non-positive
         settings, or negative counts with Poisson noise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.maps import find_spots
+    >>> x = np.arange(50) * 0.2
+    >>> y = np.arange(40) * 0.2
+    >>> xx, yy = np.meshgrid(x, y)
+    >>> s = 0.6 / 2.3548
+    >>> img = 3.0 + sum(a * np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * s * s))
+    ...             for a, x0, y0 in [(300.0, 2.0, 2.0), (200.0, 7.0, 5.0)])
+    >>> spots = find_spots(np.random.default_rng(0).poisson(img).astype(float), x, y)
+    >>> len(spots.x_um), np.round(np.sort(spots.x_um), 1).tolist()
+    (2, [2.0, 7.0])
     """
     from skimage.feature import peak_local_max
 
@@ -245,6 +259,17 @@ def emptiest_position_um(image: np.ndarray, x_um: np.ndarray, y_um: np.ndarray, 
     -------
     (x_um, y_um) : tuple of float
         Centre of the darkest disc.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.maps import emptiest_position_um
+    >>> x = np.arange(30) * 0.2
+    >>> y = np.arange(30) * 0.2
+    >>> xx, yy = np.meshgrid(x, y)
+    >>> img = 10.0 + 500.0 * np.exp(-((xx - 1.0) ** 2 + (yy - 1.0) ** 2) / 0.5)
+    >>> tuple(round(v, 1) for v in emptiest_position_um(img, x, y, radius_um=1.0))
+    (5.0, 4.8)
     """
     from scipy.ndimage import uniform_filter
 

@@ -32,6 +32,13 @@ def polynomial_axis_nm(n_px: int, coeffs) -> np.ndarray:
     -------
     ndarray of float64, shape (n_px,)
         Wavelength in nm of each pixel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectra import polynomial_axis_nm
+    >>> polynomial_axis_nm(4, [500.0, 0.1, 1e-3]).round(3).tolist()
+    [500.0, 500.101, 500.204, 500.309]
     """
     c = np.asarray(coeffs, dtype=np.float64).ravel()
     if c.size == 0 or not np.all(np.isfinite(c)):
@@ -53,12 +60,25 @@ def energy_ev_from_wavelength_nm(wavelength_nm):
     -------
     float or ndarray
         Energy in eV, same shape.
+
+    Examples
+    --------
+    >>> from micropl.analysis.spectra import energy_ev_from_wavelength_nm
+    >>> round(float(energy_ev_from_wavelength_nm(500.0)), 6)
+    2.479684
     """
     return HC_EV_NM / np.asarray(wavelength_nm, dtype=np.float64)
 
 
 def wavelength_nm_from_energy_ev(energy_ev):
-    """Vacuum wavelength in nm of a photon energy in eV (``λ = 1239.84198 / E``)."""
+    """Vacuum wavelength in nm of a photon energy in eV (``λ = 1239.84198 / E``).
+
+    Examples
+    --------
+    >>> from micropl.analysis.spectra import wavelength_nm_from_energy_ev
+    >>> round(float(wavelength_nm_from_energy_ev(2.5)), 4)
+    495.9368
+    """
     return HC_EV_NM / np.asarray(energy_ev, dtype=np.float64)
 
 
@@ -88,6 +108,12 @@ def pixel_edges_nm(wavelength_nm) -> np.ndarray:
     ndarray, shape (n_px + 1,)
         Edge wavelengths in nm; the outer edges are extrapolated by half a
         pixel.
+
+    Examples
+    --------
+    >>> from micropl.analysis.spectra import pixel_edges_nm
+    >>> pixel_edges_nm([500.0, 500.1, 500.3]).round(3).tolist()
+    [499.95, 500.05, 500.2, 500.4]
     """
     wl = _check_axis(wavelength_nm)
     mid = 0.5 * (wl[1:] + wl[:-1])
@@ -95,7 +121,14 @@ def pixel_edges_nm(wavelength_nm) -> np.ndarray:
 
 
 def pixel_energy_width_ev(wavelength_nm) -> np.ndarray:
-    """Energy width ``|ΔE_i|`` of each pixel, in eV, shape (n_px,)."""
+    """Energy width ``|ΔE_i|`` of each pixel, in eV, shape (n_px,).
+
+    Examples
+    --------
+    >>> from micropl.analysis.spectra import pixel_energy_width_ev
+    >>> (pixel_energy_width_ev([500.0, 500.1, 500.2]) * 1e3).round(4).tolist()   # meV
+    [0.4959, 0.4957, 0.4955]
+    """
     return np.abs(np.diff(HC_EV_NM / pixel_edges_nm(wavelength_nm)))
 
 
@@ -118,6 +151,15 @@ def density_per_ev(wavelength_nm, counts) -> np.ndarray:
     -------
     ndarray, shape (..., n_px)
         Counts per eV.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectra import density_per_ev, pixel_energy_width_ev
+    >>> wl = np.array([500.0, 500.1, 500.2])
+    >>> d = density_per_ev(wl, [10.0, 20.0, 10.0])
+    >>> round(float(d @ pixel_energy_width_ev(wl)), 9)                          # the counts, summed
+    40.0
     """
     counts = np.asarray(counts, dtype=np.float64)
     width = pixel_energy_width_ev(wavelength_nm)

@@ -101,6 +101,16 @@ def estimate_line(wavelength_nm, counts) -> LineEstimate:
     Returns
     -------
     LineEstimate
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectra import estimate_line
+    >>> x = np.arange(200.0)
+    >>> counts = 10.0 + 1000.0 / (1.0 + ((x - 80.0) / 3.0) ** 2)         # FWHM 6 pixels
+    >>> est = estimate_line(500.0 + 0.05 * x, counts)
+    >>> est.index, round(est.fwhm_px), (est.lo, est.hi)
+    (80, 7, (50, 110))
     """
     wl = _check_axis(wavelength_nm)
     y = np.asarray(counts, dtype=np.float64)
@@ -186,6 +196,15 @@ def main_line_roi_nm(wavelength_nm, counts) -> tuple[float, float]:
     -------
     (float, float)
         ``(low_nm, high_nm)``: the wavelengths of the first and last pixel fitted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectra import main_line_roi_nm
+    >>> x = np.arange(200.0)
+    >>> counts = 10.0 + 1000.0 / (1.0 + ((x - 80.0) / 3.0) ** 2)
+    >>> tuple(round(v, 2) for v in main_line_roi_nm(500.0 + 0.05 * x, counts))
+    (502.5, 505.5)
     """
     wl = _check_axis(wavelength_nm)
     est = estimate_line(wl, counts)

@@ -49,6 +49,12 @@ def voigt_fwhm(fwhm_lorentz, fwhm_gauss):
     -------
     float or ndarray
         FWHM of their convolution, same unit.
+
+    Examples
+    --------
+    >>> from micropl.analysis.spectra import voigt_fwhm
+    >>> round(float(voigt_fwhm(1.0, 0.0)), 4), round(float(voigt_fwhm(0.0, 1.0)), 4), round(float(voigt_fwhm(1.0, 1.0)), 4)
+    (1.0, 1.0, 1.6376)
     """
     fl = np.asarray(fwhm_lorentz, dtype=np.float64)
     fg = np.asarray(fwhm_gauss, dtype=np.float64)
@@ -106,6 +112,13 @@ def faddeeva(z) -> np.ndarray:
     Returns
     -------
     ndarray of complex128, same shape as ``z``.
+
+    Examples
+    --------
+    >>> from micropl.analysis.spectra import faddeeva
+    >>> w = faddeeva([0.0 + 0.0j, 1.0 + 1.0j])
+    >>> w.real.round(6).tolist(), w.imag.round(6).tolist()
+    ([1.0, 0.304744], [0.0, 0.208219])
     """
     z = np.asarray(z, dtype=np.complex128)
     if np.any(z.imag < 0):
@@ -137,6 +150,18 @@ def line_profile_per_ev(energy_ev, peak_energy_ev, fwhm_ev, model="lorentzian",
     -------
     ndarray
         Profile values in 1/eV, same shape as ``energy_ev``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectra import line_profile_per_ev
+    >>> e = np.linspace(2.0, 3.0, 200001)
+    >>> for model in ("lorentzian", "gaussian", "voigt"):
+    ...     prof = line_profile_per_ev(e, 2.5, 0.002, model, fwhm_gauss_ev=0.002)
+    ...     print(model, round(float(prof.sum() * (e[1] - e[0])), 3))           # unit area
+    lorentzian 0.999
+    gaussian 1.0
+    voigt 0.999
     """
     x = np.asarray(energy_ev, dtype=np.float64) - peak_energy_ev
     if model == "lorentzian":

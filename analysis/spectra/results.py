@@ -206,7 +206,20 @@ class SpectrumFit:
 
 
 def model_counts(fit: SpectrumFit, wavelength_nm, index=None) -> np.ndarray:
-    """Counts per pixel of a fitted model on a pixel axis; see :meth:`SpectrumFit.model_counts`."""
+    """Counts per pixel of a fitted model on a pixel axis; see :meth:`SpectrumFit.model_counts`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectra import fit_spectra, model_counts, polynomial_axis_nm
+    >>> wl = polynomial_axis_nm(300, [500.0, 0.05])
+    >>> x = np.arange(300.0)
+    >>> clean = 20.0 + 3000.0 / (1.0 + ((x - 150.0) / 4.0) ** 2)
+    >>> fit = fit_spectra(wl, np.random.default_rng(0).poisson(clean).astype(float))
+    >>> m = model_counts(fit, wl)
+    >>> m.shape, bool(np.abs(m - clean).max() < 0.05 * clean.max())
+    ((300,), True)
+    """
     edges = _energy_edges(wavelength_nm)
     params = np.asarray(fit.params, dtype=np.float64)
     one_d = params.ndim == 1

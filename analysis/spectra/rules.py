@@ -55,6 +55,17 @@ def saturated_spectra(counts, saturation_counts: float | None = None) -> np.ndar
     -------
     ndarray of bool
         Shape ``()`` or ``(n_spectra,)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectra import saturated_spectra
+    >>> y = 100.0 + 1000.0 * np.exp(-0.5 * ((np.arange(100) - 50) / 3.0) ** 2)
+    >>> clipped = np.minimum(y, 800.0)                                    # a flat top at the ceiling
+    >>> saturated_spectra(np.stack([y, clipped])).tolist()
+    [False, True]
+    >>> bool(saturated_spectra(y, saturation_counts=1000.0))
+    True
     """
     y = np.asarray(counts, dtype=np.float64)
     y2 = y.reshape(-1, y.shape[-1])
@@ -109,6 +120,16 @@ def error_scale(reduced_chi2, noise_known: bool, scale_errors: str = "auto"
         Multiplier of the errors (the covariance takes its square).
     scaled : ndarray of bool
         Whether the factor differs from 1 by the rule.
+
+    Examples
+    --------
+    >>> from micropl.analysis.spectra import error_scale
+    >>> factor, scaled = error_scale([0.25, 4.0], noise_known=True)      # widened above 1 only
+    >>> factor.tolist(), scaled.tolist()
+    ([1.0, 2.0], [False, True])
+    >>> factor, scaled = error_scale([0.25, 4.0], noise_known=False)     # the data's own scatter
+    >>> factor.tolist(), scaled.tolist()
+    ([0.5, 2.0], [True, True])
     """
     if scale_errors not in ("auto", "chi2", "inflate", "none"):
         raise AnalysisInputError(
@@ -143,6 +164,16 @@ def resolution_ev(wavelength_nm, peak_energy_ev, resolution_mev: float | None = 
     -------
     ndarray
         Same shape as ``peak_energy_ev``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectra import resolution_ev
+    >>> wl = np.linspace(500.0, 510.0, 101)                               # 0.1 nm pixels
+    >>> (resolution_ev(wl, [2.46, 2.45]) * 1e3).round(3).tolist()          # one pixel, meV
+    [0.488, 0.484]
+    >>> (resolution_ev(wl, 2.46, resolution_mev=1.0) * 1e3).round(3).tolist()
+    1.0
     """
     wl = _check_axis(wavelength_nm)
     centres = energy_ev_from_wavelength_nm(wl)
