@@ -22,6 +22,16 @@ bins ``[-W + i·b, -W + (i+1)·b)``. When ``2W`` is a multiple of ``b`` the bins
 exactly ``[-W, W)``; otherwise the last bin is full width and the histogram covers
 ``[-W, -W + n·b)``, slightly more than ``W`` on the positive side. Every pair delay
 ``-W <= d < W`` is always counted, and no bin is ever narrower than ``b``.
+
+Parts
+-----
+``correlate`` (:func:`cross_correlate`, :func:`histogram_bins`) · ``accumulator``
+(:class:`G2Accumulator`) · ``histogram`` (checks, windows, :func:`detect_period_ps`) ·
+``intervals`` (Poisson intervals) · ``shapes`` (peak shape, comb kernel) · ``comb`` (the
+comb model and the folded side-peak shape) · ``refit`` (Poisson-weighted refits on
+:mod:`micropl.analysis.fitcore`) · ``pulsed`` (:func:`pulsed_g2`) · ``peak_train``
+(:func:`fit_peak_train`) · ``cw`` (:func:`fit_cw_g2`) · ``results`` (the result
+classes). Import the public names from the package.
 """
 
 from micropl.analysis.g2.accumulator import (
@@ -84,6 +94,6 @@ __all__ = [
 
 # Session files name the stored record types by their public path (the table's
 # ``type_name``, e.g. ``micropl.analysis.spectra.SpectrumFit``): keep it.
-for _cls in (G2Accumulator, G2Result, PeakTrainFit, CwG2Fit,):
+for _cls in (G2Accumulator, G2Result, PeakTrainFit, CwG2Fit):
     _cls.__module__ = __name__
 del _cls

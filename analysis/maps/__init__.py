@@ -23,6 +23,13 @@ EMCCD excess noise) the errors grow accordingly (quasi-Poisson). With
 ``noise="gaussian"`` it is an unweighted least-squares fit whose covariance is scaled by
 the residual variance (as :func:`scipy.optimize.curve_fit` does with
 ``absolute_sigma=False``).
+
+Parts
+-----
+``results`` (the result classes) · ``kernels`` (the compiled 2D Gaussian fitter on
+:mod:`micropl.analysis.fitcore`) · ``gauss2d`` (window fits, :func:`fit_gaussian_2d`) ·
+``spots`` (:func:`find_spots`, :func:`emptiest_position_um`) · ``registration``
+(:func:`register_shift_um`). Import the public names from the package.
 """
 
 from micropl.analysis.maps.gauss2d import (
@@ -56,6 +63,6 @@ __all__ = [
 
 # Session files name the stored record types by their public path (the table's
 # ``type_name``, e.g. ``micropl.analysis.spectra.SpectrumFit``): keep it.
-for _cls in (Gaussian2DFit, SpotList, ImageShift,):
+for _cls in (Gaussian2DFit, SpotList, ImageShift):
     _cls.__module__ = __name__
 del _cls

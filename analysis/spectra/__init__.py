@@ -59,6 +59,16 @@ same defaults, so the same data give the same numbers.
   width and ``resolution_mev``) or a line's area is below 3σ of its error;
   ``"poor fit"`` when the noise model is known and ``reduced_chi2 > 3``;
   otherwise ``"ok"``. ``success`` is True for ``"ok"`` and ``"poor fit"``.
+
+Parts
+-----
+``axes`` (pixel wavelengths, energies, edges, densities) · ``profiles`` (line shapes,
+Faddeeva function, scalar CDF/Voigt kernels) · ``kernels`` (numba passes: model,
+weights, normal equations) · ``levmar`` (the per-spectrum LM loop and its batch runners,
+on :mod:`micropl.analysis.fitcore`) · ``estimate`` (first estimate, automatic range,
+start values) · ``rules`` (saturation, error scale, resolution) · ``results``
+(:class:`SpectrumFit`, :func:`model_counts`) · ``fit`` (:func:`fit_spectra`). Import
+the public names from the package.
 """
 
 from micropl.analysis.spectra.axes import (
@@ -130,6 +140,6 @@ __all__ = [
 
 # Session files name the stored record types by their public path (the table's
 # ``type_name``, e.g. ``micropl.analysis.spectra.SpectrumFit``): keep it.
-for _cls in (SpectrumFit, LineEstimate,):
+for _cls in (SpectrumFit, LineEstimate):
     _cls.__module__ = __name__
 del _cls
