@@ -16,8 +16,7 @@ model — and takes the rest from here:
   (the convergence test of the spectrum fit);
 * :func:`invert_spd` (scaled Cholesky inverse) and :func:`invert` (with the elimination
   fallback): the covariance ``(JᵀWJ)⁻¹``; :func:`covariance_from_jacobian` its
-  pseudo-inverse form for models with undetermined parameters; :func:`normal_equations`
-  builds ``JᵀWJ`` and ``JᵀW r`` from a Jacobian;
+  pseudo-inverse form for models with undetermined parameters;
 * the convergence flags :data:`OK`, :data:`MAX_ITER`, :data:`SINGULAR`,
   :data:`STALLED` and :data:`NONFINITE`;
 * :func:`lm_fit` — a complete weighted least-squares Levenberg–Marquardt loop with box
@@ -63,7 +62,6 @@ __all__ = [
     "invert",
     "invert_spd",
     "lm_fit",
-    "normal_equations",
     "solve_lu",
     "solve_normal",
     "solve_spd",
@@ -347,40 +345,6 @@ def invert(a, out):
         for i in range(n):
             out[i, j] = col[i]
     return True
-
-
-@numba.njit(**_JIT)
-def normal_equations(jac, w, r, h, g):
-    """``H = JᵀWJ`` and ``g = JᵀW r`` for a diagonal weight ``W``.
-
-    Parameters
-    ----------
-    jac : ndarray, shape (m, n)
-        Jacobian of the model.
-    w : ndarray, shape (m,)
-        Weights (``1/σ²``).
-    r : ndarray, shape (m,)
-        Residuals ``data − model``.
-    h : ndarray, shape (n, n)
-        Receives ``JᵀWJ``.
-    g : ndarray, shape (n,)
-        Receives ``JᵀW r``.
-    """
-    m, n = jac.shape
-    for a in range(n):
-        g[a] = 0.0
-        for b in range(n):
-            h[a, b] = 0.0
-    for i in range(m):
-        wi = w[i]
-        for a in range(n):
-            wa = wi * jac[i, a]
-            g[a] += wa * r[i]
-            for b in range(a + 1):
-                h[a, b] += wa * jac[i, b]
-    for a in range(n):
-        for b in range(a):
-            h[b, a] = h[a, b]
 
 
 def covariance_from_jacobian(jac_w: np.ndarray, free: np.ndarray | None = None) -> np.ndarray:
