@@ -171,6 +171,14 @@ def intensity_trace(t_ps: np.ndarray, bin_s: float, t_start_ps: int | None = Non
     AnalysisInputError
         No photons and no interval given, unsorted times, non-positive ``bin_s``, or an
         interval shorter than one bin.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.blinking import intensity_trace
+    >>> t_s, counts = intensity_trace(np.array([0, 5, 12, 13, 14, 31]) * 10**9, 0.01)  # 10 ms bins
+    >>> t_s.round(3).tolist(), counts.tolist()
+    ([0.005, 0.015, 0.025], [2, 3, 0])
     """
     t = np.asarray(t_ps, dtype=np.int64)
     if t.ndim != 1:
@@ -213,6 +221,14 @@ def intensity_histogram(counts: np.ndarray, bin_counts: int = 1) -> tuple[np.nda
         Centre of each histogram bin, in counts per time bin.
     occurrences : ndarray of int64, shape (n_levels,)
         Number of time bins in each histogram bin.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.blinking import intensity_histogram
+    >>> values, n_bins = intensity_histogram(np.array([0, 1, 1, 3, 3, 3]))
+    >>> values.tolist(), n_bins.tolist()
+    ([0.0, 1.0, 2.0, 3.0], [1, 2, 0, 3])
     """
     c = np.asarray(counts)
     if c.ndim != 1 or c.size == 0 or np.any(c < 0):
@@ -252,6 +268,17 @@ def two_level_threshold(counts: np.ndarray, *, max_iter: int = 500,
         Threshold and levels in counts per bin. ``success`` is False (with a reason) when
         EM did not converge, a level holds fewer than 1 % of the bins, or the levels are
         closer than 3 combined standard deviations.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.blinking import two_level_threshold
+    >>> rng = np.random.default_rng(0)
+    >>> on = rng.random(5000) < 0.6
+    >>> counts = np.where(on, rng.poisson(40.0, 5000), rng.poisson(5.0, 5000))
+    >>> fit = two_level_threshold(counts)
+    >>> bool(fit.success), round(fit.off_level_counts), round(fit.on_level_counts), round(fit.on_fraction, 2)
+    (True, 5, 40, 0.6)
     """
     c = np.asarray(counts)
     if c.ndim != 1 or c.size < 10:
@@ -326,6 +353,16 @@ def on_off_durations(trace: tuple[np.ndarray, np.ndarray],
         Durations of complete on periods in s (multiples of the bin width).
     off_s : ndarray of float, shape (n_off,)
         Durations of complete off periods in s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.blinking import on_off_durations
+    >>> t_s = np.arange(10) * 0.01
+    >>> counts = np.array([9, 9, 1, 1, 1, 9, 1, 9, 9, 9])
+    >>> on_s, off_s = on_off_durations((t_s, counts), threshold=5.0)
+    >>> on_s.round(3).tolist(), off_s.round(3).tolist()           # the first and last periods are cut
+    ([0.01], [0.03, 0.01])
     """
     try:
         t_s, counts = trace
@@ -377,6 +414,16 @@ def fit_durations(durations_s: np.ndarray, bin_s: float, *,
     -------
     DurationFit
         ``tau_s`` or ``alpha`` with 1σ error.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.blinking import fit_durations
+    >>> rng = np.random.default_rng(1)
+    >>> k = rng.geometric(1.0 - np.exp(-0.01 / 0.05), 4000)      # τ = 50 ms in 10 ms bins
+    >>> fit = fit_durations(k * 0.01, 0.01)
+    >>> round(fit.tau_s, 3), fit.tau_err_s < 0.002
+    (0.05, True)
     """
     d = np.asarray(durations_s, dtype=float)
     if not bin_s > 0:
@@ -434,6 +481,13 @@ def delays_after_sync_ps(t_sync_ps: np.ndarray, t_photon_ps: np.ndarray) -> np.n
     -------
     ndarray of int64, shape (n_photons,)
         Delay in ps, or −1 for photons before the first sync.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.blinking import delays_after_sync_ps
+    >>> delays_after_sync_ps(np.array([0, 12500, 25000]), np.array([-5, 300, 12600, 30000])).tolist()
+    [-1, 300, 100, 5000]
     """
     sync = np.asarray(t_sync_ps, dtype=np.int64)
     phot = np.asarray(t_photon_ps, dtype=np.int64)
@@ -504,6 +558,18 @@ def flid(t_photon_ps: np.ndarray, bin_s: float, period_ps: float, *,
     FlidResult
         Per-bin counts and mean delays, and the 2D histogram with its axes. Photons
         without a preceding sync count in the intensity but not in the mean delay.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.blinking import flid
+    >>> rng = np.random.default_rng(2)
+    >>> sync = np.arange(0, 2 * 10**10, 12_500, dtype=np.int64)           # 20 ms at 80 MHz
+    >>> emit = np.sort(rng.choice(sync.size, 20_000, replace=False))
+    >>> photons = sync[emit] + 1000 + rng.exponential(1500.0, emit.size).astype(np.int64)
+    >>> res = flid(np.sort(photons), 1e-3, 12_500.0, t_sync_ps=sync, t0_ps=1000.0)
+    >>> res.counts.size, round(float(np.nanmean(res.mean_delay_ns)), 1)   # τ ≈ 1.5 ns
+    (19, 1.5)
     """
     phot = np.asarray(t_photon_ps, dtype=np.int64)
     if (t_sync_ps is None) == (delay_ps is None):

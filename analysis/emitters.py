@@ -254,6 +254,21 @@ def two_lines(one, two, *, pixel_mev: float = 0.0, p_max: float = TWO_LINE_P_MAX
     Returns
     -------
     TwoLineTest
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.emitters import two_lines
+    >>> from micropl.analysis.spectra import fit_spectra, polynomial_axis_nm
+    >>> wl = polynomial_axis_nm(300, [500.0, 0.02])
+    >>> x = np.arange(300.0)
+    >>> y = np.random.default_rng(0).poisson(10.0 + 2000.0 / (1.0 + ((x - 130.0) / 3.0) ** 2)
+    ...                                  + 1500.0 / (1.0 + ((x - 170.0) / 3.0) ** 2)).astype(float)
+    >>> one = fit_spectra(wl, y, noise_factor=1.0, roi_nm=(500.0, 505.98))
+    >>> two = fit_spectra(wl, y, noise_factor=1.0, n_peaks=2, roi_nm=(500.0, 505.98))
+    >>> test = two_lines(one, two)
+    >>> test.two_lines, round(test.separation_mev, 1)
+    (True, 3.9)
     """
     chi2_1, chi2_2 = _chi2(one), _chi2(two)
     dof_1, dof_2 = int(one.dof), int(two.dof)
@@ -304,6 +319,17 @@ def two_line_test(wavelength_nm, counts, *, noise_factor: float | None = 2.0,
     Returns
     -------
     TwoLineTest
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.emitters import two_line_test
+    >>> from micropl.analysis.spectra import polynomial_axis_nm
+    >>> wl = polynomial_axis_nm(300, [500.0, 0.02])
+    >>> x = np.arange(300.0)
+    >>> y = np.random.default_rng(0).poisson(10.0 + 2000.0 / (1.0 + ((x - 130.0) / 3.0) ** 2)).astype(float)
+    >>> two_line_test(wl, y, noise_factor=1.0).two_lines                     # one line only
+    False
     """
     from micropl.analysis.spectra import HC_EV_NM, fit_spectra
 
@@ -326,6 +352,17 @@ def fit_flags(fit) -> list[str]:
 
     Reads ``quality`` (``"poor fit"`` → ``poor_fit``) and ``saturated`` with
     defaults, so fits without these fields give no flag.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.emitters import fit_flags
+    >>> from micropl.analysis.spectra import fit_spectra, polynomial_axis_nm
+    >>> wl = polynomial_axis_nm(200, [500.0, 0.05])
+    >>> x = np.arange(200.0)
+    >>> y = np.random.default_rng(0).poisson(20.0 + 3000.0 / (1.0 + ((x - 100.0) / 3.0) ** 2)).astype(float)
+    >>> fit_flags(fit_spectra(wl, y, noise_factor=1.0)), fit_flags(fit_spectra(wl, np.minimum(y, 1500.0)))
+    ([], ['saturated'])
     """
     if fit is None:
         return []

@@ -45,6 +45,21 @@ def is_ptu_file(path: Path) -> bool:
     ------
     FileFormatError
         When ``path`` is a directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.g2_files import is_ptu_file
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "tags.bin"
+    >>> n = write_ptu_t2(path, [1000, 2000], [1, 2], sync_rate_hz=80e6)
+    >>> text = Path(folder.name) / "g2.txt"
+    >>> _ = text.write_text("0 1\\n")
+    >>> is_ptu_file(path), is_ptu_file(text)
+    (True, False)
+    >>> folder.cleanup()
     """
     try:
         with open(path, "rb") as fh:
@@ -136,6 +151,22 @@ def pulsed_rate_and_window(path: Path, header: PtuHeader, rep_rate_hz: float | N
         One line naming the file and the value when the window would need more than
         :data:`~micropl.analysis.g2.MAX_ANALYSIS_BINS` bins, or the period fewer than
         four bins (so memory and time stay bounded for any header).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.g2_files import pulsed_rate_and_window
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> from micropl.analysis.tags import read_ptu_header
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "tags.ptu"
+    >>> n = write_ptu_t2(path, [1000, 2000], [1, 2], sync_rate_hz=80e6)
+    >>> pulsed_rate_and_window(path, read_ptu_header(path), None, 5, 64)
+    (80000000.0, 'header', 75008)
+    >>> pulsed_rate_and_window(path, read_ptu_header(path), 40e6, 2, 100)
+    (40000000.0, 'user', 75000)
+    >>> folder.cleanup()
     """
     if bin_ps <= 0:
         raise AnalysisInputError(f"--bin-ps must be > 0, got {bin_ps}")
@@ -180,6 +211,26 @@ def check_replay_rate(path: Path, rep_rate_hz: float | None, n_side: int, bin_ps
         No sync rate in a T2 header and no ``--rep-rate``; as
         :func:`pulsed_rate_and_window` and :func:`correlate_ptu_stream` (one line
         naming the file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from micropl.analysis.g2_files import check_replay_rate
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> from micropl.errors import AnalysisInputError
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "tags.ptu"
+    >>> t = np.arange(0, 1000) * 12_500
+    >>> n = write_ptu_t2(path, np.sort(np.concatenate([t, t + 300])), [1, 2] * 1000, sync_rate_hz=80e6)
+    >>> check_replay_rate(path, None, 2, 100)                         # fine: returns None
+    >>> try:
+    ...     check_replay_rate(path, None, 2, 100, channels=(1, 3))
+    ... except AnalysisInputError as exc:
+    ...     print(str(exc).replace(str(path), "tags.ptu"))
+    channel 3 has no tags in tags.ptu; channels present: 1, 2
+    >>> folder.cleanup()
     """
     from micropl.ptu import T3_RECORD_TYPES
 
@@ -235,6 +286,23 @@ def correlate_ptu_stream(path: Path, header: PtuHeader, ch_a: int, ch_b: int, bi
         A channel without tags; more than :data:`MAX_PAIRS` pairs or
         :data:`MAX_TAIL_TAGS` retained tags; records out of
         order (as :func:`~micropl.analysis.tags.iter_ptu_t2`). One line naming the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from micropl.analysis.g2_files import correlate_ptu_stream
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> from micropl.analysis.tags import read_ptu_header
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "tags.ptu"
+    >>> t = np.arange(0, 100) * 10_000
+    >>> n = write_ptu_t2(path, np.sort(np.concatenate([t, t + 300])), [1, 2] * 100, sync_rate_hz=80e6)
+    >>> acc, _, n_tags = correlate_ptu_stream(path, read_ptu_header(path), 1, 2, 100, 1000)
+    >>> int(acc.counts.sum()), float(acc.tau_ps[np.argmax(acc.counts)])
+    (100, 350.0)
+    >>> folder.cleanup()
     """
     acc = G2Accumulator(bin_ps, window_ps, channel_a=ch_a, channel_b=ch_b,
                         max_pairs=MAX_PAIRS, max_tail=MAX_TAIL_TAGS)

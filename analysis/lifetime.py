@@ -162,6 +162,16 @@ def decay_histogram(t_sync_ps: np.ndarray, t_photon_ps: np.ndarray, bin_ps: floa
     AnalysisInputError
         Unsorted inputs, no sync pulses, non-positive ``bin_ps``/``period_ps``, or a
         ``pulses_per_sync`` that is not a whole number >= 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.lifetime import decay_histogram
+    >>> sync = np.arange(4) * 12_500
+    >>> photons = sync[[0, 1, 3]] + np.array([100, 600, 3000])
+    >>> t, counts = decay_histogram(sync, photons, 500.0, 12_500.0)
+    >>> t[:3].tolist(), counts[:7].tolist()
+    ([250.0, 750.0, 1250.0], [1, 1, 0, 0, 0, 0, 1])
     """
     sync = np.asarray(t_sync_ps, dtype=np.int64)
     phot = np.asarray(t_photon_ps, dtype=np.int64)
@@ -230,6 +240,14 @@ def decay_model(t_ps: np.ndarray, tau_ns, amplitude, t0_ps: float, irf_sigma_ps:
     -------
     ndarray, shape (n_bins,)
         Expected counts per bin.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.lifetime import decay_model
+    >>> t = np.arange(0.0, 12500.0, 2500.0)
+    >>> decay_model(t, 1.0, 1000.0, 0.0, 1e-3, 0.0, 12500.0).round(1).tolist()
+    [500.0, 82.1, 6.7, 0.6, 0.0]
     """
     t_ns = np.asarray(t_ps, dtype=float) * 1e-3
     return _model_ns(t_ns, np.atleast_1d(np.asarray(tau_ns, float)),
@@ -372,6 +390,17 @@ def fit_decay(t_ps: np.ndarray, counts: np.ndarray, period_ps: float, *,
     AnalysisInputError
         Shapes differ, too few bins, negative or non-finite counts, no photons, or a
         component count other than 1 or 2.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.lifetime import decay_model, fit_decay
+    >>> t = np.arange(0.0, 12500.0, 50.0)
+    >>> mean = decay_model(t, 1.5, 2e4, 2000.0, 80.0, 2.0, 12500.0)
+    >>> counts = np.random.default_rng(0).poisson(mean).astype(float)
+    >>> fit = fit_decay(t, counts, 12500.0)
+    >>> round(float(fit.tau_ns[0]), 1), round(fit.t0_ps, -1)
+    (1.5, 2000.0)
     """
     t = np.asarray(t_ps, dtype=float)
     n = np.asarray(counts, dtype=float)

@@ -200,6 +200,22 @@ def write_ptu_t2(
         sync rate or resolution, or a header entry that cannot be written.
     OSError
         The file cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> from micropl.analysis.tags import read_ptu_t2
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "tags.ptu"
+    >>> write_ptu_t2(path, [1000, 2500, 7000], [1, 2, 1], sync_rate_hz=80e6)
+    3
+    >>> tags = read_ptu_t2(path)
+    >>> tags.t_ps.tolist(), tags.channel.tolist()
+    ([1000, 2500, 7000], [1, 2, 1])
+    >>> folder.cleanup()
     """
     t = np.asarray(t_ps)
     ch = np.asarray(channel)

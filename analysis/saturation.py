@@ -92,6 +92,13 @@ def saturation_model(power: np.ndarray, amplitude: float, p_sat: float,
     -------
     ndarray, shape (n,)
         Expected counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.saturation import saturation_model
+    >>> saturation_model(np.array([0.0, 1.0, 3.0]), 1000.0, 1.0).round(1).tolist()
+    [0.0, 632.1, 950.2]
     """
     p = np.asarray(power, dtype=float)
     return amplitude * -np.expm1(-p / p_sat) + slope * p + offset
@@ -147,6 +154,17 @@ def fit_saturation(power: np.ndarray, counts: np.ndarray,
     AnalysisInputError
         Shapes differ, non-finite or negative powers, non-positive errors, or fewer points
         than parameters + 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.saturation import fit_saturation, saturation_model
+    >>> p = np.geomspace(0.05, 20.0, 15)
+    >>> rng = np.random.default_rng(0)
+    >>> counts = rng.poisson(saturation_model(p, 5e4, 2.0, 300.0, 200.0)).astype(float)
+    >>> fit = fit_saturation(p, counts, power_unit="uW")
+    >>> bool(fit.success), round(fit.p_sat, 1), round(fit.amplitude / 1e4, 1)
+    (True, 2.0, 5.0)
     """
     p = np.asarray(power, dtype=float)
     y = np.asarray(counts, dtype=float)

@@ -34,6 +34,18 @@ def read_text_limited(path: Path, what: str) -> bytes:
     ------
     FileFormatError
         The file is larger (one line naming it and its size).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.spectrum_files import read_text_limited
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "spectrum.txt"
+    >>> _ = path.write_text("500 12\\n")
+    >>> read_text_limited(path, "spectrum")
+    b'500 12\\n'
+    >>> folder.cleanup()
     """
     size = path.stat().st_size
     if size > MAX_TEXT_FILE_BYTES:
@@ -54,6 +66,13 @@ def text_lines(path: Path, text: str) -> Iterator[tuple[int, str]]:
     ------
     FileFormatError
         A line longer than :data:`MAX_TEXT_LINE_CHARS` characters.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from micropl.analysis.spectrum_files import text_lines
+    >>> list(text_lines(Path("spectrum.txt"), "500 12\\r\\n  501 13 \\n"))
+    [(1, '500 12'), (2, '501 13')]
     """
     for number, line in enumerate(io.StringIO(text, newline=None), start=1):
         if len(line) > MAX_TEXT_LINE_CHARS:
@@ -95,6 +114,19 @@ def read_spectrum_file(path, *, frame: int | None = None,
         counts, fewer than 3 points or non-monotonic wavelength, several frames
         without ``frame``; the message names the file and the problem (and the line
         number where it helps).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.spectrum_files import read_spectrum_file
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "spectrum.csv"
+    >>> _ = path.write_text("wavelength_nm;counts\\n# a comment\\n500.2;12\\n500.1;30\\n500.0;11\\n")
+    >>> wl, counts = read_spectrum_file(path)
+    >>> wl.tolist(), counts.tolist()                                  # returned ascending
+    ([500.0, 500.1, 500.2], [11.0, 30.0, 12.0])
+    >>> folder.cleanup()
     """
     from micropl.analysis.formats import read_spectra  # the formats use this module
 

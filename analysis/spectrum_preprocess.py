@@ -83,6 +83,14 @@ def mean_frame(frames) -> tuple[np.ndarray, np.ndarray]:
         Per-pixel mean in counts.
     variance : ndarray, shape (...)
         Variance of that mean (sample variance / n_frames) in counts².
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectrum_preprocess import mean_frame
+    >>> mean, sem = mean_frame(np.array([[10.0, 20.0], [12.0, 24.0], [14.0, 22.0]]))
+    >>> mean.tolist(), sem.round(3).tolist()
+    ([12.0, 22.0], [1.333, 1.333])
     """
     f = _finite("frames", frames)
     if f.ndim < 2 or f.shape[0] < 2:
@@ -112,6 +120,14 @@ def frame_noise_rms(frames, *, clip_quantile: float = 0.995) -> float:
     -------
     float
         Noise of one frame, counts rms per pixel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectrum_preprocess import frame_noise_rms
+    >>> dark = np.random.default_rng(0).normal(100.0, 3.0, (20, 512))
+    >>> round(frame_noise_rms(dark), 1)
+    3.0
     """
     f = _finite("frames", frames)
     if f.ndim < 2 or f.shape[0] < 2:
@@ -149,6 +165,14 @@ def subtract_background_frame(counts, background, *, counts_variance=None,
         ``counts − background``.
     variance : ndarray, shape like ``counts``
         Variance of ``corrected`` in counts² (the sum of both variances).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectrum_preprocess import subtract_background_frame
+    >>> net, var = subtract_background_frame([110.0, 150.0], [100.0, 100.0], noise_factor=1.0)
+    >>> net.tolist(), var.round(6).tolist()
+    ([10.0, 50.0], [10.0, 50.0])
     """
     c = _finite("counts", counts)
     b = _finite("background", background)
@@ -203,6 +227,16 @@ def remove_cosmic_rays_spatial(counts, *, threshold: float = 6.0, window_px: int
         Counts with spikes replaced by the running median.
     mask : ndarray of bool, shape like ``counts``
         True where a pixel was replaced.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectrum_preprocess import remove_cosmic_rays_spatial
+    >>> y = np.random.default_rng(0).poisson(100.0, 200).astype(float)
+    >>> y[50] += 5000.0                                                  # a one-pixel cosmic ray
+    >>> clean, hit = remove_cosmic_rays_spatial(y, noise_factor=1.0)
+    >>> np.flatnonzero(hit).tolist(), bool(abs(clean[50] - 100.0) < 40.0)
+    ([50], True)
     """
     c = _finite("counts", counts)
     if c.ndim not in (1, 2) or c.shape[-1] < 3:
@@ -243,6 +277,16 @@ def remove_cosmic_rays_temporal(frames, *, threshold: float = 6.0, noise_factor:
     cleaned : ndarray, shape like ``frames``
     mask : ndarray of bool, shape like ``frames``
         True where a value was replaced.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectrum_preprocess import remove_cosmic_rays_temporal
+    >>> frames = np.random.default_rng(0).poisson(100.0, (5, 100)).astype(float)
+    >>> frames[2, 40] += 3000.0
+    >>> clean, hit = remove_cosmic_rays_temporal(frames, noise_factor=1.0)
+    >>> [tuple(map(int, ij)) for ij in np.argwhere(hit)], bool(clean[2, 40] < 200.0)
+    ([(2, 40)], True)
     """
     f = _finite("frames", frames)
     if f.ndim < 2 or f.shape[0] < 2:
@@ -275,6 +319,18 @@ def combine_accumulations(frames, *, mode: str = "sum", variance=None,
     combined : ndarray, shape (..., n_px)
     variance : ndarray, shape (..., n_px)
         Variance of ``combined`` in counts².
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectrum_preprocess import combine_accumulations
+    >>> frames = np.array([[10.0, 20.0, 30.0], [12.0, 18.0, 30.0]])
+    >>> total, var = combine_accumulations(frames, noise_factor=1.0)
+    >>> total.tolist(), var.round(6).tolist()
+    ([22.0, 38.0, 60.0], [22.0, 38.0, 60.0])
+    >>> mean, var = combine_accumulations(frames, mode="mean", noise_factor=1.0)
+    >>> mean.tolist(), var.round(6).tolist()
+    ([11.0, 19.0, 30.0], [5.5, 9.5, 15.0])
     """
     f = _finite("frames", frames)
     if f.ndim < 2:
@@ -314,6 +370,16 @@ def noise_model_from_scatter(counts) -> tuple[float, float]:
         Variance per count of signal (> 0).
     read_noise : float
         Signal-independent noise, counts rms.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.spectrum_preprocess import noise_model_from_scatter
+    >>> rng = np.random.default_rng(0)
+    >>> level = np.linspace(50.0, 2000.0, 2000)
+    >>> counts = 2.0 * rng.poisson(level / 2.0) + rng.normal(0.0, 10.0, level.size)  # F = 2, σ_read 10
+    >>> tuple(round(v, 1) for v in noise_model_from_scatter(counts))        # rough, from one spectrum
+    (1.8, 7.2)
     """
     y = _finite("counts", counts)
     if y.ndim != 1 or y.size < 9:

@@ -231,6 +231,14 @@ def fwhm_histogram(fwhm_mev: np.ndarray, bin_mev: float = 5.0) -> tuple[np.ndarr
         Bin edges in meV.
     counts : ndarray of int64, shape (n_bins,)
         QDs per bin.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.statistics import fwhm_histogram
+    >>> edges, counts = fwhm_histogram(np.array([51.0, 53.0, 58.0, 66.0]), bin_mev=5.0)
+    >>> edges.tolist(), counts.tolist()
+    ([50.0, 55.0, 60.0, 65.0, 70.0], [2, 1, 0, 1])
     """
     f = _as_1d("fwhm_mev", fwhm_mev)
     f = f[np.isfinite(f) & (f > 0)]
@@ -269,6 +277,16 @@ def linear_fit_with_scatter(x: np.ndarray, y: np.ndarray, x_err: np.ndarray | No
     AnalysisInputError
         Fewer than 3 points, mismatched lengths, non-finite values or negative errors, or
         all x equal.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.statistics import linear_fit_with_scatter
+    >>> x = np.linspace(2.40, 2.50, 30)
+    >>> y = 60.0 + 200.0 * (x - 2.45) + np.random.default_rng(0).normal(0.0, 2.0, 30)
+    >>> fit = linear_fit_with_scatter(x, y, y_err=np.full(30, 1.0))
+    >>> round(fit.slope, -1), round(fit.sigma_intrinsic, 0)
+    (200.0, 1.0)
     """
     x = _as_1d("x", x)
     y = _as_1d("y", y, x.size)
@@ -353,6 +371,14 @@ def g2_distribution(g2_zero: np.ndarray, g2_zero_err: np.ndarray | None = None, 
     -------
     G2Distribution
         Histogram, counts and fractions (see its attributes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.statistics import g2_distribution
+    >>> d = g2_distribution(np.array([0.1, 0.2, 0.45, 0.7, 0.9]), np.array([0.02, 0.05, 0.1, 0.1, 0.1]))
+    >>> d.n_valid, d.n_single_photon, d.n_single_photon_confident, round(d.fraction_single_photon, 2)
+    (5, 3, 2, 0.6)
     """
     g = _as_1d("g2_zero", g2_zero)
     e = np.zeros_like(g) if g2_zero_err is None else _as_1d("g2_zero_err", g2_zero_err,
@@ -432,6 +458,15 @@ def survey_statistics(peak_energy_ev: np.ndarray, fwhm_mev: np.ndarray,
     ------
     AnalysisInputError
         Mismatched lengths, or no QD with a valid spectrum.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from micropl.analysis.statistics import survey_statistics
+    >>> e = np.array([2.41, 2.44, 2.46, 2.48])
+    >>> s = survey_statistics(e, np.array([50.0, 60.0, 65.0, 75.0]), g2_zero=np.array([0.1, 0.3, 0.6, 0.2]))
+    >>> s.n_total, round(s.fwhm_mean_mev, 1), s.g2.n_single_photon
+    (4, 62.5, 3)
     """
     e = _as_1d("peak_energy_ev", peak_energy_ev)
     n = e.size

@@ -243,6 +243,20 @@ def read_ptu_header(path: str | os.PathLike[str], *, allow_t3: bool = False) -> 
         Missing, empty, truncated, foreign, T3 or image file, a resolution outside
         :data:`PTU_RESOLUTION_RANGE_S`, a header that promises more records than the
         file holds, or more than :data:`MAX_PTU_RECORDS` records. The message is one line naming the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> from micropl.analysis.tags import read_ptu_header
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "tags.ptu"
+    >>> n = write_ptu_t2(path, [1000, 2000], [1, 2], sync_rate_hz=40e6)
+    >>> header = read_ptu_header(path)
+    >>> header.n_records, header.sync_rate_hz, header.resolution_s
+    (2, 40000000.0, 1e-12)
+    >>> folder.cleanup()
     """
     p = Path(path)
     name = str(p)
@@ -373,6 +387,21 @@ def iter_ptu_t2(header: PtuHeader, *, block_records: int = PTU_BLOCK_RECORDS
         Records missing from the file, time that goes backwards, or overflow
         records that push the time beyond :data:`MAX_PTU_SPAN_S`. One line naming the
         file and the record.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> from micropl.analysis.tags import iter_ptu_t2, read_ptu_header
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "tags.ptu"
+    >>> n = write_ptu_t2(path, np.arange(10) * 1000, [1, 2] * 5, sync_rate_hz=80e6)
+    >>> blocks = list(iter_ptu_t2(read_ptu_header(path), block_records=4))
+    >>> [b.t_ps.tolist() for b in blocks]
+    [[0, 1000, 2000, 3000], [4000, 5000, 6000, 7000], [8000, 9000]]
+    >>> folder.cleanup()
     """
     name = header.path
     decoder = T2StreamDecoder(header.record_type, header.resolution_s)
@@ -467,6 +496,20 @@ def read_ptu_t2(path: str | os.PathLike[str], *,
         count does not match the file, more than ``max_records`` records, a channel whose
         time goes backwards, or a time span beyond :data:`MAX_PTU_SPAN_S`. The message is
         one line naming the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> from micropl.analysis.tags import read_ptu_t2
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "tags.ptu"
+    >>> n = write_ptu_t2(path, [0, 12500, 13000, 25000], [3, 3, 1, 3], sync_rate_hz=80e6, sync_channel=3)
+    >>> tags = read_ptu_t2(path)
+    >>> tags.t_ps.tolist(), tags.channel.tolist(), tags.sync_rate_hz, tags.record_type
+    ([0, 12500, 13000, 25000], [0, 0, 1, 0], 80000000.0, 'HydraHarp2T2')
+    >>> folder.cleanup()
     """
     header = read_ptu_header(path)
     name = header.path
@@ -597,6 +640,19 @@ def read_histogram_file(path: str | os.PathLike[str], *,
     FileFormatError
         Missing, empty, binary or malformed file; non-increasing delays; negative or
         non-finite counts.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.tags import read_histogram_file
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "g2.txt"
+    >>> _ = path.write_text("tau (ns), counts\\n-1.0, 10\\n-0.5, 12\\n0.0, 3\\n0.5, 11\\n1.0, 9\\n")
+    >>> hist = read_histogram_file(path)
+    >>> hist.tau_ps.tolist(), hist.counts.tolist(), hist.delay_unit, hist.unit_source
+    ([-1000.0, -500.0, 0.0, 500.0, 1000.0], [10.0, 12.0, 3.0, 11.0, 9.0], 'ns', 'header')
+    >>> folder.cleanup()
     """
     p = Path(path)
     name = str(p)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy import optimize, special
 
-from micropl.analysis.g2 import _comb_fun, fit_peak_train, pulsed_g2
+from micropl.analysis.g2 import fit_peak_train, pulsed_g2
+from micropl.analysis.g2.comb import _comb_fun
 
 PERIOD_PS = 100_000.0
 BIN_PS = 128.0
