@@ -41,17 +41,13 @@ from micropl.drivers._settings import (
     StrictSettings,
     show,
 )
-from micropl.errors import AnalysisInputError
+from micropl.errors import ConfigError, UserError
 from micropl.grating import wavelength_axis_nm
 from micropl.simulators import settings as sim
 
 log = logging.getLogger(__name__)
 
 ROLES: tuple[str, ...] = ("laser", "spectrograph", "camera", "tagger", "scanner")
-
-class ConfigError(ValueError):
-    """A setup file is missing, unreadable or invalid; the message is one line."""
-
 
 class DriverPluginError(ConfigError):
     """A module registered in the ``micropl.drivers`` entry-point group is broken.
@@ -356,7 +352,7 @@ def _check_simulated_optics(config: Any) -> None:
             n_cols + 1, camera.pixel_um, spectrograph.center_wavelength_nm,
             grating.grooves_per_mm, spectrograph.focal_length_mm,
             spectrograph.inclusion_angle_deg, center_pixel=n_cols / 2.0)
-    except AnalysisInputError as exc:
+    except UserError as exc:
         raise ValueError(f"{what}: no wavelength axis ({exc})") from None
     if not (edges_nm[0] > 0 and bool(np.all(np.diff(edges_nm) > 0))):
         raise ValueError(f"{what}: the sensor reaches beyond the diffracted spectrum "

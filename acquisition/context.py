@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from micropl.acquisition.results import AnalysisSettings
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk
 
 if TYPE_CHECKING:  # the runner makes contexts; this module does not import it
     from micropl.acquisition.interlock import ApdRateInterlock, RunSetup

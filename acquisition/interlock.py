@@ -48,7 +48,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk
 
 log = logging.getLogger(__name__)
 

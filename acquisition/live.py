@@ -5,9 +5,9 @@ A stream subscriber (DESIGN §5). The procedures compute their own results
 stages; this core only makes **previews** for displays, published with kind
 ``live`` (:data:`PREVIEW_KIND`), which storage never keeps:
 
-* :class:`~micropl.drivers.interfaces.TagChunk` records of kind ``g2`` are
+* :class:`~micropl.records.TagChunk` records of kind ``g2`` are
   correlated incrementally; every ``g2_update_interval_s`` of wall time a
-  preview :class:`~micropl.acquisition.records.G2Histogram` and
+  preview :class:`~micropl.records.G2Histogram` and
   :class:`~micropl.analysis.g2.G2Result` (g²(0) without background correction,
   as the ``g2`` procedure's precision check) are published. :class:`G2Start`
   gives the window, :class:`G2Done` ends the preview of that run/QD.
@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from micropl.acquisition.logs import REPORTED_IN_RESULT
-from micropl.acquisition.records import G2Histogram, Tagged
 from micropl.acquisition.results import AnalysisSettings, G2Measurement, spectrum_noise
 from micropl.analysis.g2 import CwG2Fit, G2Result, PeakTrainFit, check_channel_pair
 from micropl.analysis.spectra import SpectrumFit
-from micropl.drivers.interfaces import TagChunk
-from micropl.errors import AnalysisInputError
+from micropl.errors import UserError
+from micropl.records import G2Histogram, TagChunk, Tagged
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ class LiveAnalysis:
             histogram = preview.measurement.histogram()
         try:
             return preview.measurement.g2(histogram)
-        except AnalysisInputError:
+        except UserError:
             return None
 
     # ------------------------------------------------------------------ stream handler
@@ -149,7 +148,7 @@ class LiveAnalysis:
                 continue
             try:
                 self._dispatch(item)
-            except AnalysisInputError as exc:
+            except UserError as exc:
                 with self._lock:
                     self._g2.pop((item.run_id, item.qd_id), None)
                 log.warning("live g² preview of run %d QD %d stopped: %s", item.run_id,
@@ -202,7 +201,7 @@ class LiveAnalysis:
         self._preview(item, histogram)
         try:
             result = measurement.g2(histogram)
-        except AnalysisInputError as exc:
+        except UserError as exc:
             log.debug("live g² not yet computable: %s", exc)
             return
         self._preview(item, result)

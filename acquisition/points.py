@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 __all__ = ["PointOfInterest", "current_points", "POI_KIND"]
 
-#: Kind of the :class:`~micropl.acquisition.records.Tagged` envelope of a point.
+#: Kind of the :class:`~micropl.records.Tagged` envelope of a point.
 POI_KIND = "poi"
 
 

@@ -33,15 +33,6 @@ from pydantic import Field
 
 from micropl.acquisition.live import G2Done
 from micropl.acquisition.procedures.base import ProcedureBase
-from micropl.acquisition.records import (
-    G2Histogram,
-    InstrumentSnapshot,
-    QDStatus,
-    QDTarget,
-    RefocusResult,
-    RunStart,
-    RunStop,
-)
 from micropl.acquisition.results import (
     AnalysisSettings,
     G2Measurement,
@@ -49,8 +40,20 @@ from micropl.acquisition.results import (
     fit_spectrum_records,
 )
 from micropl.analysis.g2 import G2Result
-from micropl.drivers.interfaces import Frame, InstrumentError, MapLine, Spectrum, TagChunk
-from micropl.errors import AnalysisInputError
+from micropl.errors import InstrumentError, UserError
+from micropl.records import (
+    Frame,
+    G2Histogram,
+    InstrumentSnapshot,
+    MapLine,
+    QDStatus,
+    QDTarget,
+    RefocusResult,
+    RunStart,
+    RunStop,
+    Spectrum,
+    TagChunk,
+)
 from micropl.simulators import replay as rp
 
 log = logging.getLogger(__name__)
@@ -259,7 +262,7 @@ class _Derived:
         elif isinstance(record, Spectrum) and event.kind in ("frame", "accumulated"):
             try:
                 fit = fit_spectrum_records([record], ctx.analysis.spectrum_model)[0]
-            except AnalysisInputError as exc:
+            except UserError as exc:
                 log.warning("replay: QD %d %s spectrum not fitted: %s", event.qd_id,
                             event.kind, exc)
                 return
@@ -271,7 +274,7 @@ class _Derived:
             try:
                 self._g2[qd_id] = G2Measurement(ctx.analysis, ctx.setup.laser.rep_rate_hz,
                                                 ctx.setup.apd_channels)
-            except AnalysisInputError as exc:
+            except UserError as exc:
                 log.warning("replay: QD %d g² not computed: %s", qd_id, exc)
                 self._g2[qd_id] = None
         return self._g2[qd_id]
@@ -287,7 +290,7 @@ class _Derived:
             if event.g2_window_fraction is not None:
                 measurement.window_fraction = check_window_fraction(event.g2_window_fraction)
             outcome = measurement.finish(histogram)
-        except AnalysisInputError as exc:
+        except UserError as exc:
             log.warning("replay: QD %d g² not computed: %s", event.qd_id, exc)
             return
         for record in outcome.records()[1:]:

@@ -28,7 +28,8 @@ from micropl.analysis.emitters import (  # noqa: E402
     exclusion_text,
 )
 from micropl.analysis.statistics import survey_statistics  # noqa: E402
-from micropl.errors import AnalysisInputError  # noqa: E402
+from micropl.errors import AnalysisInputError, UserError  # noqa: E402
+from micropl.units import energy_ev_from_wavelength_nm  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def _spectra_panel(ax: Any, reader: SessionReader, qds: list[dict[str, Any]]) ->
         if not spectra or not fits:
             continue
         spectrum, fit = spectra[-1], fits[-1]
-        energy_ev = 1239.84198 / spectrum.wavelength_nm
+        energy_ev = energy_ev_from_wavelength_nm(spectrum.wavelength_nm)
         scale = 1.0 / max(float(np.max(spectrum.counts)), 1.0)
         offset = 1.1 * i
         ax.plot(energy_ev, spectrum.counts * scale + offset, ".", ms=2, color="0.6")
@@ -169,7 +170,7 @@ def _statistics_panels(axes: Any, qds: list[dict[str, Any]]) -> None:
                                   column("peak_energy_err_ev"), column("fwhm_err_mev"),
                                   column("g2_0"), column("g2_0_err"),
                                   flags=[q.get("flags") for q in qds])
-    except AnalysisInputError as exc:
+    except UserError as exc:
         for ax in axes:
             ax.text(0.5, 0.5, f"no statistics: {exc}", ha="center", transform=ax.transAxes,
                     wrap=True)

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from micropl.acquisition.records import G2Histogram
 from micropl.analysis.g2 import (
     G2Accumulator,
     G2Result,
@@ -38,8 +37,8 @@ from micropl.analysis.g2 import (
     pulsed_window_ps,
 )
 from micropl.analysis.spectra import SpectrumFit, fit_spectra
-from micropl.drivers.interfaces import Spectrum, TagChunk
-from micropl.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError, UserError
+from micropl.records import G2Histogram, Spectrum, TagChunk
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +277,7 @@ class G2Measurement:
         try:
             peak_train = fit_peak_train(histogram.tau_ps, histogram.counts,
                                         period_ps=result.period_ps, delay_ps=result.delay_ps)
-        except AnalysisInputError as exc:
+        except UserError as exc:
             log.warning("peak-train fit not made: %s", exc)
             return G2Outcome(histogram, result, None, f"{type(exc).__name__}: {exc}")
         return G2Outcome(histogram, result, peak_train)

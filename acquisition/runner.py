@@ -46,19 +46,21 @@ from micropl.acquisition.interlock import (
     readback_over_rate,
 )
 from micropl.acquisition.logs import REPORTED_IN_RESULT
-from micropl.acquisition.records import (
+from micropl.acquisition.results import AnalysisSettings
+from micropl.acquisition.setup import Setup
+from micropl.acquisition.stream import Stream
+from micropl.errors import InstrumentError
+from micropl.records import (
     NO_ID,
+    Frame,
     InstrumentSnapshot,
     QDStatus,
     QDTarget,
     RunStart,
     RunStop,
+    TagChunk,
     Tagged,
 )
-from micropl.acquisition.results import AnalysisSettings
-from micropl.acquisition.setup import Setup
-from micropl.acquisition.stream import Stream
-from micropl.drivers.interfaces import Frame, InstrumentError, TagChunk
 
 log = logging.getLogger(__name__)
 

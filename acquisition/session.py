@@ -26,13 +26,13 @@ from typing import Any
 
 from micropl.acquisition import logs
 from micropl.acquisition.live import LiveAnalysis
-from micropl.acquisition.records import Tagged
 from micropl.acquisition.results import AnalysisSettings
 from micropl.acquisition.runner import Procedure, Runner, RunResult
 from micropl.acquisition.setup import Setup, load_setup
 from micropl.acquisition.signals import Interrupted, SignalGuard
 from micropl.acquisition.storage.tags import raw_tag_store
 from micropl.acquisition.stream import Stream
+from micropl.records import Tagged
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from micropl.acquisition.config import ROLES, driver_module, load_config
-from micropl.drivers.interfaces import (
-    Camera,
-    Clock,
-    InstrumentError,
-    Laser,
-    Scanner,
-    Spectrograph,
-    TimeTagger,
-)
+from micropl.drivers.interfaces import Camera, Clock, Laser, Scanner, Spectrograph, TimeTagger
+from micropl.errors import InstrumentError
 from micropl.simulators.clock import VirtualClock
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from micropl.analysis.emitters import (
     spectral_jitter,
     two_line_test,
 )
-from micropl.errors import AnalysisInputError
+from micropl.errors import UserError
 
 __all__ = ["session_summary", "truth_agreement", "truth_agreement_line",
            "TRUTH_MATCH_UM", "TRUTH_N_SIGMA"]
@@ -266,7 +266,7 @@ def _computed_flags(reader: SessionReader, entry: dict[str, Any],
                      else {"noise_factor": None})
             try:
                 lines = two_line_test(sp.wavelength_nm, sp.counts, **noise)
-            except AnalysisInputError as exc:
+            except UserError as exc:
                 log.info("QD %d: two-line test not made: %s", entry["id"], exc)
     flags = qd_flags(choice, two_line=lines, fit=_FitFields(fit_fields))
     detail = None if lines is None else f"computed by info; spectrum: {lines.reason}"

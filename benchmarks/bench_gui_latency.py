@@ -34,13 +34,15 @@ from PyQt5 import QtCore, QtWidgets  # noqa: E402
 
 from micropl.acquisition import load_setup  # noqa: E402
 from micropl.acquisition.procedures import SpectrumAcquisition  # noqa: E402
-from micropl.acquisition.records import Tagged  # noqa: E402
 from micropl.acquisition.session import Session  # noqa: E402
 from micropl.acquisition.stream import Stream  # noqa: E402
 from micropl.analysis.spectra import SpectrumFit  # noqa: E402
-from micropl.drivers.interfaces import Spectrum  # noqa: E402
 from micropl.gui.app import application, demo_survey  # noqa: E402
 from micropl.gui.main_window import MainWindow  # noqa: E402
+from micropl.records import (
+    Spectrum,  # noqa: E402
+    Tagged,  # noqa: E402
+)
 
 TICK_MS = 10
 #: Budgets: event-loop lateness p99 and frame (or fit) published → painted p99, ms.

@@ -20,10 +20,9 @@ from pathlib import Path
 
 from micropl.acquisition import load_setup
 from micropl.acquisition.procedures import G2, SpectrumAcquisition
-from micropl.acquisition.records import Tagged
 from micropl.acquisition.session import Session, is_stored
 from micropl.acquisition.storage import SessionReader
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk, Tagged
 
 BUDGET_MB = 50.0
 

@@ -27,8 +27,7 @@ from scipy.optimize import curve_fit
 
 from micropl.acquisition import Session, load_setup
 from micropl.acquisition.procedures import G2, RasterScan, SpectrumAcquisition, Survey
-from micropl.acquisition.records import Tagged
-from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.records import Spectrum, TagChunk, Tagged
 
 
 def _spectra(n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -23,7 +23,7 @@ import numpy as np
 from micropl.acquisition import Session, load_setup
 from micropl.acquisition.procedures import G2, RasterScan, SpectrumAcquisition, Survey
 from micropl.acquisition.procedures.base import ProcedureBase
-from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.records import Spectrum, TagChunk
 
 
 class _Emitter(ProcedureBase):

@@ -21,9 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from micropl.acquisition.records import Tagged
 from micropl.acquisition.storage import SessionWriter
-from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.records import Spectrum, TagChunk, Tagged
 
 N_PX = 1600
 N_SPECTRA = 600

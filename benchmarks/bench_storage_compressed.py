@@ -28,9 +28,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from micropl.acquisition.records import Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter, schema
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk, Tagged
 
 REPEATS = 5
 

@@ -20,18 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from micropl.drivers.interfaces import (
+from micropl.drivers.interfaces import Clock
+from micropl.drivers.limits import (
     EM_GAIN_MAX,
     EM_GAIN_MAX_ADVANCED,
-    Clock,
-    Frame,
-    InstrumentError,
-    InstrumentTimeout,
-    ReadMode,
     em_gain_refusal,
     limit_error,
     range_refusal,
 )
+from micropl.errors import InstrumentError, InstrumentTimeout
+from micropl.records import Frame, ReadMode
 
 __all__ = ["EM_GAIN_MAX", "EM_GAIN_MAX_ADVANCED", "SdkCameraMixin"]
 

@@ -24,13 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from micropl.drivers.interfaces import (
-    Clock,
-    InstrumentError,
-    MissingExtraError,
-    limit_error,
-    range_refusal,
-)
+from micropl.drivers.interfaces import Clock
+from micropl.drivers.limits import limit_error, range_refusal
+from micropl.errors import InstrumentError, MissingExtraError
 
 __all__ = [
     "AllowedRange",

@@ -45,15 +45,11 @@ from micropl.drivers._visa_common import (
     open_visa,
     refuse_outside,
 )
-from micropl.drivers.interfaces import (
-    Clock,
-    Grating,
-    InstrumentError,
-    InstrumentTimeout,
-    limit_error,
-)
-from micropl.errors import AnalysisInputError
+from micropl.drivers.interfaces import Clock
+from micropl.drivers.limits import limit_error
+from micropl.errors import AnalysisInputError, InstrumentError, InstrumentTimeout
 from micropl.grating import wavelength_axis_nm
+from micropl.records import Grating
 
 __all__ = ["ActonSettings", "SpectraPro", "DRIVERS", "REQUIRES", "open_instrument"]
 

@@ -39,11 +39,8 @@ from micropl.drivers._visa_common import (
     open_visa,
     refuse_outside,
 )
-from micropl.drivers.interfaces import (
-    Clock,
-    InstrumentError,
-    InstrumentTimeout,
-)
+from micropl.drivers.interfaces import Clock
+from micropl.errors import InstrumentError, InstrumentTimeout
 
 __all__ = ["Mdt693bSettings", "MDT693B", "DRIVERS", "REQUIRES", "open_instrument"]
 

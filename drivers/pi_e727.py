@@ -67,13 +67,9 @@ from micropl.drivers._visa_common import (
     open_visa,
     refuse_outside,
 )
-from micropl.drivers.interfaces import (
-    Clock,
-    InstrumentError,
-    InstrumentTimeout,
-    limit_error,
-    line_refusal,
-)
+from micropl.drivers.interfaces import Clock
+from micropl.drivers.limits import limit_error, line_refusal
+from micropl.errors import InstrumentError, InstrumentTimeout
 
 __all__ = ["E727Settings", "E727", "GCS_ERRORS", "DRIVERS", "REQUIRES", "open_instrument",
            "wave_layout"]

@@ -40,13 +40,9 @@ from micropl.drivers._settings import (
     StrictSettings,
     check_cooling,
 )
-from micropl.drivers.interfaces import (
-    Clock,
-    Frame,
-    InstrumentError,
-    MissingExtraError,
-    ReadMode,
-)
+from micropl.drivers.interfaces import Clock
+from micropl.errors import InstrumentError, MissingExtraError
+from micropl.records import Frame, ReadMode
 
 __all__ = ["PicamCameraSettings", "PicamCamera", "DRIVERS", "REQUIRES", "open_instrument"]
 

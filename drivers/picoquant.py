@@ -49,13 +49,10 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from micropl.drivers._settings import StrictSettings, show
-from micropl.drivers.interfaces import (
-    InstrumentError,
-    MissingExtraError,
-    TagChunk,
-    limit_error,
-)
+from micropl.drivers.limits import limit_error
+from micropl.errors import InstrumentError, MissingExtraError
 from micropl.ptu import SYNC_CHANNEL, T2StreamDecoder
+from micropl.records import TagChunk
 
 __all__ = [
     "DRIVERS",

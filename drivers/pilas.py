@@ -33,10 +33,7 @@ from micropl.drivers._visa_common import (
     open_visa,
     refuse_outside,
 )
-from micropl.drivers.interfaces import (
-    InstrumentError,
-    InstrumentTimeout,
-)
+from micropl.errors import InstrumentError, InstrumentTimeout
 
 __all__ = ["PilasSettings", "Pilas", "DRIVERS", "REQUIRES", "open_instrument"]
 

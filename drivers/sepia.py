@@ -29,12 +29,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from micropl.drivers._settings import StrictSettings
-from micropl.drivers.interfaces import (
-    InstrumentError,
-    MissingExtraError,
-    limit_error,
-    range_refusal,
-)
+from micropl.drivers.limits import limit_error, range_refusal
+from micropl.errors import InstrumentError, MissingExtraError
 
 __all__ = ["SepiaSettings", "SepiaLaser", "DRIVERS", "REQUIRES", "open_instrument",
            "SLM_RATES_HZ"]

@@ -26,13 +26,9 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from micropl.drivers._settings import StrictSettings, check_range
-from micropl.drivers.interfaces import (
-    Grating,
-    InstrumentError,
-    MissingExtraError,
-    limit_error,
-    range_refusal,
-)
+from micropl.drivers.limits import limit_error, range_refusal
+from micropl.errors import InstrumentError, MissingExtraError
+from micropl.records import Grating
 
 __all__ = ["ShamrockSettings", "ShamrockSpectrograph", "DRIVERS", "REQUIRES", "open_instrument"]
 

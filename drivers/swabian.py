@@ -27,12 +27,9 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
 from micropl.drivers._settings import StrictSettings, check_range, show
-from micropl.drivers.interfaces import (
-    InstrumentError,
-    MissingExtraError,
-    TagChunk,
-    limit_error,
-)
+from micropl.drivers.limits import limit_error
+from micropl.errors import InstrumentError, MissingExtraError
+from micropl.records import TagChunk
 
 __all__ = ["SwabianSettings", "SwabianTagger", "DRIVERS", "REQUIRES", "open_instrument"]
 

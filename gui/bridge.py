@@ -26,22 +26,24 @@ import numpy as np
 
 from micropl.acquisition.live import G2Done
 from micropl.acquisition.points import PointOfInterest
-from micropl.acquisition.records import (
+from micropl.acquisition.runner import Progress
+from micropl.analysis.g2 import G2Result, PeakTrainFit
+from micropl.analysis.spectra import SpectrumFit
+from micropl.gui.rate_trace import RateTrace
+from micropl.records import (
     NO_ID,
     G2Histogram,
+    MapLine,
     QDFlags,
     QDStatus,
     QDTarget,
     RefocusResult,
     RunStart,
     RunStop,
+    Spectrum,
+    TagChunk,
     Tagged,
 )
-from micropl.acquisition.runner import Progress
-from micropl.analysis.g2 import G2Result, PeakTrainFit
-from micropl.analysis.spectra import SpectrumFit
-from micropl.drivers.interfaces import MapLine, Spectrum, TagChunk
-from micropl.gui.rate_trace import RateTrace
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from PyQt5 import QtCore
 from micropl.acquisition.procedures.preflight import Limits
 from micropl.acquisition.runner import Runner
 from micropl.acquisition.setup import Setup
-from micropl.drivers.interfaces import InstrumentError
+from micropl.errors import InstrumentError
 
 log = logging.getLogger(__name__)
 

@@ -43,9 +43,8 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from micropl.acquisition.points import POI_KIND
 from micropl.acquisition.procedures import RasterScan, Refocus, Survey
 from micropl.acquisition.procedures.survey import Target
-from micropl.acquisition.records import RunStart, RunStop, Tagged
 from micropl.acquisition.runner import RunState
-from micropl.errors import AnalysisInputError
+from micropl.errors import UserError
 from micropl.gui.bridge import DisplayBuffer, QDCurves, Update
 from micropl.gui.commands import CommandWorker, Readback
 from micropl.gui.log_handler import GuiLogHandler
@@ -60,6 +59,7 @@ from micropl.gui.panels.spectral_map_panel import SpectralMapPanel
 from micropl.gui.panels.spectrum_panel import SpectrumPanel
 from micropl.gui.panels.survey_panel import SurveyPanel
 from micropl.gui.settings import make_settings
+from micropl.records import RunStart, RunStop, Tagged
 
 log = logging.getLogger(__name__)
 
@@ -879,7 +879,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         try:
             reader = SessionReader(path)
-        except (OSError, AnalysisInputError) as exc:
+        except (OSError, UserError) as exc:
             self.report_error(f"cannot open {path}: {exc}")
             return None
         window = MainWindow(reader=reader, settings=self.settings)

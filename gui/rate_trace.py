@@ -1,7 +1,7 @@
 """The live count-rate trace: both APDs and their sum over the last minutes, bounded.
 
 :class:`RateTrace` bins the time tags already in the stream (every
-:class:`~micropl.drivers.interfaces.TagChunk`, whatever the run) into bins of
+:class:`~micropl.records.TagChunk`, whatever the run) into bins of
 ``bin_s`` of counting time and keeps the newest ``span_s`` of them in a ring
 buffer of fixed size, so memory never grows. The time axis is counting time:
 the chunks' own durations laid end to end (the same as wall time while a
@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk
 
 __all__ = ["RateTrace", "TRACE_BIN_S", "TRACE_SPAN_S"]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from micropl.acquisition.records import Tagged
 from micropl.acquisition.storage import SessionReader, StoredRecord
 from micropl.gui.bridge import DisplayBuffer, QDCurves, Source
+from micropl.records import Tagged
 
 __all__ = ["load_session", "qd_curves"]
 

@@ -49,16 +49,15 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
-from micropl.drivers.interfaces import (
+from micropl.drivers.limits import (
     EM_GAIN_MAX,
     EM_GAIN_MAX_ADVANCED,
-    Frame,
-    InstrumentError,
-    ReadMode,
     em_gain_refusal,
     limit_error,
     range_refusal,
 )
+from micropl.errors import InstrumentError
+from micropl.records import Frame, ReadMode
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimCameraSettings
 from micropl.simulators.spectra_model import sensor_photons_per_column

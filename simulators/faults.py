@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from micropl.drivers.interfaces import Clock, InstrumentError, InstrumentTimeout
+from micropl.drivers.interfaces import Clock
+from micropl.errors import InstrumentError, InstrumentTimeout
 from micropl.simulators.settings import FaultSettings
 
 __all__ = ["FaultInjector"]

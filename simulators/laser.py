@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from micropl.drivers.interfaces import InstrumentError, limit_error, range_refusal
+from micropl.drivers.limits import limit_error, range_refusal
+from micropl.errors import InstrumentError
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimLaserSettings
 from micropl.simulators.world import SimulatedWorld

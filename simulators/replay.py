@@ -50,18 +50,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from micropl.drivers.interfaces import (
-    EM_GAIN_MAX,
-    EM_GAIN_MAX_ADVANCED,
-    Frame,
-    Grating,
-    InstrumentError,
-    MapLine,
-    Spectrum,
-    TagChunk,
-    limit_error,
-)
-from micropl.errors import FileFormatError
+from micropl.drivers.limits import EM_GAIN_MAX, EM_GAIN_MAX_ADVANCED, limit_error
+from micropl.errors import FileFormatError, InstrumentError
+from micropl.records import Frame, Grating, MapLine, Spectrum, TagChunk
 
 log = logging.getLogger(__name__)
 

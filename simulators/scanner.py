@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from micropl.drivers.interfaces import InstrumentError, limit_error, line_refusal, range_refusal
+from micropl.drivers.limits import limit_error, line_refusal, range_refusal
+from micropl.errors import InstrumentError
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimScannerSettings
 from micropl.simulators.world import SimulatedWorld

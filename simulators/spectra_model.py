@@ -22,9 +22,9 @@ import math
 import numpy as np
 from scipy.special import ndtr
 
-from micropl.analysis.spectra import HC_EV_NM
 from micropl.simulators.sample import VirtualSample
 from micropl.simulators.world import Excitation
+from micropl.units import HC_EV_NM
 
 __all__ = ["lorentzian_cdf", "sensor_photons_per_column", "MAX_SEGMENTS"]
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from micropl.drivers.interfaces import Grating, grating_refusal, limit_error, range_refusal
+from micropl.drivers.limits import grating_refusal, limit_error, range_refusal
 from micropl.errors import AnalysisInputError
 from micropl.grating import wavelength_axis_nm as _grating_axis_nm
+from micropl.records import Grating
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.settings import SimSpectrographSettings
 from micropl.simulators.world import SimulatedWorld

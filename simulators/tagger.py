@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from micropl.drivers.interfaces import InstrumentError, TagChunk, channels_refusal, limit_error
+from micropl.drivers.limits import channels_refusal, limit_error
+from micropl.errors import InstrumentError
+from micropl.records import TagChunk
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.hbt import (
     DetectorModel,

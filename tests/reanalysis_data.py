@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionWriter
-from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.records import QDStatus, QDTarget, RunStart, RunStop, Spectrum, TagChunk, Tagged
 
 HC_EV_NM = 1239.84198
 PERIOD_PS = 100_000  # 10 MHz

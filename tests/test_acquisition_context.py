@@ -26,7 +26,6 @@ from micropl.acquisition import Session, load_setup
 from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures import G2, SpectrumAcquisition, Survey
 from micropl.acquisition.procedures.base import ProcedureBase
-from micropl.acquisition.records import G2Histogram, Tagged
 from micropl.acquisition.replay import Replay, open_replay, replay_source_of
 from micropl.acquisition.results import AnalysisSettings
 from micropl.acquisition.runner import RunState
@@ -40,8 +39,8 @@ from micropl.analysis.g2 import (
     pulsed_window_ps,
 )
 from micropl.analysis.spectra import SpectrumFit, fit_spectra
-from micropl.drivers.interfaces import InstrumentError, Spectrum, TagChunk
-from micropl.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError, InstrumentError
+from micropl.records import G2Histogram, Spectrum, TagChunk, Tagged
 
 REPO = Path(__file__).resolve().parents[1]
 #: The documented surface of RunContext (context.py's table).
@@ -156,7 +155,7 @@ def test_g2_stage_emits_each_final_record_once_with_run_and_qd_without_the_live_
                                                                        rel=1e-12)
     # The histogram is the correlation of the stored g² tags (an independent call).
     chunks = [i.record for i in seen.of(TagChunk, "g2")]
-    t = np.concatenate([c.record.t_ps for c in chunks])
+    t = np.concatenate([c.t_ps for c in chunks])
     ch = np.concatenate([c.channel for c in chunks])
     window_ps = pulsed_window_ps(setup.laser.rep_rate_hz, 5, 128)
     _, counts = cross_correlate(t[ch == 1], t[ch == 2], 128, window_ps)
@@ -288,7 +287,8 @@ def test_over_the_storage_budget_the_run_fails_and_nothing_is_lost(setup, tmp_pa
     assert 0 < len(chunks) < 1500  # stopped long before the 30 s of data
     with SessionReader(tmp_path / "s.h5") as reader:  # stored gathered: compare the tags
         stored_t = [r.record.t_ps for r in reader.records("tag_chunk", kind="g2")]
-        assert np.array_equal(np.concatenate(stored_t), np.concatenate([c.record.t_ps for c in chunks]))
+        emitted_t = np.concatenate([c.record.t_ps for c in chunks])
+        assert np.array_equal(np.concatenate(stored_t), emitted_t)
         assert reader.runs()[-1].status == "failed"
 
 

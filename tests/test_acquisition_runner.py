@@ -11,8 +11,8 @@ import pytest
 from micropl.acquisition import Session, load_setup
 from micropl.acquisition.procedures import G2, RasterScan
 from micropl.acquisition.procedures.base import ProcedureBase
-from micropl.acquisition.records import RunStart, RunStop
-from micropl.drivers.interfaces import LimitError
+from micropl.errors import LimitError
+from micropl.records import RunStart, RunStop
 
 
 @pytest.fixture

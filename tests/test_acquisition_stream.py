@@ -128,8 +128,7 @@ def test_budget_accounting_never_drops_and_warns_once_per_overrun(ops, budget):
 
 
 def test_record_nbytes_counts_the_arrays_of_the_enveloped_record():
-    from micropl.acquisition.records import Tagged
-    from micropl.drivers.interfaces import TagChunk
+    from micropl.records import TagChunk, Tagged
 
     chunk = TagChunk(t_ps=np.arange(1000, dtype=np.int64), channel=np.ones(1000, np.uint8),
                      t_start_ps=0, t_stop_ps=1000)

@@ -25,7 +25,6 @@ from pydantic import BaseModel
 from micropl.acquisition.config import (
     MAX_MESSAGE_CHARS,
     ROLES,
-    ConfigError,
     SafetySettings,
     driver_models,
     load_config,
@@ -33,7 +32,7 @@ from micropl.acquisition.config import (
 from micropl.acquisition.config_docs import render_markdown
 from micropl.acquisition.setup import load_setup
 from micropl.cli import main
-from micropl.drivers.interfaces import LimitError
+from micropl.errors import ConfigError, LimitError
 from micropl.simulators.settings import SampleSettings
 
 FAST = "clock: {mode: fast}\n"

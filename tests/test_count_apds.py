@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from micropl.acquisition.procedures.base import count_apds
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk
 
 
 class RegularTagger:

@@ -19,14 +19,10 @@ from micropl.drivers.acton import (
     open_instrument,
     parse_gratings,
 )
-from micropl.drivers.interfaces import (
-    Grating,
-    InstrumentError,
-    InstrumentTimeout,
-    LimitError,
-    Spectrograph,
-)
+from micropl.drivers.interfaces import Spectrograph
+from micropl.errors import InstrumentError, InstrumentTimeout, LimitError
 from micropl.grating import wavelength_axis_nm
+from micropl.records import Grating
 
 CONNECT = [(b"NO-ECHO", b" ok")]
 GRATINGS_REPLY = [

@@ -10,7 +10,8 @@ from fakes.andor import FakeAndorSDK2Camera
 from pylablib.devices.Andor.AndorSDK2 import AndorSDK2LibError
 
 from micropl.drivers import andor_camera
-from micropl.drivers.interfaces import Camera, InstrumentError, LimitError, MissingExtraError
+from micropl.drivers.interfaces import Camera
+from micropl.errors import InstrumentError, LimitError, MissingExtraError
 
 
 def make(**fake_kw):

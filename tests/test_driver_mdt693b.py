@@ -12,8 +12,9 @@ from pydantic import ValidationError
 from pymeasure.test import expected_protocol
 
 from micropl.drivers import mdt693b
-from micropl.drivers.interfaces import InstrumentError, LimitError, Scanner
+from micropl.drivers.interfaces import Scanner
 from micropl.drivers.mdt693b import MDT693B, Mdt693bSettings, open_instrument
+from micropl.errors import InstrumentError, LimitError
 
 # 20 µm over 75 V on x and y; z mounted the other way round, 10 µm over 75 V from 5 µm
 CAL = {"um_per_volt": (20 / 75, 20 / 75, -10 / 75), "offset_um": (0.0, 0.0, 5.0)}

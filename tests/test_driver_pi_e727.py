@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from pymeasure.test import expected_protocol
 
 from micropl.drivers import pi_e727
-from micropl.drivers.interfaces import InstrumentError, InstrumentTimeout, LimitError, Scanner
+from micropl.drivers.interfaces import Scanner
 from micropl.drivers.pi_e727 import E727, E727Settings, open_instrument
+from micropl.errors import InstrumentError, InstrumentTimeout, LimitError
 
 TCP_RESOURCE = "TCPIP0::192.168.0.27::50000::SOCKET"
 

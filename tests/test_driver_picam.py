@@ -8,7 +8,8 @@ from fakes.picam import FakePicamCamera
 from pylablib.devices.PrincetonInstruments.picam import PicamError
 
 from micropl.drivers import picam_camera
-from micropl.drivers.interfaces import Camera, InstrumentError, LimitError, MissingExtraError
+from micropl.drivers.interfaces import Camera
+from micropl.errors import InstrumentError, LimitError, MissingExtraError
 
 
 def make(**kw):

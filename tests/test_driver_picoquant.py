@@ -16,9 +16,9 @@ from ptufile._ptufile import decode_t2_records as ptufile_decode_t2
 from pydantic import ValidationError
 
 from micropl.drivers import picoquant
-from micropl.drivers.interfaces import InstrumentError, LimitError, MissingExtraError, TimeTagger
+from micropl.drivers.interfaces import TimeTagger
 from micropl.drivers.picoquant import RECORD_FORMATS
-from micropl.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError, InstrumentError, LimitError, MissingExtraError
 from micropl.ptu import SYNC_CHANNEL, T2StreamDecoder, decode_t2_records
 
 SPECIAL = 1 << 31

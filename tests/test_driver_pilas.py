@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from pymeasure.test import expected_protocol
 
 from micropl.drivers import pilas
-from micropl.drivers.interfaces import InstrumentError, Laser, LimitError
+from micropl.drivers.interfaces import Laser
 from micropl.drivers.pilas import Pilas, PilasSettings, open_instrument
+from micropl.errors import InstrumentError, LimitError
 
 GOOD_RESOURCE = "ASRL2::INSTR"
 HOT_RESOURCE = "ASRL3::INSTR"

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from micropl.acquisition import config, instruments_report
-from micropl.acquisition.config import ConfigError, DriverPluginError
+from micropl.acquisition.config import DriverPluginError
 from micropl.acquisition.setup import load_setup
 from micropl.drivers.interfaces import Laser, Scanner, Spectrograph
+from micropl.errors import ConfigError
 
 MICROPL = Path(sys.executable).with_name("micropl")
 
@@ -48,7 +49,7 @@ from typing import Literal
 from pydantic import Field
 
 from micropl.drivers._settings import StrictSettings
-from micropl.drivers.interfaces import limit_error
+from micropl.drivers.limits import limit_error
 
 REQUIRES = ("numpy",)
 PIP_EXTRA = None

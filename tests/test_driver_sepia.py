@@ -6,7 +6,8 @@ import pytest
 from fakes.sepia import FakeSepia2Lib
 
 from micropl.drivers import sepia
-from micropl.drivers.interfaces import InstrumentError, Laser, LimitError, MissingExtraError
+from micropl.drivers.interfaces import Laser
+from micropl.errors import InstrumentError, LimitError, MissingExtraError
 
 
 def make(**kw):

@@ -9,7 +9,8 @@ from fakes.shamrock import FakeShamrockSpectrograph
 from pylablib.devices.Andor.Shamrock import ShamrockLibError
 
 from micropl.drivers import shamrock
-from micropl.drivers.interfaces import InstrumentError, LimitError, MissingExtraError, Spectrograph
+from micropl.drivers.interfaces import Spectrograph
+from micropl.errors import InstrumentError, LimitError, MissingExtraError
 
 
 def make(**kw):

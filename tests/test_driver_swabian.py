@@ -8,7 +8,8 @@ from fakes.swabian import FakeTagger, make_module
 from pydantic import ValidationError
 
 from micropl.drivers import swabian
-from micropl.drivers.interfaces import InstrumentError, LimitError, MissingExtraError, TimeTagger
+from micropl.drivers.interfaces import TimeTagger
+from micropl.errors import InstrumentError, LimitError, MissingExtraError
 
 
 def make(**kw):

@@ -20,7 +20,6 @@ from micropl import cli
 from micropl.acquisition import load_setup, run
 from micropl.acquisition.procedures import G2, SpectrumAcquisition, Survey
 from micropl.acquisition.procedures.survey import Target
-from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter
 from micropl.acquisition.storage.schema import registered_tables
 from micropl.acquisition.summary import session_summary, truth_agreement
@@ -38,7 +37,7 @@ from micropl.analysis.emitters import (
 from micropl.analysis.g2 import cross_correlate, pulsed_g2
 from micropl.analysis.spectra import fit_spectra
 from micropl.analysis.statistics import survey_statistics
-from micropl.drivers.interfaces import Spectrum
+from micropl.records import QDStatus, QDTarget, RunStart, RunStop, Spectrum, Tagged
 from micropl.simulators.hbt import DetectorModel, simulate_constant_emitters
 
 HC = 1239.84198

@@ -18,12 +18,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from micropl.acquisition.export import number_text
-from micropl.acquisition.records import G2Histogram, QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionWriter
 from micropl.analysis.g2 import pulsed_g2
 from micropl.analysis.spectra import fit_spectra
 from micropl.cli import main
-from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.records import (
+    G2Histogram,
+    QDStatus,
+    QDTarget,
+    RunStart,
+    RunStop,
+    Spectrum,
+    TagChunk,
+    Tagged,
+)
 
 T_START_PS = 106 * 10**12  # the g² began 106 s after the tagger's time base started
 T_STOP_PS = 136 * 10**12  # and lasted 30 s

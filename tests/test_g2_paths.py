@@ -16,7 +16,6 @@ from test_tags_ptu import encode_hh2, ptu_bytes
 from micropl.acquisition import Session, load_setup
 from micropl.acquisition.live import LiveAnalysis
 from micropl.acquisition.procedures import G2, Survey
-from micropl.acquisition.records import G2Histogram
 from micropl.analysis.g2 import (
     G2Accumulator,
     G2Result,
@@ -27,6 +26,7 @@ from micropl.analysis.g2 import (
 from micropl.analysis.tags import read_histogram_file
 from micropl.cli import main
 from micropl.errors import AnalysisInputError
+from micropl.records import G2Histogram
 
 PERIOD = 12_500.0  # ps (80 MHz)
 BIN = 250.0
@@ -457,7 +457,7 @@ def test_procedure_live_storage_api_and_cli_agree(tmp_path, capsys):
 
 def _chunks(t1, t2, n_parts=2):
     """Two detectors' tags as the tagger delivers them: merged, in ``n_parts`` chunks."""
-    from micropl.drivers.interfaces import TagChunk
+    from micropl.records import TagChunk
 
     t_ps = np.concatenate([t1, t2])
     order = np.argsort(t_ps, kind="stable")
@@ -509,8 +509,8 @@ def test_live_preview_precision_check_and_final_give_the_api_numbers():
     from test_g2_pulsed import simulate_hbt_tags
 
     from micropl.acquisition.live import G2Done, G2Start
-    from micropl.acquisition.records import Tagged
     from micropl.acquisition.results import AnalysisSettings
+    from micropl.records import Tagged
 
     rng = np.random.default_rng(31)
     t1, t2 = simulate_hbt_tags(rng, g2_0=0.2, lifetime_ps=3_000, n_pulses=3_000_000,

@@ -9,16 +9,15 @@ import pytest
 from PyQt5 import QtCore
 
 from micropl.acquisition import load_setup
-from micropl.acquisition.records import G2Histogram, QDStatus, Tagged
 from micropl.acquisition.session import Session
 from micropl.analysis.g2 import pulsed_g2
-from micropl.drivers.interfaces import MapLine, Spectrum, TagChunk
 from micropl.gui.bridge import DisplayBuffer, QDRow
 from micropl.gui.main_window import GROUP_INTERVAL_S, PANEL_GROUPS, MainWindow
 from micropl.gui.panels.g2_panel import G2Panel
 from micropl.gui.panels.spectrum_panel import SpectrumPanel
 from micropl.gui.panels.survey_panel import SurveyPanel
 from micropl.gui.widgets import DataFollower, plot_widget
+from micropl.records import G2Histogram, MapLine, QDStatus, Spectrum, TagChunk, Tagged
 
 pytestmark = pytest.mark.timeout(60)
 

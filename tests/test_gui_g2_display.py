@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PyQt5 import QtCore
 
-from micropl.acquisition.records import G2Histogram
 from micropl.gui.panels.g2_panel import G2Panel, rebin
+from micropl.records import G2Histogram
 
 
 def delays(seed: int = 3) -> np.ndarray:

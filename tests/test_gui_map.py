@@ -10,8 +10,8 @@ import pytest
 from PyQt5 import QtCore
 from PyQt5.QtTest import QTest
 
-from micropl.drivers.interfaces import MapLine
 from micropl.gui.panels.map_panel import MapPanel
+from micropl.records import MapLine
 
 
 @pytest.fixture

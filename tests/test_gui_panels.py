@@ -139,8 +139,8 @@ def test_read_only_window_shows_one_qd_in_both_panels_and_the_reports_numbers(
 
 
 def test_a_qd_without_g2_clears_the_g2_panel(qtbot):
-    from micropl.acquisition.records import G2Histogram
     from micropl.gui.panels.g2_panel import G2Panel
+    from micropl.records import G2Histogram
 
     panel = G2Panel()
     qtbot.addWidget(panel)

@@ -10,11 +10,10 @@ import pytest
 
 from micropl.acquisition import load_setup
 from micropl.acquisition.procedures import G2
-from micropl.acquisition.records import Tagged
 from micropl.acquisition.session import Session
-from micropl.drivers.interfaces import TagChunk
 from micropl.gui.main_window import MainWindow
 from micropl.gui.rate_trace import RateTrace
+from micropl.records import TagChunk, Tagged
 
 pytestmark = pytest.mark.timeout(120)
 PS = 1_000_000_000_000

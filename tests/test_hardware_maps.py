@@ -16,8 +16,8 @@ from micropl.acquisition.procedures.raster_scan import choose_timing, line_edges
 from micropl.acquisition.scan_records import MapTiming
 from micropl.acquisition.storage import SessionReader
 from micropl.analysis.marker_bins import counts_between_markers
-from micropl.drivers.interfaces import InstrumentError, LimitError, LineScanner, hardware_lines
-from micropl.errors import AnalysisInputError
+from micropl.drivers.interfaces import LineScanner, hardware_lines
+from micropl.errors import AnalysisInputError, InstrumentError, LimitError
 
 MARKER = 4
 #: A sample whose QDs do not blink (counts are Poisson) and are bright.

@@ -215,7 +215,7 @@ def test_spectral_map_report_needs_a_fit(tmp_path):
 
 
 def test_simulated_camera_external_trigger_one_frame_per_pixel_start():
-    from micropl.drivers.interfaces import InstrumentError, LimitError
+    from micropl.errors import InstrumentError, LimitError
 
     with _setup() as setup:
         camera, scanner, clock = setup.camera, setup.scanner, setup.clock

@@ -29,8 +29,7 @@ from micropl.acquisition.interlock import (
 )
 from micropl.acquisition.procedures import G2, PowerSeries, RasterScan, Refocus, Survey, TimeTrace
 from micropl.acquisition.procedures.base import ProcedureBase
-from micropl.acquisition.records import Tagged
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk, Tagged
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -52,7 +52,8 @@ QT_MODULES: tuple[str, ...] = ("PyQt5", "PyQt6", "PySide2", "PySide6", "pyqtgrap
 CLI_IMPORTERS: frozenset[str] = frozenset({"micropl.__main__"})
 
 #: The shared leaf: every layer may import it, it imports nothing of micropl but itself.
-LEAF_MODULES: frozenset[str] = frozenset({"micropl.errors", "micropl.grating", "micropl.ptu"})
+LEAF_MODULES: frozenset[str] = frozenset({"micropl.errors", "micropl.grating", "micropl.ptu",
+                                        "micropl.records", "micropl.units"})
 
 
 def _within(name: str, package: str) -> bool:
@@ -106,7 +107,7 @@ def violations(module: str, names: set[str]) -> list[str]:
     if not _within(module, "micropl.cli") and module not in CLI_IMPORTERS:
         found += [f"{module} imports {name} (only the command line imports micropl.cli)"
                   for name in sorted(names) if _within(name, "micropl.cli")]
-    if module in LEAF_MODULES:
+    if any(_within(module, leaf) for leaf in LEAF_MODULES):
         found += [f"{module} imports {name} (a leaf module imports only the leaf)"
                   for name in sorted(names) if _within(name, "micropl") and name != "micropl"
                   and not any(_within(name, leaf) for leaf in LEAF_MODULES)]

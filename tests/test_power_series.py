@@ -13,11 +13,11 @@ from scipy.optimize import curve_fit
 from micropl.acquisition import load_setup
 from micropl.acquisition.procedures import PowerSeries
 from micropl.acquisition.procedures.power_series import saturation_fit
-from micropl.acquisition.records import PowerSeriesData
 from micropl.acquisition.session import run
 from micropl.acquisition.storage import SessionReader
 from micropl.analysis.saturation import SaturationFit
 from micropl.errors import AnalysisInputError
+from micropl.records import PowerSeriesData
 from micropl.simulators.sample import VirtualSample
 
 pytestmark = pytest.mark.timeout(300)

@@ -226,7 +226,7 @@ def test_warm_sensor_is_not_a_parameter_error():
 def test_an_unreadable_state_is_left_to_the_run(monkeypatch):
     """A scanner that cannot report its position does not make the check fail; the run
     meets the failure and ends failed with its reason (as before)."""
-    from micropl.drivers.interfaces import InstrumentError
+    from micropl.errors import InstrumentError
 
     with load_setup(clock_mode="fast") as setup:
         def broken(self):
@@ -404,8 +404,8 @@ def test_real_drivers_report_the_limits_they_enforce():
     from pymeasure.test import expected_protocol
 
     from micropl.drivers import andor_camera, picam_camera, picoquant, sepia, shamrock, swabian
-    from micropl.drivers.interfaces import LimitError
     from micropl.drivers.pilas import Pilas, PilasSettings
+    from micropl.errors import LimitError
 
     andor = andor_camera.AndorCamera(FakeAndorSDK2Camera(), andor_camera.AndorCameraSettings(
         driver="andor", max_exposure_s=120.0))

@@ -376,8 +376,8 @@ def test_survey_resume_with_sample_relabels_a_finished_survey(survey, tmp_path, 
 def test_a_qd_without_data_is_failed_with_its_stored_reason(tmp_path):
     import time
 
-    from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop
     from micropl.acquisition.storage import SessionWriter
+    from micropl.records import QDStatus, QDTarget, RunStart, RunStop
 
     path = tmp_path / "failed.h5"
     with SessionWriter.create(path, config_text="") as writer:

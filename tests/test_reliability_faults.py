@@ -26,10 +26,9 @@ import pytest
 
 from micropl.acquisition import load_setup
 from micropl.acquisition.procedures import Survey
-from micropl.acquisition.records import QDStatus, Tagged
 from micropl.acquisition.session import Session, is_stored
 from micropl.acquisition.storage import SessionReader
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import QDStatus, TagChunk, Tagged
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,7 +14,7 @@ from micropl.acquisition import load_setup
 from micropl.acquisition.procedures import G2
 from micropl.acquisition.session import Session
 from micropl.acquisition.storage import SessionReader
-from micropl.drivers.interfaces import LimitError
+from micropl.errors import LimitError
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -23,12 +23,13 @@ import pytest
 from scipy import stats
 
 from micropl.acquisition import load_setup, run
-from micropl.acquisition.config import ConfigError, load_config
+from micropl.acquisition.config import load_config
 from micropl.acquisition.procedures import G2, RasterScan, SpectrumAcquisition, Survey
 from micropl.acquisition.storage import SessionReader, SessionWriter
 from micropl.acquisition.summary import session_summary
 from micropl.analysis.statistics import survey_statistics
 from micropl.cli import main
+from micropl.errors import ConfigError
 from micropl.simulators.sample import VirtualSample, core_shell_fwhm_cdf
 from micropl.simulators.settings import BatchSettings, SampleSettings
 

@@ -27,17 +27,16 @@ import numpy as np
 import pytest
 
 from micropl import cli
-from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import (
     OutputExistsError,
     OutputPathError,
-    SessionBusyError,
     SessionLock,
     SessionReader,
     SessionWriter,
     write_new_file,
 )
-from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.errors import SessionBusyError
+from micropl.records import QDStatus, QDTarget, RunStart, RunStop, Spectrum, TagChunk, Tagged
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -364,7 +364,7 @@ def test_cleanup_that_cannot_switch_the_laser_off_is_not_called_safe(tmp_path, c
                                                                       monkeypatch):
     """SIGTERM to ``main`` (in this process) after the laser stopped answering: exit 143,
     and the last line says the cleanup is incomplete instead of 'made safe'."""
-    from micropl.drivers.interfaces import InstrumentError
+    from micropl.errors import InstrumentError
     from micropl.simulators.laser import SimLaser
 
     broken = threading.Event()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from micropl.drivers.interfaces import Camera, InstrumentError, LimitError
+from micropl.drivers.interfaces import Camera
+from micropl.errors import InstrumentError, LimitError
 from micropl.simulators.camera import SimCamera
 from micropl.simulators.clock import VirtualClock
 from micropl.simulators.laser import SimLaser

@@ -6,13 +6,8 @@ import math
 
 import pytest
 
-from micropl.drivers.interfaces import (
-    InstrumentError,
-    InstrumentTimeout,
-    Laser,
-    LimitError,
-    Scanner,
-)
+from micropl.drivers.interfaces import Laser, Scanner
+from micropl.errors import InstrumentError, InstrumentTimeout, LimitError
 from micropl.simulators.clock import VirtualClock
 from micropl.simulators.faults import FaultInjector
 from micropl.simulators.laser import SimLaser

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from micropl.drivers.interfaces import InstrumentError, LimitError, TimeTagger
+from micropl.drivers.interfaces import TimeTagger
+from micropl.errors import InstrumentError, LimitError
 from micropl.simulators.clock import VirtualClock
 from micropl.simulators.laser import SimLaser
 from micropl.simulators.sample import VirtualSample

@@ -18,7 +18,7 @@ from scipy.special import erf
 from micropl.acquisition.results import fit_spectrum_records
 from micropl.analysis.spectra import QUALITIES, SpectrumFit, fit_spectra, main_line_roi_nm
 from micropl.cli import main
-from micropl.drivers.interfaces import Spectrum
+from micropl.records import Spectrum
 
 HC = 1239.84198
 #: An independent linear axis, 0.1675 nm per pixel (≈ 0.78 meV per pixel at 515 nm).

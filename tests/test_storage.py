@@ -14,22 +14,25 @@ import numpy as np
 import pytest
 from record_compare import same
 
-from micropl.acquisition.records import (
+from micropl.acquisition.storage import SessionReader, SessionWriter, schema
+from micropl.analysis.g2 import pulsed_g2
+from micropl.analysis.spectra import SpectrumFit, fit_spectra
+from micropl.errors import FileFormatError
+from micropl.records import (
     QD_STATUSES,
     RUN_STATUSES,
+    Frame,
     G2Histogram,
+    MapLine,
     QDStatus,
     QDTarget,
     RefocusResult,
     RunStart,
     RunStop,
+    Spectrum,
+    TagChunk,
     Tagged,
 )
-from micropl.acquisition.storage import SessionReader, SessionWriter, schema
-from micropl.analysis.g2 import pulsed_g2
-from micropl.analysis.spectra import SpectrumFit, fit_spectra
-from micropl.drivers.interfaces import Frame, MapLine, Spectrum, TagChunk
-from micropl.errors import FileFormatError
 
 
 def fake_record(spec: schema.TableSpec, rng: np.random.Generator):
@@ -315,7 +318,7 @@ def test_create_is_atomic_and_refuses_overwrite(tmp_path):
         SessionWriter.create(path)
     SessionWriter.create(path, overwrite=True).close()
     with SessionWriter.create(path, overwrite=True):
-        from micropl.acquisition.storage import SessionBusyError
+        from micropl.errors import SessionBusyError
 
         with pytest.raises(SessionBusyError):  # would cut a live writer off its file
             SessionWriter.create(path, overwrite=True)

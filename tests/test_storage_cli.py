@@ -11,12 +11,20 @@ import numpy as np
 import pytest
 
 from micropl import cli
-from micropl.acquisition.records import G2Histogram, QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter
 from micropl.acquisition.summary import TRUTH_MATCH_UM
 from micropl.analysis.g2 import pulsed_g2
 from micropl.analysis.spectra import fit_spectra
-from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.records import (
+    G2Histogram,
+    QDStatus,
+    QDTarget,
+    RunStart,
+    RunStop,
+    Spectrum,
+    TagChunk,
+    Tagged,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_storage_crash as crash  # noqa: E402  (subprocess writer helpers)

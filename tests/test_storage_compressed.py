@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from micropl.acquisition.records import G2Histogram, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter, schema
 from micropl.acquisition.storage.tags import (
     CoincidenceFilter,
@@ -23,7 +22,7 @@ from micropl.acquisition.storage.tags import (
     coincidence_mask,
 )
 from micropl.analysis.g2 import G2Accumulator
-from micropl.drivers.interfaces import Spectrum, TagChunk
+from micropl.records import G2Histogram, Spectrum, TagChunk, Tagged
 
 I64 = np.iinfo(np.int64)
 

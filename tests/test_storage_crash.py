@@ -21,10 +21,9 @@ import numpy as np
 import pytest
 from record_compare import same
 
-from micropl.acquisition.records import QDStatus, QDTarget, RunStart, RunStop, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter
-from micropl.drivers.interfaces import Frame, Spectrum, TagChunk
 from micropl.errors import FileFormatError
+from micropl.records import Frame, QDStatus, QDTarget, RunStart, RunStop, Spectrum, TagChunk, Tagged
 
 HERE = Path(__file__).resolve().parent
 N_PX = 1600
@@ -251,7 +250,7 @@ def test_reader_sees_growing_consistent_tables_while_writing(tmp_path):
 
 
 def test_second_writer_is_refused(tmp_path):
-    from micropl.acquisition.storage import SessionBusyError
+    from micropl.errors import SessionBusyError
 
     path = tmp_path / "s.h5"
     with SessionWriter.create(path):

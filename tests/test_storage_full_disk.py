@@ -18,10 +18,9 @@ import h5py
 import numpy as np
 import pytest
 
-from micropl.acquisition.records import RunStop, Tagged
 from micropl.acquisition.storage import SessionReader, SessionWriter
 from micropl.acquisition.storage.recovery import _stored_eof
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import RunStop, TagChunk, Tagged
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
 
@@ -31,9 +30,9 @@ ROOM_BYTES = 12_000_000  # free space left after the file was created
 WRITER = """
 import json, resource, signal, sys, time
 import numpy as np
-from micropl.acquisition.records import RunStart, Tagged
+from micropl.records import RunStart, Tagged
 from micropl.acquisition.storage import SessionWriter
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 n_tags = int(sys.argv[3])

@@ -72,22 +72,9 @@ def test_public_names_come_from_their_part(name):
 
 
 def test_readme_script_api_names():
-    from micropl.acquisition.storage import (  # noqa: F401 - the names scripts import
+    from micropl.acquisition.storage import (
         OutputExistsError,
         OutputPathError,
-        QDData,
-        QDInfo,
-        RunInfo,
-        SessionBusyError,
-        SessionLock,
-        SessionReader,
-        SessionWriter,
-        StoredRecord,
-        SurveyState,
-        place_new,
-        prepare_output,
-        write_new_file,
-        writer_alive,
     )
 
     assert issubclass(OutputExistsError, FileExistsError)

@@ -12,8 +12,8 @@ from micropl.acquisition.procedures import G2, RasterScan, SpectrumAcquisition, 
 from micropl.acquisition.procedures.base import ProcedureBase
 from micropl.acquisition.procedures.survey import Target
 from micropl.acquisition.storage import SessionReader
-from micropl.drivers.interfaces import Spectrum
 from micropl.errors import AnalysisInputError
+from micropl.records import Spectrum
 
 
 def empty_places_um(sample, n: int) -> list[tuple[float, float]]:

@@ -22,13 +22,12 @@ from micropl.acquisition.procedures.trpl import (
     pulses_per_sync,
     trpl_lifetimes,
 )
-from micropl.acquisition.records import DecayHistogram, QDTarget
 from micropl.acquisition.session import run
 from micropl.acquisition.storage import SessionReader
 from micropl.acquisition.summary import session_summary
 from micropl.analysis.lifetime import LifetimeFit, decay_histogram
-from micropl.drivers.interfaces import TagChunk
 from micropl.errors import AnalysisInputError
+from micropl.records import DecayHistogram, QDTarget, TagChunk
 from micropl.simulators.laser import SimLaser
 from micropl.simulators.sample import VirtualSample
 from micropl.simulators.tagger import SimTimeTagger

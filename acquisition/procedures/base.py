@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk
 
 
 class ProcedureBase(BaseModel):

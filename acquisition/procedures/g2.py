@@ -12,7 +12,7 @@ from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, las
 from micropl.acquisition.procedures.preflight import Bound, Limits
 from micropl.acquisition.results import G2Measurement
 from micropl.analysis.g2 import G2Result
-from micropl.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError, UserError
 
 
 class G2(ProcedureBase):
@@ -54,7 +54,7 @@ class G2(ProcedureBase):
         """Acquire, then build and fit the histogram; return g²(0) (kind ``final``).
 
         Emits the raw tag chunks (kind ``g2``), then the final
-        :class:`~micropl.acquisition.records.G2Histogram`,
+        :class:`~micropl.records.G2Histogram`,
         :class:`~micropl.analysis.g2.G2Result` (with background correction) and,
         when the fitter accepts the histogram, the
         :class:`~micropl.analysis.g2.PeakTrainFit` — each once, with the context's
@@ -96,7 +96,7 @@ class G2(ProcedureBase):
         ctx.emit(histogram, kind="final")
         try:
             outcome = measurement.finish(histogram)
-        except AnalysisInputError as exc:  # say why instead of finishing quietly
+        except UserError as exc:  # say why instead of finishing quietly
             raise AnalysisInputError(f"g² after {elapsed_s:.1f} s: "
                                      f"{type(exc).__name__}: {exc}") from exc
         for record in outcome.records()[1:]:
@@ -109,6 +109,6 @@ class G2(ProcedureBase):
             return False
         try:
             result = measurement.g2()
-        except AnalysisInputError:  # not computable yet (no side-peak counts)
+        except UserError:  # not computable yet (no side-peak counts)
             return False
         return result.g2_0_err <= self.target_g2_err

@@ -31,7 +31,7 @@ from micropl.acquisition.procedures.spectrum import SpectrumAcquisition
 from micropl.acquisition.scan_records import MapTiming, SpectralCube
 from micropl.analysis.spectral_map import SpectralMapFit, fit_spectral_cube
 from micropl.analysis.spectrum_preprocess import frame_noise_rms
-from micropl.drivers.interfaces import MapLine
+from micropl.records import MapLine
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from pydantic import Field
 from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
 from micropl.acquisition.procedures.preflight import Limits, refuse_outside
-from micropl.acquisition.records import PowerSeriesData
 from micropl.analysis.saturation import SaturationFit, fit_saturation
 from micropl.errors import AnalysisInputError
+from micropl.records import PowerSeriesData
 
 log = logging.getLogger(__name__)
 

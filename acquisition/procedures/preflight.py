@@ -31,16 +31,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from micropl.drivers.interfaces import (
-    Grating,
-    InstrumentError,
+from micropl.drivers.limits import (
     bin_refusal,
     channels_refusal,
     em_gain_refusal,
     grating_refusal,
     range_refusal,
 )
-from micropl.errors import AnalysisInputError
+from micropl.errors import InstrumentError, UserError
+from micropl.records import Grating
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ __all__ = ["Bound", "Limits", "ParameterError", "refuse_outside", "unit_of"]
 _UNITS = (("_um", "µm"), ("_nm", "nm"), ("_ps", "ps"), ("_percent", "%"), ("_s", "s"))
 
 
-class ParameterError(AnalysisInputError, RuntimeError):
+class ParameterError(UserError, RuntimeError):
     """A procedure parameter the setup's instruments cannot do; refused before the run.
 
     A user error (the CLI exits with 2). It is also a ``RuntimeError``, like

@@ -25,14 +25,10 @@ from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, cou
 from micropl.acquisition.procedures.preflight import Bound, Limits, ParameterError, refuse_outside
 from micropl.acquisition.scan_records import MapTiming
 from micropl.analysis.marker_bins import counts_between_markers
-from micropl.drivers.interfaces import (
-    InstrumentError,
-    InstrumentTimeout,
-    MapLine,
-    TagChunk,
-    hardware_lines,
-    line_refusal,
-)
+from micropl.drivers.interfaces import hardware_lines
+from micropl.drivers.limits import line_refusal
+from micropl.errors import InstrumentError, InstrumentTimeout
+from micropl.records import MapLine, TagChunk
 
 Timing = Literal["auto", "hardware", "software"]
 #: Reads of the tagger during a hardware line are at most this far apart, s (watchdog).

@@ -15,8 +15,8 @@ from pydantic import Field
 from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
-from micropl.acquisition.records import RefocusResult
 from micropl.analysis.maps import fit_gaussian_2d
+from micropl.records import RefocusResult
 
 
 class Refocus(ProcedureBase):

@@ -19,8 +19,8 @@ from micropl.analysis.spectrum_preprocess import (
     remove_cosmic_rays_spatial,
     remove_cosmic_rays_temporal,
 )
-from micropl.drivers.interfaces import InstrumentTimeout, Spectrum
-from micropl.errors import AnalysisInputError
+from micropl.errors import AnalysisInputError, InstrumentTimeout, UserError
+from micropl.records import Spectrum
 
 #: ADC ceiling of a camera that does not state one (``adc_max_adu``): 16 bits, ADU.
 ADC_MAX_ADU_16BIT = 65535
@@ -229,7 +229,7 @@ class SpectrumAcquisition(ProcedureBase):
         """Fit one processed spectrum, emit the fit with ``kind``; (fit, "") or (None, why)."""
         try:
             fit = fit_spectrum_records([spectrum], ctx.analysis.spectrum_model)[0]
-        except AnalysisInputError as exc:
+        except UserError as exc:
             ctx.log.warning("%s spectrum not fitted: %s", kind, exc)
             return None, f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # noqa: BLE001 - a fitter bug: logged with its traceback,

@@ -14,11 +14,11 @@ FWHM (by ≈0.9 meV, 1.5σ, on the simulated sample). It is subtracted from ever
 QD spectrum, and stored (kinds ``film_raw``, ``film_frame``,
 ``film_accumulated``) with the survey's run.
 
-Each completed QD gets a :class:`~micropl.acquisition.records.QDFlags` record
+Each completed QD gets a :class:`~micropl.records.QDFlags` record
 before its status: ``multiple_emitters`` when its g²(0) is not below 0.5 by 2σ
 or its spectrum holds two resolved lines, ``poor_fit``/``saturated`` from the
 spectrum fit (:mod:`micropl.analysis.emitters` decides). On a simulated setup a
-:class:`~micropl.acquisition.records.QDTruth` record follows: what the simulated
+:class:`~micropl.records.QDTruth` record follows: what the simulated
 emitters gave during the QD's exposures and g² acquisition, as the world computes
 it (:meth:`~micropl.simulators.world.SimulatedWorld.measured_truth`).
 """
@@ -39,7 +39,6 @@ from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outsi
 from micropl.acquisition.procedures.raster_scan import MapImage, RasterScan
 from micropl.acquisition.procedures.refocus import Refocus
 from micropl.acquisition.procedures.spectrum import SpectrumAcquisition, SpectrumOutcome
-from micropl.acquisition.records import QDFlags, QDStatus, QDTarget, QDTruth
 from micropl.acquisition.results import spectrum_noise
 from micropl.analysis.emitters import (
     SINGLE_G2_THRESHOLD,
@@ -52,8 +51,8 @@ from micropl.analysis.emitters import (
 )
 from micropl.analysis.g2 import G2Result
 from micropl.analysis.maps import emptiest_position_um, find_spots, register_shift_um
-from micropl.drivers.interfaces import InstrumentError, Spectrum
-from micropl.errors import AnalysisInputError
+from micropl.errors import InstrumentError, UserError
+from micropl.records import QDFlags, QDStatus, QDTarget, QDTruth, Spectrum
 
 
 class Target(BaseModel):
@@ -268,7 +267,7 @@ class Survey(ProcedureBase):
                 problem = measured.problem()
             except Aborted:
                 raise
-            except (InstrumentError, AnalysisInputError, TimeoutError) as exc:
+            except (InstrumentError, UserError, TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {exc}" if not isinstance(exc, InstrumentError) \
                     else str(exc)
                 ctx.log.warning("QD %d attempt %d/%d failed: %s", target.qd_id, attempt,
@@ -332,7 +331,7 @@ class Survey(ProcedureBase):
         try:
             return two_line_test(spectrum.wavelength_nm, spectrum.counts,
                                  model=ctx.analysis.spectrum_model, **spectrum_noise(spectrum))
-        except AnalysisInputError as exc:
+        except UserError as exc:
             ctx.log.warning("two-line test not made: %s", exc)
             return None
 

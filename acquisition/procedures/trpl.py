@@ -6,7 +6,7 @@ histogrammed over one period (:func:`~micropl.analysis.lifetime.decay_histogram`
 divided sync is unfolded with the pulses per sync tag the tags show) and fitted with a
 periodic exponential decay convolved with a Gaussian IRF
 (:func:`~micropl.analysis.lifetime.fit_decay`). The raw tags (kind ``trpl``), the
-:class:`~micropl.acquisition.records.DecayHistogram` and the
+:class:`~micropl.records.DecayHistogram` and the
 :class:`~micropl.analysis.lifetime.LifetimeFit` are stored; the fit is returned.
 
 :func:`trpl_lifetimes` reads the fitted lifetime per QD back from a session, for the
@@ -24,10 +24,10 @@ from pydantic import Field
 from micropl.acquisition.context import RunContext
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits, ParameterError
-from micropl.acquisition.records import DecayHistogram
 from micropl.analysis.lifetime import LifetimeFit, decay_histogram, fit_decay
-from micropl.drivers.interfaces import bin_refusal
+from micropl.drivers.limits import bin_refusal
 from micropl.errors import AnalysisInputError
+from micropl.records import DecayHistogram
 
 __all__ = ["NO_TRPL", "TimeResolvedPL", "add_trpl_lifetimes", "pulses_per_sync",
            "sync_channel_of", "trpl_lifetimes"]

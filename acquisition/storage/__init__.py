@@ -33,7 +33,7 @@ copies every complete row into a new file beside it and atomically replaces
 the original with it.
 """
 
-from micropl.acquisition.storage.locking import SessionBusyError, SessionLock, writer_alive
+from micropl.acquisition.storage.locking import SessionLock, writer_alive
 from micropl.acquisition.storage.output import (
     OutputExistsError,
     OutputPathError,
@@ -46,7 +46,6 @@ from micropl.acquisition.storage.views import QDData, QDInfo, RunInfo, StoredRec
 from micropl.acquisition.storage.writer import SessionWriter
 
 __all__ = [
-    "SessionBusyError",
     "SessionLock",
     "OutputPathError",
     "OutputExistsError",

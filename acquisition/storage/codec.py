@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from micropl.acquisition.records import NO_ID, Tagged
 from micropl.acquisition.storage.schema import KIND_BYTES, SAME_LENGTH, Column, TableSpec, table_for
+from micropl.records import NO_ID, Tagged
 
 
 def _json_default(value: Any) -> Any:

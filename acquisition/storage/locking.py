@@ -13,13 +13,9 @@ import struct
 from pathlib import Path
 
 from micropl.acquisition.storage.output import _output_error
-from micropl.errors import AnalysisInputError
+from micropl.errors import SessionBusyError
 
 __all__ = ["SessionBusyError", "SessionLock", "writer_alive"]
-
-
-class SessionBusyError(AnalysisInputError):
-    """The session file is open for writing by another live process."""
 
 
 # =========================================================================== locking

@@ -14,7 +14,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from micropl.errors import AnalysisInputError
+from micropl.errors import UserError
 
 __all__ = [
     "OutputPathError",
@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-class OutputPathError(AnalysisInputError):
+class OutputPathError(UserError):
     """An output file cannot be created where asked (the message is one line naming it)."""
 
 

@@ -48,9 +48,15 @@ from typing import Any
 
 import numpy as np
 
-from micropl.acquisition.records import (
+from micropl.acquisition.storage.tags import TAG_CHUNK, RawTagsStored
+from micropl.analysis.g2 import CwG2Fit, G2Result, PeakTrainFit
+from micropl.analysis.maps import SpotList
+from micropl.analysis.spectra import SpectrumFit
+from micropl.records import (
+    Frame,
     G2Histogram,
     InstrumentSnapshot,
+    MapLine,
     PowerSeriesData,
     QDFlags,
     QDStatus,
@@ -59,12 +65,9 @@ from micropl.acquisition.records import (
     RefocusResult,
     RunStart,
     RunStop,
+    Spectrum,
+    TagChunk,
 )
-from micropl.acquisition.storage.tags import TAG_CHUNK, RawTagsStored
-from micropl.analysis.g2 import CwG2Fit, G2Result, PeakTrainFit
-from micropl.analysis.maps import SpotList
-from micropl.analysis.spectra import SpectrumFit
-from micropl.drivers.interfaces import Frame, MapLine, Spectrum, TagChunk
 
 log = logging.getLogger(__name__)
 
@@ -640,9 +643,9 @@ register_table(build_table("spot_list", SpotList, {
 
 
 # Time-resolved PL and power-series fits (trpl, power_series) --------------------------------
-from micropl.acquisition.records import DecayHistogram  # noqa: E402
 from micropl.analysis.lifetime import LifetimeFit  # noqa: E402
 from micropl.analysis.saturation import SaturationFit  # noqa: E402
+from micropl.records import DecayHistogram  # noqa: E402
 
 SAME_LENGTH["decay_histogram"] = ("t_ps", "counts")
 SAME_LENGTH["lifetime_fit"] = ("tau_ns", "tau_err_ns", "amplitude", "amplitude_err",

@@ -3,7 +3,7 @@
 :class:`RawTagStore` sits between the data stream and the
 :class:`~micropl.acquisition.storage.SessionWriter`. It
 
-* gathers consecutive :class:`~micropl.drivers.interfaces.TagChunk` records of
+* gathers consecutive :class:`~micropl.records.TagChunk` records of
   one stream (same run, QD and kind) into records of :data:`TAG_CHUNK` tags, so that every
   compressed chunk of the tag columns is written once, full (a record still
   held when the session is killed is lost, at most ``TAG_CHUNK`` tags or
@@ -41,8 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from micropl.acquisition.records import Tagged
-from micropl.drivers.interfaces import TagChunk
+from micropl.records import TagChunk, Tagged
 
 log = logging.getLogger(__name__)
 

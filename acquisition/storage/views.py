@@ -288,7 +288,7 @@ class _SessionViews:
 
     def film_reference(self) -> Any:
         """The newest stored film reference (kind ``film_accumulated``), a Spectrum, or None."""
-        from micropl.drivers.interfaces import Spectrum
+        from micropl.records import Spectrum
 
         stored = self.records(Spectrum, kind="film_accumulated")
         return stored[-1].record if stored else None

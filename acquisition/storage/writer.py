@@ -14,19 +14,14 @@ import h5py
 import numpy as np
 
 from micropl import __version__
-from micropl.acquisition.records import RunStop
 from micropl.acquisition.storage.codec import _encode, _Encoded, _unwrap
 from micropl.acquisition.storage.layout import _create_table, _write_header, pack_values
-from micropl.acquisition.storage.locking import (
-    SessionBusyError,
-    SessionLock,
-    _try_lock,
-    writer_alive,
-)
+from micropl.acquisition.storage.locking import SessionLock, _try_lock, writer_alive
 from micropl.acquisition.storage.output import _exists_error, _output_error, _tmp_path, place_new
 from micropl.acquisition.storage.reader import SessionReader
 from micropl.acquisition.storage.schema import SchemaError, TableSpec, registered_tables
-from micropl.errors import FileFormatError
+from micropl.errors import FileFormatError, SessionBusyError
+from micropl.records import RunStop
 
 log = logging.getLogger(__name__)
 

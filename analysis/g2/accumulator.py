@@ -91,7 +91,7 @@ class G2Accumulator:
     def add_chunk(self, chunk: object) -> None:
         """Add a record with ``t_ps`` (int64) and ``channel`` (uint8) arrays.
 
-        Any object with these attributes works, e.g. ``micropl.drivers.interfaces.TagChunk``;
+        Any object with these attributes works, e.g. ``micropl.records.TagChunk``;
         its optional ``t_stop_ps``, ``overflow`` and ``missed_events`` are used when
         present.
         """

@@ -2,7 +2,7 @@
 
 * :func:`polynomial_axis_nm` — a polynomial calibration in pixel index (the grating
   equation is :func:`micropl.grating.wavelength_axis_nm`, shared with the drivers);
-* :func:`energy_ev_from_wavelength_nm`, :func:`wavelength_nm_from_energy_ev`;
+* the photon-energy conversions of :mod:`micropl.units` (re-exported here);
 * :func:`pixel_edges_nm`, :func:`pixel_energy_width_ev` and :func:`density_per_ev`
   (counts per pixel → counts per eV).
 """
@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from micropl.errors import AnalysisInputError
+from micropl.units import HC_EV_NM, energy_ev_from_wavelength_nm, wavelength_nm_from_energy_ev
 
-#: Planck constant × speed of light in eV·nm: E[eV] = HC_EV_NM / λ[nm].
-HC_EV_NM = 1239.84198
+__all__ = ["HC_EV_NM", "energy_ev_from_wavelength_nm", "wavelength_nm_from_energy_ev",
+           "polynomial_axis_nm", "pixel_edges_nm", "pixel_energy_width_ev", "density_per_ev"]
 
 
 def polynomial_axis_nm(n_px: int, coeffs) -> np.ndarray:
@@ -46,40 +47,6 @@ def polynomial_axis_nm(n_px: int, coeffs) -> np.ndarray:
     if int(n_px) < 1:
         raise AnalysisInputError(f"polynomial axis: need at least 1 pixel, got {n_px}")
     return np.polynomial.polynomial.polyval(np.arange(int(n_px), dtype=np.float64), c)
-
-
-def energy_ev_from_wavelength_nm(wavelength_nm):
-    """Photon energy in eV of a vacuum wavelength in nm: ``E = 1239.84198 / λ``.
-
-    Parameters
-    ----------
-    wavelength_nm : float or array_like
-        Wavelength in nm.
-
-    Returns
-    -------
-    float or ndarray
-        Energy in eV, same shape.
-
-    Examples
-    --------
-    >>> from micropl.analysis.spectra import energy_ev_from_wavelength_nm
-    >>> round(float(energy_ev_from_wavelength_nm(500.0)), 6)
-    2.479684
-    """
-    return HC_EV_NM / np.asarray(wavelength_nm, dtype=np.float64)
-
-
-def wavelength_nm_from_energy_ev(energy_ev):
-    """Vacuum wavelength in nm of a photon energy in eV (``λ = 1239.84198 / E``).
-
-    Examples
-    --------
-    >>> from micropl.analysis.spectra import wavelength_nm_from_energy_ev
-    >>> round(float(wavelength_nm_from_energy_ev(2.5)), 4)
-    495.9368
-    """
-    return HC_EV_NM / np.asarray(energy_ev, dtype=np.float64)
 
 
 def _check_axis(wavelength_nm) -> np.ndarray:

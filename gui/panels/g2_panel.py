@@ -13,10 +13,10 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
-from micropl.acquisition.records import G2Histogram
 from micropl.analysis.g2 import G2Result, PeakTrainFit
 from micropl.gui.settings import NoWheelDoubleSpinBox, NoWheelSpinBox
 from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, set_style
+from micropl.records import G2Histogram
 
 __all__ = ["G2Panel", "PLOT_MIN_HEIGHT_PX", "rebin", "MAX_BIN_FACTOR", "MAX_WINDOW_NS"]
 

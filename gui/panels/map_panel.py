@@ -15,8 +15,8 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
-from micropl.drivers.interfaces import MapLine
 from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget
+from micropl.records import MapLine
 
 __all__ = ["MapPanel", "COLORBAR_AXIS_WIDTH_PX"]
 

@@ -7,8 +7,8 @@ import pyqtgraph as pg
 from PyQt5 import QtCore, QtWidgets
 
 from micropl.analysis.spectra import SpectrumFit, energy_ev_from_wavelength_nm
-from micropl.drivers.interfaces import Spectrum
 from micropl.gui.widgets import DataFollower, fixed_lines_label, plot_widget, set_label
+from micropl.records import Spectrum
 
 __all__ = ["SpectrumPanel", "fit_rows", "PLOT_MIN_HEIGHT_PX"]
 

@@ -16,7 +16,7 @@ from PyQt5 import QtCore, QtWidgets
 
 from micropl.analysis.emitters import EXCLUDING_FLAGS, excluded_counts, exclusion_text
 from micropl.analysis.statistics import SurveyStatistics, survey_statistics
-from micropl.errors import AnalysisInputError
+from micropl.errors import UserError
 from micropl.gui.bridge import QDRow
 from micropl.gui.widgets import DataFollower, plot_widget
 
@@ -75,7 +75,7 @@ def row_statistics(rows: list[QDRow]) -> SurveyStatistics | None:
                                  column("peak_energy_err_ev"), column("fwhm_err_mev"),
                                  g2 if has_g2 else None, g2_err if has_g2 else None,
                                  flags=[_flags(r) for r in done])
-    except AnalysisInputError:
+    except UserError:
         return None
 
 

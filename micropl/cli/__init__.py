@@ -99,10 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    from micropl.acquisition.config import ConfigError
-    from micropl.errors import AnalysisInputError
+    from micropl.errors import UserError
 
-    return (UsageError, AnalysisInputError, ConfigError, FileNotFoundError, IsADirectoryError,
+    return (UsageError, UserError, FileNotFoundError, IsADirectoryError,
             NotADirectoryError)
 
 
@@ -191,7 +190,7 @@ def _interrupted_cause(exc: BaseException) -> Interrupted | None:
 
 def _report_error(args: argparse.Namespace, exc: Exception) -> int:
     """One line for ``exc`` and its exit code (``--debug``: raise it, with its traceback)."""
-    from micropl.drivers.interfaces import InstrumentError
+    from micropl.errors import InstrumentError
 
     if args.debug:
         raise exc

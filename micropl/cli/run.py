@@ -295,7 +295,8 @@ def _resume_setup(path: Path, stored_text: str, config: Path | None
         When ``config`` describes another setup (instruments, sample, safety;
         the clock mode may differ), naming the first difference.
     """
-    from micropl.acquisition.config import ConfigError, load_config
+    from micropl.acquisition.config import load_config
+    from micropl.errors import ConfigError
 
     if not stored_text.strip():
         if config is None:

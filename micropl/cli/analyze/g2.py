@@ -40,7 +40,7 @@ from micropl.analysis.g2_files import (
 )
 from micropl.analysis.tags import read_ptu_header
 from micropl.cli.output import print_json
-from micropl.errors import AnalysisInputError, FileFormatError
+from micropl.errors import AnalysisInputError, FileFormatError, UserError
 from micropl.ptu import T2_RECORD_TYPES
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             f"--window-fraction must be in (0, 1], got {args.window_fraction}")
     try:
         check_channel_pair(*args.channels)
-    except AnalysisInputError as exc:
+    except UserError as exc:
         raise AnalysisInputError(f"--channels {args.channels[0]} {args.channels[1]}: {exc}; "
                                  "give the two APD channels") from None
     info: dict = {"file": str(path)}
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         result = pulsed_g2(tau_ps, counts, rep_rate_hz=rate, n_side=args.n_side,
                            zero_delay_ps=args.zero_delay_ps, period_source=rate_source,
                            window_fraction=args.window_fraction)
-    except AnalysisInputError as exc:
+    except UserError as exc:
         raise AnalysisInputError(f"{path}: {exc}") from exc
     info["bin_ps"] = bin_ps
     if args.plot is not None:

@@ -19,9 +19,9 @@ import numpy as np
 
 from micropl.cli import UsageError
 from micropl.cli.output import print_json
+from micropl.units import HC_EV_NM
 
 _ENERGY_RANGE_EV = (1.5, 3.5)
-_HC_EV_NM = 1239.84198
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -147,7 +147,7 @@ def run_spectrum(args: argparse.Namespace) -> int:
     world = SimulatedWorld(sample, VirtualClock("fast"))
     laser = SimLaser(SimLaserSettings(), world)
     SimScanner(scanner_settings, world)
-    center_nm = _HC_EV_NM / args.energy_ev
+    center_nm = HC_EV_NM / args.energy_ev
     spectrograph = SimSpectrograph(SimSpectrographSettings(grating=2), world)
     spectrograph.center_wavelength_nm = center_nm
     cam_settings = SimCameraSettings(start_temperature_c=-80.0, exposure_s=args.exposure_s,

@@ -1,7 +1,7 @@
 """Acquisition-level records: runs, selected QDs and their status, and the data envelope.
 
 The runner emits these on the data stream next to the instrument records of
-:mod:`micropl.drivers.interfaces` (``Frame``, ``Spectrum``, ``TagChunk``,
+:mod:`micropl.records.data` (``Frame``, ``Spectrum``, ``TagChunk``,
 ``MapLine``) and the analysis results (``SpectrumFit``, ``G2Result``...). The
 session storage (:mod:`micropl.acquisition.storage`) writes every one of them.
 
