@@ -31,7 +31,29 @@ TTBIN_BLOCK_EVENTS = 1 << 20
 
 
 def require_swabian(path: Path) -> None:
-    """Refuse a ``.ttbin`` file when the vendor module is missing (one line)."""
+    """Refuse a ``.ttbin`` file when the vendor module is missing (one line).
+
+    Raises
+    ------
+    FileFormatError
+        The ``TimeTagger`` module does not import.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.legacy import swabian_available
+    >>> from micropl.analysis.formats.ttbin import require_swabian
+    >>> from micropl.errors import FileFormatError
+    >>> try:
+    ...     require_swabian(Path("run.ttbin"))
+    ...     refused = None
+    ... except FileFormatError as exc:
+    ...     refused = str(exc)
+    >>> (refused is None) == swabian_available()  # refused exactly when the extra is missing
+    True
+    >>> refused is None or "pip install 'micropl[swabian]'" in refused
+    True
+    """
     if not swabian_available():
         raise FileFormatError(
             f"{path}: Swabian .ttbin file; reading it needs the 'swabian' extra (the "
@@ -47,6 +69,23 @@ def correlate_ttbin(path: Path, ch_a: int, ch_b: int, bin_ps: int, window_ps: in
     ------
     FileFormatError
         The vendor module is missing or cannot read the file; a channel has no tags.
+
+    Examples
+    --------
+    Without the ``swabian`` extra the file is refused before it is opened:
+
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.legacy import swabian_available
+    >>> from micropl.analysis.formats.ttbin import correlate_ttbin
+    >>> from micropl.errors import FileFormatError
+    >>> if not swabian_available():
+    ...     try:
+    ...         correlate_ttbin(Path("run.ttbin"), 1, 2, bin_ps=100, window_ps=50_000)
+    ...     except FileFormatError as exc:
+    ...         print(str(exc).split(";")[0])
+    ... else:
+    ...     print("run.ttbin: Swabian .ttbin file")
+    run.ttbin: Swabian .ttbin file
     """
     from micropl.analysis.g2_files import MAX_PAIRS, MAX_TAIL_TAGS
 
