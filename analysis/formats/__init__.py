@@ -55,6 +55,7 @@ def spectrum_format(path: str | Path) -> str:
     >>> import tempfile
     >>> from pathlib import Path
     >>> from micropl.analysis.formats import spectrum_format
+    >>> from micropl.errors import FileFormatError
     >>> folder = tempfile.TemporaryDirectory()
     >>> text = Path(folder.name) / "spectrum.txt"
     >>> _ = text.write_text("900.0 10\\n900.5 12\\n901.0 11\\n")
@@ -64,9 +65,9 @@ def spectrum_format(path: str | Path) -> str:
     'text'
     >>> try:
     ...     spectrum_format(ptu)
-    ... except Exception as exc:
-    ...     print(type(exc).__name__, str(exc).replace(folder.name, "DIR"))
-    FileFormatError DIR/tags.dat: PicoQuant PTU time-tag file, not a spectrum; analyse it with `micropl analyze g2`
+    ... except FileFormatError as exc:
+    ...     print(str(exc).replace(folder.name, "DIR"))
+    DIR/tags.dat: PicoQuant PTU time-tag file, not a spectrum; analyse it with `micropl analyze g2`
     >>> folder.cleanup()
     """
     p = Path(path)
