@@ -78,6 +78,20 @@ def read_ptu_tags(path: Path):
     FileFormatError
         As :func:`~micropl.analysis.tags.read_ptu_t2` or
         :func:`~micropl.analysis.formats.t3.read_ptu_t3_tags` (one line).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.g2_files import read_ptu_tags
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "tags.ptu"
+    >>> n = write_ptu_t2(path, [1000, 2500, 7000], [1, 2, 1], sync_rate_hz=80e6)
+    >>> tags = read_ptu_tags(path)
+    >>> tags.t_ps.tolist(), tags.channel.tolist(), tags.sync_rate_hz
+    ([1000, 2500, 7000], [1, 2, 1], 80000000.0)
+    >>> folder.cleanup()
     """
     from micropl.analysis.tags import read_ptu_t2
     from micropl.ptu import T3_RECORD_TYPES
@@ -103,6 +117,29 @@ def tag_file_kind(path: Path) -> str:
     FileFormatError
         A directory; a corrupt PTU header; a ``.ttbin`` file without the ``swabian``
         extra; a legacy PicoQuant file (one line naming the converter).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.g2_files import tag_file_kind
+    >>> from micropl.analysis.ptu_write import write_ptu_t2
+    >>> from micropl.errors import FileFormatError
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> ptu = Path(folder.name) / "tags.ptu"
+    >>> n = write_ptu_t2(ptu, [1000, 2500], [1, 2], sync_rate_hz=80e6)
+    >>> text = Path(folder.name) / "g2.txt"
+    >>> _ = text.write_text("-1 10\\n0 2\\n1 11\\n")
+    >>> tag_file_kind(ptu), tag_file_kind(text)
+    ('ptu-t2', 'histogram')
+    >>> legacy = Path(folder.name) / "old.pt3"
+    >>> _ = legacy.write_bytes(b"PicoHarp 300" + bytes(52))
+    >>> try:
+    ...     tag_file_kind(legacy)
+    ... except FileFormatError as exc:
+    ...     print(str(exc).split(" in the ")[0].replace(folder.name, "DIR"))
+    DIR/old.pt3: legacy PicoHarp 300 file (.pt3, T3 time tags)
+    >>> folder.cleanup()
     """
     from micropl.analysis.formats.legacy import refuse_known_binary
     from micropl.analysis.formats.ttbin import require_swabian

@@ -49,6 +49,26 @@ def spectrum_format(path: str | Path) -> str:
     FileFormatError
         A directory, or a known format that is not a spectrum (a PicoQuant file, a
         legacy time-tag file): one line naming it and what to do.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats import spectrum_format
+    >>> from micropl.errors import FileFormatError
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> text = Path(folder.name) / "spectrum.txt"
+    >>> _ = text.write_text("900.0 10\\n900.5 12\\n901.0 11\\n")
+    >>> ptu = Path(folder.name) / "tags.dat"
+    >>> _ = ptu.write_bytes(b"PQTTTR" + bytes(58))
+    >>> spectrum_format(text)
+    'text'
+    >>> try:
+    ...     spectrum_format(ptu)
+    ... except FileFormatError as exc:
+    ...     print(str(exc).replace(folder.name, "DIR"))
+    DIR/tags.dat: PicoQuant PTU time-tag file, not a spectrum; analyse it with `micropl analyze g2`
+    >>> folder.cleanup()
     """
     p = Path(path)
     head, size = _head(p)
@@ -85,6 +105,21 @@ def read_spectra(path: str | Path, *,
         No such file.
     FileFormatError
         The file cannot be read (one line naming it, the format and what is missing).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats import read_spectra
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "spectrum.csv"
+    >>> _ = path.write_text("wavelength_nm,counts\\n900.0,10\\n900.5,40\\n901.0,12\\n")
+    >>> series = read_spectra(path)
+    >>> series.format, series.n_frames, series.wavelength_nm.tolist()
+    ('text', 1, [900.0, 900.5, 901.0])
+    >>> series.counts.tolist()
+    [[10.0, 40.0, 12.0]]
+    >>> folder.cleanup()
     """
     p = Path(path)
     kind = spectrum_format(p)

@@ -103,6 +103,25 @@ def check_binary_size(path: Path, what: str) -> int:
     ------
     FileFormatError
         Empty or too large (one line naming the file and the size).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.base import check_binary_size
+    >>> from micropl.errors import FileFormatError
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "frame.spe"
+    >>> _ = path.write_bytes(bytes(4200))
+    >>> check_binary_size(path, "SPE")
+    4200
+    >>> _ = path.write_bytes(b"")
+    >>> try:
+    ...     check_binary_size(path, "SPE")
+    ... except FileFormatError as exc:
+    ...     print(str(exc).replace(folder.name, "DIR"))
+    DIR/frame.spe: file is empty
+    >>> folder.cleanup()
     """
     size = path.stat().st_size
     if size == 0:
@@ -115,7 +134,23 @@ def check_binary_size(path: Path, what: str) -> int:
 
 
 def check_values(path: Path, what: str, n_frames: int, n_points: int) -> None:
-    """Refuse a header that claims more values than :data:`MAX_SPECTRUM_VALUES`."""
+    """Refuse a header that claims more values than :data:`MAX_SPECTRUM_VALUES`.
+
+    Raises
+    ------
+    FileFormatError
+        No frame or no point, or more than :data:`MAX_SPECTRUM_VALUES` values.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.base import check_values
+    >>> check_values(Path("run.sif"), "SIF", 10, 1024)  # 10 frames of 1024 px: accepted
+    >>> check_values(Path("run.sif"), "SIF", 100_000, 100_000)
+    Traceback (most recent call last):
+    ...
+    micropl.errors.FileFormatError: run.sif: SIF header claims 100000 frames of 100000 points, more than the 8388608 values micropl reads from one file
+    """
     if n_frames < 1 or n_points < 1:
         raise FileFormatError(f"{path}: {what} header gives {n_frames} frame(s) of "
                               f"{n_points} points; the header is corrupt")
@@ -133,6 +168,17 @@ def wavelength_from_range(path: Path, n_points: int,
     ------
     FileFormatError
         A range that is not two positive, finite, different numbers.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.base import wavelength_from_range
+    >>> wavelength_from_range(Path("run.spe"), 5, (900.0, 902.0)).tolist()
+    [900.0, 900.5, 901.0, 901.5, 902.0]
+    >>> wavelength_from_range(Path("run.spe"), 5, (900.0, 900.0))
+    Traceback (most recent call last):
+    ...
+    micropl.errors.FileFormatError: run.spe: --wavelength-nm-range 900 900: give two different positive wavelengths (nm) for the first and the last pixel
     """
     lo, hi = (float(v) for v in wavelength_nm_range)
     if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0 and hi > 0 and lo != hi):
@@ -149,6 +195,17 @@ def finish_series(path: Path | str, wavelength_nm: np.ndarray, counts: np.ndarra
     A descending axis is flipped (with the frames). Refused, with one line naming the
     file: non-finite values, fewer than 3 points, non-positive or non-monotonic
     wavelengths, all counts zero, frames of another length than the axis.
+
+    Examples
+    --------
+    >>> from micropl.analysis.formats.base import finish_series
+    >>> series = finish_series("run.txt", [903.0, 902.0, 901.0], [5.0, 7.0, 9.0], "text")
+    >>> series.wavelength_nm.tolist(), series.counts.tolist()  # flipped to ascending
+    ([901.0, 902.0, 903.0], [[9.0, 7.0, 5.0]])
+    >>> finish_series("run.txt", [901.0, 902.0, 902.0], [5.0, 7.0, 9.0], "text")
+    Traceback (most recent call last):
+    ...
+    micropl.errors.FileFormatError: run.txt: wavelength is not strictly monotonic (point 3)
     """
     p = str(path)
     wl = np.asarray(wavelength_nm, dtype=np.float64).ravel()

@@ -29,6 +29,20 @@ def histogram_format(path: Path, layout: str = "auto") -> str:
     FileFormatError
         No such file, a directory, or a known format that is no histogram micropl reads
         (legacy PicoQuant files: one line naming the converter).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.histograms import histogram_format
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> rows = Path(folder.name) / "rows.csv"
+    >>> _ = rows.write_text("tau_ns,-1,0,1,2\\ncounts,10,2,11,9\\n")
+    >>> columns = Path(folder.name) / "columns.txt"
+    >>> _ = columns.write_text("-1 10\\n0 2\\n1 11\\n2 9\\n")
+    >>> histogram_format(rows), histogram_format(columns), histogram_format(rows, "columns")
+    ('text-rows', 'text', 'text')
+    >>> folder.cleanup()
     """
     if layout not in LAYOUTS:
         raise AnalysisInputError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -72,6 +86,21 @@ def read_histogram(path: str | Path, *, delay_unit: str | None = None, layout: s
     ------
     FileFormatError
         As the format's reader (one line naming the file).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.histograms import read_histogram
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "g2.txt"
+    >>> _ = path.write_text("# tau_ns counts\\n-1 10\\n0 2\\n1 11\\n2 9\\n")
+    >>> hist, info = read_histogram(path, delay_unit="ns")
+    >>> hist.tau_ps.tolist(), hist.counts.tolist()
+    ([-1000.0, 0.0, 1000.0, 2000.0], [10.0, 2.0, 11.0, 9.0])
+    >>> info
+    {'format': 'text', 'exposure_s': None, 'n_points': 4}
+    >>> folder.cleanup()
     """
     from micropl.analysis.tags import HistogramData, read_histogram_file
 

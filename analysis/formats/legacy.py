@@ -44,7 +44,14 @@ def legacy_picoquant(path: Path, head: bytes) -> str | None:
 
 
 def swabian_available() -> bool:
-    """Whether the Swabian ``TimeTagger`` module (the ``swabian`` extra) imports."""
+    """Whether the Swabian ``TimeTagger`` module (the ``swabian`` extra) imports.
+
+    Examples
+    --------
+    >>> from micropl.analysis.formats.legacy import swabian_available
+    >>> isinstance(swabian_available(), bool)  # False unless the extra is installed
+    True
+    """
     try:
         import TimeTagger  # noqa: F401
     except ImportError:
@@ -69,6 +76,16 @@ def refuse_known_binary(path: Path, head: bytes, *, what: str) -> None:
     FileFormatError
         A legacy PicoQuant file; a PTU file given as a spectrum; a PHU file given as a
         spectrum; a ``.ttbin`` file given as a spectrum or histogram.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.legacy import refuse_known_binary
+    >>> refuse_known_binary(Path("g2.txt"), b"tau_ns counts\\n", what="histogram")  # not refused
+    >>> refuse_known_binary(Path("run.ht3"), b"HydraHarp" + bytes(7), what="histogram")
+    Traceback (most recent call last):
+    ...
+    micropl.errors.FileFormatError: run.ht3: legacy HydraHarp file (.ht3, T3 time tags) in the pre-PTU format micropl does not read; open it in PicoQuant's HydraHarp software and save it as PTU
     """
     line = legacy_picoquant(path, head)
     if line is not None:

@@ -61,7 +61,22 @@ def _data_lines(path: Path) -> list[str]:
 def looks_like_rows(path: Path) -> bool:
     """Whether ``path`` is a histogram in rows: 2 to ``MAX_ROWS + 1`` data lines of the
     same length, at least 3 numbers and more numbers than lines each, the first line
-    increasing (the delays)."""
+    increasing (the delays).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.rows import looks_like_rows
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> rows = Path(folder.name) / "rows.csv"
+    >>> _ = rows.write_text("tau_ns,-1,0,1,2\\ncounts,10,2,11,9\\n")
+    >>> columns = Path(folder.name) / "columns.txt"
+    >>> _ = columns.write_text("-1 10\\n0 2\\n1 11\\n2 9\\n")
+    >>> looks_like_rows(rows), looks_like_rows(columns)
+    (True, False)
+    >>> folder.cleanup()
+    """
     lines = _data_lines(path)
     if not 2 <= len(lines) <= MAX_ROWS + 1:
         return False
@@ -106,6 +121,23 @@ def read_rows(path: Path, delay_unit: str | None = None):
     FileFormatError
         Not two or more rows of numbers of equal length, non-increasing delays,
         negative or non-finite counts.
+
+    Examples
+    --------
+    Two count rows (snapshots) are summed; the ``ns`` in the label sets the unit:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.rows import read_rows
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "rows.csv"
+    >>> _ = path.write_text("tau_ns,-1,0,1,2\\ncounts,10,2,11,9\\ncounts,8,1,9,10\\n")
+    >>> hist = read_rows(path)
+    >>> hist.tau_ps.tolist(), hist.counts.tolist()
+    ([-1000.0, 0.0, 1000.0, 2000.0], [18.0, 3.0, 20.0, 19.0])
+    >>> hist.delay_unit, hist.unit_source, hist.n_snapshots
+    ('ns', 'header', 2)
+    >>> folder.cleanup()
     """
     from micropl.analysis.tags import HistogramData
 

@@ -64,6 +64,31 @@ def read_sif(path: Path, wavelength_nm_range: tuple[float, float] | None = None
         Not a SIF file, a truncated or corrupt header, frames beyond the end of the
         file, an image rather than spectra (more than one row per frame), no
         wavelength calibration and no ``wavelength_nm_range``.
+
+    Examples
+    --------
+    A file that starts as a SIF file but ends inside its header is refused in one
+    line (the files under ``tests/data`` are read in ``tests/test_lab_spectra.py``):
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.sif import SIF_MAGIC, read_sif
+    >>> from micropl.errors import FileFormatError
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "cut.sif"
+    >>> _ = path.write_bytes(SIF_MAGIC + b"\\n65538 1\\n")
+    >>> try:
+    ...     read_sif(path)
+    ... except FileFormatError as exc:
+    ...     print(str(exc).replace(folder.name, "DIR").split(" (")[0])
+    DIR/cut.sif: truncated or corrupt SIF header
+    >>> _ = path.write_bytes(b"Andor Solis text export\\n")
+    >>> try:
+    ...     read_sif(path)
+    ... except FileFormatError as exc:
+    ...     print(str(exc).replace(folder.name, "DIR"))
+    DIR/cut.sif: not an Andor SIF file
+    >>> folder.cleanup()
     """
     from sif_parser import _sif_open, utils  # the vendor-format parser
 

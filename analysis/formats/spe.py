@@ -52,7 +52,27 @@ _HINT = "give --wavelength-nm-range LOW HIGH (nm)"
 
 
 def looks_like_spe(head: bytes, size: int) -> bool:
-    """Whether the first :data:`SPE_HEADER_BYTES` bytes look like an SPE header."""
+    """Whether the first :data:`SPE_HEADER_BYTES` bytes look like an SPE header.
+
+    Examples
+    --------
+    >>> import struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> head = bytearray(4100)  # a WinSpec 2.x header: 1 frame of 4 px, uint16
+    >>> struct.pack_into("<f", head, 10, 0.5)  # exposure, s
+    >>> struct.pack_into("<H", head, 42, 4)  # xdim
+    >>> struct.pack_into("<h", head, 108, 3)  # data type 3: uint16
+    >>> struct.pack_into("<H", head, 656, 1)  # ydim
+    >>> struct.pack_into("<i", head, 1446, 1)  # frames
+    >>> struct.pack_into("<f", head, 1992, 2.5)  # header version
+    >>> head[3101] = 1  # a linear calibration: 899.5 + 0.5 × pixel (pixels from 1)
+    >>> struct.pack_into("<6d", head, 3263, 899.5, 0.5, 0, 0, 0, 0)
+    >>> data = bytes(head) + np.array([10, 40, 12, 11], "<u2").tobytes()
+    >>> from micropl.analysis.formats.spe import looks_like_spe
+    >>> looks_like_spe(data[:4100], len(data)), looks_like_spe(bytes(4100), 4108)
+    (True, False)
+    """
     if size <= SPE_HEADER_BYTES or len(head) < SPE_HEADER_BYTES:
         return False
     version = struct.unpack_from("<f", head, 1992)[0]
@@ -84,6 +104,34 @@ def read_spe(path: Path, wavelength_nm_range: tuple[float, float] | None = None
         Truncated or corrupt header or footer, frames beyond the end of the file, an
         image or several regions of interest instead of one spectrum per frame, no
         wavelength calibration and no ``wavelength_nm_range``.
+
+    Examples
+    --------
+    >>> import struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> head = bytearray(4100)  # a WinSpec 2.x header: 1 frame of 4 px, uint16
+    >>> struct.pack_into("<f", head, 10, 0.5)  # exposure, s
+    >>> struct.pack_into("<H", head, 42, 4)  # xdim
+    >>> struct.pack_into("<h", head, 108, 3)  # data type 3: uint16
+    >>> struct.pack_into("<H", head, 656, 1)  # ydim
+    >>> struct.pack_into("<i", head, 1446, 1)  # frames
+    >>> struct.pack_into("<f", head, 1992, 2.5)  # header version
+    >>> head[3101] = 1  # a linear calibration: 899.5 + 0.5 × pixel (pixels from 1)
+    >>> struct.pack_into("<6d", head, 3263, 899.5, 0.5, 0, 0, 0, 0)
+    >>> data = bytes(head) + np.array([10, 40, 12, 11], "<u2").tobytes()
+    >>> from micropl.analysis.formats.spe import read_spe
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "line.spe"
+    >>> _ = path.write_bytes(data)
+    >>> series = read_spe(path)
+    >>> series.format, series.exposure_s, series.calibration
+    ('spe2', 0.5, 'file')
+    >>> series.wavelength_nm.tolist(), series.counts.tolist()
+    ([900.0, 900.5, 901.0, 901.5], [[10.0, 40.0, 12.0, 11.0]])
+    >>> read_spe(path, (800.0, 803.0)).wavelength_nm.tolist()  # the user's range instead
+    [800.0, 801.0, 802.0, 803.0]
+    >>> folder.cleanup()
     """
     size = check_binary_size(path, "SPE")
     raw = path.read_bytes()

@@ -72,6 +72,37 @@ def read_t3_header(path) -> tuple[PtuHeader, T3Timing]:
     ------
     FileFormatError
         A T2 file, or a delay resolution outside 0.1 ps to the sync period (one line).
+
+    Examples
+    --------
+    A T3 file built in the example (HydraHarp V2 records: 4000 photons on inputs 1
+    and 2 over 1000 sync periods of 12.5 ns, delays in 100 ps units with a 1 ns decay
+    2 ns after the sync):
+
+    >>> import struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> def entry(name, value, kind=0x10000008):  # int8; float8 0x20000008; empty8 0xFFFF0008
+    ...     fmt = "<iId" if kind == 0x20000008 else "<iIq"
+    ...     return name.encode().ljust(32, b"\\0") + struct.pack(fmt, -1, kind, value)
+    >>> rng = np.random.default_rng(7)
+    >>> nsync = np.sort(rng.integers(0, 1000, 4000))
+    >>> dtime = (20 + rng.normal(0, 1, 4000) + rng.exponential(10, 4000)).astype(int) % 125
+    >>> chan = rng.integers(1, 3, 4000)
+    >>> records = ((chan - 1) << 25 | dtime << 10 | nsync).astype("<u4")
+    >>> head = b"PQTTTR" + bytes(2) + b"1.0.00" + bytes(2) + b"".join([
+    ...     entry("Measurement_Mode", 3), entry("TTResultFormat_TTTRRecType", 0x01010304),
+    ...     entry("MeasDesc_GlobalResolution", 12.5e-9, 0x20000008),
+    ...     entry("MeasDesc_Resolution", 1e-10, 0x20000008),
+    ...     entry("TTResult_NumberOfRecords", 4000), entry("Header_End", 0, 0xFFFF0008)])
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "decay.ptu"
+    >>> _ = path.write_bytes(head + records.tobytes())
+    >>> from micropl.analysis.formats.t3 import read_t3_header
+    >>> header, timing = read_t3_header(path)
+    >>> header.n_records, timing.period_ps, timing.resolution_ps, timing.sync_rate_hz
+    (4000, 12500.0, 100.0, 80000000.0)
+    >>> folder.cleanup()
     """
     header = read_ptu_header(path, allow_t3=True)
     if header.record_type not in T3_RECORD_TYPES:
@@ -94,6 +125,40 @@ def iter_ptu_t3(header: PtuHeader, *, block_records: int = PTU_BLOCK_RECORDS
     FileFormatError
         Missing records, or overflows that push the time beyond
         :data:`~micropl.analysis.tags.MAX_PTU_SPAN_S` (one line naming the record).
+
+    Examples
+    --------
+    A T3 file built in the example (HydraHarp V2 records: 4000 photons on inputs 1
+    and 2 over 1000 sync periods of 12.5 ns, delays in 100 ps units with a 1 ns decay
+    2 ns after the sync):
+
+    >>> import struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> def entry(name, value, kind=0x10000008):  # int8; float8 0x20000008; empty8 0xFFFF0008
+    ...     fmt = "<iId" if kind == 0x20000008 else "<iIq"
+    ...     return name.encode().ljust(32, b"\\0") + struct.pack(fmt, -1, kind, value)
+    >>> rng = np.random.default_rng(7)
+    >>> nsync = np.sort(rng.integers(0, 1000, 4000))
+    >>> dtime = (20 + rng.normal(0, 1, 4000) + rng.exponential(10, 4000)).astype(int) % 125
+    >>> chan = rng.integers(1, 3, 4000)
+    >>> records = ((chan - 1) << 25 | dtime << 10 | nsync).astype("<u4")
+    >>> head = b"PQTTTR" + bytes(2) + b"1.0.00" + bytes(2) + b"".join([
+    ...     entry("Measurement_Mode", 3), entry("TTResultFormat_TTTRRecType", 0x01010304),
+    ...     entry("MeasDesc_GlobalResolution", 12.5e-9, 0x20000008),
+    ...     entry("MeasDesc_Resolution", 1e-10, 0x20000008),
+    ...     entry("TTResult_NumberOfRecords", 4000), entry("Header_End", 0, 0xFFFF0008)])
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "decay.ptu"
+    >>> _ = path.write_bytes(head + records.tobytes())
+    >>> from micropl.analysis.formats.t3 import iter_ptu_t3, read_t3_header
+    >>> header, _ = read_t3_header(path)
+    >>> blocks = list(iter_ptu_t3(header, block_records=1500))
+    >>> [b.nsync.size for b in blocks], blocks[-1].end_nsync
+    ([1500, 1500, 1000], 999)
+    >>> bool(np.array_equal(np.concatenate([b.dtime for b in blocks]), dtime))
+    True
+    >>> folder.cleanup()
     """
     decoder = T3StreamDecoder(header.record_type)
     max_sync = MAX_PTU_SPAN_S / header.resolution_s
@@ -144,6 +209,40 @@ def t3_decay(header: PtuHeader, timing: T3Timing, channels: tuple[int, ...]
     ------
     AnalysisInputError
         No photon on these channels.
+
+    Examples
+    --------
+    A T3 file built in the example (HydraHarp V2 records: 4000 photons on inputs 1
+    and 2 over 1000 sync periods of 12.5 ns, delays in 100 ps units with a 1 ns decay
+    2 ns after the sync):
+
+    >>> import struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> def entry(name, value, kind=0x10000008):  # int8; float8 0x20000008; empty8 0xFFFF0008
+    ...     fmt = "<iId" if kind == 0x20000008 else "<iIq"
+    ...     return name.encode().ljust(32, b"\\0") + struct.pack(fmt, -1, kind, value)
+    >>> rng = np.random.default_rng(7)
+    >>> nsync = np.sort(rng.integers(0, 1000, 4000))
+    >>> dtime = (20 + rng.normal(0, 1, 4000) + rng.exponential(10, 4000)).astype(int) % 125
+    >>> chan = rng.integers(1, 3, 4000)
+    >>> records = ((chan - 1) << 25 | dtime << 10 | nsync).astype("<u4")
+    >>> head = b"PQTTTR" + bytes(2) + b"1.0.00" + bytes(2) + b"".join([
+    ...     entry("Measurement_Mode", 3), entry("TTResultFormat_TTTRRecType", 0x01010304),
+    ...     entry("MeasDesc_GlobalResolution", 12.5e-9, 0x20000008),
+    ...     entry("MeasDesc_Resolution", 1e-10, 0x20000008),
+    ...     entry("TTResult_NumberOfRecords", 4000), entry("Header_End", 0, 0xFFFF0008)])
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "decay.ptu"
+    >>> _ = path.write_bytes(head + records.tobytes())
+    >>> from micropl.analysis.formats.t3 import read_t3_header, t3_decay
+    >>> header, timing = read_t3_header(path)
+    >>> t_ps, counts, bin_ps = t3_decay(header, timing, (1, 2))
+    >>> t_ps.size, bin_ps, int(counts.sum()), float(t_ps[np.argmax(counts)])
+    (125, 100.0, 4000, 2150.0)
+    >>> int(t3_decay(header, timing, (1,))[1].sum()) == int(np.sum(chan == 1))
+    True
+    >>> folder.cleanup()
     """
     per_period = max(1, int(math.floor(timing.period_ps / timing.resolution_ps)))
     factor = max(1, -(-per_period // MAX_DECAY_BINS))
@@ -179,6 +278,39 @@ def correlate_t3_stream(header: PtuHeader, timing: T3Timing, ch_a: int, ch_b: in
     ------
     AnalysisInputError
         A channel without photons, or more pairs than ``max_pairs`` (one line).
+
+    Examples
+    --------
+    A T3 file built in the example (HydraHarp V2 records: 4000 photons on inputs 1
+    and 2 over 1000 sync periods of 12.5 ns, delays in 100 ps units with a 1 ns decay
+    2 ns after the sync):
+
+    >>> import struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> def entry(name, value, kind=0x10000008):  # int8; float8 0x20000008; empty8 0xFFFF0008
+    ...     fmt = "<iId" if kind == 0x20000008 else "<iIq"
+    ...     return name.encode().ljust(32, b"\\0") + struct.pack(fmt, -1, kind, value)
+    >>> rng = np.random.default_rng(7)
+    >>> nsync = np.sort(rng.integers(0, 1000, 4000))
+    >>> dtime = (20 + rng.normal(0, 1, 4000) + rng.exponential(10, 4000)).astype(int) % 125
+    >>> chan = rng.integers(1, 3, 4000)
+    >>> records = ((chan - 1) << 25 | dtime << 10 | nsync).astype("<u4")
+    >>> head = b"PQTTTR" + bytes(2) + b"1.0.00" + bytes(2) + b"".join([
+    ...     entry("Measurement_Mode", 3), entry("TTResultFormat_TTTRRecType", 0x01010304),
+    ...     entry("MeasDesc_GlobalResolution", 12.5e-9, 0x20000008),
+    ...     entry("MeasDesc_Resolution", 1e-10, 0x20000008),
+    ...     entry("TTResult_NumberOfRecords", 4000), entry("Header_End", 0, 0xFFFF0008)])
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "decay.ptu"
+    >>> _ = path.write_bytes(head + records.tobytes())
+    >>> from micropl.analysis.formats.t3 import correlate_t3_stream, read_t3_header
+    >>> header, timing = read_t3_header(path)
+    >>> acc, per_channel, duration_s = correlate_t3_stream(
+    ...     header, timing, 1, 2, 100, 50_000, max_pairs=10**7, max_tail=10**6)
+    >>> acc.n_tags_a, acc.n_tags_b, per_channel[1:3].tolist(), duration_s
+    (1968, 2032, [1968, 2032], 1.24875e-05)
+    >>> folder.cleanup()
     """
     acc = G2Accumulator(bin_ps, window_ps, channel_a=ch_a, channel_b=ch_b,
                         max_pairs=max_pairs, max_tail=max_tail)
@@ -222,6 +354,38 @@ def t3_lifetime_info(header: PtuHeader, timing: T3Timing, channels: tuple[int, i
     replay`` print: ``t3_resolution_ps``, ``decay_bin_ps``, ``lifetime_ns``,
     ``lifetime_err_ns`` (1σ, :func:`~micropl.analysis.lifetime.fit_decay`) and
     ``lifetime_fit_success``.
+
+    Examples
+    --------
+    A T3 file built in the example (HydraHarp V2 records: 4000 photons on inputs 1
+    and 2 over 1000 sync periods of 12.5 ns, delays in 100 ps units with a 1 ns decay
+    2 ns after the sync):
+
+    >>> import struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> def entry(name, value, kind=0x10000008):  # int8; float8 0x20000008; empty8 0xFFFF0008
+    ...     fmt = "<iId" if kind == 0x20000008 else "<iIq"
+    ...     return name.encode().ljust(32, b"\\0") + struct.pack(fmt, -1, kind, value)
+    >>> rng = np.random.default_rng(7)
+    >>> nsync = np.sort(rng.integers(0, 1000, 4000))
+    >>> dtime = (20 + rng.normal(0, 1, 4000) + rng.exponential(10, 4000)).astype(int) % 125
+    >>> chan = rng.integers(1, 3, 4000)
+    >>> records = ((chan - 1) << 25 | dtime << 10 | nsync).astype("<u4")
+    >>> head = b"PQTTTR" + bytes(2) + b"1.0.00" + bytes(2) + b"".join([
+    ...     entry("Measurement_Mode", 3), entry("TTResultFormat_TTTRRecType", 0x01010304),
+    ...     entry("MeasDesc_GlobalResolution", 12.5e-9, 0x20000008),
+    ...     entry("MeasDesc_Resolution", 1e-10, 0x20000008),
+    ...     entry("TTResult_NumberOfRecords", 4000), entry("Header_End", 0, 0xFFFF0008)])
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "decay.ptu"
+    >>> _ = path.write_bytes(head + records.tobytes())
+    >>> from micropl.analysis.formats.t3 import read_t3_header, t3_lifetime_info
+    >>> header, timing = read_t3_header(path)
+    >>> info = t3_lifetime_info(header, timing, (1, 2))
+    >>> round(info["lifetime_ns"], 1), info["decay_bin_ps"], info["lifetime_fit_success"]
+    (1.0, 100.0, True)
+    >>> folder.cleanup()
     """
     from micropl.analysis.lifetime import fit_decay
 
@@ -245,6 +409,43 @@ def read_ptu_t3_tags(path, *, max_records: int = MAX_PTU_RECORDS_IN_MEMORY) -> T
     ------
     FileFormatError
         As :func:`read_t3_header` and :func:`iter_ptu_t3`; more than ``max_records``.
+
+    Examples
+    --------
+    A T3 file built in the example (HydraHarp V2 records: 4000 photons on inputs 1
+    and 2 over 1000 sync periods of 12.5 ns, delays in 100 ps units with a 1 ns decay
+    2 ns after the sync):
+
+    >>> import struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> def entry(name, value, kind=0x10000008):  # int8; float8 0x20000008; empty8 0xFFFF0008
+    ...     fmt = "<iId" if kind == 0x20000008 else "<iIq"
+    ...     return name.encode().ljust(32, b"\\0") + struct.pack(fmt, -1, kind, value)
+    >>> rng = np.random.default_rng(7)
+    >>> nsync = np.sort(rng.integers(0, 1000, 4000))
+    >>> dtime = (20 + rng.normal(0, 1, 4000) + rng.exponential(10, 4000)).astype(int) % 125
+    >>> chan = rng.integers(1, 3, 4000)
+    >>> records = ((chan - 1) << 25 | dtime << 10 | nsync).astype("<u4")
+    >>> head = b"PQTTTR" + bytes(2) + b"1.0.00" + bytes(2) + b"".join([
+    ...     entry("Measurement_Mode", 3), entry("TTResultFormat_TTTRRecType", 0x01010304),
+    ...     entry("MeasDesc_GlobalResolution", 12.5e-9, 0x20000008),
+    ...     entry("MeasDesc_Resolution", 1e-10, 0x20000008),
+    ...     entry("TTResult_NumberOfRecords", 4000), entry("Header_End", 0, 0xFFFF0008)])
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "decay.ptu"
+    >>> _ = path.write_bytes(head + records.tobytes())
+    >>> from micropl.analysis.formats.t3 import read_ptu_t3_tags
+    >>> tags = read_ptu_t3_tags(path)
+    >>> tags.t_ps[:3].tolist(), tags.channel[:3].tolist(), tags.record_type
+    ([2300, 4900, 5400], [2, 2, 1], 'HydraHarp2T3')
+    >>> bool(np.all(np.diff(tags.t_ps) >= 0)), tags.sync_rate_hz
+    (True, 80000000.0)
+    >>> read_ptu_t3_tags(path, max_records=1000)
+    Traceback (most recent call last):
+    ...
+    micropl.errors.FileFormatError: ...decay.ptu: 4000 records, more than the 1000 micropl reads into memory; `micropl analyze g2` streams files of any size
+    >>> folder.cleanup()
     """
     from micropl.ptu import T3_RECORD_TYPES
 

@@ -94,6 +94,24 @@ def read_text_spectra(path: Path) -> SpectralSeries:
         Binary, empty, header only, one column, a row of numbers after the footer,
         rows of different widths in a kinetic series, or the checks of
         :func:`~micropl.analysis.formats.base.finish_series`.
+
+    Examples
+    --------
+    An Andor export with two frames (kinetic series) and its settings in the footer:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.text import read_text_spectra
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "series.asc"
+    >>> _ = path.write_text("900.0,10,11\\n900.5,40,42\\n901.0,12,13\\n\\n"
+    ...                     "Exposure Time (secs): 0.5\\nNumber of Accumulations: 2\\n")
+    >>> series = read_text_spectra(path)
+    >>> series.format, series.n_frames, series.exposure_s, series.accumulations
+    ('asc', 2, 0.5, 2)
+    >>> series.counts.tolist()
+    [[10.0, 40.0, 12.0], [11.0, 42.0, 13.0]]
+    >>> folder.cleanup()
     """
     text = _decode(path, read_text_limited(path, "spectrum"))
     values = array("d")

@@ -31,7 +31,29 @@ TTBIN_BLOCK_EVENTS = 1 << 20
 
 
 def require_swabian(path: Path) -> None:
-    """Refuse a ``.ttbin`` file when the vendor module is missing (one line)."""
+    """Refuse a ``.ttbin`` file when the vendor module is missing (one line).
+
+    Raises
+    ------
+    FileFormatError
+        The ``TimeTagger`` module does not import.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.legacy import swabian_available
+    >>> from micropl.analysis.formats.ttbin import require_swabian
+    >>> from micropl.errors import FileFormatError
+    >>> try:
+    ...     require_swabian(Path("run.ttbin"))
+    ...     refused = None
+    ... except FileFormatError as exc:
+    ...     refused = str(exc)
+    >>> (refused is None) == swabian_available()  # refused exactly when the extra is missing
+    True
+    >>> refused is None or "pip install 'micropl[swabian]'" in refused
+    True
+    """
     if not swabian_available():
         raise FileFormatError(
             f"{path}: Swabian .ttbin file; reading it needs the 'swabian' extra (the "
@@ -47,6 +69,24 @@ def correlate_ttbin(path: Path, ch_a: int, ch_b: int, bin_ps: int, window_ps: in
     ------
     FileFormatError
         The vendor module is missing or cannot read the file; a channel has no tags.
+
+    Examples
+    --------
+    A file that cannot be read is one line naming it; without the ``swabian`` extra
+    the line names the extra, before the file is opened:
+
+    >>> from pathlib import Path
+    >>> from micropl.analysis.formats.legacy import swabian_available
+    >>> from micropl.analysis.formats.ttbin import correlate_ttbin
+    >>> from micropl.errors import FileFormatError
+    >>> try:
+    ...     correlate_ttbin(Path("missing.ttbin"), 1, 2, bin_ps=100, window_ps=50_000)
+    ... except FileFormatError as exc:
+    ...     message = str(exc)
+    >>> message.startswith("missing.ttbin: ")
+    True
+    >>> swabian_available() or "the 'swabian' extra" in message
+    True
     """
     from micropl.analysis.g2_files import MAX_PAIRS, MAX_TAIL_TAGS
 
