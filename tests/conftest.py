@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+#: Test folders mirroring the packages; some test modules reuse another's generators
+#: (``from test_g2_pulsed import simulate_hbt_tags``), so each folder is importable.
+TEST_FOLDERS = ("acquisition", "analysis", "cli", "drivers", "gui", "reanalysis", "simulators")
+for _folder in TEST_FOLDERS:
+    _path = str(Path(__file__).resolve().parent / _folder)
+    if _path not in sys.path:
+        sys.path.append(_path)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

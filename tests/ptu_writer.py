@@ -2,7 +2,7 @@
 
 Written from PicoQuant's "unified tag" file description, separately from
 ``micropl.analysis.ptu_write``, so that micropl's reader is not only tested
-against micropl's own writer. ``tests/test_tags_ptu.py`` builds its headers
+against micropl's own writer. ``tests/analysis/test_tags_ptu.py`` builds its headers
 with :func:`tag` too.
 """
 

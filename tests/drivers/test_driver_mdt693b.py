@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes.clock import FakeClock
 from pydantic import ValidationError
 from pymeasure.test import expected_protocol
 
@@ -28,18 +29,6 @@ def connect(limit: bytes = b"[ 150]\r") -> list[tuple[bytes, bytes]]:
     # replies are read up to the prompt '>', which is the read termination
     return [(b"echo=0", b""), (b"vlimit?", limit)]
 
-
-class FakeClock:
-    mode = "fast"
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, duration_s: float) -> None:
-        self.t += duration_s
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from micropl.records import (
     Tagged,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "acquisition"))
 import test_storage_crash as crash  # noqa: E402  (subprocess writer helpers)
 
 MODULES = ("micropl.cli.info", "micropl.cli.export")

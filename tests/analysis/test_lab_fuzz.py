@@ -23,7 +23,7 @@ from micropl.analysis.formats.histograms import read_histogram
 from micropl.analysis.formats.t3 import read_t3_header, t3_decay
 from micropl.errors import AnalysisInputError
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _t3_read(path: Path):

@@ -42,7 +42,7 @@ from micropl.analysis.spectra import SpectrumFit, fit_spectra
 from micropl.errors import AnalysisInputError, InstrumentError
 from micropl.records import G2Histogram, Spectrum, TagChunk, Tagged
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: The documented surface of RunContext (context.py's table).
 SURFACE = {"setup", "emit", "checkpoint", "sleep", "progress", "log", "run_id", "qd_id",
            "scoped", "guard", "clock", "analysis"}

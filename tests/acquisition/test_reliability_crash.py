@@ -206,7 +206,7 @@ def test_full_disk_then_info_and_resume(tmp_path):
 def _bench():
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_long_run.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_long_run.py"
     spec = importlib.util.spec_from_file_location("bench_long_run", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

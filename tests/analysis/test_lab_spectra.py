@@ -23,7 +23,7 @@ from micropl.analysis.spectrum_files import read_spectrum_file
 from micropl.cli import main
 from micropl.errors import FileFormatError
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 SIF_FILES = ["raman1.sif", "measurement.sif", "DD58_785_1_Fe2O3_5x10s.sif"]
 HC = 1239.84198
 

@@ -17,7 +17,7 @@ from micropl.gui.panels.instruments_panel import (
 from micropl.gui.panels.procedures_panel import ProceduresPanel
 
 
-class FakeClock:
+class ManualMonotonic:
     """Monotonic seconds that move only when told."""
 
     def __init__(self, t: float = 1000.0) -> None:
@@ -41,7 +41,7 @@ def readback(**changes) -> Readback:
 
 @pytest.fixture
 def panel(qtbot):
-    clock = FakeClock()
+    clock = ManualMonotonic()
     widget = InstrumentsPanel(2e6, clock=clock)
     qtbot.addWidget(widget)
     return widget, clock

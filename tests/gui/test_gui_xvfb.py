@@ -22,7 +22,7 @@ from micropl.gui.platform_check import platform_problem
 
 pytestmark = [pytest.mark.timeout(300)]
 
-DRIVER = Path(__file__).with_name("xvfb_gui_driver.py")
+DRIVER = Path(__file__).resolve().parents[1] / "xvfb_gui_driver.py"
 
 
 def _tools() -> str | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes.clock import FakeClock
 from pydantic import ValidationError
 from pymeasure.adapters import ProtocolAdapter
 from pymeasure.test import expected_protocol
@@ -39,22 +40,6 @@ SIM_RESOURCE = "ASRL1::INSTR"
 def settings(**kwargs) -> ActonSettings:
     return ActonSettings(resource="", **kwargs)
 
-
-class FakeClock:
-    """Clock whose sleep advances time instantly (records every sleep)."""
-
-    mode = "fast"
-
-    def __init__(self) -> None:
-        self.t = 0.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, duration_s: float) -> None:
-        self.sleeps.append(duration_s)
-        self.t += duration_s
 
 
 @pytest.fixture

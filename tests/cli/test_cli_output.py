@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from micropl.cli.output import jsonable, print_json
 
-CLI_DIR = Path(__file__).resolve().parents[1] / "micropl" / "cli"
+CLI_DIR = Path(__file__).resolve().parents[2] / "micropl" / "cli"
 
 
 @pytest.mark.parametrize(("value", "expected"), [

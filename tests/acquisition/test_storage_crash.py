@@ -86,7 +86,7 @@ def writer_main(path: str, seed: int, mode: str) -> None:
 
 
 def start_writer(path: Path, seed: int, mode: str = "create") -> subprocess.Popen:
-    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_storage_crash as t; "
+    code = (f"import sys; sys.path[:0] = [{str(HERE)!r}, {str(HERE.parent)!r}]; import test_storage_crash as t; "
             f"t.writer_main({str(path)!r}, {seed}, {mode!r})")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
