@@ -85,9 +85,11 @@ def test_focus_z_scan_runs_the_refocus_focus_scan(qtbot, live):
     window, path = live
     form = window.procedures_panel.forms["refocus"]
     form.set_values({"z_range_um": 1.0, "z_step_um": 0.25, "size_um": 0.8, "step_um": 0.2})
+    assert window.runner.wait(0) is None  # no run yet in this window
     window.instruments_panel.focus_button.click()
-    qtbot.waitUntil(lambda: window.runner.busy, timeout=10_000)
-    qtbot.waitUntil(lambda: not window.runner.busy, timeout=60_000)
+    # the fast-mode refocus may end before a poll sees it running: wait for its result
+    qtbot.waitUntil(lambda: window.runner.wait(0) is not None and not window.runner.busy,
+                    timeout=60_000)
     result = window.runner.wait(0)
     assert result.status == "completed", result.reason
     window.session.stream.flush(10)
