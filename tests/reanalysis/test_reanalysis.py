@@ -139,8 +139,11 @@ def _same_rows(a: list[dict], b: list[dict]) -> None:
     for ra, rb in zip(a, b):
         for key in COLUMNS:
             va, vb = ra.get(key), rb.get(key)
+            # Equal value for value up to float rounding: a fresh numba compilation in a
+            # worker process has been seen to differ in the 15th digit (4e-15 relative).
             same = va == vb or (isinstance(va, float) and isinstance(vb, float)
-                                and math.isnan(va) and math.isnan(vb))
+                                and (math.isnan(va) and math.isnan(vb)
+                                     or math.isclose(va, vb, rel_tol=1e-12, abs_tol=0.0)))
             assert same, (ra["qd_id"], key, va, vb)
 
 
