@@ -266,8 +266,8 @@ def write_spectral_map_report(session_file: str | Path, png: str | Path) -> Path
     AnalysisInputError
         When the file holds no fitted spectral map.
     """
-    from micropl.acquisition.scan_records import SpectralCube
     from micropl.analysis.spectral_map import SpectralMapFit
+    from micropl.records.scans import SpectralCube
 
     png = Path(png)
     with SessionReader(session_file) as reader:

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from micropl.acquisition.live import G2Done
-from micropl.acquisition.points import PointOfInterest
 from micropl.acquisition.runner import Progress
 from micropl.analysis.g2 import G2Result, PeakTrainFit
 from micropl.analysis.spectra import SpectrumFit
@@ -44,6 +43,7 @@ from micropl.records import (
     TagChunk,
     Tagged,
 )
+from micropl.records.points import PointOfInterest
 
 log = logging.getLogger(__name__)
 

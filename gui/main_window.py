@@ -40,7 +40,6 @@ from typing import Any
 
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from micropl.acquisition.points import POI_KIND
 from micropl.acquisition.procedures import RasterScan, Refocus, Survey
 from micropl.acquisition.procedures.survey import Target
 from micropl.acquisition.runner import RunState
@@ -60,6 +59,7 @@ from micropl.gui.panels.spectrum_panel import SpectrumPanel
 from micropl.gui.panels.survey_panel import SurveyPanel
 from micropl.gui.settings import make_settings
 from micropl.records import RunStart, RunStop, Tagged
+from micropl.records.points import POI_KIND
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ with an external trigger): the scanner sweeps each line at constant speed and it
 trigger output starts one camera exposure at each pixel start; the camera
 streams the frames. Software timing: a move, a settle and one exposure per pixel.
 :func:`~micropl.acquisition.procedures.raster_scan.choose_timing` decides, as for
-the PL map, and a :class:`~micropl.acquisition.scan_records.MapTiming` record
+the PL map, and a :class:`~micropl.records.scans.MapTiming` record
 says which timing was used.
 
-The spectra are stored as a :class:`~micropl.acquisition.scan_records.SpectralCube`
+The spectra are stored as a :class:`~micropl.records.scans.SpectralCube`
 (photoelectrons, axes x_um, y_um, wavelength_nm; NaN for a pixel whose frame was
 lost) and fitted, all pixels in one batch, by
 :func:`micropl.analysis.spectral_map.fit_spectral_cube` into peak-energy and
@@ -28,10 +28,10 @@ from micropl.acquisition.procedures.base import ProcedureBase, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits, refuse_outside
 from micropl.acquisition.procedures.raster_scan import choose_timing, run_line
 from micropl.acquisition.procedures.spectrum import SpectrumAcquisition
-from micropl.acquisition.scan_records import MapTiming, SpectralCube
 from micropl.analysis.spectral_map import SpectralMapFit, fit_spectral_cube
 from micropl.analysis.spectrum_preprocess import frame_noise_rms
 from micropl.records import MapLine
+from micropl.records.scans import MapTiming, SpectralCube
 
 log = logging.getLogger(__name__)
 

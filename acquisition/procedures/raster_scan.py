@@ -8,7 +8,7 @@ the pixel boundaries on a tagger input; the counts of a pixel are the APD tags
 between two markers (:func:`micropl.analysis.marker_bins.counts_between_markers`).
 Other scanners are software-timed: a move, a settle and a count per pixel.
 :func:`choose_timing` decides (``timing="auto"`` takes hardware timing when it is
-possible); the run emits a :class:`~micropl.acquisition.scan_records.MapTiming`
+possible); the run emits a :class:`~micropl.records.scans.MapTiming`
 record saying which timing it used and why, and the map carries it.
 """
 
@@ -23,12 +23,12 @@ from pydantic import Field, model_validator
 
 from micropl.acquisition.procedures.base import ProcedureBase, apd_channels, count_apds, laser_on
 from micropl.acquisition.procedures.preflight import Bound, Limits, ParameterError, refuse_outside
-from micropl.acquisition.scan_records import MapTiming
 from micropl.analysis.marker_bins import counts_between_markers
 from micropl.drivers.interfaces import hardware_lines
 from micropl.drivers.limits import line_refusal
 from micropl.errors import InstrumentError, InstrumentTimeout
 from micropl.records import MapLine, TagChunk
+from micropl.records.scans import MapTiming
 
 Timing = Literal["auto", "hardware", "software"]
 #: Reads of the tagger during a hardware line are at most this far apart, s (watchdog).

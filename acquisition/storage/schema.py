@@ -675,7 +675,7 @@ register_table(build_table("saturation_fit", SaturationFit, {
 
 
 # Hardware-timed and spectral maps (raster_scan, hyperspectral) ----------------------------
-from micropl.acquisition.scan_records import MapTiming, SpectralCube  # noqa: E402
+from micropl.records.scans import MapTiming, SpectralCube  # noqa: E402
 
 register_table(build_table("map_timing", MapTiming, {
     "timing": L(16), "reason": T(), "marker_channel": I(), "dwell_s": F("s"),
@@ -696,7 +696,7 @@ register_table(build_table("spectral_map_fit", SpectralMapFit, {
 }, default_kind="spectral_map_fit"))
 
 # Points of interest marked by hand (the GUI) ---------------------------------------------
-from micropl.acquisition.points import PointOfInterest  # noqa: E402
+from micropl.records.points import PointOfInterest  # noqa: E402
 
 register_table(build_table("point_of_interest", PointOfInterest, {
     "name": T(), "x_um": F("um"), "y_um": F("um"), "z_um": F("um"), "note": T(),

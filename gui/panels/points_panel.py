@@ -1,6 +1,6 @@
 """Points of interest: mark the scanner's place, name it, go back, measure the points.
 
-Each change (mark, rename, remove) is a :class:`~micropl.acquisition.points.PointOfInterest`
+Each change (mark, rename, remove) is a :class:`~micropl.records.points.PointOfInterest`
 record handed on with ``changed``; the main window publishes it on the session's
 stream, so the session file keeps the list, and File → Open shows it again.
 "Measure" asks for a survey of the listed points (refocus, spectrum and g² on
@@ -13,7 +13,7 @@ import time
 
 from PyQt5 import QtCore, QtWidgets
 
-from micropl.acquisition.points import PointOfInterest
+from micropl.records.points import PointOfInterest
 
 __all__ = ["PointsPanel"]
 

@@ -13,11 +13,11 @@ from micropl.acquisition import Session, load_setup
 from micropl.acquisition.procedures import RasterScan
 from micropl.acquisition.procedures.preflight import ParameterError
 from micropl.acquisition.procedures.raster_scan import choose_timing, line_edges_um
-from micropl.acquisition.scan_records import MapTiming
 from micropl.acquisition.storage import SessionReader
 from micropl.analysis.marker_bins import counts_between_markers
 from micropl.drivers.interfaces import LineScanner, hardware_lines
 from micropl.errors import AnalysisInputError, InstrumentError, LimitError
+from micropl.records.scans import MapTiming
 
 MARKER = 4
 #: A sample whose QDs do not blink (counts are Poisson) and are bright.

@@ -8,10 +8,10 @@ import pytest
 from micropl.acquisition import Session, load_setup
 from micropl.acquisition.procedures import Hyperspectral
 from micropl.acquisition.procedures.preflight import ParameterError
-from micropl.acquisition.scan_records import MapTiming, SpectralCube
 from micropl.acquisition.storage import SessionReader
 from micropl.analysis.spectral_map import SpectralMapFit, fit_spectral_cube
 from micropl.errors import AnalysisInputError
+from micropl.records.scans import MapTiming, SpectralCube
 
 STEADY = {"sample": {"blink_on_s_mean": 1e6, "blink_off_s_mean": 1e-6,
                      "brightness_cps_mean": 3e5, "spectral_diffusion_mev": 0.0}}

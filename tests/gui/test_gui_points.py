@@ -8,12 +8,12 @@ import json
 import pytest
 
 from micropl.acquisition import load_setup
-from micropl.acquisition.points import PointOfInterest, current_points
 from micropl.acquisition.session import Session
 from micropl.acquisition.storage import SessionReader
 from micropl.gui.main_window import MainWindow
 from micropl.gui.panels.points_panel import PointsPanel
 from micropl.records import QDTarget, RefocusResult
+from micropl.records.points import PointOfInterest, current_points
 
 pytestmark = pytest.mark.timeout(180)
 
